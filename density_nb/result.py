@@ -1,0 +1,253 @@
+"""``DensityResult``: what a trace produced, as tables, a parquet file, and views.
+
+This is the only object that crosses from computation to views; it holds numpy arrays, no tensors.
+Shapes: R roots, K strata (the last is the full graph), L layers, H heads, T tokens.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from density_nb.metrics import LOG_S_MIN, auc_log, smallest_agreeing
+
+SCHEMA_VERSION = 1
+_PER_STRATUM = ("n_edges", "tv", "kl", "top1", "nu", "entropy", "loss")
+_RANDOM = ("tv_random", "kl_random", "top1_random")
+_PER_ROOT = ("roots", "total_edges", "entropy_full", "top_token_full", "top_prob_full", "loss_full", "next_token")
+
+
+@dataclass(eq=False)
+class DensityResult:
+    """Per-root density curves of one text.
+
+    Per root (length R): ``roots`` (position whose next-token prediction is traced), ``total_edges``
+    (|E| of that root's graph), ``entropy_full``, ``top_token_full``, ``top_prob_full``, ``loss_full``
+    and ``next_token`` (-1 where the text ends).
+    Per (root, stratum) ``[R, K]``: ``n_edges``, ``tv``, ``kl``, ``top1``, ``nu``, ``entropy``,
+    ``loss``; optional random-connected-subgraph baseline ``tv_random``, ``kl_random``, ``top1_random``.
+    Composition ``head_share [R, K, L, H]`` and ``mlp_share [R, K, L]``: share of that head's
+    (MLP's) edges included; ``component_edges [R, K, 3]``: attention, MLP, residual edge counts;
+    ``layer_edges [R, K, L]``: edges per layer.
+    """
+
+    model: str
+    text: str
+    token_ids: np.ndarray  # [T] int64
+    tokens: list[str]  # [T] the text piece of each token
+    grid: np.ndarray  # [K] nominal sizes, increasing, last == 1.0 (the full graph)
+    n_layers: int
+    n_heads: int
+    roots: np.ndarray  # [R] int64
+    total_edges: np.ndarray  # [R] int64
+    entropy_full: np.ndarray  # [R]
+    top_token_full: np.ndarray  # [R] int64
+    top_prob_full: np.ndarray  # [R]
+    loss_full: np.ndarray  # [R] nan where the text has no next token
+    next_token: np.ndarray  # [R] int64, -1 where the text ends
+    n_edges: np.ndarray  # [R, K] int64
+    tv: np.ndarray  # [R, K]
+    kl: np.ndarray  # [R, K]
+    top1: np.ndarray  # [R, K] bool
+    nu: np.ndarray  # [R, K] percent
+    entropy: np.ndarray  # [R, K]
+    loss: np.ndarray  # [R, K]
+    head_share: np.ndarray  # [R, K, L, H] float32
+    mlp_share: np.ndarray  # [R, K, L] float32
+    component_edges: np.ndarray  # [R, K, 3] int64: attention, mlp, residual
+    layer_edges: np.ndarray  # [R, K, L] int64
+    tv_random: np.ndarray | None = None  # [R, K]
+    kl_random: np.ndarray | None = None  # [R, K]
+    top1_random: np.ndarray | None = None  # [R, K] bool
+    top_tokens: list[str] = field(default_factory=list)  # [R] decoded full-model top prediction
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    # ---- derived numbers -------------------------------------------------------------------
+    @property
+    def auc_tv(self) -> np.ndarray:
+        """[R] area under TV over log10 s from 1e-5 to 1 (0–5); higher = denser."""
+        return np.array([auc_log(self.grid, row) for row in self.tv])
+
+    @property
+    def density(self) -> np.ndarray:
+        """[R] ``auc_tv / 5`` in [0, 1]."""
+        return self.auc_tv / -LOG_S_MIN
+
+    @property
+    def auc_kl(self) -> np.ndarray:
+        """[R] the same area for KL(full ‖ subgraph) (nats × decades)."""
+        return np.array([auc_log(self.grid, row) for row in self.kl])
+
+    @property
+    def s_top1(self) -> np.ndarray:
+        """[R] smallest grid size whose stratum agrees with the full model's top-1 token."""
+        return np.array([smallest_agreeing(self.grid, row)[0] for row in self.top1])
+
+    @property
+    def s_top1_stable(self) -> np.ndarray:
+        """[R] smallest grid size from which on every larger stratum agrees on the top-1 token."""
+        return np.array([smallest_agreeing(self.grid, row)[1] for row in self.top1])
+
+    # ---- tables ------------------------------------------------------------------------------
+    def summary(self) -> pd.DataFrame:
+        """One row per root: the predicted token, density numbers and the full model's view."""
+        nxt = [self.tokens[r + 1] if r + 1 < len(self.tokens) else "" for r in self.roots]
+        df = pd.DataFrame(
+            {
+                "root": self.roots,
+                "context_token": [self.tokens[r] for r in self.roots],
+                "next_token": nxt,
+                "top_prediction": self.top_tokens or [""] * len(self.roots),
+                "top_prob": self.top_prob_full,
+                "density": self.density,
+                "auc_tv": self.auc_tv,
+                "auc_kl": self.auc_kl,
+                "s_top1": self.s_top1,
+                "s_top1_stable": self.s_top1_stable,
+                "entropy": self.entropy_full,
+                "loss": self.loss_full,
+                "edges": self.total_edges,
+            }
+        )
+        if self.tv_random is not None:
+            df["density_random"] = np.array([auc_log(self.grid, row) for row in self.tv_random]) / -LOG_S_MIN
+        return df
+
+    def curves(self) -> pd.DataFrame:
+        """Long format: one row per (root, stratum)."""
+        r_count, k_count = self.tv.shape
+        cols: dict[str, Any] = {
+            "root": np.repeat(self.roots, k_count),
+            "stratum": np.tile(np.arange(k_count), r_count),
+            "s": np.tile(self.grid, r_count),
+            "s_actual": (self.n_edges / self.total_edges[:, None]).ravel(),
+        }
+        for name in _PER_STRATUM + _RANDOM:
+            value = getattr(self, name)
+            if value is not None:
+                cols[name] = value.ravel()
+        return pd.DataFrame(cols)
+
+    # ---- persistence ----------------------------------------------------------------------------
+    def to_parquet(self, path: str | os.PathLike[str]) -> Path:
+        """Write one parquet file (one row per (root, stratum)); written to a temp file, then renamed."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        r_count, k_count = self.tv.shape
+        table = pa.Table.from_pandas(self.curves(), preserve_index=False)
+        per_root = {name: np.repeat(getattr(self, name), k_count) for name in _PER_ROOT}
+        for name, value in per_root.items():
+            table = table.append_column(f"root_{name}", pa.array(value))
+        table = table.append_column("head_share", pa.array(list(self.head_share.reshape(r_count * k_count, -1))))
+        table = table.append_column("mlp_share", pa.array(list(self.mlp_share.reshape(r_count * k_count, -1))))
+        table = table.append_column("component_edges", pa.array(list(self.component_edges.reshape(r_count * k_count, -1))))
+        table = table.append_column("layer_edges", pa.array(list(self.layer_edges.reshape(r_count * k_count, -1))))
+        meta = {
+            "schema_version": SCHEMA_VERSION,
+            "model": self.model,
+            "text": self.text,
+            "token_ids": self.token_ids.tolist(),
+            "tokens": self.tokens,
+            "grid": self.grid.tolist(),
+            "n_layers": self.n_layers,
+            "n_heads": self.n_heads,
+            "top_tokens": self.top_tokens,
+            "settings": self.settings,
+        }
+        table = table.replace_schema_metadata({**(table.schema.metadata or {}), b"density_nb": json.dumps(meta).encode()})
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+        os.close(fd)
+        try:
+            pq.write_table(table, tmp)
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        return path
+
+    @classmethod
+    def from_parquet(cls, path: str | os.PathLike[str]) -> DensityResult:
+        """Read what ``to_parquet`` wrote (exact round trip)."""
+        import pyarrow.parquet as pq
+
+        table = pq.read_table(path)
+        raw = (table.schema.metadata or {}).get(b"density_nb")
+        if raw is None:
+            raise ValueError(f"{path} was not written by DensityResult.to_parquet (no density_nb metadata).")
+        meta = json.loads(raw)
+        if meta.get("schema_version") != SCHEMA_VERSION:
+            raise ValueError(
+                f"{path} has schema version {meta.get('schema_version')}; this density_nb reads version "
+                f"{SCHEMA_VERSION}. Re-run the trace with this version."
+            )
+        grid = np.array(meta["grid"], dtype=np.float64)
+        k_count, n_layers, n_heads = len(grid), meta["n_layers"], meta["n_heads"]
+        cols = {name: table.column(name).to_numpy() for name in table.column_names if name not in ("head_share", "mlp_share", "component_edges", "layer_edges")}
+        r_count = len(cols["tv"]) // k_count
+
+        def grid2(name: str) -> np.ndarray:
+            return cols[name].reshape(r_count, k_count)
+
+        def nested(name: str, tail: tuple[int, ...], dtype: Any) -> np.ndarray:
+            flat = np.stack(table.column(name).to_numpy(zero_copy_only=False)) if r_count else np.zeros((0, *tail))
+            return flat.astype(dtype).reshape(r_count, k_count, *tail)
+
+        kwargs: dict[str, Any] = {
+            "model": meta["model"],
+            "text": meta["text"],
+            "token_ids": np.array(meta["token_ids"], dtype=np.int64),
+            "tokens": list(meta["tokens"]),
+            "grid": grid,
+            "n_layers": n_layers,
+            "n_heads": n_heads,
+            "top_tokens": list(meta["top_tokens"]),
+            "settings": meta["settings"],
+            "head_share": nested("head_share", (n_layers, n_heads), np.float32),
+            "mlp_share": nested("mlp_share", (n_layers,), np.float32),
+            "component_edges": nested("component_edges", (3,), np.int64),
+            "layer_edges": nested("layer_edges", (n_layers,), np.int64),
+        }
+        for name in _PER_ROOT:
+            kwargs[name] = cols[f"root_{name}"][::k_count].copy()
+        for name in _PER_STRATUM + _RANDOM:
+            if name in cols:
+                kwargs[name] = grid2(name).copy()
+        return cls(**kwargs)
+
+    def equals(self, other: DensityResult) -> bool:
+        """True when every field is identical (arrays bitwise, NaNs equal)."""
+        for f in fields(self):
+            a, b = getattr(self, f.name), getattr(other, f.name)
+            if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+                if a is None or b is None or a.shape != b.shape or not np.array_equal(a, b, equal_nan=a.dtype.kind == "f"):
+                    return False
+            elif a != b:
+                return False
+        return True
+
+    # ---- views ---------------------------------------------------------------------------------
+    def widget(self) -> Any:
+        """The linked explorer (token strip, s-slider with TV/KL curve, layer × head grid)."""
+        from density_nb.widgets import DensityExplorer
+
+        return DensityExplorer(self)
+
+    def to_html(self, path: str | os.PathLike[str]) -> Path:
+        """A standalone HTML file with the explorer that works offline from disk."""
+        return self.widget().to_html(path)
+
+    def __repr__(self) -> str:
+        return (
+            f"DensityResult(model={self.model!r}, tokens={len(self.tokens)}, roots={len(self.roots)}, "
+            f"strata={len(self.grid)}, mean density={np.nanmean(self.density) if len(self.roots) else float('nan'):.3f})"
+        )
