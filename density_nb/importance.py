@@ -1,0 +1,212 @@
+"""Edge weights of the s-Trace graph for every root position of a text, from one cached forward.
+
+Graph (METHOD.md §1): node (g, t) is a residual state; g = 2l+1 after layer l's attention, g = 2l+2
+after its MLP. In-edges of (2l+1, t): one attention edge per (head h, source s ≤ t) and the
+residual-attention edge; of (2l+2, t): the MLP edge and the residual-MLP edge.
+
+Weights (METHOD.md §2) are normalised per target node, so they do not depend on the root. Attention
+edge norms factorise, ``||A[h,t,s] · γ ⊙ W_O^h v_s / rms_t||_1 = A[h,t,s] · ||γ ⊙ W_O^h v_s||_1 / rms_t``,
+so nothing of shape [T, T, H, d] is ever built (except, for ``ifr``, one target row at a time).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+import torch
+
+from density_nb.arch import Arch
+
+Weighting = Literal["l1", "ifr", "random"]
+WEIGHTINGS = ("l1", "ifr", "random")
+
+
+@dataclass
+class EdgeWeights:
+    """Per-text edge weights (float32) and what the masked passes reuse from the full run."""
+
+    attn: np.ndarray  # [L, H, T, T] weight of attention edge (l, h, target t, source s); 0 for s > t
+    res_attn: np.ndarray  # [L, T] residual-attention edge into (2l+1, t)
+    mlp: np.ndarray  # [L, T] MLP edge into (2l+2, t)
+    res_mlp: np.ndarray  # [L, T] residual-MLP edge into (2l+2, t)
+    logits: torch.Tensor  # [T, V] float32 logits of the unmasked model
+    attn_inv_rms: torch.Tensor  # [L, T] 1/rms of the raw attention output (post-norm models; else ones)
+    mlp_inv_rms: torch.Tensor  # [L, T] 1/rms of the raw MLP output (post-norm models; else ones)
+
+
+@dataclass
+class _Layer:
+    """What one layer of the cached forward gives us, for T positions."""
+
+    x: torch.Tensor  # [T, d] resid_pre
+    h: torch.Tensor  # [T, d] resid_mid
+    pattern: torch.Tensor  # [H, T, T]
+    head_out: torch.Tensor  # [T, H, d] γ ⊙ W_O^h v_{h,s}, per source s (γ = 1 for pre-norm models)
+    attn_raw: torch.Tensor  # [T, d] o_proj output (before any post-norm)
+    attn_inv: torch.Tensor  # [T] 1/rms(attn_raw) for post-norm models, else ones
+    mlp: torch.Tensor  # [T, d] MLP branch output as added to the stream (after post-norm)
+    mlp_raw: torch.Tensor  # [T, d] MLP output before any post-norm
+    out: torch.Tensor  # [T, d] resid_post
+
+
+_HOOKS = ("hook_resid_pre", "hook_resid_mid", "hook_resid_post", "attn.hook_pattern", "attn.hook_v", "attn.hook_out", "hook_mlp_out", "mlp.hook_out")
+
+
+@torch.no_grad()
+def cached_layers(bridge: Any, token_ids: torch.Tensor) -> tuple[list[_Layer], torch.Tensor, Arch]:
+    """One forward with the TransformerLens cache -> per-layer activations, logits [T, V], Arch."""
+    arch = Arch(bridge.original_model)
+    names = {f"blocks.{l}.{hook}" for l in range(arch.n_layers) for hook in _HOOKS}
+    ids = token_ids.to(arch.device)[None]  # [1, T]
+    with torch.no_grad():
+        logits, cache = bridge.run_with_cache(ids, names_filter=lambda name: name in names)
+    group = arch.n_heads // arch.n_kv_heads
+    layers = []
+    for index, layer in enumerate(arch.layers):
+        c = {hook: cache[f"blocks.{index}.{hook}"][0] for hook in _HOOKS}
+        v = c["attn.hook_v"].float().repeat_interleave(group, dim=1)  # [T, H, hd]
+        w_o = layer.o_proj.weight.float().view(arch.d_model, arch.n_heads, arch.head_dim)  # [d, H, hd]
+        head_out = torch.einsum("dhe,she->shd", w_o, v)  # [T, H, d]
+        attn_raw = c["attn.hook_out"].float()  # [T, d]
+        ones = torch.ones(attn_raw.shape[0], device=attn_raw.device)
+        if layer.post_attn_norm is not None:
+            head_out = head_out * arch.norm_gain(layer.post_attn_norm)
+            attn_inv = arch.inv_rms(attn_raw)[:, 0]
+        else:
+            attn_inv = ones
+        mlp_raw = c["mlp.hook_out"].float()
+        layers.append(
+            _Layer(
+                x=c["hook_resid_pre"].float(),
+                h=c["hook_resid_mid"].float(),
+                pattern=c["attn.hook_pattern"].float(),
+                head_out=head_out,
+                attn_raw=attn_raw,
+                attn_inv=attn_inv,
+                mlp=c["hook_mlp_out"].float(),
+                mlp_raw=mlp_raw,
+                out=c["hook_resid_post"].float(),
+            )
+        )
+    return layers, logits[0].float(), arch
+
+
+def _final_scale(arch: Arch, last: _Layer) -> torch.Tensor:
+    """The linearised final norm γ_f / rms(x_L): [T, d]."""
+    return arch.norm_gain(arch.final_norm) * arch.inv_rms(last.out)
+
+
+@torch.no_grad()
+def in_edge_sums(bridge: Any, token_ids: torch.Tensor) -> list[dict[str, torch.Tensor]]:
+    """Per layer, the sum of each node's in-edge vectors next to the real state (for checks).
+
+    Returns for every layer {"attn_node": [T, d], "attn_real": [T, d], "mlp_node": [T, d],
+    "mlp_real": [T, d]}; the last layer's MLP node is the final-normed state.
+    """
+    layers, _, arch = cached_layers(bridge, token_ids)
+    out = []
+    for index, layer in enumerate(layers):
+        attn_edges = torch.einsum("hts,shd->td", layer.pattern, layer.head_out) * layer.attn_inv[:, None]  # [T, d]
+        mlp_node, mlp_real = layer.h + layer.mlp, layer.out
+        if index == arch.n_layers - 1:
+            scale = _final_scale(arch, layer)
+            mlp_node, mlp_real = scale * layer.h + scale * layer.mlp, arch.final_norm(layer.out).float()
+        out.append({"attn_node": layer.x + attn_edges, "attn_real": layer.h, "mlp_node": mlp_node, "mlp_real": mlp_real})
+    return out
+
+
+def _normalise(attn: torch.Tensor, resid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Normalise scores per target node: attn [H, T, T] with resid [T] (attention nodes)."""
+    total = attn.sum(dim=(0, 2)) + resid  # [T]
+    total = torch.where(total > 0, total, torch.ones_like(total))
+    return attn / total[None, :, None], resid / total
+
+
+def _normalise_pair(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    total = a + b
+    total = torch.where(total > 0, total, torch.ones_like(total))
+    return a / total, b / total
+
+
+def _ifr_shift(*scores: torch.Tensor) -> list[torch.Tensor]:
+    """IFR proximity: add |min| over one node's in-edges (published, unclamped) so scores are ≥ 0.
+
+    Each score tensor has the target position first: [T, ...]; non-edges must be +inf.
+    """
+    low = torch.stack([sc.reshape(sc.shape[0], -1).amin(-1) for sc in scores]).amin(0)  # [T]
+    return [sc + low.abs().view(-1, *([1] * (sc.dim() - 1))) for sc in scores]
+
+
+@torch.no_grad()
+def edge_weights(bridge: Any, token_ids: torch.Tensor, weighting: Weighting = "l1", seed: int = 0) -> EdgeWeights:
+    """Weights of every edge of the text's graph (all roots), from one cached forward."""
+    if weighting not in WEIGHTINGS:
+        raise ValueError(f"Unknown weighting {weighting!r}; choose one of {', '.join(WEIGHTINGS)}.")
+    layers, logits, arch = cached_layers(bridge, token_ids)
+    n_pos = len(token_ids)
+    causal = torch.ones(n_pos, n_pos).tril().bool()  # [T, T]
+    if weighting == "random":
+        rand = random_weights(arch.n_layers, arch.n_heads, n_pos, seed)
+        rand.logits = logits.cpu()
+        return rand
+    attn_w, ra_w, mlp_w, rm_w = [], [], [], []
+    for index, layer in enumerate(layers):
+        last = index == arch.n_layers - 1
+        scale = _final_scale(arch, layer) if last else None  # [T, d]
+        h_vec = layer.h * scale if last else layer.h  # residual-MLP edge vectors [T, d]
+        f_vec = layer.mlp * scale if last else layer.mlp  # MLP edge vectors [T, d]
+        if weighting == "l1":
+            head_norm = layer.head_out.abs().sum(-1).T  # [H, T(source)]
+            attn = layer.pattern.cpu() * head_norm.cpu()[:, None, :] * layer.attn_inv.cpu()[None, :, None]  # [H, T, T]
+            attn, ra = _normalise(attn, layer.x.abs().sum(-1).cpu())
+            mlp, rm = _normalise_pair(f_vec.abs().sum(-1).cpu(), h_vec.abs().sum(-1).cpu())
+        else:  # ifr: p_e = ||y||_1 - ||y - v_e||_1, one target row at a time
+            attn = torch.zeros(arch.n_heads, n_pos, n_pos)
+            y_attn = layer.h  # [T, d] state of the attention node
+            for t in range(n_pos):
+                vec = layer.pattern[:, t, : t + 1, None] * layer.head_out[: t + 1].transpose(0, 1) * layer.attn_inv[t]  # [H, t+1, d]
+                attn[:, t, : t + 1] = (y_attn[t].abs().sum() - (y_attn[t] - vec).abs().sum(-1)).cpu()
+            ra = (y_attn.abs().sum(-1) - (y_attn - layer.x).abs().sum(-1)).cpu()
+            attn = torch.where(causal, attn, float("inf"))
+            attn_shifted, ra = _ifr_shift(attn.permute(1, 0, 2), ra)
+            attn = torch.where(causal, attn_shifted.permute(1, 0, 2), 0.0)
+            attn, ra = _normalise(attn, ra)
+            y_mlp = h_vec + f_vec  # [T, d]
+            mlp = (y_mlp.abs().sum(-1) - (y_mlp - f_vec).abs().sum(-1)).cpu()
+            rm = (y_mlp.abs().sum(-1) - (y_mlp - h_vec).abs().sum(-1)).cpu()
+            mlp, rm = _ifr_shift(mlp, rm)
+            mlp, rm = _normalise_pair(mlp, rm)
+        attn_w.append(attn)
+        ra_w.append(ra)
+        mlp_w.append(mlp)
+        rm_w.append(rm)
+    ones = torch.ones(arch.n_layers, n_pos)
+    is_post = arch.layers[0].post_attn_norm is not None
+    return EdgeWeights(
+        attn=torch.stack(attn_w).float().numpy(),
+        res_attn=torch.stack(ra_w).float().numpy(),
+        mlp=torch.stack(mlp_w).float().numpy(),
+        res_mlp=torch.stack(rm_w).float().numpy(),
+        logits=logits.cpu(),
+        attn_inv_rms=torch.stack([l.attn_inv.cpu() for l in layers]) if is_post else ones,
+        mlp_inv_rms=torch.stack([arch.inv_rms(l.mlp_raw)[:, 0].cpu() for l in layers]) if is_post else ones,
+    )
+
+
+def random_weights(n_layers: int, n_heads: int, n_pos: int, seed: int = 0) -> EdgeWeights:
+    """U(0, 1) weights (no forward pass): best-first expansion under them grows random connected
+    subgraphs by the same rules as the traced ones (the like-for-like baseline)."""
+    gen = torch.Generator().manual_seed(seed)
+    causal = torch.ones(n_pos, n_pos).tril()  # [T, T]
+    ones = torch.ones(n_layers, n_pos)
+    return EdgeWeights(
+        attn=(torch.rand(n_layers, n_heads, n_pos, n_pos, generator=gen) * causal).numpy(),
+        res_attn=torch.rand(n_layers, n_pos, generator=gen).numpy(),
+        mlp=torch.rand(n_layers, n_pos, generator=gen).numpy(),
+        res_mlp=torch.rand(n_layers, n_pos, generator=gen).numpy(),
+        logits=torch.empty(0),
+        attn_inv_rms=ones,
+        mlp_inv_rms=ones,
+    )

@@ -1,0 +1,208 @@
+"""Best-first backward expansion from a root (METHOD.md §3, Gen-B), compiled with numba.
+
+From the output node (2L, r), repeatedly take the heaviest edge on the frontier (ties: the smaller
+edge key) and, when its source node is new, put that node's in-edges on the frontier. The rank at
+which each edge is taken defines every stratum at once: stratum k = edges with rank < floor(s_k·|E|),
+so strata are nested, connected to the root and of exact size.
+
+Edge key (also the tie-break order): the tuple (kind, layer, target, head, source), kind 0 =
+attention, 1 = residual-attention, 2 = MLP, 3 = residual-MLP (head = 0, source = target for kinds 1–3).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numba
+import numpy as np
+
+from density_nb.importance import EdgeWeights
+
+PAPER_GRID = (
+    1e-5, 2e-5, 4e-5, 8e-5, 1e-4, 2e-4, 4e-4, 8e-4, 1e-3, 1.2e-3, 1.4e-3, 2e-3, 3e-3, 4e-3, 6e-3, 8e-3,
+    1e-2, 2e-2, 4e-2, 6e-2, 8e-2, 0.1, 0.2, 0.4, 0.6, 0.8, 1.0,
+)  # fmt: skip
+FAST_GRID = (1e-5, 5e-5, 2.5e-4, 1e-3, 4e-3, 1.6e-2, 6.4e-2, 0.25, 1.0)
+
+
+def make_grid(grid: str | list[float] | tuple[float, ...] | np.ndarray) -> np.ndarray:
+    """``"paper"`` (26 sizes + full), ``"fast"`` (8 log-spaced sizes + full) or a list of sizes in
+    (0, 1]; the full graph (1.0) is always appended as the last stratum."""
+    if isinstance(grid, str):
+        named = {"paper": PAPER_GRID, "fast": FAST_GRID}
+        if grid not in named:
+            raise ValueError(f"Unknown grid {grid!r}: use 'paper', 'fast' or a list of sizes in (0, 1].")
+        return np.array(named[grid], dtype=np.float64)
+    sizes = np.asarray(grid, dtype=np.float64).ravel()
+    if sizes.size == 0:
+        raise ValueError("The grid is empty: give at least one size in (0, 1], e.g. [1e-3, 1e-2, 0.1].")
+    bad = sizes[~((sizes > 0) & (sizes <= 1))]
+    if bad.size:
+        raise ValueError(f"Grid sizes must lie in (0, 1] (a share of the graph's edges); got {bad.tolist()}.")
+    return np.unique(np.append(sizes, 1.0))
+
+
+def edge_count(n_layers: int, n_heads: int, n_pos: int) -> int:
+    """|E| of the graph of a root at position n_pos - 1 (METHOD.md §1)."""
+    t = n_pos
+    return n_layers * (n_heads * t * (t + 1) // 2 + 3 * t) - n_heads * t * (t - 1) // 2 - 3 * (t - 1)
+
+
+@dataclass
+class Ranks:
+    """Rank at which each edge of one root's graph is taken (-1: not taken); P = root + 1."""
+
+    attn: np.ndarray  # [L, H, P, P] int32 (target, source)
+    res_attn: np.ndarray  # [L, P] int32
+    mlp: np.ndarray  # [L, P] int32
+    res_mlp: np.ndarray  # [L, P] int32
+    total_edges: int
+
+
+# key layout: kind << 58 | layer << 46 | target << 30 | head << 16 | source
+_KIND, _LAYER, _TARGET, _HEAD = 58, 46, 30, 16
+
+
+@numba.njit(cache=True, inline="always")
+def _key(kind: int, layer: int, target: int, head: int, source: int) -> np.int64:
+    return (
+        (np.int64(kind) << _KIND) | (np.int64(layer) << _LAYER) | (np.int64(target) << _TARGET) | (np.int64(head) << _HEAD) | np.int64(source)
+    )
+
+
+@numba.njit(cache=True, inline="always")
+def _before(wa: float, ka: np.int64, wb: float, kb: np.int64) -> bool:
+    return wa > wb or (wa == wb and ka < kb)
+
+
+@numba.njit(cache=True)
+def _push(hw: np.ndarray, hk: np.ndarray, size: int, w: float, k: np.int64) -> int:
+    i = size
+    hw[i] = w
+    hk[i] = k
+    while i > 0:
+        parent = (i - 1) >> 1
+        if _before(hw[i], hk[i], hw[parent], hk[parent]):
+            hw[i], hw[parent] = hw[parent], hw[i]
+            hk[i], hk[parent] = hk[parent], hk[i]
+            i = parent
+        else:
+            break
+    return size + 1
+
+
+@numba.njit(cache=True)
+def _pop(hw: np.ndarray, hk: np.ndarray, size: int) -> int:
+    size -= 1
+    hw[0] = hw[size]
+    hk[0] = hk[size]
+    i = 0
+    while True:
+        left = 2 * i + 1
+        if left >= size:
+            break
+        best = left
+        right = left + 1
+        if right < size and _before(hw[right], hk[right], hw[left], hk[left]):
+            best = right
+        if _before(hw[best], hk[best], hw[i], hk[i]):
+            hw[i], hw[best] = hw[best], hw[i]
+            hk[i], hk[best] = hk[best], hk[i]
+            i = best
+        else:
+            break
+    return size
+
+
+@numba.njit(cache=True)
+def _push_in_edges(hw, hk, size, g, t, attn, res_attn, mlp, res_mlp) -> int:  # type: ignore[no-untyped-def]
+    if g == 0:
+        return size
+    layer = (g - 1) // 2
+    if g % 2 == 1:  # attention node (2l+1, t)
+        for h in range(attn.shape[1]):
+            for s in range(t + 1):
+                size = _push(hw, hk, size, np.float64(attn[layer, h, t, s]), _key(0, layer, t, h, s))
+        size = _push(hw, hk, size, np.float64(res_attn[layer, t]), _key(1, layer, t, 0, t))
+    else:  # MLP node (2l+2, t)
+        size = _push(hw, hk, size, np.float64(mlp[layer, t]), _key(2, layer, t, 0, t))
+        size = _push(hw, hk, size, np.float64(res_mlp[layer, t]), _key(3, layer, t, 0, t))
+    return size
+
+
+@numba.njit(cache=True)
+def _expand(attn, res_attn, mlp, res_mlp, n_max, total):  # type: ignore[no-untyped-def]
+    n_layers, n_heads, n_pos = attn.shape[0], attn.shape[1], attn.shape[2]
+    root = n_pos - 1
+    r_attn = np.full(attn.shape, -1, np.int32)
+    r_ra = np.full(res_attn.shape, -1, np.int32)
+    r_mlp = np.full(mlp.shape, -1, np.int32)
+    r_rm = np.full(res_mlp.shape, -1, np.int32)
+    hw = np.empty(total, np.float64)
+    hk = np.empty(total, np.int64)
+    reached = np.zeros((2 * n_layers + 1, n_pos), np.bool_)
+    reached[2 * n_layers, root] = True
+    size = _push_in_edges(hw, hk, 0, 2 * n_layers, root, attn, res_attn, mlp, res_mlp)
+    taken = 0
+    mask16 = np.int64(0xFFFF)
+    while size > 0 and taken < n_max:
+        k = hk[0]
+        size = _pop(hw, hk, size)
+        kind = np.int64(k >> _KIND)
+        layer = np.int64((k >> _LAYER) & np.int64(0xFFF))
+        t = np.int64((k >> _TARGET) & mask16)
+        h = np.int64((k >> _HEAD) & np.int64(0x3FFF))
+        s = np.int64(k & mask16)
+        if kind == 0:
+            r_attn[layer, h, t, s] = taken
+            g_src, t_src = 2 * layer, s
+        elif kind == 1:
+            r_ra[layer, t] = taken
+            g_src, t_src = 2 * layer, t
+        elif kind == 2:
+            r_mlp[layer, t] = taken
+            g_src, t_src = 2 * layer + 1, t
+        else:
+            r_rm[layer, t] = taken
+            g_src, t_src = 2 * layer + 1, t
+        taken += 1
+        if not reached[g_src, t_src]:
+            reached[g_src, t_src] = True
+            size = _push_in_edges(hw, hk, size, g_src, t_src, attn, res_attn, mlp, res_mlp)
+    return r_attn, r_ra, r_mlp, r_rm
+
+
+def expand(weights: EdgeWeights, root: int, n_max: int | None = None) -> Ranks:
+    """Best-first expansion from root position ``root``; ranks of the first ``n_max`` edges (default all)."""
+    n_layers, n_heads = weights.attn.shape[:2]
+    n_pos = root + 1
+    total = edge_count(n_layers, n_heads, n_pos)
+    if n_layers >= 1 << 12 or n_heads >= 1 << 14 or n_pos >= 1 << 16:
+        raise ValueError("Graph too large for the edge key (layers < 4096, heads < 16384, positions < 65536).")
+    sl = slice(0, n_pos)
+    r = _expand(
+        np.ascontiguousarray(weights.attn[:, :, sl, sl]),
+        np.ascontiguousarray(weights.res_attn[:, sl]),
+        np.ascontiguousarray(weights.mlp[:, sl]),
+        np.ascontiguousarray(weights.res_mlp[:, sl]),
+        total if n_max is None else min(n_max, total),
+        total,
+    )
+    return Ranks(*r, total_edges=total)
+
+
+def stratum_sizes(grid: np.ndarray, total_edges: int) -> np.ndarray:
+    """n_k = floor(s_k · |E|) for each grid size: [K] int64 (the last, s = 1, is |E|)."""
+    return np.floor(grid * total_edges).astype(np.int64)
+
+
+def edge_order(ranks: Ranks) -> list[tuple[int, int, int, int, int]]:
+    """The taken edges as key tuples, in the order they were taken (for checks against the reference)."""
+    items: list[tuple[int, tuple[int, int, int, int, int]]] = []
+    for l, h, t, s in zip(*np.nonzero(ranks.attn >= 0)):
+        items.append((int(ranks.attn[l, h, t, s]), (0, int(l), int(t), int(h), int(s))))
+    for kind, arr in ((1, ranks.res_attn), (2, ranks.mlp), (3, ranks.res_mlp)):
+        for l, t in zip(*np.nonzero(arr >= 0)):
+            items.append((int(arr[l, t]), (kind, int(l), int(t), 0, int(t))))
+    items.sort()
+    return [key for _, key in items]
