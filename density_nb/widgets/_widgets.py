@@ -1,0 +1,252 @@
+"""anywidget classes: one ESM (``static/density.js``) renders every view from the same compact data."""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import anywidget
+import numpy as np
+import traitlets
+
+from density_nb.widgets._data import compact_data, share_bytes
+
+STATIC = Path(__file__).parent / "static"
+VIEWS = ("explorer", "strip", "slider", "grid")
+
+
+class _DensityWidget(anywidget.AnyWidget):
+    """Shared base: traits ``data`` (dict), ``shares`` (bytes), and the selection ``root``/``stratum``/``metric``."""
+
+    _esm = STATIC / "density.js"
+    _css = STATIC / "density.css"
+    _view: str = "explorer"
+    _needs_shares: bool = True
+
+    view = traitlets.Unicode("explorer").tag(sync=True)
+    data = traitlets.Dict().tag(sync=True)
+    shares = traitlets.Bytes(b"").tag(sync=True)
+    root = traitlets.Int(0).tag(sync=True)  # token position of the selected root (a value of result.roots)
+    stratum = traitlets.Int(0).tag(sync=True)  # index into result.grid
+    metric = traitlets.Unicode("tv").tag(sync=True)  # "tv" or "kl"
+
+    def __init__(self, result: Any, *, root: int | None = None, stratum: int | None = None, metric: str = "tv", **kwargs: Any) -> None:
+        data = compact_data(result)
+        shares = share_bytes(result) if self._needs_shares else b""
+        roots = data["roots"]
+        if root is None:
+            root = _default_root(result)
+        if stratum is None:
+            stratum = _default_stratum(result, root)
+        self._roots = set(roots)
+        self._k = len(data["grid"])
+        super().__init__(data=data, shares=shares, view=self._view, root=int(root), stratum=int(stratum), metric=metric, **kwargs)
+        self.result = result
+
+    # ---- validation --------------------------------------------------------------------------
+    @traitlets.validate("root")
+    def _check_root(self, proposal: Any) -> int:
+        value = int(proposal["value"])
+        roots = getattr(self, "_roots", None)
+        if roots is not None and roots and value not in roots:
+            raise traitlets.TraitError(f"root {value} is not a traced root position (roots: {min(roots)}…{max(roots)}).")
+        return value
+
+    @traitlets.validate("stratum")
+    def _check_stratum(self, proposal: Any) -> int:
+        value = int(proposal["value"])
+        k = getattr(self, "_k", None)
+        if k is not None and not 0 <= value < max(k, 1):
+            raise traitlets.TraitError(f"stratum {value} is outside the size grid (0…{k - 1}).")
+        return value
+
+    @traitlets.validate("metric")
+    def _check_metric(self, proposal: Any) -> str:
+        value = str(proposal["value"]).lower()
+        if value not in ("tv", "kl"):
+            raise traitlets.TraitError(f"metric must be 'tv' or 'kl', not {proposal['value']!r}.")
+        return value
+
+    @property
+    def s(self) -> float:
+        """The nominal size of the current stratum."""
+        return float(self.data["grid"][self.stratum])
+
+    # ---- size and export ------------------------------------------------------------------------
+    def state_nbytes(self) -> int:
+        """Bytes this widget's synced state takes on the wire (JSON part + binary buffers)."""
+        from ipywidgets.widgets.widget import _remove_buffers
+
+        state, _paths, buffers = _remove_buffers(self.get_state())
+        return len(json.dumps(state, separators=(",", ":")).encode()) + sum(memoryview(b).nbytes for b in buffers)
+
+    def to_html(self, path: str | os.PathLike[str], title: str | None = None) -> Path:
+        """Write a standalone HTML file (no network: ESM, CSS and state inline) and return its path."""
+        return write_standalone_html(self, path, title=title)
+
+
+def _default_root(result: Any) -> int:
+    """The root with the median density among those that predict a token of the text."""
+    roots = np.asarray(result.roots)
+    if not len(roots):
+        return 0
+    has_next = np.asarray(result.next_token) >= 0
+    candidates = np.flatnonzero(has_next) if has_next.any() else np.arange(len(roots))
+    dens = np.nan_to_num(np.asarray(result.density, dtype=float)[candidates], nan=0.0)
+    return int(roots[candidates[np.argsort(dens, kind="stable")[len(candidates) // 2]]])
+
+
+def _default_stratum(result: Any, root: int) -> int:
+    """The first stratum whose top-1 agrees with the full model (the s_top1 step) for ``root``."""
+    roots = list(np.asarray(result.roots).tolist())
+    if root not in roots or not len(result.grid):
+        return max(len(result.grid) - 1, 0)
+    agree = np.flatnonzero(np.asarray(result.top1)[roots.index(root)])
+    return int(agree[0]) if agree.size else len(result.grid) - 1
+
+
+class DensityExplorer(_DensityWidget):
+    """Token strip + s-slider with TV/KL curve + layer × head grid, linked in the browser."""
+
+    _view = "explorer"
+
+
+class TokenStrip(_DensityWidget):
+    """The text as tokens coloured by the density of the step that predicts them; click selects a root."""
+
+    _view = "strip"
+    _needs_shares = False
+
+
+class SubgraphSlider(_DensityWidget):
+    """A range input over the size grid with the TV/KL curve of the selected root."""
+
+    _view = "slider"
+    _needs_shares = False
+
+
+class HeadGrid(_DensityWidget):
+    """Layers × heads (+ MLP): share of each component's edges in the subgraph at the current s."""
+
+    _view = "grid"
+
+
+def link(*widgets: _DensityWidget, names: tuple[str, ...] = ("root", "stratum", "metric")) -> list[traitlets.link]:
+    """Link the selection of separate widgets through the kernel (the explorer links in the browser)."""
+    links = []
+    for a, b in zip(widgets, widgets[1:]):
+        for name in names:
+            links.append(traitlets.link((a, name), (b, name)))
+    return links
+
+
+# ---- standalone HTML ------------------------------------------------------------------------------
+_BOOTSTRAP = r"""
+const raw = document.getElementById("dnb-state").textContent;
+const S = JSON.parse(raw);
+const spec = S.view_specs[0];
+const entry = S.manager_state.state[spec.model_id];
+const state = Object.assign({}, entry.state);
+for (const b of entry.buffers || []) {
+  const bin = atob(b.data);
+  const bytes = new Uint8Array(bin.length);
+  for (let i = 0; i < bin.length; i++) bytes[i] = bin.charCodeAt(i);
+  let obj = state;
+  for (let i = 0; i < b.path.length - 1; i++) obj = obj[b.path[i]];
+  obj[b.path[b.path.length - 1]] = new DataView(bytes.buffer);
+}
+const listeners = new Map();
+const model = {
+  get: (k) => state[k],
+  set(k, v) {
+    if (state[k] === v) return;
+    state[k] = v;
+    for (const cb of listeners.get("change:" + k) || []) cb(model, v);
+    for (const cb of listeners.get("change") || []) cb(model);
+  },
+  on(evt, cb) { for (const e of evt.split(" ")) { if (!listeners.has(e)) listeners.set(e, new Set()); listeners.get(e).add(cb); } },
+  off(evt, cb) {
+    if (!evt) { listeners.clear(); return; }
+    for (const e of evt.split(" ")) { if (cb) listeners.get(e)?.delete(cb); else listeners.delete(e); }
+  },
+  save_changes() {},
+  send() {},
+  widget_manager: null,
+};
+const esm = state._esm;
+const mod = await import("data:text/javascript;charset=utf-8," + encodeURIComponent(esm));
+let widget = mod.default;
+if (typeof widget === "function") widget = await widget();
+const el = document.getElementById("dnb-root");
+el.classList.add("dnb-standalone");
+await widget.initialize?.({ model });
+await widget.render({ model, el });
+window.dnbModel = model;
+document.body.dataset.dnbReady = "1";
+"""
+
+
+def _script_json(obj: Any) -> str:
+    """JSON that is safe inside <script type="application/json"> (no '<', '>', '&', U+2028/9 literally)."""
+    text = json.dumps(obj, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    return (
+        text.replace("&", "\\u0026")
+        .replace("<", "\\u003c")
+        .replace(">", "\\u003e")
+        .replace("\u2028", "\\u2028")
+        .replace("\u2029", "\\u2029")
+    )
+
+
+def _b64_buffers(obj: Any) -> Any:
+    return obj
+
+
+def write_standalone_html(widget: _DensityWidget, path: str | os.PathLike[str], title: str | None = None) -> Path:
+    from ipywidgets.embed import dependency_state, embed_data
+
+    state = dependency_state([widget], drop_defaults=False)
+    emb = embed_data(views=[widget], drop_defaults=False, state=state)
+    manager_state = emb["manager_state"]
+    # buffers are already base64 in embed_data's output; keep only this widget's model (drop layout etc.)
+    entry = manager_state["state"][widget.model_id]
+    for b in entry.get("buffers", []):
+        if isinstance(b.get("data"), (bytes, bytearray, memoryview)):
+            b["data"] = base64.b64encode(bytes(b["data"])).decode("ascii")
+            b["encoding"] = "base64"
+    payload = {
+        "manager_state": {"version_major": manager_state["version_major"], "version_minor": manager_state["version_minor"], "state": {widget.model_id: entry}},
+        "view_specs": emb["view_specs"],
+    }
+    css = entry["state"].get("_css", "")
+    if "</style" in css.lower():
+        raise ValueError("widget CSS must not contain '</style'")
+    data = widget.data
+    title = title or f"density_nb — {data.get('model', '')} ({len(data.get('tokens', []))} tokens)"
+    doc = f"""<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<meta http-equiv="Content-Security-Policy" content="default-src 'none'; script-src 'unsafe-inline' data:; style-src 'unsafe-inline'; img-src data:; connect-src 'none'">
+<title>{html.escape(title)}</title>
+<style>
+{css}
+</style>
+</head>
+<body class="dnb-page">
+<main id="dnb-root" aria-label="{html.escape(title, quote=True)}"></main>
+<noscript>This page needs JavaScript to draw the density explorer.</noscript>
+<script type="application/json" id="dnb-state">{_script_json(payload)}</script>
+<script type="module">{_BOOTSTRAP}</script>
+</body>
+</html>
+"""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(doc, encoding="utf-8")
+    return path

@@ -1,0 +1,135 @@
+"""Synthetic but plausible ``DensityResult`` objects for widget tests (no model, no torch)."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+
+from density_nb.result import DensityResult
+
+EVIL_TOKENS = ["Say", " <img src=x onerror=alert(1)>", " and", " </script>", "<script>alert(2)</script>", " &amp;", "\n", "\tdone", "."]
+EVIL_TEXT = 'Say <img src=x onerror=alert(1)> and </script><script>alert(2)</script> & "quotes"\n\tdone.'
+
+_WORDS = (
+    "the cat sat on a mat while the model predicts which token comes next and why "
+    "computation density measures how much of the graph is needed"
+).split()
+
+
+def _split_tokens(text: str) -> list[str]:
+    """Crude word-piece split keeping leading spaces, newlines and tabs on tokens."""
+    return re.findall(r"\s*[A-Za-z]+|\s*\d|\s*[^\sA-Za-z\d]|\s+", text)
+
+
+def make_text(n_tokens: int, seed: int = 0) -> str:
+    rng = np.random.default_rng(seed)
+    words = []
+    for i in range(n_tokens):
+        w = str(rng.choice(_WORDS))
+        words.append(("\n" if i and i % 17 == 0 else " ") + w if i else w)
+    return "".join(words)
+
+
+def make_result(
+    text: str | None = None,
+    *,
+    tokens: list[str] | None = None,
+    n_tokens: int = 24,
+    n_strata: int = 12,
+    n_layers: int = 4,
+    n_heads: int = 4,
+    random_baseline: bool = True,
+    seed: int = 0,
+) -> DensityResult:
+    """A ``DensityResult`` with R = T roots (all positions), K strata on a log grid 1e-5 … 1."""
+    rng = np.random.default_rng(seed)
+    if tokens is not None:
+        tokens = list(tokens)
+    elif text is None:
+        tokens = _split_tokens(make_text(n_tokens, seed))[:n_tokens]
+    else:
+        tokens = _split_tokens(text)
+    text = "".join(tokens)
+    t_count = len(tokens)
+    r_count, k_count, l_count, h_count = t_count, n_strata, n_layers, n_heads
+    roots = np.arange(r_count, dtype=np.int64)
+    grid = np.logspace(-5, 0, k_count)
+    log_s = np.log10(grid)
+
+    total_edges = (l_count * (h_count + 2) * (roots + 1) * rng.integers(8, 20, r_count)).astype(np.int64)
+    n_edges = np.maximum(1, np.round(grid[None, :] * total_edges[:, None])).astype(np.int64)
+    n_edges[:, -1] = total_edges
+
+    centre = rng.uniform(-4.5, -0.5, r_count)[:, None]
+    width = rng.uniform(0.2, 0.8, r_count)[:, None]
+    tv = 1.0 / (1.0 + np.exp((log_s[None, :] - centre) / width))
+    tv = np.clip(tv + rng.normal(0, 0.02, tv.shape), 0, 1)
+    tv = np.minimum.accumulate(tv, axis=1)
+    tv[:, -1] = 0.0
+    kl = -np.log1p(-0.995 * tv) * rng.uniform(1, 3, (r_count, 1))
+    top1 = (tv + rng.normal(0, 0.1, tv.shape)) < 0.5
+    top1[:, -1] = True
+    nu = np.where(tv < 0.2, 50.0, np.where(tv < 0.5, 10.0, 0.0))
+    entropy_full = rng.uniform(0.5, 6.0, r_count)
+    entropy = entropy_full[:, None] + tv * 2
+    next_token = np.append(rng.integers(0, 1000, r_count - 1), -1).astype(np.int64)
+    loss_full = np.where(next_token >= 0, rng.uniform(0.5, 8, r_count), np.nan)
+    loss = loss_full[:, None] + kl
+
+    alpha = rng.uniform(0.15, 1.2, (r_count, 1, l_count, h_count)).astype(np.float32)
+    head_share = np.clip(grid[None, :, None, None] ** alpha * rng.uniform(0.6, 1.0, alpha.shape), 0, 1).astype(np.float32)
+    head_share[:, -1] = 1.0
+    beta = rng.uniform(0.1, 0.9, (r_count, 1, l_count)).astype(np.float32)
+    mlp_share = np.clip(grid[None, :, None] ** beta, 0, 1).astype(np.float32)
+    mlp_share[:, -1] = 1.0
+    attn_e = np.round(n_edges * 0.6).astype(np.int64)
+    mlp_e = np.round(n_edges * 0.25).astype(np.int64)
+    component_edges = np.stack([attn_e, mlp_e, n_edges - attn_e - mlp_e], axis=-1)
+    layer_edges = np.round(n_edges[..., None] * np.full(l_count, 1.0 / l_count)).astype(np.int64)
+
+    if random_baseline:
+        tv_random = np.clip(np.maximum(tv, 1.0 / (1.0 + np.exp((log_s[None, :] + 0.3) / 0.3))), 0, 1)
+        tv_random[:, -1] = 0.0
+        kl_random = -np.log1p(-0.995 * tv_random) * 2
+        top1_random = tv_random < 0.3
+    else:
+        tv_random = kl_random = top1_random = None
+
+    return DensityResult(
+        model="synthetic",
+        text=text,
+        token_ids=rng.integers(0, 1000, t_count).astype(np.int64),
+        tokens=tokens,
+        grid=grid,
+        n_layers=l_count,
+        n_heads=h_count,
+        roots=roots,
+        total_edges=total_edges,
+        entropy_full=entropy_full,
+        top_token_full=rng.integers(0, 1000, r_count).astype(np.int64),
+        top_prob_full=rng.uniform(0.05, 0.95, r_count),
+        loss_full=loss_full,
+        next_token=next_token,
+        n_edges=n_edges,
+        tv=tv,
+        kl=kl,
+        top1=top1,
+        nu=nu,
+        entropy=entropy,
+        loss=loss,
+        head_share=head_share,
+        mlp_share=mlp_share,
+        component_edges=component_edges,
+        layer_edges=layer_edges,
+        tv_random=tv_random,
+        kl_random=kl_random,
+        top1_random=top1_random,
+        top_tokens=[" " + str(rng.choice(_WORDS)) for _ in range(r_count)],
+        settings={"synthetic": True, "seed": seed},
+    )
+
+
+def smollm2_sized(seed: int = 0) -> DensityResult:
+    """128 tokens × 27 strata on SmolLM2-135M's shape (30 layers × 9 heads)."""
+    return make_result(n_tokens=128, n_strata=27, n_layers=30, n_heads=9, seed=seed)
