@@ -496,6 +496,8 @@ function makeGrid(ctx) {
 // ---- render -------------------------------------------------------------------------------------------
 function render({ model, el }) {
   const root = h("div", "dnb");
+  // keys pressed inside the widget (arrows, Home/End, Enter, Space) are ours, not JupyterLab's shortcuts
+  root.setAttribute("data-lm-suppress-shortcuts", "true");
   el.appendChild(root);
   let parts = [];
   let ctx = null;

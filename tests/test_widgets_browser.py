@@ -1,0 +1,312 @@
+"""Real-browser tests of the widgets: JupyterLab 4 (live kernel) and the exported standalone HTML.
+
+Run:  pytest -m browser tests/test_widgets_browser.py      (needs /usr/bin/chromium and python playwright)
+Screenshots go to test-artifacts/ (gitignored).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = os.environ.get("DENSITY_NB_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--no-first-run"]
+ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
+EVIL = "<img src=x onerror=alert(1)>"
+TEXT = f"Hi {EVIL} & </script>\nThe cat sat on the mat."
+
+try:
+    from playwright.sync_api import sync_playwright
+except ImportError:  # pragma: no cover
+    sync_playwright = None
+
+if sync_playwright is None:
+    pytest.skip("python playwright is not installed (pip install playwright)", allow_module_level=True)
+if not Path(CHROMIUM).exists():
+    pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium, or set DENSITY_NB_CHROMIUM)", allow_module_level=True)
+
+NOTEBOOK_SOURCE = [
+    "import json\n"
+    "import density_nb\n"
+    "from density_nb.trace import trace\n"
+    "model = density_nb.load_model('tiny-llama')\n"
+    f"result = trace(model, {TEXT!r}, roots='all', grid='fast', random_baseline=True, progress=False)\n"
+    "w = result.widget()\n"
+    "w.to_html('explorer.html')\n"
+    "facts = {'tokens': result.tokens, 'roots': result.roots.tolist(), 'density': result.density.tolist(),\n"
+    "         'tv': result.tv.tolist(), 'grid': result.grid.tolist(), 'n_layers': result.n_layers, 'n_heads': result.n_heads}\n"
+    "json.dump(facts, open('facts.json', 'w'))\n"
+    "w",
+]
+
+
+# ---- helpers ----------------------------------------------------------------------------------------
+def shown(token: str) -> str:
+    """What the token strip displays for a token (mirror of the JS whitespace marks)."""
+    if not token:
+        return "∅"
+    out = []
+    for ch in token:
+        if ch == " ":
+            out.append("·")
+        elif ch == "\t":
+            out.append("→")
+        elif ch == "\n":
+            out.append("↵")
+        elif ch == "\r":
+            continue
+        elif ch.isspace():
+            out.append("␣")
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def luminance(css: str) -> float:
+    nums = [float(x) for x in css[css.index("(") + 1 : css.index(")")].replace(",", " ").split()[:3]]
+    return (0.2126 * nums[0] + 0.7152 * nums[1] + 0.0722 * nums[2]) / 255
+
+
+def launch(pw):
+    return pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+
+
+def check_explorer(page, facts: dict, scope: str, tag: str) -> None:
+    """The checks shared by JupyterLab and the exported HTML. ``scope`` is a CSS selector of the widget root."""
+    tokens, roots, density = facts["tokens"], facts["roots"], facts["density"]
+    root = page.locator(scope).first
+    toks = root.locator(".dnb-tok")
+    # one element per token, and the text is displayed literally (no markup was interpreted)
+    assert toks.count() == len(tokens)
+    texts = toks.evaluate_all("els => els.map(e => e.textContent)")
+    assert texts == [shown(t) for t in tokens]
+    assert root.locator("img, script, iframe").count() == 0
+    # colours: token i is coloured by root i-1's density; different densities -> different colours
+    colours = toks.evaluate_all("els => els.map(e => getComputedStyle(e).backgroundColor)")
+    dens_of = {r + 1: d for r, d in zip(roots, density)}
+    coloured = sorted((dens_of[i], colours[i]) for i in range(len(tokens)) if i in dens_of)
+    assert len(coloured) >= 2
+    for (d1, c1), (d2, c2) in zip(coloured, coloured[1:]):
+        if d2 - d1 > 0.02:
+            assert c1 != c2, (d1, d2, c1)
+    neutral = [colours[i] for i in range(len(tokens)) if i not in dens_of]
+    assert all(c not in {c for _, c in coloured} for c in neutral)
+    assert root.locator(".dnb-legend-bar").count() >= 1
+
+    # slider: arrow keys move the marker and change grid cells and readout (no kernel needed)
+    slider = root.locator("input.dnb-range")
+    marker = root.locator("line.dnb-marker")
+    cells = root.locator(".dnb-cell")
+    assert cells.count() == facts["n_layers"] * (facts["n_heads"] + 1)
+    slider.focus()
+    page.keyboard.press("Home")
+    before = (marker.get_attribute("x1"), cells.evaluate_all("els => els.map(e => e.style.backgroundColor)"),
+              root.locator(".dnb-readout").text_content(), slider.get_attribute("aria-valuetext"))
+    for _ in range(len(facts["grid"]) - 1):
+        page.keyboard.press("ArrowRight")
+    after = (marker.get_attribute("x1"), cells.evaluate_all("els => els.map(e => e.style.backgroundColor)"),
+             root.locator(".dnb-readout").text_content(), slider.get_attribute("aria-valuetext"))
+    assert slider.input_value() == str(len(facts["grid"]) - 1)
+    assert float(after[0]) > float(before[0])
+    assert after[1] != before[1]
+    assert after[2] != before[2] and "top-1 ✓" in after[2]
+    assert after[3] != before[3] and after[3].startswith("s = 1")
+    page.keyboard.press("ArrowLeft")
+    assert marker.get_attribute("x1") != after[0]
+    page.screenshot(path=str(ARTIFACTS / f"{tag}-slider-moved.png"), full_page=True)
+
+    # clicking another token re-targets the curve and the title
+    curve = root.locator("path.dnb-curve")
+    d_before = curve.get_attribute("d")
+    title_before = root.locator(".dnb-slider-part .dnb-title").text_content()
+    sel = root.locator(".dnb-sel")
+    cur = int(sel.get_attribute("data-pos")) if sel.count() else -1
+    tv_row = {r + 1: row for r, row in zip(roots, facts["tv"])}
+    cur_row = tv_row.get(cur)
+    target = next(i for i in sorted(tv_row, key=lambda i: -abs(dens_of[i] - dens_of.get(cur, 0.0))) if tv_row[i] != cur_row and i < len(tokens))
+    toks.nth(target).click()
+    assert "dnb-sel" in (toks.nth(target).get_attribute("class") or "")
+    assert toks.nth(target).get_attribute("aria-selected") == "true"
+    assert curve.get_attribute("d") != d_before
+    assert root.locator(".dnb-slider-part .dnb-title").text_content() != title_before
+    # hover shows the numbers
+    toks.nth(target).hover()
+    tip = root.locator(".dnb-tip")
+    assert tip.is_visible() and "density" in tip.text_content() and "top prediction" in tip.text_content()
+    # metric toggle
+    root.locator("button.dnb-btn", has_text="KL").click()
+    assert "KL" in root.locator(".dnb-chart text.dnb-axislabel").nth(1).text_content()
+    root.locator("button.dnb-btn", has_text="TV").click()
+
+
+# ---- JupyterLab server ------------------------------------------------------------------------------
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    pytest.importorskip("jupyterlab", reason="jupyterlab is not installed")
+    pytest.importorskip("density_nb.trace", reason="density_nb.trace is not available")
+    root = tmp_path_factory.mktemp("lab")
+    (root / "explorer.ipynb").write_text(
+        json.dumps(
+            {
+                "cells": [{"cell_type": "code", "execution_count": None, "metadata": {}, "outputs": [], "source": NOTEBOOK_SOURCE}],
+                "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
+                "nbformat": 4,
+                "nbformat_minor": 5,
+            }
+        )
+    )
+    port = _free_port()
+    env = dict(os.environ)
+    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
+    for var, sub in (("JUPYTER_CONFIG_DIR", "config"), ("JUPYTERLAB_SETTINGS_DIR", "settings"), ("JUPYTERLAB_WORKSPACES_DIR", "workspaces"), ("JUPYTER_RUNTIME_DIR", "runtime")):
+        env[var] = str(root.parent / f"{root.name}-{sub}")
+    log = open(root.parent / f"{root.name}-server.log", "w")
+    proc = subprocess.Popen(
+        [
+            sys.executable, "-m", "jupyterlab", "--no-browser", f"--port={port}", "--ServerApp.ip=127.0.0.1",
+            "--ServerApp.port_retries=0", "--allow-root", "--IdentityProvider.token=", "--ServerApp.password=",
+            "--ServerApp.disable_check_xsrf=True", f"--ServerApp.root_dir={root}", "--LabApp.expose_app_in_browser=True",
+            "--LabApp.news_url=", "--LabApp.extension_manager=readonly", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+        ],
+        cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 90
+        while True:
+            try:
+                with urllib.request.urlopen(f"{base}/api/status", timeout=2) as resp:
+                    if resp.status == 200:
+                        break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.time() > deadline:
+                raise RuntimeError(f"JupyterLab did not start; see {log.name}")
+            time.sleep(0.5)
+        yield {"base": base, "root": root}
+    finally:
+        try:  # shut kernels down through the API (they run in their own process groups)
+            with urllib.request.urlopen(f"{base}/api/kernels", timeout=5) as resp:
+                for k in json.load(resp):
+                    req = urllib.request.Request(f"{base}/api/kernels/{k['id']}", method="DELETE")
+                    urllib.request.urlopen(req, timeout=10).close()
+        except OSError:
+            pass
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=20)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            proc.wait(timeout=10)
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as pw:
+        b = launch(pw)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+def test_jupyterlab_explorer(lab, browser):
+    page = browser.new_page(viewport={"width": 1280, "height": 1500})
+    dialogs, errors = [], []
+    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(f"{lab['base']}/lab/tree/explorer.ipynb", wait_until="domcontentloaded")
+    page.wait_for_function("window.jupyterapp && window.jupyterapp.shell && window.jupyterapp.shell.currentWidget && window.jupyterapp.shell.currentWidget.sessionContext", timeout=90_000)
+    page.evaluate(
+        """async () => {
+            const app = window.jupyterapp;
+            const nb = app.shell.currentWidget;
+            await nb.sessionContext.ready;
+            await app.commands.execute('notebook:run-all-cells');
+        }"""
+    )
+    scope = ".jp-OutputArea-output .dnb"
+    page.wait_for_selector(f"{scope} .dnb-tok", timeout=180_000)
+    facts = json.loads((lab["root"] / "facts.json").read_text())
+    news = page.locator(".jp-toast-button", has_text="No")
+    if news.count():
+        news.first.click()
+    page.wait_for_timeout(300)
+    page.screenshot(path=str(ARTIFACTS / "lab-light.png"), full_page=True)
+    bg = page.locator(scope).first.evaluate("e => getComputedStyle(e).backgroundColor")
+    assert luminance(bg) > 0.8, bg
+    check_explorer(page, facts, scope, "lab")
+    # dark theme: JupyterLab's command; the widget follows the --jp-* variables
+    page.evaluate("() => window.jupyterapp.commands.execute('apputils:change-theme', {theme: 'JupyterLab Dark'})")
+    page.wait_for_function("document.body.dataset.jpThemeLight === 'false'", timeout=30_000)
+    page.wait_for_function(
+        f"""() => {{ const c = getComputedStyle(document.querySelector('{scope}')).backgroundColor.match(/\\d+/g).map(Number);
+                    return c[0] + c[1] + c[2] < 200; }}""",
+        timeout=30_000,
+    )
+    fg = page.locator(f"{scope} .dnb-readout").first.evaluate("e => getComputedStyle(e).color")
+    assert luminance(fg) > 0.5, fg
+    page.locator(f"{scope} .dnb-tok").nth(3).hover()
+    page.screenshot(path=str(ARTIFACTS / "lab-dark.png"), full_page=True)
+    assert dialogs == [], dialogs
+    assert not [e for e in errors if "dnb" in e or "density" in e], errors
+    page.close()
+
+
+def test_exported_html_offline(lab, browser):
+    """Depends on the notebook above having written explorer.html and facts.json."""
+    html = lab["root"] / "explorer.html"
+    if not html.exists():
+        pytest.skip("the JupyterLab test did not produce explorer.html")
+    facts = json.loads((lab["root"] / "facts.json").read_text())
+    shutil.copy(html, ARTIFACTS / "explorer.html")
+    for scheme in ("light", "dark"):
+        context = browser.new_context(viewport={"width": 1200, "height": 950}, color_scheme=scheme)
+        page = context.new_page()
+        requests, dialogs, errors = [], [], []
+        page.on("request", lambda r: requests.append(r.url))
+        page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(html.as_uri())
+        page.wait_for_selector("body[data-dnb-ready]", timeout=20_000)
+        bg = page.locator(".dnb").first.evaluate("e => getComputedStyle(e).backgroundColor")
+        assert (luminance(bg) > 0.8) if scheme == "light" else (luminance(bg) < 0.2), bg
+        page.screenshot(path=str(ARTIFACTS / f"html-{scheme}.png"), full_page=True)
+        check_explorer(page, facts, ".dnb", f"html-{scheme}")
+        # keyboard: Tab reaches a token (roving tabindex), arrows move, Enter selects
+        page.locator("body").click(position={"x": 2, "y": 2})
+        page.keyboard.press("Tab")
+        focused = page.evaluate("() => document.activeElement.className")
+        assert "dnb-tok" in focused or "dnb-next" in focused, focused
+        before = page.evaluate("() => window.dnbModel.get('root')")
+        page.keyboard.press("ArrowRight")
+        page.keyboard.press("Enter")
+        assert page.evaluate("() => window.dnbModel.get('root')") != before
+        assert page.locator(".dnb-strip").first.text_content().replace("·", " ").find(EVIL) >= 0
+        assert dialogs == [] and errors == [], (dialogs, errors)
+        bad = [u for u in requests if not (u.startswith("file://") or u.startswith("data:"))]
+        assert bad == [], bad
+        context.close()
