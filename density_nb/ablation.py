@@ -19,10 +19,12 @@ from dataclasses import dataclass
 from typing import Literal
 
 import torch
+import torch.nn.functional as F
 
-from density_nb.arch import Arch, pattern
+from density_nb.arch import Arch
 
 Norms = Literal["live", "frozen"]
+NORMS = ("live", "frozen")
 
 
 @dataclass
@@ -60,28 +62,22 @@ def masked_logits(
     ranks: RankBatch,
     row_root: torch.Tensor,
     n_keep: torch.Tensor,
-    norms: Norms = "live",
     attn_inv_rms: torch.Tensor | None = None,
     mlp_inv_rms: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Logits at each row's root for B masked subgraphs.
 
     token_ids: [P] (at least up to the largest root); row_root: [B] index into ``ranks.roots``;
-    n_keep: [B] edges kept per row; attn_inv_rms / mlp_inv_rms: [L, T] full-run post-norm scales,
-    needed for ``norms="frozen"``. Returns [B, V] float32.
+    n_keep: [B] edges kept per row; attn_inv_rms / mlp_inv_rms: [L, T] full-run post-norm scales:
+    given, post-norms are frozen at them; None, they are recomputed live. Returns [B, V] float32.
     """
-    if norms not in ("live", "frozen"):
-        raise ValueError(f"norms must be 'live' or 'frozen', got {norms!r}.")
-    if norms == "frozen" and (attn_inv_rms is None or mlp_inv_rms is None):
-        raise ValueError("norms='frozen' needs the full run's post-norm scales (attn_inv_rms, mlp_inv_rms).")
-    dev, dtype = arch.device, arch.dtype
+    dev = arch.device
     n_pos = ranks.attn.shape[-1]
     n_rows = row_root.shape[0]
     row_root, n_keep = row_root.to(dev), n_keep.to(dev)
     root_pos = ranks.roots.to(dev)[row_root]  # [B]
     pos = torch.arange(n_pos, device=dev)
-    emb = arch.embed_tokens(token_ids[:n_pos].to(dev)[None])[0]  # [P, d]
-    x = emb.expand(n_rows, n_pos, -1).clone()  # [B, P, d]
+    x = arch.embed(token_ids[:n_pos])[None].repeat(n_rows, 1, 1)  # [B, P, d]
     active = pos[None, :] <= root_pos[:, None]  # [B, P] rows whose state may be non-zero
     x[~active] = 0
     row_pos = pos.repeat(n_rows)  # [B*P] position of each flattened row
@@ -91,7 +87,7 @@ def masked_logits(
         keep_mlp = _kept(ranks.mlp[row_root, index].to(dev), n_keep)  # [B, P]
         keep_rm = _kept(ranks.res_mlp[row_root, index].to(dev), n_keep)  # [B, P]
         target = keep_attn.any(dim=3).any(dim=1)  # [B, P] attention nodes with a kept in-edge
-        if layer.k_proj.bias is not None:  # biased projections: zero states still give keys
+        if layer.k_b is not None or layer.v_b is not None:  # biased projections: zero states still give keys
             active = pos[None, :] <= root_pos[:, None]
         cos, sin = arch.rope(layer, n_pos)  # [P, hd]
         xf = x.view(n_rows * n_pos, -1)  # [B*P, d]
@@ -99,49 +95,30 @@ def masked_logits(
         # keys / values where the state is non-zero; queries where the node has a kept attention edge
         kv_idx = active.view(-1).nonzero().squeeze(1)  # [n_kv]
         q_idx = target.view(-1).nonzero().squeeze(1)  # [n_q]
-        xn = layer.attn_norm(xf[kv_idx])  # [n_kv, d]
-        k = layer.k_proj(xn).view(-1, arch.n_kv_heads, arch.head_dim)  # [n_kv, KV, hd]
-        v = layer.v_proj(xn).view(-1, arch.n_kv_heads, arch.head_dim)  # [n_kv, KV, hd]
-        if layer.k_norm is not None:
-            k = layer.k_norm(k)
-        p_kv = row_pos[kv_idx]
-        k = arch.apply_rope(k, cos[p_kv], sin[p_kv])
-        q = layer.q_proj(layer.attn_norm(xf[q_idx])).view(-1, arch.n_heads, arch.head_dim)  # [n_q, H, hd]
-        if layer.q_norm is not None:
-            q = layer.q_norm(q)
-        p_q = row_pos[q_idx]
-        q = arch.apply_rope(q, cos[p_q], sin[p_q]) * arch.scaling
-        keys = x.new_zeros(n_rows * n_pos, arch.n_kv_heads, arch.head_dim).index_copy_(0, kv_idx, k)
-        values = x.new_zeros(n_rows * n_pos, arch.n_kv_heads, arch.head_dim).index_copy_(0, kv_idx, v)
-        queries = x.new_zeros(n_rows * n_pos, arch.n_heads, arch.head_dim).index_copy_(0, q_idx, q)
-        probs = pattern(
-            arch,
-            layer,
+        p_kv, p_q = row_pos[kv_idx], row_pos[q_idx]
+        k, v = arch.keys_values(layer, xf[kv_idx], cos[p_kv], sin[p_kv])  # [n_kv, KV, hd] each
+        q = arch.queries(layer, xf[q_idx], cos[p_q], sin[p_q])  # [n_q, H, hd]
+        keys = x.new_zeros(n_rows * n_pos, arch.n_kv_heads, arch.head_dim)
+        values = x.new_zeros(n_rows * n_pos, arch.n_kv_heads, arch.head_dim)
+        queries = x.new_zeros(n_rows * n_pos, arch.n_heads, arch.head_dim)
+        keys[kv_idx], values[kv_idx], queries[q_idx] = k, v, q
+        probs = arch.pattern(
             queries.view(n_rows, n_pos, arch.n_heads, arch.head_dim),
             keys.view(n_rows, n_pos, arch.n_kv_heads, arch.head_dim),
             arch.attention_bias(layer, n_pos),
         )  # [B, H, P, P]
-        probs = probs * keep_attn
-        group = arch.n_heads // arch.n_kv_heads
-        vals = values.view(n_rows, n_pos, arch.n_kv_heads, arch.head_dim).repeat_interleave(group, dim=2)  # [B, P, H, hd]
-        z = torch.einsum("bhts,bshd->bthd", probs, vals).reshape(n_rows * n_pos, -1)  # [B*P, H*hd]
-        o = layer.o_proj(z[q_idx])  # [n_q, d]
-        if layer.post_attn_norm is not None:
-            if norms == "live":
-                o = layer.post_attn_norm(o)
-            else:
-                o = (arch.norm_gain(layer.post_attn_norm) * o.float() * attn_inv_rms[index].to(dev)[p_q, None]).to(dtype)  # type: ignore[index]
+        z = arch.mix(probs * keep_attn, values.view(n_rows, n_pos, arch.n_kv_heads, arch.head_dim))  # [B, P, H*hd]
+        o = F.linear(z.view(n_rows * n_pos, -1)[q_idx], layer.o_w)  # [n_q, d]
+        o = arch.post_norm(o, layer.post_attn_norm, None if attn_inv_rms is None else attn_inv_rms[index].to(dev)[p_q, None])
         h = (x * keep_ra[..., None]).view(n_rows * n_pos, -1)  # [B*P, d]
-        h.index_add_(0, q_idx, o)
+        h[q_idx] += o
 
         m_idx = keep_mlp.view(-1).nonzero().squeeze(1)  # [n_m]
-        f = layer.mlp(layer.mlp_norm(h[m_idx]))  # [n_m, d]
-        if layer.post_mlp_norm is not None:
-            if norms == "live":
-                f = layer.post_mlp_norm(f)
-            else:
-                f = (arch.norm_gain(layer.post_mlp_norm) * f.float() * mlp_inv_rms[index].to(dev)[row_pos[m_idx], None]).to(dtype)  # type: ignore[index]
-        x = (h * keep_rm.view(-1, 1)).index_add_(0, m_idx, f).view(n_rows, n_pos, -1)
+        f = arch.mlp(layer, h[m_idx])  # [n_m, d]
+        f = arch.post_norm(f, layer.post_mlp_norm, None if mlp_inv_rms is None else mlp_inv_rms[index].to(dev)[row_pos[m_idx], None])
+        x = h * keep_rm.view(-1, 1)
+        x[m_idx] += f
+        x = x.view(n_rows, n_pos, -1)
         active = keep_rm | keep_mlp
     final = x[torch.arange(n_rows, device=dev), root_pos]  # [B, d]
     return arch.logits(final)

@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from density_nb.arch import Arch
 
@@ -51,69 +52,56 @@ class _Layer:
     out: torch.Tensor  # [T, d] resid_post
 
 
-_HOOKS = ("hook_resid_pre", "hook_resid_mid", "hook_resid_post", "attn.hook_pattern", "attn.hook_v", "attn.hook_out", "hook_mlp_out", "mlp.hook_out")
-
-
 @torch.no_grad()
 def cached_layers(bridge: Any, token_ids: torch.Tensor) -> tuple[list[_Layer], torch.Tensor, Arch]:
-    """One forward with the TransformerLens cache -> per-layer activations, logits [T, V], Arch."""
+    """One unmasked forward that keeps what the weights need -> per-layer cache, logits [T, V], Arch."""
     arch = Arch(bridge.original_model)
-    names = {f"blocks.{l}.{hook}" for l in range(arch.n_layers) for hook in _HOOKS}
-    ids = token_ids.to(arch.device)[None]  # [1, T]
-    with torch.no_grad():
-        logits, cache = bridge.run_with_cache(ids, names_filter=lambda name: name in names)
-    group = arch.n_heads // arch.n_kv_heads
+    n_pos = len(token_ids)
+    x = arch.embed(token_ids)  # [T, d]
     layers = []
-    for index, layer in enumerate(arch.layers):
-        c = {hook: cache[f"blocks.{index}.{hook}"][0] for hook in _HOOKS}
-        v = c["attn.hook_v"].float().repeat_interleave(group, dim=1)  # [T, H, hd]
-        w_o = layer.o_proj.weight.float().view(arch.d_model, arch.n_heads, arch.head_dim)  # [d, H, hd]
-        head_out = torch.einsum("dhe,she->shd", w_o, v)  # [T, H, d]
-        attn_raw = c["attn.hook_out"].float()  # [T, d]
-        ones = torch.ones(attn_raw.shape[0], device=attn_raw.device)
+    for layer in arch.layers:
+        cos, sin = arch.rope(layer, n_pos)  # [T, hd]
+        q = arch.queries(layer, x, cos, sin)  # [T, H, hd]
+        k, v = arch.keys_values(layer, x, cos, sin)  # [T, KV, hd]
+        probs = arch.pattern(q[None], k[None], arch.attention_bias(layer, n_pos))[0]  # [H, T, T]
+        attn_raw = F.linear(arch.mix(probs[None], v[None])[0], layer.o_w)  # [T, d]
+        h = x + arch.post_norm(attn_raw, layer.post_attn_norm, None)  # [T, d]
+        mlp_raw = arch.mlp(layer, h)  # [T, d]
+        f = arch.post_norm(mlp_raw, layer.post_mlp_norm, None)  # [T, d]
+        v_heads = v.float().repeat_interleave(arch.n_heads // arch.n_kv_heads, dim=1)  # [T, H, hd]
+        w_o = layer.o_w.float().view(arch.d_model, arch.n_heads, arch.head_dim)  # [d, H, hd]
+        head_out = torch.einsum("dhe,she->shd", w_o, v_heads)  # [T, H, d]
         if layer.post_attn_norm is not None:
-            head_out = head_out * arch.norm_gain(layer.post_attn_norm)
+            head_out = head_out * arch.gain(layer.post_attn_norm)
             attn_inv = arch.inv_rms(attn_raw)[:, 0]
         else:
-            attn_inv = ones
-        mlp_raw = c["mlp.hook_out"].float()
+            attn_inv = torch.ones(n_pos, device=x.device)
         layers.append(
             _Layer(
-                x=c["hook_resid_pre"].float(),
-                h=c["hook_resid_mid"].float(),
-                pattern=c["attn.hook_pattern"].float(),
-                head_out=head_out,
-                attn_raw=attn_raw,
-                attn_inv=attn_inv,
-                mlp=c["hook_mlp_out"].float(),
-                mlp_raw=mlp_raw,
-                out=c["hook_resid_post"].float(),
+                x=x.float(), h=h.float(), pattern=probs.float(), head_out=head_out, attn_raw=attn_raw.float(),
+                attn_inv=attn_inv, mlp=f.float(), mlp_raw=mlp_raw.float(), out=(h + f).float(),
             )
-        )
-    return layers, logits[0].float(), arch
+        )  # fmt: skip
+        x = h + f
+    return layers, arch.logits(x), arch
 
 
 def _final_scale(arch: Arch, last: _Layer) -> torch.Tensor:
     """The linearised final norm γ_f / rms(x_L): [T, d]."""
-    return arch.norm_gain(arch.final_norm) * arch.inv_rms(last.out)
+    return arch.gain(arch.final_norm) * arch.inv_rms(last.out)
 
 
 @torch.no_grad()
 def in_edge_sums(bridge: Any, token_ids: torch.Tensor) -> list[dict[str, torch.Tensor]]:
-    """Per layer, the sum of each node's in-edge vectors next to the real state (for checks).
-
-    Returns for every layer {"attn_node": [T, d], "attn_real": [T, d], "mlp_node": [T, d],
-    "mlp_real": [T, d]}; the last layer's MLP node is the final-normed state.
-    """
+    """Per layer, the sum of each node's in-edge vectors, rebuilt from the factorised pieces:
+    {"attn_node": [T, d] (= resid_mid), "mlp_node": [T, d] (= resid_post; for the last layer the
+    final-normed state)}. Tests compare these with TransformerLens's cache of the real run."""
     layers, _, arch = cached_layers(bridge, token_ids)
     out = []
     for index, layer in enumerate(layers):
         attn_edges = torch.einsum("hts,shd->td", layer.pattern, layer.head_out) * layer.attn_inv[:, None]  # [T, d]
-        mlp_node, mlp_real = layer.h + layer.mlp, layer.out
-        if index == arch.n_layers - 1:
-            scale = _final_scale(arch, layer)
-            mlp_node, mlp_real = scale * layer.h + scale * layer.mlp, arch.final_norm(layer.out).float()
-        out.append({"attn_node": layer.x + attn_edges, "attn_real": layer.h, "mlp_node": mlp_node, "mlp_real": mlp_real})
+        scale = _final_scale(arch, layer) if index == arch.n_layers - 1 else 1.0
+        out.append({"attn_node": layer.x + attn_edges, "mlp_node": scale * layer.h + scale * layer.mlp})
     return out
 
 
@@ -190,8 +178,8 @@ def edge_weights(bridge: Any, token_ids: torch.Tensor, weighting: Weighting = "l
         mlp=torch.stack(mlp_w).float().numpy(),
         res_mlp=torch.stack(rm_w).float().numpy(),
         logits=logits.cpu(),
-        attn_inv_rms=torch.stack([l.attn_inv.cpu() for l in layers]) if is_post else ones,
-        mlp_inv_rms=torch.stack([arch.inv_rms(l.mlp_raw)[:, 0].cpu() for l in layers]) if is_post else ones,
+        attn_inv_rms=torch.stack([layer.attn_inv.cpu() for layer in layers]) if is_post else ones,
+        mlp_inv_rms=torch.stack([arch.inv_rms(layer.mlp_raw)[:, 0].cpu() for layer in layers]) if is_post else ones,
     )
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from density_nb.ablation import Norms, RankBatch, masked_logits
+from density_nb.ablation import NORMS, Norms, RankBatch, masked_logits
 from density_nb.arch import Arch
 from density_nb.importance import EdgeWeights, Weighting, edge_weights, random_weights
 from density_nb.metrics import distribution_metrics
@@ -129,7 +129,9 @@ def _evaluate(
     batch = _pad(roots, max(r.position for r in roots) + 1)
     row_root = torch.cat([torch.full((len(r.sizes) - 1,), i) for i, r in enumerate(roots)])
     n_keep = torch.from_numpy(np.concatenate([r.sizes[:-1] for r in roots]))
-    logits = masked_logits(arch, ids, batch, row_root, n_keep, norms, weights.attn_inv_rms, weights.mlp_inv_rms).cpu()
+    frozen = norms == "frozen" and any(layer.post_attn_norm is not None for layer in arch.layers)
+    scales = (weights.attn_inv_rms, weights.mlp_inv_rms) if frozen else (None, None)
+    logits = masked_logits(arch, ids, batch, row_root, n_keep, *scales).cpu()
     out, start = [], 0
     for r in roots:
         k = len(r.sizes) - 1
@@ -174,6 +176,8 @@ def trace(
     norms: ``"live"`` (published) or ``"frozen"`` post-norm scales (Gemma-3 only differs).
     random_baseline: also evaluate random connected subgraphs of the same sizes (same rules).
     """
+    if norms not in NORMS:
+        raise TraceInputError(f"norms must be one of {', '.join(NORMS)}, got {norms!r}.")
     if not isinstance(text, str) or not text.strip():
         raise TraceInputError("The text is empty or only whitespace: give a text of at least a few words.")
     grid_arr = make_grid(grid)

@@ -1,0 +1,556 @@
+"""A slow, plainly written, obviously-correct implementation of s-Trace (test oracle, speed baseline).
+
+Nothing here is optimised. Every step follows METHOD.md §1–§4 literally, with the published
+attention-mask bug fixed (attention edges really are masked, per head, target and source, after
+the softmax). The fast path (importance / stratify / ablation / trace) is tested against this file,
+so it deliberately shares no code with it: the only project import is ``density_nb.models``.
+
+Precision: every computation here runs in **float64** (weights are copied from the Hugging Face
+module and cast to float64). Distribution metrics are computed from the logits cast to float32, as
+the method prescribes. The edge weights are returned as Python floats (from float64).
+
+Layer math is re-implemented with plain torch ops from the HF parameters; the HF forward is never
+called (except by the self-tests, to check this file against it).
+
+Graph (METHOD.md §1). Text of T tokens, L layers, H query heads.
+  Node (g, t): g = 0 embeddings; g = 2l+1 residual after layer l's attention; g = 2l+2 after its MLP.
+  Edge key (kind, layer, target_pos, head, source_pos), compared as int tuples:
+    kind 0  attention         (2l, s)   -> (2l+1, t)   key (0, l, t, h, s), s <= t
+    kind 1  residual-attention (2l, t)  -> (2l+1, t)   key (1, l, t, 0, t)
+    kind 2  MLP               (2l+1, t) -> (2l+2, t)   key (2, l, t, 0, t)
+    kind 3  residual-MLP      (2l+1, t) -> (2l+2, t)   key (3, l, t, 0, t)
+
+Public functions:
+  edge_count(n_layers, n_heads, n_positions) -> int
+  forward(bridge, token_ids) -> dict                       (unmasked forward, float64 cache)
+  unmasked_logits(bridge, token_ids) -> Tensor [T, V]
+  edge_vectors(bridge, token_ids) -> dict{node: (keys, vectors [n_in, d], state [d])}
+  edge_weights(bridge, token_ids, weighting="l1") -> dict{key: float}
+  build_graph(weights, n_layers, n_heads, root) -> networkx.MultiDiGraph
+  stratify_weights(weights, n_layers, n_heads, root, sizes) -> (order, n_edges)
+  masked_logits(bridge, token_ids, root, kept, norms="live") -> Tensor [V]
+  distribution_metrics(full_logits, logits) -> dict(tv, kl, top1)
+  trace_root(bridge, token_ids, root, sizes, weighting="l1", norms="live") -> dict
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from typing import Iterable, Iterator
+
+import networkx as nx
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+DTYPE = torch.float64
+
+ATTN, RES_ATTN, MLP, RES_MLP = 0, 1, 2, 3
+
+PAPER_SIZES = (
+    1e-5, 2e-5, 4e-5, 8e-5, 1e-4, 2e-4, 4e-4, 8e-4, 1e-3, 1.2e-3, 1.4e-3, 2e-3, 3e-3, 4e-3, 6e-3,
+    8e-3, 1e-2, 2e-2, 4e-2, 6e-2, 8e-2, 0.1, 0.2, 0.4, 0.6, 0.8, 1.0,
+)  # the paper-2 grid plus the full graph
+
+
+# ----------------------------------------------------------------------------------------------
+# Parameters
+# ----------------------------------------------------------------------------------------------
+
+
+def _hf_model(bridge):
+    """The Hugging Face causal LM behind a TransformerBridge (or the HF model itself)."""
+    return getattr(bridge, "original_model", bridge)
+
+
+class _Params:
+    """All weights of the model as float64 tensors, plus the config values the math needs."""
+
+    def __init__(self, bridge):
+        hf = _hf_model(bridge)
+        cfg = hf.config
+        self.model_type = cfg.model_type
+        if self.model_type not in ("llama", "gemma3_text"):
+            raise NotImplementedError(f"reference.py supports llama and gemma3_text, not {self.model_type!r}")
+        self.gemma = self.model_type == "gemma3_text"
+        self.L = cfg.num_hidden_layers
+        self.H = cfg.num_attention_heads
+        self.KV = cfg.num_key_value_heads
+        self.d = cfg.hidden_size
+        self.dh = getattr(cfg, "head_dim", None) or self.d // self.H
+        self.eps = cfg.rms_norm_eps
+
+        def w(p):
+            return None if p is None else p.detach().to(DTYPE).clone()
+
+        inner = hf.model
+        self.embed = w(inner.embed_tokens.weight)  # [V, d]
+        if self.gemma:
+            # Gemma3TextScaledWordEmbedding: embeddings * sqrt(d), the scale cast to the weight dtype
+            scale = torch.tensor(math.sqrt(self.d), dtype=inner.embed_tokens.weight.dtype)
+            self.embed_scale = float(scale.to(DTYPE))
+        else:
+            self.embed_scale = 1.0
+        self.final_norm = w(inner.norm.weight)  # [d]
+        self.lm_head = w(hf.lm_head.weight)  # [V, d]
+        self.softcap = getattr(cfg, "final_logit_softcapping", None) if self.gemma else None
+
+        self.layers = []
+        for l, layer in enumerate(inner.layers):
+            a = layer.self_attn
+            for lin in (a.q_proj, a.k_proj, a.v_proj, a.o_proj):
+                if lin.bias is not None:
+                    raise NotImplementedError("reference.py does not handle attention biases")
+            P = {
+                "q": w(a.q_proj.weight),  # [H*dh, d]
+                "k": w(a.k_proj.weight),  # [KV*dh, d]
+                "v": w(a.v_proj.weight),  # [KV*dh, d]
+                "o": w(a.o_proj.weight),  # [d, H*dh]
+                "in_norm": w(layer.input_layernorm.weight),  # [d]
+                "gate": w(layer.mlp.gate_proj.weight),  # [I, d]
+                "up": w(layer.mlp.up_proj.weight),  # [I, d]
+                "down": w(layer.mlp.down_proj.weight),  # [d, I]
+            }
+            if self.gemma:
+                P["post_attn_norm"] = w(layer.post_attention_layernorm.weight)
+                P["pre_ff_norm"] = w(layer.pre_feedforward_layernorm.weight)
+                P["post_ff_norm"] = w(layer.post_feedforward_layernorm.weight)
+                P["q_norm"] = w(a.q_norm.weight)  # [dh]
+                P["k_norm"] = w(a.k_norm.weight)  # [dh]
+                layer_type = cfg.layer_types[l]
+                rope = cfg.rope_parameters[layer_type]
+                P["sliding"] = layer_type == "sliding_attention"
+                P["window"] = cfg.sliding_window
+                P["scaling"] = cfg.query_pre_attn_scalar ** -0.5
+            else:
+                P["pre_mlp_norm"] = w(layer.post_attention_layernorm.weight)  # Llama's pre-MLP norm
+                rope = cfg.rope_parameters
+                P["sliding"] = False
+                P["window"] = None
+                P["scaling"] = self.dh ** -0.5
+            if rope.get("rope_type", "default") != "default":
+                raise NotImplementedError(f"rope_type {rope['rope_type']!r} is not supported here")
+            P["rope_theta"] = float(rope["rope_theta"])
+            self.layers.append(P)
+
+    # --- building blocks --------------------------------------------------------------------
+
+    def gain(self, weight):
+        """RMSNorm gain: w for Llama, (1 + w) for Gemma."""
+        return 1.0 + weight if self.gemma else weight
+
+    def inv_rms(self, x):
+        """1 / sqrt(mean(x^2) + eps) over the last axis.  x: [..., n] -> [..., 1]"""
+        return torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps)
+
+    def rmsnorm(self, x, weight):
+        return self.gain(weight) * (x * self.inv_rms(x))
+
+    def act(self, x):
+        return F.gelu(x, approximate="tanh") if self.gemma else F.silu(x)
+
+
+def _rope(x, theta):
+    """Rotary embedding (rotate-half convention).  x: [T, dh] for one head, positions 0..T-1."""
+    T, dh = x.shape
+    inv_freq = 1.0 / (theta ** (torch.arange(0, dh, 2, dtype=DTYPE) / dh))  # [dh/2]
+    angles = torch.arange(T, dtype=DTYPE)[:, None] * inv_freq[None, :]  # [T, dh/2]
+    emb = torch.cat([angles, angles], dim=-1)  # [T, dh]
+    cos, sin = emb.cos(), emb.sin()
+    x1, x2 = x[:, : dh // 2], x[:, dh // 2 :]
+    rotated = torch.cat([-x2, x1], dim=-1)  # [T, dh]
+    return x * cos + rotated * sin
+
+
+def _ids(token_ids) -> torch.Tensor:
+    ids = torch.as_tensor(token_ids, dtype=torch.long).reshape(-1)  # [T]
+    if ids.numel() == 0:
+        raise ValueError("token_ids is empty")
+    return ids
+
+
+# ----------------------------------------------------------------------------------------------
+# The forward pass (one code path for unmasked and masked runs)
+# ----------------------------------------------------------------------------------------------
+
+
+def _run(P: _Params, ids: torch.Tensor, keep=None, norms="live", frozen=None) -> dict:
+    """Run the model over ids [T] in float64, optionally with edge masks.
+
+    keep: None (everything kept) or a dict of float64 0/1 masks
+        "attn"     [L, H, T, T]  1 = attention edge (l, h, t, s) kept
+        "res_attn" [L, T]        1 = residual-attention edge kept
+        "mlp"      [L, T]        1 = MLP edge kept
+        "res_mlp"  [L, T]        1 = residual-MLP edge kept
+    norms: "live" recomputes Gemma's post-norms on the masked stream; "frozen" uses the inverse-RMS
+        of the unmasked run (frozen["inv_rms_o"] [L, T, 1], frozen["inv_rms_m"] [L, T, 1]).
+    Returns a cache of per-layer tensors (lists indexed by layer) and the logits [T, V].
+    """
+    if norms not in ("live", "frozen"):
+        raise ValueError(f"norms must be 'live' or 'frozen', not {norms!r}")
+    if norms == "frozen" and P.gemma and frozen is None:
+        raise ValueError("norms='frozen' needs the unmasked run's inverse RMS values")
+    T = ids.shape[0]
+    H, KV, dh = P.H, P.KV, P.dh
+    group = H // KV
+    pos = torch.arange(T)
+    causal = pos[None, :] <= pos[:, None]  # [T, T] target t (row) may see source s (col)
+
+    cache = {k: [] for k in ("x", "A", "v", "o", "inv_rms_o", "a", "h", "m", "inv_rms_m", "f")}
+    x = P.embed[ids] * P.embed_scale  # [T, d]   never masked
+    for l, W in enumerate(P.layers):
+        cache["x"].append(x)
+        # ---- attention ----
+        xn = P.rmsnorm(x, W["in_norm"])  # [T, d]
+        allowed = causal.clone()
+        if W["sliding"]:
+            allowed &= (pos[:, None] - pos[None, :]) < W["window"]  # [T, T]
+        A_all = torch.zeros(H, T, T, dtype=DTYPE)  # [H, T, T]
+        v_all = torch.zeros(H, T, dh, dtype=DTYPE)  # [H, T, dh] value of each query head's KV group
+        o = torch.zeros(T, P.d, dtype=DTYPE)  # [T, d]  o_proj output
+        for h in range(H):
+            g = h // group  # KV group of query head h (repeat_kv)
+            q = xn @ W["q"][h * dh : (h + 1) * dh].T  # [T, dh]
+            k = xn @ W["k"][g * dh : (g + 1) * dh].T  # [T, dh]
+            v = xn @ W["v"][g * dh : (g + 1) * dh].T  # [T, dh]
+            if P.gemma:
+                q = P.rmsnorm(q, W["q_norm"])
+                k = P.rmsnorm(k, W["k_norm"])
+            q = _rope(q, W["rope_theta"])
+            k = _rope(k, W["rope_theta"])
+            scores = (q @ k.T) * W["scaling"]  # [T, T]
+            scores = scores.masked_fill(~allowed, float("-inf"))
+            A = torch.softmax(scores, dim=-1)  # [T, T]  live softmax, all s <= t (in the window)
+            A_used = A if keep is None else A * keep["attn"][l, h]  # zero ablation, no renormalisation
+            W_O_h = W["o"][:, h * dh : (h + 1) * dh]  # [d, dh]
+            o = o + (A_used @ v) @ W_O_h.T  # [T, d]
+            A_all[h] = A
+            v_all[h] = v
+        inv_rms_o = P.inv_rms(o)  # [T, 1]
+        if P.gemma:
+            scale_o = frozen["inv_rms_o"][l] if norms == "frozen" else inv_rms_o
+            a = P.gain(W["post_attn_norm"]) * (o * scale_o)  # [T, d]
+        else:
+            a = o
+        res_attn = 1.0 if keep is None else keep["res_attn"][l][:, None]  # [T, 1]
+        h_state = res_attn * x + a  # [T, d]
+        # ---- MLP ----
+        hn = P.rmsnorm(h_state, W["pre_ff_norm"] if P.gemma else W["pre_mlp_norm"])  # [T, d]
+        m = (P.act(hn @ W["gate"].T) * (hn @ W["up"].T)) @ W["down"].T  # [T, d]  raw MLP output
+        inv_rms_m = P.inv_rms(m)  # [T, 1]
+        if P.gemma:
+            scale_m = frozen["inv_rms_m"][l] if norms == "frozen" else inv_rms_m
+            f = P.gain(W["post_ff_norm"]) * (m * scale_m)  # [T, d]
+        else:
+            f = m
+        k_mlp = 1.0 if keep is None else keep["mlp"][l][:, None]  # [T, 1]
+        k_res = 1.0 if keep is None else keep["res_mlp"][l][:, None]  # [T, 1]
+        x = k_res * h_state + k_mlp * f  # [T, d]
+        for name, val in (("A", A_all), ("v", v_all), ("o", o), ("inv_rms_o", inv_rms_o), ("a", a),
+                          ("h", h_state), ("m", m), ("inv_rms_m", inv_rms_m), ("f", f)):
+            cache[name].append(val)
+    cache["x_final"] = x  # [T, d]  x_L
+    cache["inv_rms_final"] = P.inv_rms(x)  # [T, 1]
+    cache["normed_final"] = P.rmsnorm(x, P.final_norm)  # [T, d]
+    logits = cache["normed_final"] @ P.lm_head.T  # [T, V]
+    if P.softcap is not None:
+        logits = torch.tanh(logits / P.softcap) * P.softcap
+    cache["logits"] = logits
+    return cache
+
+
+def forward(bridge, token_ids) -> dict:
+    """Unmasked float64 forward over the whole text; returns the cache (see ``_run``)."""
+    return _run(_Params(bridge), _ids(token_ids))
+
+
+def unmasked_logits(bridge, token_ids) -> torch.Tensor:
+    """Logits [T, V] (float64) of this file's own unmasked forward."""
+    return forward(bridge, token_ids)["logits"]
+
+
+# ----------------------------------------------------------------------------------------------
+# Graph, edge vectors, weights
+# ----------------------------------------------------------------------------------------------
+
+
+def edge_count(n_layers: int, n_heads: int, n_positions: int) -> int:
+    """|E| of the prefix graph with T' = n_positions, root at the last position (METHOD.md §1)."""
+    L, H, T = n_layers, n_heads, n_positions
+    return L * (H * T * (T + 1) // 2 + 3 * T) - H * T * (T - 1) // 2 - 3 * (T - 1)
+
+
+def _in_edges(g: int, t: int, n_heads: int) -> list[tuple[tuple, tuple]]:
+    """In-edges of node (g, t) as (key, source node), in ascending key order. None for g = 0."""
+    if g == 0:
+        return []
+    if g % 2 == 1:  # attention node of layer l
+        l = (g - 1) // 2
+        out = [((ATTN, l, t, h, s), (2 * l, s)) for h in range(n_heads) for s in range(t + 1)]
+        out.append(((RES_ATTN, l, t, 0, t), (2 * l, t)))
+        return out
+    l = (g - 2) // 2  # MLP node of layer l
+    return [((MLP, l, t, 0, t), (2 * l + 1, t)), ((RES_MLP, l, t, 0, t), (2 * l + 1, t))]
+
+
+def _iter_edge_vectors(P: _Params, C: dict) -> Iterator[tuple[tuple, list, torch.Tensor, torch.Tensor]]:
+    """Yield (node, keys, vectors [n_in, d], node_state [d]) for every non-embedding node of the text.
+
+    The in-edge vectors of a node sum to its state (for nodes (2L, t) the final-normed state).
+    """
+    L, H, dh = P.L, P.H, P.dh
+    T = C["x"][0].shape[0]
+    for l in range(L):
+        W = P.layers[l]
+        last = l == L - 1
+        # W_O^h v_{h,s} for every head and source: [H, T, d]
+        WOv = torch.stack([C["v"][l][h] @ W["o"][:, h * dh : (h + 1) * dh].T for h in range(H)])
+        for t in range(T):
+            # ---- attention node (2l+1, t) ----
+            block = C["A"][l][:, t, : t + 1, None] * WOv[:, : t + 1, :]  # [H, t+1, d]
+            if P.gemma:  # linearised post-attention norm at target t
+                block = P.gain(W["post_attn_norm"]) * block * C["inv_rms_o"][l][t]
+            keys = [(ATTN, l, t, h, s) for h in range(H) for s in range(t + 1)]
+            vecs = torch.cat([block.reshape(H * (t + 1), -1), C["x"][l][t][None, :]])  # [H(t+1)+1, d]
+            keys.append((RES_ATTN, l, t, 0, t))
+            yield (2 * l + 1, t), keys, vecs, C["h"][l][t]
+            # ---- MLP node (2l+2, t) ----
+            f_vec, h_vec = C["f"][l][t], C["h"][l][t]
+            if last:  # linearised final norm on the last layer's MLP and residual-MLP edges
+                lin = P.gain(P.final_norm) * C["inv_rms_final"][t]
+                f_vec, h_vec = lin * f_vec, lin * h_vec
+                state = C["normed_final"][t]
+            else:
+                state = C["x"][l + 1][t]
+            yield (2 * l + 2, t), [(MLP, l, t, 0, t), (RES_MLP, l, t, 0, t)], torch.stack([f_vec, h_vec]), state
+
+
+def edge_vectors(bridge, token_ids) -> dict:
+    """{node (g, t): (keys, vectors [n_in, d] float64, real node state [d])} for the whole text.
+
+    Materialises every edge vector: use on short texts / small models only.
+    """
+    P = _Params(bridge)
+    C = _run(P, _ids(token_ids))
+    return {node: (keys, vecs, state) for node, keys, vecs, state in _iter_edge_vectors(P, C)}
+
+
+def _node_weights(vecs: torch.Tensor, state: torch.Tensor, weighting: str) -> list[float]:
+    """Weights of one node's in-edges.  vecs: [n_in, d]; state: [d]."""
+    if weighting == "l1":
+        norms = vecs.abs().sum(-1)  # [n_in]
+        total = norms.sum()
+        if total == 0:
+            return [1.0 / len(norms)] * len(norms)
+        return (norms / total).tolist()
+    if weighting == "ifr":
+        p = state.abs().sum() - (state[None, :] - vecs).abs().sum(-1)  # [n_in]
+        p = p + p.min().abs()
+        total = p.sum()
+        if total == 0:
+            return [1.0 / len(p)] * len(p)
+        return (p / total).tolist()
+    raise ValueError(f"weighting must be 'l1' or 'ifr', not {weighting!r}")
+
+
+def _weights_from_cache(P: _Params, C: dict, weighting: str) -> dict:
+    weights = {}
+    for _node, keys, vecs, state in _iter_edge_vectors(P, C):
+        for key, w in zip(keys, _node_weights(vecs, state, weighting)):
+            weights[key] = w
+    return weights
+
+
+def edge_weights(bridge, token_ids, weighting: str = "l1") -> dict:
+    """{key: weight} for every edge of the whole text (root-independent, normalised per target node)."""
+    P = _Params(bridge)
+    return _weights_from_cache(P, _run(P, _ids(token_ids)), weighting)
+
+
+def build_graph(weights: dict, n_layers: int, n_heads: int, root: int) -> nx.MultiDiGraph:
+    """The prefix graph for root r: positions 0..r, output (2L, r), only edges that reach the output.
+
+    Edges carry key = edge key tuple and attribute weight = weights[key].
+    """
+    L, H, Tp = n_layers, n_heads, root + 1
+    G = nx.MultiDiGraph()
+    for g in range(2 * L + 1):
+        for t in range(Tp):
+            G.add_node((g, t))
+    for g in range(1, 2 * L + 1):
+        for t in range(Tp):
+            for key, src in _in_edges(g, t, H):
+                G.add_edge(src, (g, t), key=key, weight=weights[key])
+    out = (2 * L, root)
+    keep = nx.ancestors(G, out) | {out}
+    G.remove_nodes_from([n for n in list(G.nodes) if n not in keep])
+    expected = edge_count(L, H, Tp)
+    assert G.number_of_edges() == expected, (G.number_of_edges(), expected)
+    return G
+
+
+def _check_sizes(sizes) -> list[float]:
+    sizes = [float(s) for s in sizes]
+    if not sizes:
+        raise ValueError("sizes is empty")
+    if any(not (0.0 < s <= 1.0) for s in sizes):
+        raise ValueError(f"sizes must lie in (0, 1]: {sizes}")
+    if any(b <= a for a, b in zip(sizes, sizes[1:])):
+        raise ValueError(f"sizes must be strictly increasing: {sizes}")
+    return sizes
+
+
+def stratify_weights(weights: dict, n_layers: int, n_heads: int, root: int, sizes) -> tuple[list, list]:
+    """Best-first backward expansion from (2L, root) (METHOD.md §3, Gen-B).
+
+    weights: {key: weight} covering at least every edge of the prefix graph.
+    Heap order: heaviest float32-rounded weight first, ties broken by the smaller key tuple.
+    Returns (order, n_edges): order = keys in expansion order, up to max n_k;
+    n_edges[k] = floor(sizes[k] * |E|), stratum k = order[:n_edges[k]].
+    """
+    sizes = _check_sizes(sizes)
+    G = build_graph(weights, n_layers, n_heads, root)
+    total = G.number_of_edges()
+    n_edges = [int(math.floor(s * total)) for s in sizes]
+    target = max(n_edges)
+
+    def push_in_edges(heap, node):
+        for src, _dst, key, w in G.in_edges(node, keys=True, data="weight"):
+            heapq.heappush(heap, (-float(np.float32(w)), key, src))
+
+    out = (2 * n_layers, root)
+    heap: list = []
+    reached = {out}
+    push_in_edges(heap, out)
+    order = []
+    while len(order) < target and heap:
+        _negw, key, src = heapq.heappop(heap)
+        order.append(key)
+        if src not in reached:
+            reached.add(src)
+            push_in_edges(heap, src)  # embedding nodes have no in-edges
+    return order, n_edges
+
+
+# ----------------------------------------------------------------------------------------------
+# Masked evaluation
+# ----------------------------------------------------------------------------------------------
+
+
+def _masks_from_set(kept, L: int, H: int, root: int) -> dict:
+    """Explicit 0/1 masks for the prefix 0..root from a set of kept keys (None = keep all)."""
+    Tp = root + 1
+    if kept is None:
+        return {
+            "attn": torch.ones(L, H, Tp, Tp, dtype=DTYPE).tril(),  # [L, H, T, T]
+            "res_attn": torch.ones(L, Tp, dtype=DTYPE),  # [L, T]
+            "mlp": torch.ones(L, Tp, dtype=DTYPE),
+            "res_mlp": torch.ones(L, Tp, dtype=DTYPE),
+        }
+    # numpy arrays for the per-key writes (a torch element write costs ~100x more), torch at the end
+    M = {
+        "attn": np.zeros((L, H, Tp, Tp)),  # [L, H, T, T]
+        "res_attn": np.zeros((L, Tp)),  # [L, T]
+        "mlp": np.zeros((L, Tp)),
+        "res_mlp": np.zeros((L, Tp)),
+    }
+    for key in kept:
+        kind, l, t, h, s = key
+        if not (0 <= l < L and 0 <= s <= t <= root):
+            raise ValueError(f"edge key {key} is not an edge of the prefix graph of root {root}")
+        if kind == ATTN:
+            if not 0 <= h < H:
+                raise ValueError(f"edge key {key}: head out of range")
+            M["attn"][l, h, t, s] = 1.0
+        elif kind == RES_ATTN:
+            M["res_attn"][l, t] = 1.0
+        elif kind == MLP:
+            M["mlp"][l, t] = 1.0
+        elif kind == RES_MLP:
+            M["res_mlp"][l, t] = 1.0
+        else:
+            raise ValueError(f"edge key {key}: unknown kind")
+    M = {name: torch.from_numpy(arr).to(DTYPE) for name, arr in M.items()}
+    return M
+
+
+def _masked_logits(P: _Params, ids: torch.Tensor, root: int, kept, norms: str, frozen=None) -> torch.Tensor:
+    if not 0 <= root < ids.shape[0]:
+        raise ValueError(f"root {root} is outside 0..{ids.shape[0] - 1}")
+    prefix = ids[: root + 1]
+    if norms == "frozen" and P.gemma and frozen is None:
+        full = _run(P, prefix)
+        frozen = {"inv_rms_o": full["inv_rms_o"], "inv_rms_m": full["inv_rms_m"]}
+    keep = _masks_from_set(kept, P.L, P.H, root)
+    C = _run(P, prefix, keep=keep, norms=norms, frozen=frozen)
+    return C["logits"][root]  # [V]
+
+
+def masked_logits(bridge, token_ids, root: int, kept: set | None, norms: str = "live") -> torch.Tensor:
+    """Logits [V] (float64) at position ``root`` with only the edges in ``kept`` (zero ablation).
+
+    kept: set of edge keys, or None for everything kept (reproduces the unmasked logits).
+    norms: "live" (Gemma post-norms recomputed on the masked stream) or "frozen" (held at the
+    unmasked run's per-position scale). Llama has no post-norms, so both give the same result.
+    The final norm is always live.
+    """
+    return _masked_logits(_Params(bridge), _ids(token_ids), root, kept, norms)
+
+
+# ----------------------------------------------------------------------------------------------
+# Metrics and the top level
+# ----------------------------------------------------------------------------------------------
+
+
+def distribution_metrics(full_logits: torch.Tensor, logits: torch.Tensor) -> dict:
+    """tv, kl (full || subgraph), top1 between two logit vectors [V], with softmaxes in float32."""
+    logp_full = torch.log_softmax(full_logits.float(), dim=-1)  # [V]
+    logp = torch.log_softmax(logits.float(), dim=-1)  # [V]
+    p_full, p = logp_full.exp(), logp.exp()
+    return {
+        "tv": float(0.5 * (p_full - p).abs().sum()),
+        "kl": float((p_full * (logp_full - logp)).sum()),
+        "top1": bool(full_logits.float().argmax() == logits.float().argmax()),
+    }
+
+
+def trace_root(bridge, token_ids, root: int, sizes, weighting: str = "l1", norms: str = "live") -> dict:
+    """Trace one root position: weights -> strata -> masked passes -> metrics.
+
+    Returns a dict:
+      order        list of keys, the expansion order up to max n_k
+      n_edges      list, n_k = floor(sizes[k] * |E|)  (|E| itself for size 1.0)
+      total_edges  |E| of the root's prefix graph
+      sizes        the sizes as floats
+      tv, kl, top1 lists per size (against this file's unmasked logits at root)
+      logits       tensor [K, V] float32, the masked logits per stratum
+      full_logits  tensor [V] float32, the unmasked logits at root
+    """
+    sizes = _check_sizes(sizes)
+    P = _Params(bridge)
+    ids = _ids(token_ids)
+    if not 0 <= root < ids.shape[0]:
+        raise ValueError(f"root {root} is outside 0..{ids.shape[0] - 1}")
+    C = _run(P, ids)  # one unmasked forward over the whole text
+    weights = _weights_from_cache(P, C, weighting)
+    order, n_edges = stratify_weights(weights, P.L, P.H, root, sizes)
+    total = edge_count(P.L, P.H, root + 1)
+    frozen = None
+    if norms == "frozen":  # causal model: the whole-text run's values at positions <= root are the prefix's
+        frozen = {"inv_rms_o": [v[: root + 1] for v in C["inv_rms_o"]],
+                  "inv_rms_m": [v[: root + 1] for v in C["inv_rms_m"]]}
+    full_logits = C["logits"][root].float()  # [V]
+    result = {"order": order, "n_edges": n_edges, "total_edges": total, "sizes": sizes,
+              "tv": [], "kl": [], "top1": [], "full_logits": full_logits}
+    rows = []
+    for n in n_edges:
+        kept = set(order[:n])
+        assert len(kept) == n
+        logits = _masked_logits(P, ids, root, kept, norms, frozen).float()  # [V]
+        rows.append(logits)
+        m = distribution_metrics(full_logits, logits)
+        for name in ("tv", "kl", "top1"):
+            result[name].append(m[name])
+    result["logits"] = torch.stack(rows)  # [K, V]
+    return result
