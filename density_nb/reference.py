@@ -371,7 +371,8 @@ def edge_weights(bridge, token_ids, weighting: str = "l1") -> dict:
 def build_graph(weights: dict, n_layers: int, n_heads: int, root: int) -> nx.MultiDiGraph:
     """The prefix graph for root r: positions 0..r, output (2L, r), only edges that reach the output.
 
-    Edges carry key = edge key tuple and attribute weight = weights[key].
+    Edges carry key = edge key tuple and attribute weight = weights[key]. ``weights`` must cover
+    every edge that reaches the output (extra keys, e.g. for later positions, are ignored).
     """
     L, H, Tp = n_layers, n_heads, root + 1
     G = nx.MultiDiGraph()
@@ -381,10 +382,13 @@ def build_graph(weights: dict, n_layers: int, n_heads: int, root: int) -> nx.Mul
     for g in range(1, 2 * L + 1):
         for t in range(Tp):
             for key, src in _in_edges(g, t, H):
-                G.add_edge(src, (g, t), key=key, weight=weights[key])
+                G.add_edge(src, (g, t), key=key, weight=weights.get(key))
     out = (2 * L, root)
     keep = nx.ancestors(G, out) | {out}
     G.remove_nodes_from([n for n in list(G.nodes) if n not in keep])
+    missing = [k for _s, _d, k, w in G.edges(keys=True, data="weight") if w is None]
+    if missing:
+        raise KeyError(f"weights lack {len(missing)} edges of the prefix graph, e.g. {missing[0]}")
     expected = edge_count(L, H, Tp)
     assert G.number_of_edges() == expected, (G.number_of_edges(), expected)
     return G
