@@ -22,7 +22,7 @@ PAPER_GRID = (
     1e-5, 2e-5, 4e-5, 8e-5, 1e-4, 2e-4, 4e-4, 8e-4, 1e-3, 1.2e-3, 1.4e-3, 2e-3, 3e-3, 4e-3, 6e-3, 8e-3,
     1e-2, 2e-2, 4e-2, 6e-2, 8e-2, 0.1, 0.2, 0.4, 0.6, 0.8, 1.0,
 )  # fmt: skip
-FAST_GRID = (1e-5, 5e-5, 2.5e-4, 1e-3, 4e-3, 1.6e-2, 6.4e-2, 0.25, 1.0)
+FAST_GRID = (1e-5, 4.4e-5, 1.9e-4, 8.5e-4, 3.7e-3, 1.6e-2, 7.2e-2, 0.32, 1.0)  # 10**linspace(-5, -0.5, 8), 2 digits
 
 
 def make_grid(grid: str | list[float] | tuple[float, ...] | np.ndarray) -> np.ndarray:

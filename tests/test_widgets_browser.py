@@ -6,6 +6,7 @@ Screenshots go to test-artifacts/ (gitignored).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -118,7 +119,7 @@ def check_explorer(page, facts: dict, scope: str, tag: str) -> None:
         page.keyboard.press("ArrowRight")
     after = (marker.get_attribute("x1"), cells.evaluate_all("els => els.map(e => e.style.backgroundColor)"),
              root.locator(".dnb-readout").text_content(), slider.get_attribute("aria-valuetext"))
-    assert slider.input_value() == str(len(facts["grid"]) - 1)
+    assert slider.input_value() == str(len(facts["grid"]) - 1), page.evaluate("() => [document.activeElement.className, document.activeElement.tagName]")
     assert float(after[0]) > float(before[0])
     assert after[1] != before[1]
     assert after[2] != before[2] and "top-1 ✓" in after[2]
@@ -158,11 +159,7 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def lab(tmp_path_factory):
-    pytest.importorskip("jupyterlab", reason="jupyterlab is not installed")
-    pytest.importorskip("density_nb.trace", reason="density_nb.trace is not available")
-    root = tmp_path_factory.mktemp("lab")
+def write_notebook(root: Path) -> None:
     (root / "explorer.ipynb").write_text(
         json.dumps(
             {
@@ -173,6 +170,11 @@ def lab(tmp_path_factory):
             }
         )
     )
+
+
+@contextlib.contextmanager
+def jupyterlab_server(root: Path):
+    """Start JupyterLab on a free localhost port serving ``root`` (no token, no browser); always stop it."""
     port = _free_port()
     env = dict(os.environ)
     env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
@@ -201,7 +203,7 @@ def lab(tmp_path_factory):
             if proc.poll() is not None or time.time() > deadline:
                 raise RuntimeError(f"JupyterLab did not start; see {log.name}")
             time.sleep(0.5)
-        yield {"base": base, "root": root}
+        yield base
     finally:
         try:  # shut kernels down through the API (they run in their own process groups)
             with urllib.request.urlopen(f"{base}/api/kernels", timeout=5) as resp:
@@ -222,6 +224,36 @@ def lab(tmp_path_factory):
         log.close()
 
 
+def open_and_run(page, base: str) -> str:
+    """Open explorer.ipynb in JupyterLab, run all cells, wait for the widget; returns its CSS scope."""
+    page.goto(f"{base}/lab/tree/explorer.ipynb", wait_until="domcontentloaded")
+    page.wait_for_function(
+        "window.jupyterapp && window.jupyterapp.shell && window.jupyterapp.shell.currentWidget && window.jupyterapp.shell.currentWidget.sessionContext",
+        timeout=90_000,
+    )
+    page.evaluate(
+        """async () => {
+            const app = window.jupyterapp;
+            const nb = app.shell.currentWidget;
+            await nb.sessionContext.ready;
+            await app.commands.execute('notebook:run-all-cells');
+        }"""
+    )
+    scope = ".jp-OutputArea-output .dnb"
+    page.wait_for_selector(f"{scope} .dnb-tok", timeout=180_000)
+    return scope
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    pytest.importorskip("jupyterlab", reason="jupyterlab is not installed")
+    pytest.importorskip("density_nb.trace", reason="density_nb.trace is not available")
+    root = tmp_path_factory.mktemp("lab")
+    write_notebook(root)
+    with jupyterlab_server(root) as base:
+        yield {"base": base, "root": root}
+
+
 @pytest.fixture(scope="module")
 def browser():
     ARTIFACTS.mkdir(exist_ok=True)
@@ -238,18 +270,7 @@ def test_jupyterlab_explorer(lab, browser):
     dialogs, errors = [], []
     page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
     page.on("pageerror", lambda e: errors.append(str(e)))
-    page.goto(f"{lab['base']}/lab/tree/explorer.ipynb", wait_until="domcontentloaded")
-    page.wait_for_function("window.jupyterapp && window.jupyterapp.shell && window.jupyterapp.shell.currentWidget && window.jupyterapp.shell.currentWidget.sessionContext", timeout=90_000)
-    page.evaluate(
-        """async () => {
-            const app = window.jupyterapp;
-            const nb = app.shell.currentWidget;
-            await nb.sessionContext.ready;
-            await app.commands.execute('notebook:run-all-cells');
-        }"""
-    )
-    scope = ".jp-OutputArea-output .dnb"
-    page.wait_for_selector(f"{scope} .dnb-tok", timeout=180_000)
+    scope = open_and_run(page, lab["base"])
     facts = json.loads((lab["root"] / "facts.json").read_text())
     news = page.locator(".jp-toast-button", has_text="No")
     if news.count():
