@@ -1,0 +1,121 @@
+"""trace(): roots, tokenisation, determinism, result tables and parquet round trip, bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from density_nb.result import DensityResult
+from density_nb.trace import TraceInputError, tokenize, trace
+
+from conftest import TEXT
+
+
+@pytest.fixture(scope="module")
+def result(tiny_llama) -> DensityResult:
+    return trace(tiny_llama, TEXT, roots="all", grid="fast", random_baseline=True, progress=False)
+
+
+def test_all_roots_shapes_and_ranges(result):
+    n_tokens = len(result.tokens)
+    r_count, k_count = len(result.roots), len(result.grid)
+    assert result.roots.tolist() == list(range(n_tokens - 1))
+    for name in ("tv", "kl", "nu", "entropy", "loss", "n_edges", "tv_random"):
+        assert getattr(result, name).shape == (r_count, k_count), name
+    assert result.head_share.shape == (r_count, k_count, result.n_layers, result.n_heads)
+    assert ((result.density >= 0) & (result.density <= 1)).all()
+    assert (result.tv[:, -1] == 0).all() and result.top1[:, -1].all(), "the full graph is the model"
+    assert ((result.tv >= 0) & (result.tv <= 1 + 1e-6)).all()
+    assert (np.diff(result.n_edges, axis=1) >= 0).all()
+    assert (result.n_edges[:, -1] == result.total_edges).all()
+    # composition adds up
+    assert (result.component_edges.sum(-1) == result.n_edges).all()
+    assert (result.layer_edges.sum(-1) == result.n_edges).all()
+    assert np.isclose(result.head_share[:, -1], 1).all() and np.isclose(result.mlp_share[:, -1], 1).all()
+    assert ((result.head_share >= 0) & (result.head_share <= 1)).all()
+
+
+def test_token_pieces_rebuild_the_text(result):
+    assert "".join(result.tokens) == TEXT
+
+
+def test_summary_and_curves(result):
+    s = result.summary()
+    assert len(s) == len(result.roots)
+    assert {"density", "auc_tv", "auc_kl", "s_top1", "s_top1_stable", "entropy", "next_token", "density_random"} <= set(s.columns)
+    assert (s["s_top1"] <= s["s_top1_stable"]).all()
+    assert np.allclose(s["density"], s["auc_tv"] / 5)
+    c = result.curves()
+    assert len(c) == len(result.roots) * len(result.grid)
+    assert {"root", "s", "s_actual", "tv", "kl", "top1", "tv_random"} <= set(c.columns)
+
+
+def test_parquet_round_trip_is_exact(result, tmp_path):
+    path = result.to_parquet(tmp_path / "r.parquet")
+    back = DensityResult.from_parquet(path)
+    assert back.equals(result)
+    assert list(tmp_path.iterdir()) == [path], "no temp files left behind"
+
+
+def test_two_runs_are_bitwise_equal(tiny_gemma3):
+    a = trace(tiny_gemma3, TEXT, roots="all", grid="paper", progress=False)
+    b = trace(tiny_gemma3, TEXT, roots="all", grid="paper", progress=False)
+    assert a.equals(b)
+
+
+def test_roots_last_and_list(tiny_llama):
+    last = trace(tiny_llama, TEXT, roots="last", progress=False)
+    n = len(last.tokens)
+    assert last.roots.tolist() == [n - 1] and last.next_token.tolist() == [-1] and np.isnan(last.loss_full[0])
+    some = trace(tiny_llama, TEXT, roots=[3, -2, 3], progress=False)
+    assert some.roots.tolist() == [3, n - 2]
+    full = trace(tiny_llama, TEXT, roots="all", progress=False)
+    np.testing.assert_allclose(some.tv, full.tv[[3, n - 2]], atol=1e-6)  # batching moves fp32 rounding only
+
+
+def test_batch_size_does_not_change_results(tiny_llama):
+    a = trace(tiny_llama, TEXT, progress=False)
+    b = trace(tiny_llama, TEXT, max_rows=10, progress=False)
+    np.testing.assert_allclose(a.tv, b.tv, atol=1e-6)
+
+
+def test_prepend_bos(tiny_llama):
+    ids, _ = tokenize(tiny_llama, "Hello there")
+    bos = tiny_llama.density_nb_tokenizer.bos_token_id
+    assert ids[0] != bos, "the tiny tokenizer, like SmolLM2's, adds no BOS by default"
+    with_bos, pieces = tokenize(tiny_llama, "Hello there", prepend_bos=True)
+    assert with_bos[0] == bos and with_bos[1:].tolist() == ids.tolist() and len(pieces) == len(with_bos)
+
+
+def test_weightings_and_norms(tiny_gemma3):
+    l1 = trace(tiny_gemma3, TEXT, roots="last", progress=False)
+    ifr = trace(tiny_gemma3, TEXT, roots="last", weighting="ifr", progress=False)
+    rnd = trace(tiny_gemma3, TEXT, roots="last", weighting="random", progress=False)
+    frozen = trace(tiny_gemma3, TEXT, roots="last", norms="frozen", progress=False)
+    assert not np.array_equal(l1.tv, ifr.tv) and not np.array_equal(l1.tv, rnd.tv)
+    assert not np.array_equal(l1.tv, frozen.tv)
+    assert frozen.settings["norms"] == "frozen"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"text": ""}, "empty"),
+        ({"text": "   \n\t "}, "empty"),
+        ({"text": "a", "roots": "all"}, "too short"),
+        ({"text": TEXT, "max_tokens": 5}, r"max_tokens=5.*max_tokens=\d+"),
+        ({"text": TEXT, "roots": [999]}, "outside"),
+        ({"text": TEXT, "roots": "middle"}, "roots must be"),
+        ({"text": TEXT, "norms": "sometimes"}, "norms"),
+        ({"text": TEXT, "weighting": "magic"}, "weighting"),
+    ],
+)
+def test_bad_input_explains(tiny_llama, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        trace(tiny_llama, progress=False, **kwargs)
+
+
+@pytest.mark.parametrize("grid", [[0.0, 0.1], [1.2], [-1e-3]])
+def test_bad_grid_explains(tiny_llama, grid):
+    with pytest.raises(ValueError, match=r"\(0, 1\]"):
+        trace(tiny_llama, TEXT, grid=grid, progress=False)
