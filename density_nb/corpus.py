@@ -9,15 +9,26 @@ detokenised, cut after its first ``words`` words; the word after the cut is the 
 
 from __future__ import annotations
 
+import collections
 import functools
 import hashlib
+import json
 import os
 import re
+import time
+import warnings
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from density_nb.models import BUILTIN_MODELS, load_model, model_name
+from density_nb.stratify import make_grid
+from density_nb.trace import tokenize, trace
 
 DATA_ENV = "DENSITY_NB_DATA"
 SPLITS = ("test", "valid")
@@ -239,3 +250,384 @@ def token_frequency(counts: pd.Series, ids: Any) -> np.ndarray:
         return np.zeros(ids_arr.shape)
     freq = counts.reindex(ids_arr.ravel(), fill_value=0).to_numpy(dtype=np.float64) / total
     return freq.reshape(ids_arr.shape)
+
+
+# ---- corpus runs ---------------------------------------------------------------------------------
+RUN_FORMAT = 1
+MANIFEST = "manifest.json"
+SHARDS = "shards"
+BACKENDS = ("local", "ray")
+_MAX_ATTEMPTS = 3  # per passage, across worker deaths (Ray backend)
+
+
+class CorpusError(ValueError):
+    """A corpus run cannot start or continue (e.g. resume with other settings); the message says why."""
+
+
+@dataclass
+class CorpusRun:
+    """What ``load_runs`` returns: unpacks as ``summary, curves = load_runs(out_dir)``.
+
+    ``summary``: one row per passage (``passage_id``, ``model``, ``words``, ``prompt``,
+    ``next_word``, ``aligned``, ``n_tokens``, ``next_token_id``, ``top_token_id`` and the columns of
+    ``DensityResult.summary()``: ``density``, ``auc_tv``, ``auc_kl``, ``s_top1``, ``entropy``,
+    ``loss``, ...), sorted by ``passage_id``.
+    ``curves``: one row per (passage, stratum): ``passage_id``, ``model``, ``words`` and the columns of
+    ``DensityResult.curves()`` (``s``, ``s_actual``, ``tv``, ``kl``, ``top1``, ``nu``, ...), plus
+    ``edges_attn``, ``edges_mlp``, ``edges_res`` and ``layer_edges`` (edges per layer, a list).
+    ``manifest``: the run's settings and completed shards.
+    """
+
+    summary: pd.DataFrame
+    curves: pd.DataFrame
+    manifest: dict[str, Any]
+
+    def __iter__(self) -> Iterator[pd.DataFrame]:
+        yield self.summary
+        yield self.curves
+
+
+def _write_parquet(df: pd.DataFrame, path: Path) -> None:
+    """Write to a temp file beside ``path``, then rename: a reader never sees a partial file."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        df.to_parquet(tmp, index=False)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def _write_json(obj: Any, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(json.dumps(obj, indent=1))
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def _read_manifest(out_dir: Path) -> dict[str, Any] | None:
+    path = out_dir / MANIFEST
+    if not path.is_file():
+        return None
+    try:
+        manifest = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise CorpusError(f"{path} is not valid JSON ({err}); it was not written by density_nb.") from err
+    if manifest.get("format") != RUN_FORMAT:
+        raise CorpusError(f"{path} has run format {manifest.get('format')}; this density_nb writes {RUN_FORMAT}.")
+    return manifest
+
+
+def trace_passage(
+    bridge: Any,
+    passage_id: int,
+    prompt: str,
+    next_word: str,
+    *,
+    words: int,
+    grid: str | Sequence[float] = "paper",
+    weighting: str = "l1",
+    random_baseline: bool = False,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Trace the prediction of ``next_word`` after ``prompt``: ``(summary row, curves rows)``.
+
+    The traced text is ``prompt + " " + next_word`` and the root is the prompt's last token, so the
+    gold next token is in the text and the loss is defined. When the prompt's tokenization is not a
+    prefix of the joined text's, the prompt alone is traced at its last token (``aligned`` False,
+    loss NaN).
+    """
+    joined = prompt + " " + next_word
+    prompt_ids, _ = tokenize(bridge, prompt)
+    joined_ids, _ = tokenize(bridge, joined)
+    n = len(prompt_ids)
+    aligned = 0 < n < len(joined_ids) and bool(torch.equal(joined_ids[:n], prompt_ids))
+    if aligned:
+        result = trace(bridge, joined, roots=[n - 1], grid=grid, weighting=weighting, random_baseline=random_baseline, progress=False)
+    else:
+        result = trace(bridge, prompt, roots="last", grid=grid, weighting=weighting, random_baseline=random_baseline, progress=False)
+    name = result.model
+    summary = result.summary()
+    front = pd.DataFrame(
+        {
+            "passage_id": np.int64(passage_id),
+            "model": name,
+            "words": np.int64(words),
+            "prompt": prompt,
+            "next_word": next_word,
+            "aligned": aligned,
+            "n_tokens": np.int64(n),
+            "next_token_id": result.next_token.astype(np.int64),
+            "top_token_id": result.top_token_full.astype(np.int64),
+        },
+        index=summary.index,
+    )
+    summary = pd.concat([front, summary], axis=1)
+    curves = result.curves()
+    k = len(result.grid)
+    curves.insert(0, "words", np.int64(words))
+    curves.insert(0, "model", name)
+    curves.insert(0, "passage_id", np.int64(passage_id))
+    comp = result.component_edges.reshape(-1, 3)
+    curves["edges_attn"], curves["edges_mlp"], curves["edges_res"] = comp[:, 0], comp[:, 1], comp[:, 2]
+    curves["layer_edges"] = list(result.layer_edges.reshape(len(result.roots) * k, -1))
+    return summary, curves
+
+
+class _ShardWriter:
+    """Appends completed passages as parquet shards and records them in the manifest (atomically)."""
+
+    def __init__(self, out_dir: Path, manifest: dict[str, Any], shard_size: int) -> None:
+        self.out_dir, self.manifest, self.shard_size = out_dir, manifest, max(1, int(shard_size))
+        self.done: set[int] = set(int(p) for p in manifest["passage_ids"])
+        self.buffer: list[tuple[int, pd.DataFrame, pd.DataFrame]] = []
+        (out_dir / SHARDS).mkdir(parents=True, exist_ok=True)
+        self._clean_orphans()
+
+    def _clean_orphans(self) -> None:
+        """Remove shard files a killed run wrote but never recorded (and stray temp files)."""
+        listed = {f for shard in self.manifest["shards"] for f in (shard["summary"], shard["curves"])}
+        for path in (self.out_dir / SHARDS).iterdir():
+            if f"{SHARDS}/{path.name}" not in listed:
+                path.unlink()
+
+    def add(self, passage_id: int, summary: pd.DataFrame, curves: pd.DataFrame) -> bool:
+        """Queue one passage's rows; False (and nothing written) if it is already recorded."""
+        pid = int(passage_id)
+        if pid in self.done or any(p == pid for p, _, _ in self.buffer):
+            return False
+        self.buffer.append((pid, summary, curves))
+        if len(self.buffer) >= self.shard_size:
+            self.flush()
+        return True
+
+    def flush(self) -> None:
+        if not self.buffer:
+            return
+        seq = self.manifest["next_shard"]
+        name = f"{seq:06d}"
+        summary = pd.concat([s for _, s, _ in self.buffer], ignore_index=True)
+        curves = pd.concat([c for _, _, c in self.buffer], ignore_index=True)
+        ids = [p for p, _, _ in self.buffer]
+        shard = {"name": name, "summary": f"{SHARDS}/{name}.summary.parquet", "curves": f"{SHARDS}/{name}.curves.parquet", "passage_ids": ids}
+        _write_parquet(curves, self.out_dir / shard["curves"])
+        _write_parquet(summary, self.out_dir / shard["summary"])
+        self.manifest["shards"].append(shard)
+        self.manifest["passage_ids"] = sorted(self.done | set(ids))
+        self.manifest["next_shard"] = seq + 1
+        self.manifest["updated"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        _write_json(self.manifest, self.out_dir / MANIFEST)  # the shard counts only from here on
+        self.done.update(ids)
+        self.buffer.clear()
+
+
+def _model_label(model: Any) -> str:
+    if isinstance(model, str):
+        key = model.strip().lower()
+        return key if key in BUILTIN_MODELS else model
+    return model_name(load_model(model))
+
+
+def _grid_setting(grid: str | Sequence[float]) -> Any:
+    return grid if isinstance(grid, str) else [float(g) for g in grid]
+
+
+def load_runs(out_dir: str | os.PathLike[str]) -> CorpusRun:
+    """Read a corpus run directory: ``CorpusRun(summary, curves, manifest)`` (unpacks as a pair).
+
+    Only shards recorded in the manifest are read; rows are sorted by ``passage_id`` and each
+    passage appears once.
+    """
+    out = Path(out_dir)
+    manifest = _read_manifest(out)
+    if manifest is None:
+        raise CorpusError(f"{str(out)!r} holds no corpus run (no {MANIFEST}); run `run_corpus` or `density-nb corpus` first.")
+    summaries = [pd.read_parquet(out / shard["summary"]) for shard in manifest["shards"]]
+    curves = [pd.read_parquet(out / shard["curves"]) for shard in manifest["shards"]]
+    if not summaries:
+        return CorpusRun(pd.DataFrame(), pd.DataFrame(), manifest)
+    summary = pd.concat(summaries, ignore_index=True).drop_duplicates("passage_id", keep="first")
+    summary = summary.sort_values("passage_id", kind="stable").reset_index(drop=True)
+    curve = pd.concat(curves, ignore_index=True).drop_duplicates(["passage_id", "stratum"], keep="first")
+    curve = curve.sort_values(["passage_id", "stratum"], kind="stable").reset_index(drop=True)
+    return CorpusRun(summary, curve, manifest)
+
+
+def run_corpus(
+    model: Any,
+    out_dir: str | os.PathLike[str],
+    *,
+    data: str | os.PathLike[str] | None = None,
+    split: str = "test",
+    n_passages: int | None = 100,
+    words: int = 40,
+    grid: str | Sequence[float] = "paper",
+    weighting: str = "l1",
+    random_baseline: bool = False,
+    resume: bool = False,
+    backend: str = "local",
+    device: str | None = None,
+    workers: int = 2,
+    progress: bool = True,
+    drop_unk: str = "paragraph",
+    shard_size: int = 1,
+) -> pd.DataFrame:
+    """Trace the next-word prediction of ``n_passages`` WikiText passages; returns the summary table.
+
+    Results go to ``out_dir`` as parquet shards (``shards/NNNNNN.{summary,curves}.parquet``) plus a
+    ``manifest.json`` (settings, model, grid, shards, completed passage ids); read them back with
+    ``load_runs``. Every file is written to a temp name and renamed, and a shard counts only once the
+    manifest lists it, so an interrupted run loses at most the passages in flight (and, with
+    ``shard_size > 1``, completed passages not yet flushed when the process is killed outright).
+    ``resume=True`` skips passages already recorded and refuses if the settings differ; without it,
+    an ``out_dir`` that already holds a run is refused.
+    ``backend="ray"`` runs passages on ``workers`` Ray actors that each load the model once
+    (``model`` must then be a name or path; one GPU per actor when ``device="cuda"``).
+    """
+    if backend not in BACKENDS:
+        raise CorpusError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}.")
+    if backend == "ray" and not isinstance(model, str):
+        raise CorpusError("backend='ray' needs the model as a name or path (each worker loads it itself).")
+    make_grid(grid)  # fail early on a bad grid
+    df = passages(n_passages, words=words, split=split, data=data, drop_unk=drop_unk)
+    if n_passages is not None and len(df) < n_passages:
+        warnings.warn(
+            f"Only {len(df)} passages of more than {words} words are available in the {split!r} split "
+            f"(asked for {n_passages}); running those.",
+            stacklevel=2,
+        )
+    label = _model_label(model)
+    settings = {
+        "model": label,
+        "split": split,
+        "words": int(words),
+        "grid": _grid_setting(grid),
+        "weighting": weighting,
+        "random_baseline": bool(random_baseline),
+        "drop_unk": drop_unk,
+        "data": data_source(data, split),
+    }
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    manifest = _read_manifest(out)
+    if manifest is not None and not resume:
+        raise CorpusError(
+            f"{str(out)!r} already holds a corpus run ({len(manifest['passage_ids'])} passages); pass "
+            "resume=True (--resume) to continue it, or choose another output directory."
+        )
+    if manifest is not None:
+        diff = {k: (manifest["settings"].get(k), v) for k, v in settings.items() if manifest["settings"].get(k) != v}
+        if diff:
+            lines = "; ".join(f"{k}: recorded {a!r}, now {b!r}" for k, (a, b) in diff.items())
+            raise CorpusError(f"Cannot resume {str(out)!r}: its settings differ ({lines}). Use the same settings or another directory.")
+    else:
+        manifest = {
+            "format": RUN_FORMAT,
+            "settings": settings,
+            "grid_sizes": make_grid(grid).tolist(),
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "shards": [],
+            "passage_ids": [],
+            "next_shard": 0,
+        }
+        _write_json(manifest, out / MANIFEST)
+    writer = _ShardWriter(out, manifest, shard_size)
+    todo = df[~df["passage_id"].isin(writer.done)]
+    kwargs = {"words": int(words), "grid": grid, "weighting": weighting, "random_baseline": bool(random_baseline)}
+    bar = tqdm(total=len(df), initial=len(df) - len(todo), desc=f"corpus {label}", unit="passage", disable=not progress, smoothing=0.1)
+    try:
+        if len(todo):
+            if backend == "local":
+                bridge = load_model(model, device=device)
+                for row in todo.itertuples(index=False):
+                    summary, curves = trace_passage(bridge, row.passage_id, row.prompt, row.next_word, **kwargs)
+                    writer.add(row.passage_id, summary, curves)
+                    bar.update(1)
+            else:
+                _run_ray(model, device, todo, kwargs, workers, writer, bar)
+    finally:
+        writer.flush()  # Ctrl-C or an error: keep every completed passage
+        bar.close()
+    return load_runs(out).summary
+
+
+# ---- Ray backend ---------------------------------------------------------------------------------
+_active_actors: list[Any] = []  # the running Ray actors (for tests that kill one mid-run)
+
+
+class _TraceWorker:
+    """A Ray actor body: loads the model once, then traces passages."""
+
+    def __init__(self, model: str, device: str | None) -> None:
+        self.bridge = load_model(model, device=device)
+
+    def pid(self) -> int:
+        return os.getpid()
+
+    def run(self, passage_id: int, prompt: str, next_word: str, kwargs: dict[str, Any]) -> tuple[int, pd.DataFrame, pd.DataFrame]:
+        summary, curves = trace_passage(self.bridge, passage_id, prompt, next_word, **kwargs)
+        return passage_id, summary, curves
+
+
+def _run_ray(model: str, device: str | None, todo: pd.DataFrame, kwargs: dict[str, Any], workers: int, writer: _ShardWriter, bar: Any) -> None:
+    try:
+        import ray
+        from ray.exceptions import ActorDiedError, RayActorError, RayTaskError
+    except ImportError as err:
+        raise CorpusError("backend='ray' needs Ray: pip install 'density_nb[ray]' (or pip install ray).") from err
+    started = not ray.is_initialized()
+    if started:
+        ray.init(num_cpus=max(1, workers), include_dashboard=False, object_store_memory=200 * 1024**2, log_to_driver=False)
+    gpu = device is not None and str(device).startswith("cuda")
+    actor_cls = ray.remote(_TraceWorker).options(
+        num_cpus=1, num_gpus=1 if gpu else 0, max_restarts=_MAX_ATTEMPTS, max_task_retries=_MAX_ATTEMPTS
+    )
+
+    def new_actor() -> Any:
+        return actor_cls.remote(model, device)
+
+    actors = [new_actor() for _ in range(max(1, workers))]
+    _active_actors[:] = actors
+    queue = collections.deque(todo.itertuples(index=False))
+    attempts: collections.Counter[int] = collections.Counter()
+    pending: dict[Any, tuple[int, Any]] = {}
+
+    def submit(slot: int) -> None:
+        if queue:
+            row = queue.popleft()
+            ref = actors[slot].run.remote(int(row.passage_id), row.prompt, row.next_word, kwargs)
+            pending[ref] = (slot, row)
+
+    try:
+        for slot in range(len(actors)):
+            for _ in range(2):  # two in flight per actor hides the round trip
+                submit(slot)
+        while pending:
+            ready, _ = ray.wait(list(pending), num_returns=1)
+            for ref in ready:
+                slot, row = pending.pop(ref)
+                try:
+                    pid, summary, curves = ray.get(ref)
+                except RayActorError as err:  # the worker died (killed, OOM): run the passage again
+                    attempts[int(row.passage_id)] += 1
+                    if attempts[int(row.passage_id)] >= _MAX_ATTEMPTS:
+                        raise CorpusError(f"Passage {row.passage_id} failed {_MAX_ATTEMPTS} times on Ray workers: {err}") from err
+                    if isinstance(err, ActorDiedError):  # out of restarts: replace the worker
+                        actors[slot] = new_actor()
+                        _active_actors[slot] = actors[slot]
+                    queue.appendleft(row)
+                    submit(slot)
+                    continue
+                except RayTaskError as err:  # the trace itself raised: same error as the local backend
+                    raise err.as_instanceof_cause() from None
+                if writer.add(pid, summary, curves):  # driver-side dedup by passage id
+                    bar.update(1)
+                submit(slot)
+    finally:
+        for actor in actors:
+            ray.kill(actor, no_restart=True)
+        _active_actors.clear()
+        if started:
+            ray.shutdown()
