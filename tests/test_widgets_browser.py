@@ -146,6 +146,16 @@ def check_explorer(page, facts: dict, scope: str, tag: str) -> None:
     toks.nth(target).hover()
     tip = root.locator(".dnb-tip")
     assert tip.is_visible() and "density" in tip.text_content() and "top prediction" in tip.text_content()
+    # keyboard on the strip: the selected token is the roving tab stop; arrows move focus, Enter selects
+    sel = root.locator(".dnb-sel").first
+    assert sel.get_attribute("tabindex") == "0"
+    sel.focus()
+    page.keyboard.press("ArrowLeft")
+    focused_pos = page.evaluate("() => document.activeElement.dataset.pos")
+    assert focused_pos is not None and int(focused_pos) != target
+    page.keyboard.press("Enter")
+    assert "dnb-sel" in (toks.nth(int(focused_pos)).get_attribute("class") or "")
+    assert curve.get_attribute("d") is not None
     # metric toggle
     root.locator("button.dnb-btn", has_text="KL").click()
     assert "KL" in root.locator(".dnb-chart text.dnb-axislabel").nth(1).text_content()
@@ -173,21 +183,26 @@ def write_notebook(root: Path) -> None:
 
 
 @contextlib.contextmanager
-def jupyterlab_server(root: Path):
-    """Start JupyterLab on a free localhost port serving ``root`` (no token, no browser); always stop it."""
+def jupyterlab_server(root: Path, app: str = "lab"):
+    """Start JupyterLab (``app="lab"``) or Notebook 7 (``"notebook"``) on a free localhost port serving
+    ``root`` (no token, no browser); always stop it and its kernels."""
     port = _free_port()
     env = dict(os.environ)
     env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
     for var, sub in (("JUPYTER_CONFIG_DIR", "config"), ("JUPYTERLAB_SETTINGS_DIR", "settings"), ("JUPYTERLAB_WORKSPACES_DIR", "workspaces"), ("JUPYTER_RUNTIME_DIR", "runtime")):
         env[var] = str(root.parent / f"{root.name}-{sub}")
     log = open(root.parent / f"{root.name}-server.log", "w")
+    common = [
+        "--no-browser", f"--port={port}", "--ServerApp.ip=127.0.0.1", "--ServerApp.port_retries=0", "--allow-root",
+        "--IdentityProvider.token=", "--ServerApp.password=", "--ServerApp.disable_check_xsrf=True", f"--ServerApp.root_dir={root}",
+    ]
+    if app == "lab":
+        extra = ["jupyterlab", "--LabApp.expose_app_in_browser=True", "--LabApp.news_url=", "--LabApp.extension_manager=readonly",
+                 "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"]
+    else:
+        extra = ["notebook", "--JupyterNotebookApp.expose_app_in_browser=True"]
     proc = subprocess.Popen(
-        [
-            sys.executable, "-m", "jupyterlab", "--no-browser", f"--port={port}", "--ServerApp.ip=127.0.0.1",
-            "--ServerApp.port_retries=0", "--allow-root", "--IdentityProvider.token=", "--ServerApp.password=",
-            "--ServerApp.disable_check_xsrf=True", f"--ServerApp.root_dir={root}", "--LabApp.expose_app_in_browser=True",
-            "--LabApp.news_url=", "--LabApp.extension_manager=readonly", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
-        ],
+        [sys.executable, "-m", extra[0], *common, *extra[1:]],
         cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )
     base = f"http://127.0.0.1:{port}"
@@ -224,9 +239,10 @@ def jupyterlab_server(root: Path):
         log.close()
 
 
-def open_and_run(page, base: str) -> str:
-    """Open explorer.ipynb in JupyterLab, run all cells, wait for the widget; returns its CSS scope."""
-    page.goto(f"{base}/lab/tree/explorer.ipynb", wait_until="domcontentloaded")
+def open_and_run(page, base: str, app: str = "lab") -> str:
+    """Open explorer.ipynb in JupyterLab / Notebook 7, run all cells, wait for the widget; returns its CSS scope."""
+    url = f"{base}/lab/tree/explorer.ipynb" if app == "lab" else f"{base}/notebooks/explorer.ipynb"
+    page.goto(url, wait_until="domcontentloaded")
     page.wait_for_function(
         "window.jupyterapp && window.jupyterapp.shell && window.jupyterapp.shell.currentWidget && window.jupyterapp.shell.currentWidget.sessionContext",
         timeout=90_000,
@@ -331,3 +347,33 @@ def test_exported_html_offline(lab, browser):
         bad = [u for u in requests if not (u.startswith("file://") or u.startswith("data:"))]
         assert bad == [], bad
         context.close()
+
+
+@pytest.fixture(scope="module")
+def notebook7(tmp_path_factory):
+    pytest.importorskip("notebook", minversion="7", reason="Notebook 7 is not installed (pip install 'notebook>=7')")
+    pytest.importorskip("density_nb.trace", reason="density_nb.trace is not available")
+    root = tmp_path_factory.mktemp("nb7")
+    write_notebook(root)
+    with jupyterlab_server(root, app="notebook") as base:
+        yield {"base": base, "root": root}
+
+
+def test_notebook7_explorer(notebook7, browser):
+    page = browser.new_page(viewport={"width": 1280, "height": 1500})
+    dialogs = []
+    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    scope = open_and_run(page, notebook7["base"], app="notebook")
+    facts = json.loads((notebook7["root"] / "facts.json").read_text())
+    page.wait_for_timeout(300)
+    page.screenshot(path=str(ARTIFACTS / "nb7-light.png"), full_page=True)
+    check_explorer(page, facts, scope, "nb7")
+    page.evaluate("() => window.jupyterapp.commands.execute('apputils:change-theme', {theme: 'JupyterLab Dark'})")
+    page.wait_for_function(
+        f"""() => {{ const c = getComputedStyle(document.querySelector('{scope}')).backgroundColor.match(/\\d+/g).map(Number);
+                    return c[0] + c[1] + c[2] < 200; }}""",
+        timeout=30_000,
+    )
+    page.screenshot(path=str(ARTIFACTS / "nb7-dark.png"), full_page=True)
+    assert dialogs == [], dialogs
+    page.close()

@@ -37,7 +37,10 @@ const fmtS = (s) => {
 };
 const fmtInt = (n) => (Number.isFinite(n) ? Math.round(n).toLocaleString("en-US") : "–");
 // Visible whitespace: "·" for spaces, "→" for tabs, "↵" for newlines (the line break follows the token).
-function showText(s) { return s.replace(/ /g, "·").replace(/\t/g, "→").replace(/\r?\n/g, "↵"); }
+function showText(s) {
+  return String(s).replace(/ /g, "·").replace(/\t/g, "→").replace(/\r?\n/g, "↵")
+    .replace(/[\u0000-\u001f\u007f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, "0")}`);
+}
 
 // ---- tiny DOM helpers (text is always set with textContent) --------------------------------------
 function h(tag, cls, text) {
@@ -140,6 +143,7 @@ function makeStrip(ctx) {
       span.setAttribute("aria-selected", "false");
       span.setAttribute("aria-label", `token ${i} ${showText(text)}: density ${fmt(dens)}`);
       span.tabIndex = -1;
+      span.setAttribute("data-lm-suppress-shortcuts", "true");
       focusable.push(span);
     } else {
       span.classList.add("dnb-none");
@@ -165,6 +169,7 @@ function makeStrip(ctx) {
     after.setAttribute("aria-selected", "false");
     after.setAttribute("aria-label", `prediction after the text: density ${fmt(d.density[lastRi])}`);
     after.tabIndex = -1;
+    after.setAttribute("data-lm-suppress-shortcuts", "true");
     focusable.push(after);
     strip.appendChild(after);
   }
@@ -229,13 +234,12 @@ function makeStrip(ctx) {
     if (el === selected) return;
     if (selected) { selected.classList.remove("dnb-sel"); selected.setAttribute("aria-selected", "false"); }
     selected = el;
-    const focusInside = strip.contains(document.activeElement);
     if (el) {
       el.classList.add("dnb-sel");
       el.setAttribute("aria-selected", "true");
-      if (!focusInside) { for (const f of focusable) f.tabIndex = -1; el.tabIndex = 0; }
-    }
-    if (!el && !focusInside && focusable.length && !focusable.some((f) => f.tabIndex === 0)) focusable[0].tabIndex = 0;
+      for (const f of focusable) f.tabIndex = -1;  // roving tab stop follows the selection
+      el.tabIndex = 0;
+    } else if (focusable.length && !focusable.some((f) => f.tabIndex === 0)) focusable[0].tabIndex = 0;
   }
   if (focusable.length) focusable[0].tabIndex = 0;
   return { el: wrap, update, strip };
@@ -255,6 +259,7 @@ function makeSlider(ctx) {
   for (const [m, label, desc] of [["tv", "TV", "total variation distance"], ["kl", "KL", "KL divergence (full ‖ subgraph)"]]) {
     const b = h("button", "dnb-btn", label);
     b.type = "button";
+    b.setAttribute("data-lm-suppress-shortcuts", "true");
     b.title = desc;
     b.setAttribute("aria-label", `Show ${desc}`);
     b.addEventListener("click", () => ctx.select("metric", m));
@@ -308,6 +313,7 @@ function makeSlider(ctx) {
   input.max = String(Math.max(0, K - 1));
   input.step = "1";
   input.setAttribute("aria-label", "Subgraph size s (stratum of the size grid)");
+  input.setAttribute("data-lm-suppress-shortcuts", "true");
   const ends = h("div", "dnb-range-ends");
   ends.setAttribute("aria-hidden", "true");
   ends.append(h("span", "", `s = ${fmtS(grid[0])}`), h("span", "", "full graph (s = 1)"));
@@ -497,7 +503,16 @@ function makeGrid(ctx) {
 function render({ model, el }) {
   const root = h("div", "dnb");
   // keys pressed inside the widget (arrows, Home/End, Enter, Space) are ours, not JupyterLab's shortcuts
+  // (Lumino matches selectors such as ".jp-Notebook.jp-mod-commandMode :focus" on the focused element
+  // itself, so every focusable element of ours carries the attribute too.)
   root.setAttribute("data-lm-suppress-shortcuts", "true");
+  // JupyterLab's document-level handler still cancels plain arrow keys (notebook navigation), which
+  // would stop the native range input from moving: keep unmodified navigation keys inside the widget.
+  const OWN_KEYS = new Set(["ArrowLeft", "ArrowRight", "ArrowUp", "ArrowDown", "Home", "End", "PageUp", "PageDown", "Enter", " "]);
+  const keepKeys = (e) => {
+    if (OWN_KEYS.has(e.key) && !e.shiftKey && !e.ctrlKey && !e.altKey && !e.metaKey) e.stopPropagation();
+  };
+  root.addEventListener("keydown", keepKeys);
   el.appendChild(root);
   let parts = [];
   let ctx = null;
