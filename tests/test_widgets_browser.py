@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 pytestmark = pytest.mark.browser
 
 CHROMIUM = os.environ.get("DENSITY_NB_CHROMIUM", "/usr/bin/chromium")
@@ -376,4 +377,36 @@ def test_notebook7_explorer(notebook7, browser):
     )
     page.screenshot(path=str(ARTIFACTS / "nb7-dark.png"), full_page=True)
     assert dialogs == [], dialogs
+    page.close()
+
+
+@pytest.mark.parametrize("cls_name", ["TokenStrip", "SubgraphSlider", "HeadGrid", "DensityExplorer"])
+def test_single_views_standalone(cls_name, browser, tmp_path):
+    """Each view alone, exported and opened from disk (synthetic data with hostile token text)."""
+    import density_nb.widgets as W
+    from widget_data import EVIL_TOKENS, make_result
+
+    res = make_result(tokens=EVIL_TOKENS + ["\n", " tail"], n_strata=7, n_layers=3, n_heads=2)
+    widget = getattr(W, cls_name)(res)
+    html = widget.to_html(tmp_path / f"{cls_name}.html")
+    page = browser.new_page(viewport={"width": 1000, "height": 800})
+    requests, dialogs, errors = [], [], []
+    page.on("request", lambda r: requests.append(r.url))
+    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(html.as_uri())
+    page.wait_for_selector("body[data-dnb-ready]", timeout=20_000)
+    parts = {"strip": ".dnb-strip-part", "slider": ".dnb-slider-part", "grid": ".dnb-grid-part"}
+    expect = {"TokenStrip": {"strip"}, "SubgraphSlider": {"slider"}, "HeadGrid": {"grid"}, "DensityExplorer": set(parts)}[cls_name]
+    for name, sel in parts.items():
+        assert page.locator(sel).count() == (1 if name in expect else 0), (name, cls_name)
+    if "strip" in expect:
+        assert page.locator(".dnb-tok").count() == len(res.tokens)
+        assert page.locator(".dnb-tok").nth(1).text_content() == shown(EVIL_TOKENS[1])
+    if "grid" in expect:
+        assert page.locator(".dnb-cell").count() == 3 * 3
+    page.screenshot(path=str(ARTIFACTS / f"standalone-{cls_name}.png"), full_page=True)
+    assert page.locator(".dnb img, .dnb script").count() == 0
+    assert dialogs == [] and errors == [], (dialogs, errors)
+    assert all(u.startswith(("file://", "data:")) for u in requests), requests
     page.close()

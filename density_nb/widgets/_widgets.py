@@ -202,10 +202,6 @@ def _script_json(obj: Any) -> str:
     )
 
 
-def _b64_buffers(obj: Any) -> Any:
-    return obj
-
-
 def write_standalone_html(widget: _DensityWidget, path: str | os.PathLike[str], title: str | None = None) -> Path:
     from ipywidgets.embed import dependency_state, embed_data
 
