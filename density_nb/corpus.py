@@ -414,11 +414,15 @@ class _ShardWriter:
         shard = {"name": name, "summary": f"{SHARDS}/{name}.summary.parquet", "curves": f"{SHARDS}/{name}.curves.parquet", "passage_ids": ids}
         _write_parquet(curves, self.out_dir / shard["curves"])
         _write_parquet(summary, self.out_dir / shard["summary"])
-        self.manifest["shards"].append(shard)
-        self.manifest["passage_ids"] = sorted(self.done | set(ids))
-        self.manifest["next_shard"] = seq + 1
-        self.manifest["updated"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-        _write_json(self.manifest, self.out_dir / MANIFEST)  # the shard counts only from here on
+        manifest = {
+            **self.manifest,
+            "shards": [*self.manifest["shards"], shard],
+            "passage_ids": sorted(self.done | set(ids)),
+            "next_shard": seq + 1,
+            "updated": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        }
+        _write_json(manifest, self.out_dir / MANIFEST)  # the shard counts only from here on
+        self.manifest = manifest
         self.done.update(ids)
         self.buffer.clear()
 

@@ -128,3 +128,157 @@ def test_unigram_counts(tiny_llama):
     assert freq[0] == pytest.approx(ids.count(the) / len(ids)) and freq[1] == 0.0
     assert token_frequency(counts, np.array([[the]])).shape == (1, 1)
     assert unigram_counts(tok, []).empty
+
+
+# ---- corpus runs (local backend) ------------------------------------------------------------------
+RUN_LINES = [
+    " = Notes = ",
+    " The small boat drifted past the old mill , and the miller waved . ",
+    " Rain fell on the city for three days , and the river rose slowly . ",
+    " She opened the letter , read it twice , and put it in the drawer . ",
+    " The train to the coast left at noon , half empty as usual . ",
+    " A cat slept in the window while the radio played old songs . ",
+]
+RUN = dict(words=6, grid="fast", progress=False)
+
+
+@pytest.fixture
+def run_data(tmp_path):
+    return write_corpus(tmp_path / "data", RUN_LINES)
+
+
+@pytest.fixture
+def count_traces(monkeypatch):
+    """Counts corpus.trace calls; ``fail_at`` makes call number ``fail_at`` raise."""
+    state = {"calls": 0, "fail_at": None}
+    real = corpus.trace
+
+    def wrapped(*args, **kwargs):
+        state["calls"] += 1
+        if state["fail_at"] is not None and state["calls"] == state["fail_at"]:
+            raise KeyboardInterrupt("simulated Ctrl-C")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(corpus, "trace", wrapped)
+    return state
+
+
+def check_complete(out, n):
+    """Every manifest shard exists and reads; no temp files; each passage exactly once."""
+    manifest = json.loads((out / "manifest.json").read_text())
+    listed = {f for s in manifest["shards"] for f in (s["summary"], s["curves"])}
+    on_disk = {f"shards/{p.name}" for p in (out / "shards").iterdir()}
+    assert on_disk == listed
+    summary, curves = corpus.load_runs(out)
+    ids = [p for s in manifest["shards"] for p in s["passage_ids"]]
+    assert len(ids) == len(set(ids)) == n == len(summary)
+    assert sorted(ids) == manifest["passage_ids"] == summary["passage_id"].tolist()
+    assert len(curves) == n * 9 and not curves.duplicated(["passage_id", "stratum"]).any()
+    return summary, curves
+
+
+def test_run_corpus_shards_and_manifest(tiny_llama, run_data, tmp_path):
+    from density_nb.trace import tokenize, trace
+
+    out = tmp_path / "run"
+    summary = corpus.run_corpus(tiny_llama, out, data=run_data, n_passages=3, **RUN)
+    again, curves = check_complete(out, 3)
+    pd.testing.assert_frame_equal(summary, again)
+    manifest = corpus.load_runs(out).manifest
+    assert manifest["settings"]["model"] == "tiny-llama" and manifest["settings"]["words"] == 6
+    assert len(manifest["grid_sizes"]) == 9 and len(manifest["shards"]) == 3
+    assert summary["aligned"].all() and summary["loss"].notna().all()
+    assert {"density", "auc_tv", "auc_kl", "s_top1", "entropy", "model", "words", "next_word"} <= set(summary.columns)
+    # the numbers are exactly those of trace() on prompt + next word at the prompt's last token
+    row = summary.iloc[0]
+    n = len(tokenize(tiny_llama, row["prompt"])[0])
+    direct = trace(tiny_llama, row["prompt"] + " " + row["next_word"], roots=[n - 1], grid="fast", progress=False)
+    assert row["root"] == n - 1 and row["density"] == direct.density[0] and row["loss"] == direct.loss_full[0]
+    assert row["next_token_id"] == direct.next_token[0]
+    np.testing.assert_array_equal(curves[curves.passage_id == row["passage_id"]]["tv"], direct.tv[0])
+    # an existing run is not overwritten without resume
+    with pytest.raises(corpus.CorpusError, match="resume"):
+        corpus.run_corpus(tiny_llama, out, data=run_data, n_passages=3, **RUN)
+
+
+def test_resume_skips_done(tiny_llama, run_data, tmp_path, count_traces):
+    out = tmp_path / "run"
+    corpus.run_corpus(tiny_llama, out, data=run_data, n_passages=2, **RUN)
+    assert count_traces["calls"] == 2
+    corpus.run_corpus(tiny_llama, out, data=run_data, n_passages=4, resume=True, **RUN)
+    assert count_traces["calls"] == 4
+    corpus.run_corpus(tiny_llama, out, data=run_data, n_passages=4, resume=True, **RUN)
+    assert count_traces["calls"] == 4  # nothing left to do
+    check_complete(out, 4)
+
+
+def test_crash_then_resume(tiny_llama, run_data, tmp_path, count_traces):
+    out = tmp_path / "run"
+    count_traces["fail_at"] = 3
+    with pytest.raises(KeyboardInterrupt):
+        corpus.run_corpus(tiny_llama, out, data=run_data, n_passages=5, **RUN)
+    check_complete(out, 2)  # the two finished passages are safe, nothing half-written
+    count_traces["fail_at"] = None
+    summary = corpus.run_corpus(tiny_llama, out, data=run_data, n_passages=5, resume=True, **RUN)
+    assert count_traces["calls"] == 3 + 3
+    check_complete(out, 5)
+    assert len(summary) == 5
+
+
+def test_kill_before_manifest_update(tiny_llama, run_data, tmp_path, monkeypatch):
+    """A kill after a shard is written but before the manifest lists it: the shard is not counted."""
+    out = tmp_path / "run"
+    corpus.run_corpus(tiny_llama, out, data=run_data, n_passages=1, **RUN)
+    real = corpus._write_json
+
+    def killed(obj, path):
+        raise SystemExit("killed")
+
+    monkeypatch.setattr(corpus, "_write_json", killed)
+    with pytest.raises(SystemExit):
+        corpus.run_corpus(tiny_llama, out, data=run_data, n_passages=2, resume=True, **RUN)
+    assert len(list((out / "shards").iterdir())) == 4  # an orphan shard pair
+    assert len(corpus.load_runs(out).summary) == 1  # ... that does not count
+    monkeypatch.setattr(corpus, "_write_json", real)
+    corpus.run_corpus(tiny_llama, out, data=run_data, n_passages=3, resume=True, **RUN)
+    check_complete(out, 3)
+
+
+def test_shard_size(tiny_llama, run_data, tmp_path):
+    out = tmp_path / "run"
+    corpus.run_corpus(tiny_llama, out, data=run_data, n_passages=5, shard_size=2, **RUN)
+    assert [len(s["passage_ids"]) for s in corpus.load_runs(out).manifest["shards"]] == [2, 2, 1]
+    check_complete(out, 5)
+
+
+def test_resume_settings_mismatch(tiny_llama, run_data, tmp_path):
+    out = tmp_path / "run"
+    corpus.run_corpus(tiny_llama, out, data=run_data, n_passages=1, **RUN)
+    with pytest.raises(corpus.CorpusError, match="words: recorded 6, now 5"):
+        corpus.run_corpus(tiny_llama, out, data=run_data, n_passages=1, resume=True, **{**RUN, "words": 5})
+    with pytest.raises(corpus.CorpusError, match="grid"):
+        corpus.run_corpus(tiny_llama, out, data=run_data, n_passages=1, resume=True, **{**RUN, "grid": "paper"})
+    with pytest.raises(corpus.CorpusError, match="no manifest.json"):
+        corpus.load_runs(tmp_path / "empty")
+    with pytest.raises(corpus.CorpusError, match="backend"):
+        corpus.run_corpus(tiny_llama, tmp_path / "x", data=run_data, backend="spark", **RUN)
+    with pytest.raises(ValueError, match="Grid sizes must lie in"):
+        corpus.run_corpus(tiny_llama, tmp_path / "x", data=run_data, **{**RUN, "grid": [2.0]})
+
+
+def test_fallback_when_not_a_prefix(tiny_llama, monkeypatch):
+    import torch
+
+    real = corpus.tokenize
+
+    def shifted(bridge, text, prepend_bos=None):
+        ids, pieces = real(bridge, text)
+        if text.endswith(" river"):  # pretend the joined text tokenizes differently
+            ids = torch.cat([ids[:1] + 1, ids[1:]])
+        return ids, pieces
+
+    monkeypatch.setattr(corpus, "tokenize", shifted)
+    summary, curves = corpus.trace_passage(tiny_llama, 7, "The boat went down the", "river", words=5, grid="fast")
+    assert not summary["aligned"].iloc[0] and np.isnan(summary["loss"].iloc[0])
+    assert summary["root"].iloc[0] == len(real(tiny_llama, "The boat went down the")[0]) - 1
+    assert len(curves) == 9 and (curves["passage_id"] == 7).all()
