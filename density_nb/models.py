@@ -277,6 +277,7 @@ def load_hf(spec: Any = DEFAULT_MODEL) -> tuple[Any, Any, str]:
     if not isinstance(spec, str):
         if not hasattr(spec, "config") or not hasattr(spec, "forward"):
             raise ModelError(f"Expected a model name, a path or a Hugging Face causal LM, got {type(spec).__name__}.")
+        _check_supported(spec)
         from transformers import AutoTokenizer
 
         name = getattr(spec.config, "_name_or_path", "") or type(spec).__name__

