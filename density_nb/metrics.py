@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
+
+if TYPE_CHECKING:
+    import torch
 
 NU_LEVELS = (0.01, 0.05, 0.10, 0.20, 0.30, 0.40, 0.50, 0.60, 0.70, 0.80, 0.90, 0.99)
 LOG_S_MIN = -5.0  # the area runs over log10 s from 1e-5 to 1
 
 
-def distribution_metrics(full_logits: torch.Tensor, logits: torch.Tensor, target: int | None) -> dict[str, np.ndarray]:
+def distribution_metrics(full_logits: "torch.Tensor", logits: "torch.Tensor", target: int | None) -> dict[str, np.ndarray]:
     """Compare subgraph distributions with the full model's, all in float32.
 
     full_logits: [V]; logits: [K, V]; target: the actual next token id or None.
     Returns arrays of length K: tv, kl (full ‖ subgraph), top1, nu, entropy, loss.
     """
+    import torch
+
     logp_full = torch.log_softmax(full_logits.float(), dim=-1)  # [V]
     logp = torch.log_softmax(logits.float(), dim=-1)  # [K, V]
     p_full, p = logp_full.exp(), logp.exp()
@@ -33,12 +39,14 @@ def distribution_metrics(full_logits: torch.Tensor, logits: torch.Tensor, target
     }
 
 
-def shared_nucleus(p_full: torch.Tensor, p: torch.Tensor, levels: tuple[float, ...] = NU_LEVELS) -> np.ndarray:
+def shared_nucleus(p_full: "torch.Tensor", p: "torch.Tensor", levels: tuple[float, ...] = NU_LEVELS) -> np.ndarray:
     """ν: the largest level q for which the ordered top-q nuclei (each including the token that
     crosses q) of the full and subgraph distributions are identical; 0 when none is.
 
     p_full: [V]; p: [K, V]. Returns [K] in percent.
     """
+    import torch
+
     n_max = 64  # nuclei longer than this are compared as unequal (they never are at these levels in practice)
     top_full = torch.topk(p_full, min(n_max, p_full.numel()))
     top = torch.topk(p, min(n_max, p.shape[-1]), dim=-1)
