@@ -477,6 +477,7 @@ def run_corpus(
     progress: bool = True,
     drop_unk: str = "paragraph",
     shard_size: int = 1,
+    threads: int | None = None,
 ) -> pd.DataFrame:
     """Trace the next-word prediction of ``n_passages`` WikiText passages; returns the summary table.
 
@@ -489,6 +490,9 @@ def run_corpus(
     an ``out_dir`` that already holds a run is refused.
     ``backend="ray"`` runs passages on ``workers`` Ray actors that each load the model once
     (``model`` must then be a name or path; one GPU per actor when ``device="cuda"``).
+    ``threads``: torch CPU threads per worker (local: this process). Default: this process's current
+    count, so Ray gives bitwise the local backend's numbers (float sums depend on the thread count);
+    on a CPU-only machine ``threads=1`` with one worker per core avoids oversubscription.
     """
     if backend not in BACKENDS:
         raise CorpusError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}.")
@@ -539,18 +543,24 @@ def run_corpus(
         _write_json(manifest, out / MANIFEST)
     writer = _ShardWriter(out, manifest, shard_size)
     todo = df[~df["passage_id"].isin(writer.done)]
+    threads = int(threads) if threads else torch.get_num_threads()
     kwargs = {"words": int(words), "grid": grid, "weighting": weighting, "random_baseline": bool(random_baseline)}
     bar = tqdm(total=len(df), initial=len(df) - len(todo), desc=f"corpus {label}", unit="passage", disable=not progress, smoothing=0.1)
     try:
         if len(todo):
             if backend == "local":
                 bridge = load_model(model, device=device)
-                for row in todo.itertuples(index=False):
-                    summary, curves = trace_passage(bridge, row.passage_id, row.prompt, row.next_word, **kwargs)
-                    writer.add(row.passage_id, summary, curves)
-                    bar.update(1)
+                before = torch.get_num_threads()
+                torch.set_num_threads(threads)
+                try:
+                    for row in todo.itertuples(index=False):
+                        summary, curves = trace_passage(bridge, row.passage_id, row.prompt, row.next_word, **kwargs)
+                        writer.add(row.passage_id, summary, curves)
+                        bar.update(1)
+                finally:
+                    torch.set_num_threads(before)
             else:
-                _run_ray(model, device, todo, kwargs, workers, writer, bar)
+                _run_ray(model, device, threads, todo, kwargs, workers, writer, bar)
     finally:
         writer.flush()  # Ctrl-C or an error: keep every completed passage
         bar.close()
@@ -564,7 +574,8 @@ _active_actors: list[Any] = []  # the running Ray actors (for tests that kill on
 class _TraceWorker:
     """A Ray actor body: loads the model once, then traces passages."""
 
-    def __init__(self, model: str, device: str | None) -> None:
+    def __init__(self, model: str, device: str | None, threads: int) -> None:
+        torch.set_num_threads(threads)
         self.bridge = load_model(model, device=device)
 
     def pid(self) -> int:
@@ -575,7 +586,7 @@ class _TraceWorker:
         return passage_id, summary, curves
 
 
-def _run_ray(model: str, device: str | None, todo: pd.DataFrame, kwargs: dict[str, Any], workers: int, writer: _ShardWriter, bar: Any) -> None:
+def _run_ray(model: str, device: str | None, threads: int, todo: pd.DataFrame, kwargs: dict[str, Any], workers: int, writer: _ShardWriter, bar: Any) -> None:
     try:
         import ray
         from ray.exceptions import ActorDiedError, RayActorError, RayTaskError
@@ -590,7 +601,7 @@ def _run_ray(model: str, device: str | None, todo: pd.DataFrame, kwargs: dict[st
     )
 
     def new_actor() -> Any:
-        return actor_cls.remote(model, device)
+        return actor_cls.remote(model, device, threads)
 
     actors = [new_actor() for _ in range(max(1, workers))]
     _active_actors[:] = actors

@@ -1,0 +1,90 @@
+"""Corpus runs on the Ray backend: same numbers as local, and a killed worker loses nothing."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from density_nb import corpus
+
+ray = pytest.importorskip("ray", reason="Ray is not installed: pip install 'density_nb[ray]' (or pip install ray)")
+
+LINES = [
+    " = Notes = ",
+    " The small boat drifted past the old mill , and the miller waved . ",
+    " Rain fell on the city for three days , and the river rose slowly . ",
+    " She opened the letter , read it twice , and put it in the drawer . ",
+    " The train to the coast left at noon , half empty as usual . ",
+    " A cat slept in the window while the radio played old songs . ",
+    " The old map showed a road that no longer ran through the hills . ",
+    " Two boys sold lemonade on the corner until the sun went down . ",
+    " The museum opened a new wing for paintings from the north . ",
+]
+N = len(LINES) - 1
+RUN = dict(words=6, grid="fast", progress=False)
+
+
+@pytest.fixture(scope="module")
+def ray_local():
+    ray.init(num_cpus=2, include_dashboard=False, object_store_memory=100 * 1024**2, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture
+def data(tmp_path):
+    (tmp_path / "data" / "wikitext-2").mkdir(parents=True)
+    (tmp_path / "data" / "wikitext-2" / "test.txt").write_text("\n".join(LINES) + "\n")
+    return tmp_path / "data"
+
+
+def test_ray_killed_worker_same_results(ray_local, data, tmp_path, tiny_llama):
+    out = tmp_path / "ray"
+    errors: list[BaseException] = []
+
+    def go():
+        try:
+            corpus.run_corpus("tiny-llama", out, data=data, n_passages=N, backend="ray", workers=2, **RUN)
+        except BaseException as err:  # noqa: BLE001 - reported below
+            errors.append(err)
+
+    thread = threading.Thread(target=go)
+    thread.start()
+    deadline = time.time() + 120
+    killed = False
+    while thread.is_alive() and time.time() < deadline:  # kill a worker once the first passage is in
+        manifest = out / "manifest.json"
+        if manifest.exists() and json.loads(manifest.read_text())["passage_ids"] and corpus._active_actors:
+            ray.kill(corpus._active_actors[0], no_restart=False)  # Ray restarts it; its tasks retry
+            killed = True
+            break
+        time.sleep(0.05)
+    thread.join(timeout=180)
+    assert not thread.is_alive() and not errors, errors
+    assert killed, "the run finished before a worker could be killed"
+    manifest = json.loads((out / "manifest.json").read_text())
+    ids = [p for s in manifest["shards"] for p in s["passage_ids"]]
+    assert len(ids) == len(set(ids)) == N  # every passage exactly once
+    summary, curves = corpus.load_runs(out)
+    assert len(summary) == N and len(curves) == N * 9
+    # same numbers as the local backend, bitwise
+    local = corpus.run_corpus(tiny_llama, tmp_path / "local", data=data, n_passages=N, **RUN)
+    numeric = summary.select_dtypes("number").columns
+    pd.testing.assert_frame_equal(summary[numeric], local[numeric], check_exact=True)
+    local_curves = corpus.load_runs(tmp_path / "local").curves
+    for col in ("tv", "kl", "nu", "entropy", "loss"):
+        np.testing.assert_array_equal(curves[col].to_numpy(), local_curves[col].to_numpy())
+
+
+def test_writer_dedups(tmp_path):
+    manifest = {"format": 1, "settings": {}, "shards": [], "passage_ids": [], "next_shard": 0}
+    writer = corpus._ShardWriter(tmp_path, manifest, shard_size=1)
+    rows = pd.DataFrame({"passage_id": [3], "x": [1.0]})
+    curves = pd.DataFrame({"passage_id": [3], "stratum": [0]})
+    assert writer.add(3, rows, curves) and not writer.add(3, rows, curves)
+    assert writer.manifest["passage_ids"] == [3] and len(writer.manifest["shards"]) == 1
