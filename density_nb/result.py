@@ -20,7 +20,7 @@ from density_nb.metrics import LOG_S_MIN, auc_log, smallest_agreeing
 
 SCHEMA_VERSION = 1
 _PER_STRATUM = ("n_edges", "tv", "kl", "top1", "nu", "entropy", "loss")
-_RANDOM = ("tv_random", "kl_random", "top1_random")
+_OPTIONAL = ("top_token", "tv_random", "kl_random", "top1_random")
 _PER_ROOT = ("roots", "total_edges", "entropy_full", "top_token_full", "top_prob_full", "loss_full", "next_token")
 
 
@@ -32,7 +32,7 @@ class DensityResult:
     (|E| of that root's graph), ``entropy_full``, ``top_token_full``, ``top_prob_full``, ``loss_full``
     and ``next_token`` (-1 where the text ends).
     Per (root, stratum) ``[R, K]``: ``n_edges``, ``tv``, ``kl``, ``top1``, ``nu``, ``entropy``,
-    ``loss``; optional random-connected-subgraph baseline ``tv_random``, ``kl_random``, ``top1_random``.
+    ``loss``; ``top_token`` (each subgraph's top-1 token id); optional random-connected-subgraph baseline ``tv_random``, ``kl_random``, ``top1_random``.
     Composition ``head_share [R, K, L, H]`` and ``mlp_share [R, K, L]``: share of that head's
     (MLP's) edges included; ``component_edges [R, K, 3]``: attention, MLP, residual edge counts;
     ``layer_edges [R, K, L]``: edges per layer.
@@ -63,6 +63,7 @@ class DensityResult:
     mlp_share: np.ndarray  # [R, K, L] float32
     component_edges: np.ndarray  # [R, K, 3] int64: attention, mlp, residual
     layer_edges: np.ndarray  # [R, K, L] int64
+    top_token: np.ndarray | None = None  # [R, K] int64 top-1 token of each subgraph
     tv_random: np.ndarray | None = None  # [R, K]
     kl_random: np.ndarray | None = None  # [R, K]
     top1_random: np.ndarray | None = None  # [R, K] bool
@@ -129,7 +130,7 @@ class DensityResult:
             "s": np.tile(self.grid, r_count),
             "s_actual": (self.n_edges / self.total_edges[:, None]).ravel(),
         }
-        for name in _PER_STRATUM + _RANDOM:
+        for name in _PER_STRATUM + _OPTIONAL:
             value = getattr(self, name)
             if value is not None:
                 cols[name] = value.ravel()
@@ -219,7 +220,7 @@ class DensityResult:
         }
         for name in _PER_ROOT:
             kwargs[name] = cols[f"root_{name}"][::k_count].copy()
-        for name in _PER_STRATUM + _RANDOM:
+        for name in _PER_STRATUM + _OPTIONAL:
             if name in cols:
                 kwargs[name] = grid2(name).copy()
         return cls(**kwargs)

@@ -197,7 +197,7 @@ def trace(
     rand = random_weights(arch.n_layers, arch.n_heads, n_tokens, seed=seed + 1) if random_baseline else None
     tok = hf_tokenizer(bridge)
     n_strata = len(grid_arr)
-    rows: dict[str, list[Any]] = {key: [] for key in ("n_edges", "tv", "kl", "top1", "nu", "entropy", "loss", "head_share", "mlp_share", "component_edges", "layer_edges", "total", "tv_random", "kl_random", "top1_random")}
+    rows: dict[str, list[Any]] = {key: [] for key in ("n_edges", "tv", "kl", "top1", "nu", "entropy", "loss", "head_share", "mlp_share", "component_edges", "layer_edges", "total", "top_token", "tv_random", "kl_random", "top1_random")}
     with tqdm(total=len(positions), desc="trace", unit="root", disable=not progress) as bar:
         for group in _batches(positions, n_strata, max_rows):
             strata = [_stratify(weights, r, grid_arr, arch.n_layers, arch.n_heads) for r in group]
@@ -211,6 +211,7 @@ def trace(
                 m = distribution_metrics(weights.logits[root.position], logits[i], target)
                 for key in ("tv", "kl", "top1", "nu", "entropy", "loss"):
                     rows[key].append(m[key])
+                rows["top_token"].append(logits[i].argmax(-1).numpy())
                 rows["n_edges"].append(root.sizes)
                 rows["total"].append(root.ranks.total_edges)
                 rows["head_share"].append(root.head_share)
@@ -257,6 +258,7 @@ def trace(
         mlp_share=stack("mlp_share"),
         component_edges=stack("component_edges"),
         layer_edges=stack("layer_edges"),
+        top_token=stack("top_token").astype(np.int64),
         tv_random=stack("tv_random"),
         kl_random=stack("kl_random"),
         top1_random=None if rand is None else stack("top1_random").astype(bool),

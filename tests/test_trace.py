@@ -25,6 +25,8 @@ def test_all_roots_shapes_and_ranges(result):
     assert result.head_share.shape == (r_count, k_count, result.n_layers, result.n_heads)
     assert ((result.density >= 0) & (result.density <= 1)).all()
     assert (result.tv[:, -1] == 0).all() and result.top1[:, -1].all(), "the full graph is the model"
+    assert (result.top_token[:, -1] == result.top_token_full).all()
+    assert ((result.top_token == result.top_token_full[:, None]) == result.top1).all()
     assert ((result.tv >= 0) & (result.tv <= 1 + 1e-6)).all()
     assert (np.diff(result.n_edges, axis=1) >= 0).all()
     assert (result.n_edges[:, -1] == result.total_edges).all()
