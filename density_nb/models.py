@@ -321,6 +321,8 @@ def load_model(spec: Any = DEFAULT_MODEL, device: str | torch.device | None = No
 
     if isinstance(spec, TransformerBridge):
         bridge = spec
+        if device is None and dtype is None:
+            return bridge
     else:
         model, tok, name = load_hf(spec)
         _check_supported(model)
@@ -333,10 +335,11 @@ def load_model(spec: Any = DEFAULT_MODEL, device: str | torch.device | None = No
             )
         bridge.density_nb_name = name  # type: ignore[attr-defined]
         bridge.density_nb_tokenizer = tok  # type: ignore[attr-defined]  # HF defaults, as published
+        bridge.eval()
     _check_supported(bridge.original_model)
     if device is not None or dtype is not None:
         bridge.original_model.to(device=device, dtype=dtype)
-    return bridge.eval()
+    return bridge
 
 
 def hf_tokenizer(bridge: Any) -> Any:
