@@ -90,8 +90,11 @@ def test_missing_weights_package_says_how_to_install(monkeypatch):
 
 
 def test_local_path_loads_offline(tiny_llama, tmp_path):
-    tiny_llama.original_model.save_pretrained(tmp_path)
-    tiny_llama.density_nb_tokenizer.save_pretrained(tmp_path)
+    from density_nb.models import _tiny_model
+
+    model, tok = _tiny_model("tiny-llama")  # the same seeded weights, not yet wrapped by a bridge
+    model.save_pretrained(tmp_path)
+    tok.save_pretrained(tmp_path)
     loaded = load_model(str(tmp_path))
     ids = token_ids(tiny_llama)[None]
     with torch.no_grad():
