@@ -1,0 +1,324 @@
+"""Altair charts (and the few statistics printed on them) used by the tutorial notebooks.
+
+Every chart takes a tidy pandas DataFrame and returns an ``alt.Chart`` (or a layered chart); nothing
+here imports torch or touches a model. Curves over the stratum size ``s`` use a log axis from 1e-5 to
+1, and the phase charts shade the papers' construction (1e-4–1e-2) and refinement (> 1e-2) ranges.
+
+Statistics: ``spearman`` (with a bootstrap percentile interval), ``partial_spearman`` (rank
+correlation after regressing the confounders' ranks out of both variables) and ``paired_summary``
+(median paired difference with a bootstrap interval and a sign-flip permutation p-value). They need
+only numpy/pandas, so the notebooks run without scipy.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Sequence
+
+import altair as alt
+import numpy as np
+import pandas as pd
+
+S_MIN, S_MAX = 1e-5, 1.0
+CONSTRUCTION = (1e-4, 1e-2)  # the papers' construction phase
+REFINEMENT = (1e-2, 1.0)  # and refinement phase
+TRACED_COLOR, RANDOM_COLOR = "#0072B2", "#D55E00"  # Okabe–Ito: colour-blind safe
+PALETTE = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000"]
+
+_S_AXIS = alt.Axis(title="relative subgraph size s (share of edges, log scale)", format="~e", values=[1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1])
+
+
+def _s_scale() -> alt.Scale:
+    return alt.Scale(type="log", domain=[S_MIN, S_MAX], nice=False)
+
+
+# ---- statistics ------------------------------------------------------------------------------------
+def _rank(x: np.ndarray) -> np.ndarray:
+    return pd.Series(x).rank(method="average").to_numpy()
+
+
+def _pearson(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = a - a.mean(), b - b.mean()
+    den = math.sqrt(float((a * a).sum() * (b * b).sum()))
+    return float((a * b).sum() / den) if den > 0 else float("nan")
+
+
+def _p_from_rho(rho: float, n: int) -> float:
+    """Two-sided p-value of a rank correlation from Fisher's z (normal approximation)."""
+    if not np.isfinite(rho) or n < 4 or abs(rho) >= 1:
+        return float("nan") if not np.isfinite(rho) or n < 4 else 0.0
+    z = math.atanh(rho) * math.sqrt((n - 3) / 1.06)
+    return math.erfc(abs(z) / math.sqrt(2))
+
+
+def spearman(x: Sequence[float], y: Sequence[float], n_boot: int = 2000, seed: int = 0, ci: float = 0.95) -> dict[str, float]:
+    """Spearman ρ of x and y (pairs with a NaN dropped), its bootstrap percentile CI and a p-value."""
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    ok = np.isfinite(x) & np.isfinite(y)
+    x, y = x[ok], y[ok]
+    n = len(x)
+    rho = _pearson(_rank(x), _rank(y)) if n >= 3 else float("nan")
+    rng = np.random.default_rng(seed)
+    boots = []
+    for _ in range(n_boot if n >= 3 else 0):
+        idx = rng.integers(0, n, n)
+        boots.append(_pearson(_rank(x[idx]), _rank(y[idx])))
+    boots_arr = np.array([b for b in boots if np.isfinite(b)])
+    lo, hi = (np.quantile(boots_arr, [(1 - ci) / 2, 1 - (1 - ci) / 2]) if len(boots_arr) else (float("nan"),) * 2)
+    return {"rho": rho, "lo": float(lo), "hi": float(hi), "p": _p_from_rho(rho, n), "n": n}
+
+
+def partial_spearman(df: pd.DataFrame, x: str, y: str, controls: Sequence[str], n_boot: int = 1000, seed: int = 0) -> dict[str, float]:
+    """Spearman ρ of ``x`` and ``y`` with the (ranked) ``controls`` regressed out of both ranks."""
+    d = df[[x, y, *controls]].replace([np.inf, -np.inf], np.nan).dropna()
+
+    def rho(frame: pd.DataFrame) -> float:
+        ranks = frame.rank(method="average").to_numpy()
+        z = np.column_stack([np.ones(len(frame)), ranks[:, 2:]])
+        res = ranks[:, :2] - z @ np.linalg.lstsq(z, ranks[:, :2], rcond=None)[0]
+        return _pearson(res[:, 0], res[:, 1])
+
+    n = len(d)
+    value = rho(d) if n > len(controls) + 3 else float("nan")
+    rng = np.random.default_rng(seed)
+    boots = np.array([rho(d.iloc[rng.integers(0, n, n)]) for _ in range(n_boot if n > len(controls) + 3 else 0)])
+    boots = boots[np.isfinite(boots)]
+    lo, hi = np.quantile(boots, [0.025, 0.975]) if len(boots) else (float("nan"), float("nan"))
+    return {"rho": value, "lo": float(lo), "hi": float(hi), "p": _p_from_rho(value, n - len(controls)), "n": n}
+
+
+def paired_summary(a: Sequence[float], b: Sequence[float], n_boot: int = 2000, seed: int = 0) -> dict[str, float]:
+    """Paired differences ``b - a``: median with a bootstrap CI, share positive, sign-flip p-value of the mean."""
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    ok = np.isfinite(a) & np.isfinite(b)
+    d = b[ok] - a[ok]
+    n = len(d)
+    if n == 0:
+        return {"median": float("nan"), "lo": float("nan"), "hi": float("nan"), "mean": float("nan"), "share_positive": float("nan"), "p": float("nan"), "n": 0}
+    rng = np.random.default_rng(seed)
+    meds = np.array([np.median(d[rng.integers(0, n, n)]) for _ in range(n_boot)])
+    flips = rng.choice([-1.0, 1.0], size=(5000, n))
+    null = np.abs((flips * d).mean(1))
+    p = float((1 + (null >= abs(d.mean())).sum()) / (1 + len(null)))
+    return {
+        "median": float(np.median(d)),
+        "lo": float(np.quantile(meds, 0.025)),
+        "hi": float(np.quantile(meds, 0.975)),
+        "mean": float(d.mean()),
+        "share_positive": float((d > 0).mean()),
+        "p": p,
+        "n": n,
+    }
+
+
+def fmt_rho(r: dict[str, float]) -> str:
+    """``ρ = 0.41 [0.29, 0.52], p = 3e-09, N = 200``."""
+    return f"ρ = {r['rho']:.2f} [{r['lo']:.2f}, {r['hi']:.2f}], p = {r['p']:.1g}, N = {r['n']}"
+
+
+# ---- curves ----------------------------------------------------------------------------------------
+def band_table(curves: pd.DataFrame, value: str, by: str = "s", group: str | None = None) -> pd.DataFrame:
+    """Median and 25–75 % band of ``value`` per ``by`` (and ``group``) across inputs."""
+    keys = [by] + ([group] if group else [])
+    g = curves.groupby(keys)[value]
+    out = pd.DataFrame({"median": g.median(), "q25": g.quantile(0.25), "q75": g.quantile(0.75), "n": g.count()}).reset_index()
+    return out
+
+
+def phase_shading(y_title: str | None = None, labels: bool = True) -> alt.LayerChart | alt.Chart:
+    """Grey bands for the construction (1e-4–1e-2) and refinement (> 1e-2) ranges, with labels."""
+    phases = pd.DataFrame(
+        {"start": [CONSTRUCTION[0], REFINEMENT[0]], "end": [CONSTRUCTION[1], REFINEMENT[1]], "phase": ["construction", "refinement"], "mid": [1e-3, 1e-1]}
+    )
+    rect = alt.Chart(phases).mark_rect(opacity=0.12).encode(
+        x=alt.X("start:Q", scale=_s_scale(), axis=_S_AXIS),
+        x2="end:Q",
+        color=alt.Color("phase:N", scale=alt.Scale(domain=["construction", "refinement"], range=["#999999", "#E69F00"]), legend=alt.Legend(title="phase (papers)")),
+    )
+    if not labels:
+        return rect
+    text = alt.Chart(phases).mark_text(baseline="top", dy=4, fontSize=11, color="#555").encode(
+        x=alt.X("mid:Q", scale=_s_scale()), y=alt.value(0), text="phase:N"
+    )
+    return rect + text
+
+
+def curve_chart(
+    curves: pd.DataFrame,
+    value: str = "tv",
+    baseline: str | None = None,
+    title: str = "",
+    y_title: str | None = None,
+    shade_phases: bool = False,
+    width: int = 520,
+    height: int = 300,
+) -> alt.LayerChart:
+    """Median curve of ``value`` over s with its 25–75 % band across inputs; optionally a baseline
+    column (e.g. ``tv_random``) drawn the same way in another colour. ``curves``: long format with
+    columns ``s`` and ``value`` (``DensityResult.curves()`` of many inputs concatenated)."""
+    parts = []
+    series = [(value, "traced subgraph")] + ([(baseline, "random connected subgraph")] if baseline else [])
+    frames = []
+    for col, label in series:
+        sub = curves.dropna(subset=[col])
+        t = band_table(sub, col)
+        t["series"] = label
+        frames.append(t)
+    table = pd.concat(frames, ignore_index=True)
+    color = alt.Color("series:N", scale=alt.Scale(domain=[s[1] for s in series], range=[TRACED_COLOR, RANDOM_COLOR][: len(series)]), legend=alt.Legend(title=None, orient="top-right"))
+    base = alt.Chart(table).encode(x=alt.X("s:Q", scale=_s_scale(), axis=_S_AXIS), color=color)
+    band = base.mark_area(opacity=0.2).encode(y=alt.Y("q25:Q", title=y_title or value), y2="q75:Q")
+    line = base.mark_line(point=True).encode(
+        y=alt.Y("median:Q", title=y_title or value),
+        tooltip=[alt.Tooltip("series:N"), alt.Tooltip("s:Q", format=".1e"), alt.Tooltip("median:Q", format=".3f"), alt.Tooltip("q25:Q", format=".3f"), alt.Tooltip("q75:Q", format=".3f"), "n:Q"],
+    )
+    if shade_phases:
+        parts.append(phase_shading(labels=False))
+    parts += [band, line]
+    return alt.layer(*parts).resolve_scale(color="independent").properties(title=title, width=width, height=height)
+
+
+def example_curves(curves: pd.DataFrame, value: str = "tv", label: str = "label", title: str = "", y_title: str | None = None) -> alt.Chart:
+    """One line per example input (``label`` column), e.g. the sparsest and densest passages."""
+    return (
+        alt.Chart(curves)
+        .mark_line(point=True)
+        .encode(
+            x=alt.X("s:Q", scale=_s_scale(), axis=_S_AXIS),
+            y=alt.Y(f"{value}:Q", title=y_title or value),
+            color=alt.Color(f"{label}:N", scale=alt.Scale(range=PALETTE), legend=alt.Legend(title=None, orient="bottom", columns=1, labelLimit=600)),
+            tooltip=[f"{label}:N", alt.Tooltip("s:Q", format=".1e"), alt.Tooltip(f"{value}:Q", format=".3f")],
+        )
+        .properties(title=title, width=520, height=300)
+    )
+
+
+# ---- distributions -----------------------------------------------------------------------------------
+def density_histogram(df: pd.DataFrame, value: str = "density", color: str | None = None, bins: int = 30, title: str = "", x_title: str | None = None) -> alt.Chart:
+    """Histogram of a per-input density number (optionally overlaid by ``color`` groups)."""
+    enc: dict[str, Any] = {
+        "x": alt.X(f"{value}:Q", bin=alt.Bin(maxbins=bins), title=x_title or value),
+        "y": alt.Y("count():Q", title="inputs", stack=None),
+    }
+    if color:
+        enc["color"] = alt.Color(f"{color}:N", scale=alt.Scale(range=PALETTE), legend=alt.Legend(title=color))
+    return alt.Chart(df[[value] + ([color] if color else [])]).mark_bar(opacity=0.6 if color else 0.9).encode(**enc).properties(title=title, width=480, height=240)
+
+
+def strip_box(df: pd.DataFrame, value: str, group: str, order: Sequence[str] | None = None, title: str = "", y_title: str | None = None) -> alt.LayerChart:
+    """Box plot per group with the individual inputs jittered on top."""
+    d = df[[value, group]].copy()
+    sort = list(order) if order is not None else None
+    box = alt.Chart(d).mark_boxplot(extent=1.5, opacity=0.5, size=40).encode(
+        x=alt.X(f"{group}:N", sort=sort, title=group), y=alt.Y(f"{value}:Q", title=y_title or value), color=alt.Color(f"{group}:N", sort=sort, scale=alt.Scale(range=PALETTE), legend=None)
+    )
+    return box.properties(title=title, width=360, height=280)
+
+
+# ---- relations -------------------------------------------------------------------------------------
+def scatter_fit(
+    df: pd.DataFrame,
+    x: str,
+    y: str,
+    color: str | None = None,
+    log_x: bool = False,
+    log_y: bool = False,
+    tooltip: Sequence[str] = (),
+    title: str = "",
+    x_title: str | None = None,
+    y_title: str | None = None,
+    fit: str = "loess",
+    width: int = 380,
+    height: int = 300,
+) -> alt.LayerChart:
+    """Scatter of y against x with a LOESS (or linear) fit; log axes optional; Spearman in the subtitle."""
+    cols = list(dict.fromkeys([x, y, *([color] if color else []), *tooltip]))
+    d = df[cols].replace([np.inf, -np.inf], np.nan).dropna(subset=[x, y])
+    if log_x:
+        d = d[d[x] > 0]
+    if log_y:
+        d = d[d[y] > 0]
+    r = spearman(d[x], d[y], n_boot=500)
+    xs = alt.Scale(type="log") if log_x else alt.Scale(zero=False)
+    ys = alt.Scale(type="log") if log_y else alt.Scale(zero=False)
+    enc: dict[str, Any] = {
+        "x": alt.X(f"{x}:Q", scale=xs, title=x_title or x),
+        "y": alt.Y(f"{y}:Q", scale=ys, title=y_title or y),
+        "tooltip": [alt.Tooltip(f"{c}") for c in cols],
+    }
+    if color:
+        enc["color"] = alt.Color(f"{color}:N", scale=alt.Scale(range=PALETTE))
+    points = alt.Chart(d).mark_circle(size=28, opacity=0.55).encode(**enc)
+    if log_x:  # fit on log x so the line follows the plotted shape
+        d = d.assign(_lx=np.log10(d[x]))
+        fx = "_lx"
+    else:
+        fx = x
+    base = alt.Chart(d)
+    trans = base.transform_loess(fx, y, bandwidth=0.5) if fit == "loess" else base.transform_regression(fx, y)
+    if log_x:
+        trans = trans.transform_calculate(**{x: f"pow(10, datum._lx)"})
+    line = trans.mark_line(color="black", strokeWidth=2).encode(x=alt.X(f"{x}:Q", scale=xs), y=alt.Y(f"{y}:Q", scale=ys))
+    subtitle = "Spearman " + fmt_rho(r)
+    return alt.layer(points, line).properties(title=alt.TitleParams(title or f"{y} vs {x}", subtitle=subtitle), width=width, height=height)
+
+
+def binned_means(df: pd.DataFrame, x: str, y: str, bins: int = 5, log_x: bool = False) -> pd.DataFrame:
+    """Quantile bins of x with the mean of y and its standard error per bin."""
+    d = df[[x, y]].replace([np.inf, -np.inf], np.nan).dropna()
+    q = pd.qcut(np.log10(d[x]) if log_x else d[x], bins, duplicates="drop")
+    g = d.groupby(q, observed=True)
+    out = pd.DataFrame({"x_median": g[x].median(), "mean": g[y].mean(), "se": g[y].std() / np.sqrt(g[y].count()), "n": g[y].count()}).reset_index(drop=True)
+    out["lo"], out["hi"] = out["mean"] - 1.96 * out["se"], out["mean"] + 1.96 * out["se"]
+    out["bin"] = np.arange(1, len(out) + 1)
+    return out
+
+
+# ---- paired comparisons ------------------------------------------------------------------------------
+def paired_chart(df: pd.DataFrame, id_col: str, group: str, value: str, order: Sequence[str], title: str = "", y_title: str | None = None, max_lines: int = 80) -> alt.LayerChart:
+    """Each input's value at each level of ``group`` joined by a thin line, plus medians (box)."""
+    d = df[[id_col, group, value]].dropna()
+    keep = d[id_col].drop_duplicates().sample(min(max_lines, d[id_col].nunique()), random_state=0)
+    lines = alt.Chart(d[d[id_col].isin(keep)]).mark_line(opacity=0.18, color="#777").encode(
+        x=alt.X(f"{group}:N", sort=list(order), title=group), y=alt.Y(f"{value}:Q", title=y_title or value), detail=f"{id_col}:N"
+    )
+    box = alt.Chart(d).mark_boxplot(size=36, opacity=0.7, extent=1.5).encode(
+        x=alt.X(f"{group}:N", sort=list(order)), y=alt.Y(f"{value}:Q"), color=alt.Color(f"{group}:N", sort=list(order), scale=alt.Scale(range=PALETTE), legend=None)
+    )
+    return alt.layer(lines, box).properties(title=title, width=360, height=300)
+
+
+# ---- composition (two phases) ------------------------------------------------------------------------
+def share_chart(shares: pd.DataFrame, part: str = "part", value: str = "share", title: str = "", y_title: str = "share of the subgraph's edges", order: Sequence[str] | None = None) -> alt.LayerChart:
+    """Median share of each part (component or layer quartile) of the stratum's edges over s,
+    with the construction and refinement ranges shaded. ``shares``: columns s, part, share, one row
+    per (input, s, part)."""
+    t = band_table(shares, value, group=part)
+    dom = list(order) if order is not None else sorted(t[part].unique())
+    color = alt.Color(f"{part}:N", scale=alt.Scale(domain=dom, range=PALETTE[: len(dom)]), legend=alt.Legend(title=part))
+    base = alt.Chart(t).encode(x=alt.X("s:Q", scale=_s_scale(), axis=_S_AXIS), color=color)
+    band = base.mark_area(opacity=0.15).encode(y=alt.Y("q25:Q", title=y_title, scale=alt.Scale(domain=[0, 1])), y2="q75:Q")
+    line = base.mark_line(point=True).encode(
+        y=alt.Y("median:Q", title=y_title), tooltip=[f"{part}:N", alt.Tooltip("s:Q", format=".1e"), alt.Tooltip("median:Q", format=".3f")]
+    )
+    return alt.layer(phase_shading(labels=True), band, line).resolve_scale(color="independent").properties(title=title, width=520, height=300)
+
+
+# ---- claim table ------------------------------------------------------------------------------------
+def claims_table(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """The notebooks' closing table: published claim | our result | reproduced? (+ N, model, grid)."""
+    cols = ["published claim", "our result", "reproduced?", "N", "model", "grid"]
+    df = pd.DataFrame(rows)
+    for c in cols:
+        if c not in df:
+            df[c] = ""
+    return df[cols]
+
+
+def markdown_table(df: pd.DataFrame) -> str:
+    """A GitHub-markdown table (no ``tabulate`` dependency)."""
+    cols = list(df.columns)
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for _, row in df.iterrows():
+        lines.append("| " + " | ".join(str(row[c]).replace("|", "\\|").replace("\n", " ") for c in cols) + " |")
+    return "\n".join(lines)
