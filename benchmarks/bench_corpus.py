@@ -58,12 +58,12 @@ def main() -> None:
         print(f"{len(timed)} passages of {args.words} words: {min(n_tokens)}-{max(n_tokens)} tokens (mean {sum(n_tokens) / len(n_tokens):.0f})")
 
         # fast path through run_corpus (shards, manifest and all); everything is warm by now
-        t0 = time.perf_counter()
-        run_corpus(bridge, tmp / "local", n_passages=args.passages + 1, words=args.words, grid="paper", progress=False, resume=False)
-        local_s = time.perf_counter() - t0
-        rows.append((f"run_corpus local ({torch.get_num_threads()} threads)", args.passages + 1, local_s))
+        for threads in sorted({1, torch.get_num_threads()}):
+            t0 = time.perf_counter()
+            run_corpus(bridge, tmp / f"local{threads}", n_passages=args.passages + 1, words=args.words, grid="paper", progress=False, threads=threads)
+            rows.append((f"run_corpus local, {threads} thread(s)", args.passages + 1, time.perf_counter() - t0))
 
-        # reference: one float64 forward + networkx stratification + one masked pass per stratum
+        # reference (torch's default threads): one float64 forward + networkx stratification + one masked pass per stratum
         t0 = time.perf_counter()
         ref = timed.iloc[: args.reference]
         for p, w in zip(ref.prompt, ref.next_word):
@@ -101,7 +101,8 @@ def main() -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
     print(f"\nload average at end: {load()}")
-    ref_per = rows[1][2] / rows[1][1]
+    ref_name, ref_n, ref_s = next(r for r in rows if r[0].startswith("reference"))
+    ref_per = ref_s / ref_n
     print(f"{'run':<58} {'passages':>8} {'s':>8} {'s/passage':>10} {'passages/min':>13} {'x reference':>12}")
     for name, n, secs in rows:
         per = secs / n

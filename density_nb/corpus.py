@@ -427,6 +427,49 @@ class _ShardWriter:
         self.buffer.clear()
 
 
+class _RunLock:
+    """``out_dir/run.lock`` holding the writer's pid: two runs never write one directory at once.
+
+    A lock left by a process that no longer exists (killed) is taken over.
+    """
+
+    def __init__(self, out_dir: Path) -> None:
+        self.path = out_dir / "run.lock"
+
+    def __enter__(self) -> _RunLock:
+        for _ in range(2):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            except FileExistsError:
+                try:
+                    pid = int(self.path.read_text().strip() or 0)
+                except (OSError, ValueError):
+                    pid = 0
+                if pid and pid != os.getpid() and _alive(pid):
+                    raise CorpusError(
+                        f"Another run (pid {pid}) is writing {str(self.path.parent)!r}; wait for it, or stop it and use --resume."
+                    ) from None
+                self.path.unlink(missing_ok=True)  # stale: its writer is gone
+                continue
+            with os.fdopen(fd, "w") as f:
+                f.write(str(os.getpid()))
+            return self
+        raise CorpusError(f"Could not lock {str(self.path)!r}; remove it if no run is writing that directory.")
+
+    def __exit__(self, *exc: Any) -> None:
+        self.path.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def _model_label(model: Any) -> str:
     if isinstance(model, str):
         key = model.strip().lower()
@@ -519,6 +562,16 @@ def run_corpus(
     }
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    with _RunLock(out):
+        _run_locked(model, out, df, settings, grid=grid, resume=resume, backend=backend, device=device, workers=workers,
+                    progress=progress, shard_size=shard_size, threads=threads, weighting=weighting, random_baseline=random_baseline, words=words)
+    return load_runs(out).summary
+
+
+def _run_locked(model: Any, out: Path, df: pd.DataFrame, settings: dict[str, Any], *, grid: Any, resume: bool, backend: str,
+                device: str | None, workers: int, progress: bool, shard_size: int, threads: int | None, weighting: str,
+                random_baseline: bool, words: int) -> None:
+    label = settings["model"]
     manifest = _read_manifest(out)
     if manifest is not None and not resume:
         raise CorpusError(
@@ -564,7 +617,6 @@ def run_corpus(
     finally:
         writer.flush()  # Ctrl-C or an error: keep every completed passage
         bar.close()
-    return load_runs(out).summary
 
 
 # ---- Ray backend ---------------------------------------------------------------------------------

@@ -282,3 +282,21 @@ def test_fallback_when_not_a_prefix(tiny_llama, monkeypatch):
     assert not summary["aligned"].iloc[0] and np.isnan(summary["loss"].iloc[0])
     assert summary["root"].iloc[0] == len(real(tiny_llama, "The boat went down the")[0]) - 1
     assert len(curves) == 9 and (curves["passage_id"] == 7).all()
+
+
+def test_run_lock(tiny_llama, run_data, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "run.lock").write_text(str(os.getppid()))  # a live process holds the directory
+    with pytest.raises(corpus.CorpusError, match="Another run"):
+        corpus.run_corpus(tiny_llama, out, data=run_data, n_passages=1, **RUN)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    (out / "run.lock").write_text(str(dead.pid))  # a killed run's stale lock is taken over
+    corpus.run_corpus(tiny_llama, out, data=run_data, n_passages=1, **RUN)
+    assert not (out / "run.lock").exists()
+    check_complete(out, 1)
