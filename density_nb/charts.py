@@ -266,7 +266,9 @@ def scatter_fit(
 def binned_means(df: pd.DataFrame, x: str, y: str, bins: int = 5, log_x: bool = False) -> pd.DataFrame:
     """Quantile bins of x with the mean of y and its standard error per bin."""
     d = df[[x, y]].replace([np.inf, -np.inf], np.nan).dropna()
-    q = pd.qcut(np.log10(d[x]) if log_x else d[x], bins, duplicates="drop")
+    if log_x:
+        d = d[d[x] > 0]
+    q = pd.qcut((np.log10(d[x]) if log_x else d[x]).rank(method="first"), bins)  # ranks: ties cannot empty a bin
     g = d.groupby(q, observed=True)
     out = pd.DataFrame({"x_median": g[x].median(), "mean": g[y].mean(), "se": g[y].std() / np.sqrt(g[y].count()), "n": g[y].count()}).reset_index(drop=True)
     out["lo"], out["hi"] = out["mean"] - 1.96 * out["se"], out["mean"] + 1.96 * out["se"]
