@@ -121,3 +121,15 @@ def test_bad_input_explains(tiny_llama, kwargs, match):
 def test_bad_grid_explains(tiny_llama, grid):
     with pytest.raises(ValueError, match=r"\(0, 1\]"):
         trace(tiny_llama, TEXT, grid=grid, progress=False)
+
+
+def test_bf16_weights_with_fp32_metrics():
+    """The reduced-precision path (meant for CUDA) runs end to end and stays close to fp32."""
+    import torch
+
+    from density_nb.models import load_model
+
+    low = trace(load_model("tiny-llama", dtype=torch.bfloat16), TEXT, roots="last", progress=False)
+    full = trace(load_model("tiny-llama"), TEXT, roots="last", progress=False)
+    assert low.tv.dtype == np.float64 and np.isfinite(low.tv).all()
+    np.testing.assert_allclose(low.tv, full.tv, atol=0.03)
