@@ -11,6 +11,8 @@ import pytest
 from density_nb import corpus
 from density_nb.corpus import DataError, detokenize, find_data, passages, token_frequency, unigram_counts
 
+from sample_corpus import LINES as SAMPLE_LINES
+
 NO_DATA = (
     "No WikiText-2 data: set DENSITY_NB_DATA to a folder with wikitext-2/{test,valid}.txt, put ../shared/data "
     "beside the repo, or pip install datasets and run online."
@@ -131,14 +133,7 @@ def test_unigram_counts(tiny_llama):
 
 
 # ---- corpus runs (local backend) ------------------------------------------------------------------
-RUN_LINES = [
-    " = Notes = ",
-    " The small boat drifted past the old mill , and the miller waved . ",
-    " Rain fell on the city for three days , and the river rose slowly . ",
-    " She opened the letter , read it twice , and put it in the drawer . ",
-    " The train to the coast left at noon , half empty as usual . ",
-    " A cat slept in the window while the radio played old songs . ",
-]
+RUN_LINES = SAMPLE_LINES[:6]
 RUN = dict(words=6, grid="fast", progress=False)
 
 

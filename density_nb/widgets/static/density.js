@@ -49,6 +49,19 @@ function h(tag, cls, text) {
   if (text !== undefined) e.textContent = text;
   return e;
 }
+
+/** A colour-bar legend: label, low tick, gradient, high tick (decorative: numbers are in tooltips). */
+function gradientLegend(label, lo, hi, stops) {
+  const legend = h("div", "dnb-legend");
+  legend.setAttribute("aria-hidden", "true");
+  legend.appendChild(h("span", "dnb-legend-label", label));
+  legend.appendChild(h("span", "dnb-legend-tick", lo));
+  const bar = h("span", "dnb-legend-bar");
+  bar.style.backgroundImage = gradientCss(stops);
+  legend.appendChild(bar);
+  legend.appendChild(h("span", "dnb-legend-tick", hi));
+  return legend;
+}
 function s(tag, attrs) {
   const e = document.createElementNS(SVG, tag);
   if (attrs) for (const k in attrs) e.setAttribute(k, attrs[k]);
@@ -210,14 +223,7 @@ function makeStrip(ctx) {
     focusable[j].focus();
   });
 
-  const legend = h("div", "dnb-legend");
-  legend.setAttribute("aria-hidden", "true");
-  legend.appendChild(h("span", "dnb-legend-label", "density"));
-  legend.appendChild(h("span", "dnb-legend-tick", "0"));
-  const bar = h("span", "dnb-legend-bar");
-  bar.style.backgroundImage = gradientCss(VIRIDIS);
-  legend.appendChild(bar);
-  legend.appendChild(h("span", "dnb-legend-tick", "1"));
+  const legend = gradientLegend("density", "0", "1", VIRIDIS);
   legend.appendChild(h("span", "dnb-legend-sep", ""));
   legend.appendChild(h("span", "dnb-legend-swatch", "abc"));
   legend.appendChild(h("span", "dnb-legend-label", "no prediction"));
@@ -443,14 +449,7 @@ function makeGrid(ctx) {
     bars.push([a, m]);
     table.appendChild(bar);
   }
-  const legend = h("div", "dnb-legend");
-  legend.setAttribute("aria-hidden", "true");
-  legend.appendChild(h("span", "dnb-legend-label", "share of edges included"));
-  legend.appendChild(h("span", "dnb-legend-tick", "0%"));
-  const lbar = h("span", "dnb-legend-bar");
-  lbar.style.backgroundImage = gradientCss(CIVIDIS);
-  legend.appendChild(lbar);
-  legend.appendChild(h("span", "dnb-legend-tick", "100%"));
+  const legend = gradientLegend("share of edges included", "0%", "100%", CIVIDIS);
   const lk = h("span", "dnb-li");
   lk.append(h("span", "dnb-key dnb-key-attn"), h("span", "", "attention (mean of heads)"));
   const lm = h("span", "dnb-li");
