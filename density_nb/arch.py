@@ -55,7 +55,6 @@ class Arch:
         self.model_type: str = config.model_type
         if self.model_type not in SUPPORTED_MODEL_TYPES:
             raise ModelError(f"Architecture {self.model_type!r} is not supported; supported: {', '.join(SUPPORTED_MODEL_TYPES)}.")
-        self.config = config
         self.gemma = self.model_type == "gemma3_text"
         params = {name.replace("._original_component", ""): p.detach() for name, p in hf_model.named_parameters()}
         get = params.get

@@ -45,8 +45,7 @@ class _Layer:
     h: torch.Tensor  # [T, d] resid_mid
     pattern: torch.Tensor  # [H, T, T]
     head_out: torch.Tensor  # [T, H, d] γ ⊙ W_O^h v_{h,s}, per source s (γ = 1 for pre-norm models)
-    attn_raw: torch.Tensor  # [T, d] o_proj output (before any post-norm)
-    attn_inv: torch.Tensor  # [T] 1/rms(attn_raw) for post-norm models, else ones
+    attn_inv: torch.Tensor  # [T] 1/rms of the raw o_proj output for post-norm models, else ones
     mlp: torch.Tensor  # [T, d] MLP branch output as added to the stream (after post-norm)
     mlp_raw: torch.Tensor  # [T, d] MLP output before any post-norm
     out: torch.Tensor  # [T, d] resid_post
@@ -78,7 +77,7 @@ def cached_layers(bridge: Any, token_ids: torch.Tensor) -> tuple[list[_Layer], t
             attn_inv = torch.ones(n_pos, device=x.device)
         layers.append(
             _Layer(
-                x=x.float(), h=h.float(), pattern=probs.float(), head_out=head_out, attn_raw=attn_raw.float(),
+                x=x.float(), h=h.float(), pattern=probs.float(), head_out=head_out,
                 attn_inv=attn_inv, mlp=f.float(), mlp_raw=mlp_raw.float(), out=(h + f).float(),
             )
         )  # fmt: skip
