@@ -26,15 +26,11 @@ class TraceInputError(ValueError):
 
 @dataclass
 class _Root:
-    """One root's strata and composition, before its masked passes."""
+    """One root's strata, before its masked passes."""
 
     position: int
     ranks: Ranks
     sizes: np.ndarray  # [K] edges per stratum
-    head_share: np.ndarray  # [K, L, H]
-    mlp_share: np.ndarray  # [K, L]
-    component_edges: np.ndarray  # [K, 3]
-    layer_edges: np.ndarray  # [K, L]
 
 
 def tokenize(bridge: Any, text: str, prepend_bos: bool | None = None) -> tuple[torch.Tensor, list[str]]:
@@ -103,7 +99,7 @@ def _stratify(weights: EdgeWeights, position: int, grid: np.ndarray, n_layers: i
     total = edge_count(n_layers, n_heads, position + 1)
     sizes = stratum_sizes(grid, total)
     ranks = expand(weights, position, n_max=int(sizes[-1]))
-    return _Root(position, ranks, sizes, *_composition(ranks, sizes))
+    return _Root(position, ranks, sizes)
 
 
 def _pad(roots: list[_Root], n_pos: int) -> RankBatch:
@@ -214,10 +210,8 @@ def trace(
                 rows["top_token"].append(logits[i].argmax(-1).numpy())
                 rows["n_edges"].append(root.sizes)
                 rows["total"].append(root.ranks.total_edges)
-                rows["head_share"].append(root.head_share)
-                rows["mlp_share"].append(root.mlp_share)
-                rows["component_edges"].append(root.component_edges)
-                rows["layer_edges"].append(root.layer_edges)
+                for key, value in zip(("head_share", "mlp_share", "component_edges", "layer_edges"), _composition(root.ranks, root.sizes)):
+                    rows[key].append(value)
                 if rand_logits is not None:
                     mr = distribution_metrics(weights.logits[root.position], rand_logits[i], target)
                     rows["tv_random"].append(mr["tv"])

@@ -21,7 +21,7 @@ def _tv(a: torch.Tensor, b: torch.Tensor) -> float:
 def _batch(ranks_list, n_pos) -> RankBatch:
     from density_nb.trace import _Root, _pad
 
-    roots = [_Root(r.attn.shape[-1] - 1, r, np.zeros(1), *([None] * 4)) for r in ranks_list]
+    roots = [_Root(r.attn.shape[-1] - 1, r, np.zeros(1)) for r in ranks_list]
     return _pad(roots, n_pos)
 
 
