@@ -76,6 +76,15 @@ def shown(token: str) -> str:
     return "".join(out)
 
 
+def watch(page) -> tuple[list[str], list[str], list[str]]:
+    """Record the page's requests, dialogs (dismissed) and page errors."""
+    requests, dialogs, errors = [], [], []
+    page.on("request", lambda r: requests.append(r.url))
+    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    return requests, dialogs, errors
+
+
 def luminance(css: str) -> float:
     nums = [float(x) for x in css[css.index("(") + 1 : css.index(")")].replace(",", " ").split()[:3]]
     return (0.2126 * nums[0] + 0.7152 * nums[1] + 0.0722 * nums[2]) / 255
@@ -284,9 +293,7 @@ def browser():
 
 def test_jupyterlab_explorer(lab, browser):
     page = browser.new_page(viewport={"width": 1280, "height": 1500})
-    dialogs, errors = [], []
-    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
-    page.on("pageerror", lambda e: errors.append(str(e)))
+    _, dialogs, errors = watch(page)
     scope = open_and_run(page, lab["base"])
     facts = json.loads((lab["root"] / "facts.json").read_text())
     news = page.locator(".jp-toast-button", has_text="No")
@@ -324,10 +331,7 @@ def test_exported_html_offline(lab, browser):
     for scheme in ("light", "dark"):
         context = browser.new_context(viewport={"width": 1200, "height": 950}, color_scheme=scheme)
         page = context.new_page()
-        requests, dialogs, errors = [], [], []
-        page.on("request", lambda r: requests.append(r.url))
-        page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
-        page.on("pageerror", lambda e: errors.append(str(e)))
+        requests, dialogs, errors = watch(page)
         page.goto(html.as_uri())
         page.wait_for_selector("body[data-dnb-ready]", timeout=20_000)
         bg = page.locator(".dnb").first.evaluate("e => getComputedStyle(e).backgroundColor")
@@ -362,8 +366,7 @@ def notebook7(tmp_path_factory):
 
 def test_notebook7_explorer(notebook7, browser):
     page = browser.new_page(viewport={"width": 1280, "height": 1500})
-    dialogs = []
-    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    _, dialogs, _ = watch(page)
     scope = open_and_run(page, notebook7["base"], app="notebook")
     facts = json.loads((notebook7["root"] / "facts.json").read_text())
     page.wait_for_timeout(300)
@@ -390,10 +393,7 @@ def test_single_views_standalone(cls_name, browser, tmp_path):
     widget = getattr(W, cls_name)(res)
     html = widget.to_html(tmp_path / f"{cls_name}.html")
     page = browser.new_page(viewport={"width": 1000, "height": 800})
-    requests, dialogs, errors = [], [], []
-    page.on("request", lambda r: requests.append(r.url))
-    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
-    page.on("pageerror", lambda e: errors.append(str(e)))
+    requests, dialogs, errors = watch(page)
     page.goto(html.as_uri())
     page.wait_for_selector("body[data-dnb-ready]", timeout=20_000)
     parts = {"strip": ".dnb-strip-part", "slider": ".dnb-slider-part", "grid": ".dnb-grid-part"}

@@ -533,23 +533,15 @@ function render({ model, el }) {
     root.appendChild(ctx.tip);
     for (const p of parts) p.update("all");
   };
-  const onRoot = () => { for (const p of parts) p.update("root"); };
-  const onStratum = () => { for (const p of parts) p.update("stratum"); };
-  const onMetric = () => { for (const p of parts) p.update("metric"); };
-  model.on("change:root", onRoot);
-  model.on("change:stratum", onStratum);
-  model.on("change:metric", onMetric);
-  model.on("change:data", build);
-  model.on("change:shares", build);
-  model.on("change:view", build);
+  const update = (what) => () => { for (const p of parts) p.update(what); };
+  const listeners = [
+    ["change:root", update("root")], ["change:stratum", update("stratum")], ["change:metric", update("metric")],
+    ["change:data", build], ["change:shares", build], ["change:view", build],
+  ];
+  for (const [event, fn] of listeners) model.on(event, fn);
   build();
   return () => {
-    model.off("change:root", onRoot);
-    model.off("change:stratum", onStratum);
-    model.off("change:metric", onMetric);
-    model.off("change:data", build);
-    model.off("change:shares", build);
-    model.off("change:view", build);
+    for (const [event, fn] of listeners) model.off(event, fn);
     root.remove();
   };
 }
