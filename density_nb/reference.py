@@ -235,14 +235,14 @@ def _run(P: _Params, ids: torch.Tensor, keep=None, norms="live", frozen=None) ->
             A_all[h] = A
             v_all[h] = v
         inv_rms_o = P.inv_rms(o)  # [T, 1]
-        a = _post_norm(P, W.get("post_attn_norm"), o, inv_rms_o, frozen["inv_rms_o"][l] if norms == "frozen" else None)  # [T, d]
+        a = _post_norm(P, W.get("post_attn_norm"), o, inv_rms_o, frozen["inv_rms_o"][l] if norms == "frozen" and P.gemma else None)  # [T, d]
         res_attn = 1.0 if keep is None else keep["res_attn"][l][:, None]  # [T, 1]
         h_state = res_attn * x + a  # [T, d]
         # ---- MLP ----
         hn = P.rmsnorm(h_state, W["pre_ff_norm"] if P.gemma else W["pre_mlp_norm"])  # [T, d]
         m = (P.act(hn @ W["gate"].T) * (hn @ W["up"].T)) @ W["down"].T  # [T, d]  raw MLP output
         inv_rms_m = P.inv_rms(m)  # [T, 1]
-        f = _post_norm(P, W.get("post_ff_norm"), m, inv_rms_m, frozen["inv_rms_m"][l] if norms == "frozen" else None)  # [T, d]
+        f = _post_norm(P, W.get("post_ff_norm"), m, inv_rms_m, frozen["inv_rms_m"][l] if norms == "frozen" and P.gemma else None)  # [T, d]
         k_mlp = 1.0 if keep is None else keep["mlp"][l][:, None]  # [T, 1]
         k_res = 1.0 if keep is None else keep["res_mlp"][l][:, None]  # [T, 1]
         x = k_res * h_state + k_mlp * f  # [T, d]
