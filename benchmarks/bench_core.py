@@ -58,11 +58,11 @@ def masked_flops(model, text: str) -> float:
     from density_nb.importance import edge_weights
     from density_nb.stratify import make_grid
 
-    arch = Arch(model.original_model)
+    arch = Arch.of(model.original_model)
     ids, _ = tokenize(model, text)
     w = edge_weights(model, ids)
     root = _stratify(w, len(ids) - 1, make_grid("paper"), arch.n_layers, arch.n_heads)
-    d, kv, inter = arch.d_model, arch.n_kv_heads * arch.head_dim, arch.layers[0].gate_w.shape[0]
+    d, kv, inter = arch.d_model, arch.n_kv_heads * arch.head_dim, arch.layers[0].gate_up.sizes[0]
     total = 0.0
     r = root.ranks
     for n in root.sizes[:-1]:

@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from typing import Literal
 
 import torch
-import torch.nn.functional as F
 
 from density_nb.arch import Arch
 
@@ -87,7 +86,7 @@ def masked_logits(
         keep_mlp = _kept(ranks.mlp[row_root, index].to(dev), n_keep)  # [B, P]
         keep_rm = _kept(ranks.res_mlp[row_root, index].to(dev), n_keep)  # [B, P]
         target = keep_attn.any(dim=3).any(dim=1)  # [B, P] attention nodes with a kept in-edge
-        if layer.k_b is not None or layer.v_b is not None:  # biased projections: zero states still give keys
+        if layer.kv.has_bias:  # biased projections: zero states still give keys
             active = pos[None, :] <= root_pos[:, None]
         cos, sin = arch.rope(layer, n_pos)  # [P, hd]
         xf = x.view(n_rows * n_pos, -1)  # [B*P, d]
@@ -107,8 +106,8 @@ def masked_logits(
             keys.view(n_rows, n_pos, arch.n_kv_heads, arch.head_dim),
             arch.attention_bias(layer, n_pos),
         )  # [B, H, P, P]
-        z = arch.mix(probs * keep_attn, values.view(n_rows, n_pos, arch.n_kv_heads, arch.head_dim))  # [B, P, H*hd]
-        o = F.linear(z.view(n_rows * n_pos, -1)[q_idx], layer.o_w)  # [n_q, d]
+        z = arch.mix(probs.masked_fill_(~keep_attn, 0.0), values.view(n_rows, n_pos, arch.n_kv_heads, arch.head_dim))  # [B, P, H, hd]
+        o = layer.o(z[q_idx // n_pos, p_q].flatten(1))  # [n_q, d]
         o = arch.post_norm(o, layer.post_attn_norm, None if attn_inv_rms is None else attn_inv_rms[index].to(dev)[p_q, None])
         h = (x * keep_ra[..., None]).view(n_rows * n_pos, -1)  # [B*P, d]
         h[q_idx] += o

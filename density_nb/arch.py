@@ -8,12 +8,14 @@ model's modules (TransformerBridge wraps those with hooks, which costs more than
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
 
+from density_nb.linear import Linear
 from density_nb.models import SUPPORTED_MODEL_TYPES, ModelError
 
 _ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
@@ -28,27 +30,46 @@ class Layer:
     """One decoder layer's weights; post-norms (Gemma-3) and biases (Qwen2) may be None."""
 
     attn_norm: torch.Tensor  # [d]
-    q_w: torch.Tensor  # [H*hd, d]
-    k_w: torch.Tensor  # [KV*hd, d]
-    v_w: torch.Tensor  # [KV*hd, d]
     o_w: torch.Tensor  # [d, H*hd]
-    q_b: torch.Tensor | None
-    k_b: torch.Tensor | None
-    v_b: torch.Tensor | None
     q_norm: torch.Tensor | None  # [hd]
     k_norm: torch.Tensor | None  # [hd]
     post_attn_norm: torch.Tensor | None  # [d]
     mlp_norm: torch.Tensor  # [d]
-    gate_w: torch.Tensor  # [I, d]
-    up_w: torch.Tensor  # [I, d]
-    down_w: torch.Tensor  # [d, I]
     post_mlp_norm: torch.Tensor | None  # [d]
     sliding_window: int | None
     rope_key: str  # which rotary table the layer uses ("full_attention" / "sliding_attention")
+    q: Linear  # -> [N, H*hd]
+    kv: Linear  # -> keys [N, KV*hd], values [N, KV*hd]
+    o: Linear  # [N, H*hd] -> [N, d]
+    gate_up: Linear  # -> gate [N, I], up [N, I]
+    down: Linear  # [N, I] -> [N, d]
 
 
 class Arch:
-    """Weights and layer math of an HF causal LM (views of its parameters, no copies)."""
+    """Weights and layer math of an HF causal LM: views of its parameters, plus the packed GEMM
+    weights of ``Linear`` on CPU. Build it with ``Arch.of(model)``, which packs once per model."""
+
+    _cache: weakref.WeakKeyDictionary[Any, tuple[tuple[Any, ...], Arch]] = weakref.WeakKeyDictionary()
+
+    @classmethod
+    def of(cls, hf_model: Any) -> Arch:
+        """The model's Arch, reused while its parameters are the same tensors, unmodified.
+
+        In-place edits under ``torch.no_grad()`` (and ``load_state_dict``, ``.to()``) are noticed
+        through the tensors' version counters; edits through ``param.data`` bypass those: after
+        such an edit, call ``Arch.forget(model)``.
+        """
+        key = tuple((p.data_ptr(), p._version, p.dtype, p.device) for p in hf_model.parameters())
+        hit = cls._cache.get(hf_model)
+        if hit is None or hit[0] != key:
+            hit = (key, cls(hf_model))
+            cls._cache[hf_model] = hit
+        return hit[1]
+
+    @classmethod
+    def forget(cls, hf_model: Any) -> None:
+        """Drop the model's cached Arch (needed only after editing weights through ``param.data``)."""
+        cls._cache.pop(hf_model, None)
 
     def __init__(self, hf_model: Any):
         config = hf_model.config
@@ -80,26 +101,25 @@ class Arch:
         for i in range(self.n_layers):
             pre = f"model.layers.{i}."
             window = getattr(config, "sliding_window", None) if layer_types[i] == "sliding_attention" else None
+            q_w, k_w, v_w, o_w = (params[f"{pre}self_attn.{n}_proj.weight"] for n in "qkvo")
+            q_b, k_b, v_b = (get(f"{pre}self_attn.{n}_proj.bias") for n in "qkv")
+            gate_w, up_w, down_w = (params[f"{pre}mlp.{n}_proj.weight"] for n in ("gate", "up", "down"))
             self.layers.append(
                 Layer(
                     attn_norm=params[pre + "input_layernorm.weight"],
-                    q_w=params[pre + "self_attn.q_proj.weight"],
-                    k_w=params[pre + "self_attn.k_proj.weight"],
-                    v_w=params[pre + "self_attn.v_proj.weight"],
-                    o_w=params[pre + "self_attn.o_proj.weight"],
-                    q_b=get(pre + "self_attn.q_proj.bias"),
-                    k_b=get(pre + "self_attn.k_proj.bias"),
-                    v_b=get(pre + "self_attn.v_proj.bias"),
+                    o_w=o_w,
                     q_norm=get(pre + "self_attn.q_norm.weight"),
                     k_norm=get(pre + "self_attn.k_norm.weight"),
                     post_attn_norm=params[pre + "post_attention_layernorm.weight"] if self.gemma else None,
                     mlp_norm=params[pre + ("pre_feedforward_layernorm.weight" if self.gemma else "post_attention_layernorm.weight")],
-                    gate_w=params[pre + "mlp.gate_proj.weight"],
-                    up_w=params[pre + "mlp.up_proj.weight"],
-                    down_w=params[pre + "mlp.down_proj.weight"],
                     post_mlp_norm=params[pre + "post_feedforward_layernorm.weight"] if self.gemma else None,
                     sliding_window=window,
                     rope_key=layer_types[i],
+                    q=Linear(q_w, biases=(q_b,)),
+                    kv=Linear(k_w, v_w, biases=(k_b, v_b)),
+                    o=Linear(o_w),
+                    gate_up=Linear(gate_w, up_w),
+                    down=Linear(down_w),
                 )
             )
         rope_params = getattr(config, "rope_parameters", None) or {}
@@ -160,16 +180,14 @@ class Arch:
 
     def queries(self, layer: Layer, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
         """Residual rows x: [N, d] -> scaled, roped queries [N, H, hd]."""
-        q = F.linear(self.norm(x, layer.attn_norm), layer.q_w, layer.q_b).view(-1, self.n_heads, self.head_dim)
+        q = layer.q(self.norm(x, layer.attn_norm)).view(-1, self.n_heads, self.head_dim)
         if layer.q_norm is not None:
             q = self.norm(q, layer.q_norm)
         return self.apply_rope(q, cos, sin) * self.scaling
 
     def keys_values(self, layer: Layer, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Residual rows x: [N, d] -> roped keys [N, KV, hd] and values [N, KV, hd]."""
-        xn = self.norm(x, layer.attn_norm)
-        k = F.linear(xn, layer.k_w, layer.k_b).view(-1, self.n_kv_heads, self.head_dim)
-        v = F.linear(xn, layer.v_w, layer.v_b).view(-1, self.n_kv_heads, self.head_dim)
+        k, v = (kv.view(-1, self.n_kv_heads, self.head_dim) for kv in layer.kv.split(self.norm(x, layer.attn_norm)))
         if layer.k_norm is not None:
             k = self.norm(k, layer.k_norm)
         return self.apply_rope(k, cos, sin), v
@@ -185,16 +203,22 @@ class Arch:
 
     def pattern(self, q: torch.Tensor, k: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
         """Post-softmax attention from q: [B, P, H, hd], k: [B, P, KV, hd] -> [B, H, P, P]."""
-        k = k.repeat_interleave(self.n_heads // self.n_kv_heads, dim=-2)  # [B, P, H, hd]
-        scores = torch.einsum("bthd,bshd->bhts", q, k)  # [B, H, P, P]
+        n_batch, n_pos = q.shape[:2]
+        group = self.n_heads // self.n_kv_heads
+        # query head h = kv * group + g reads key head kv: one matmul per (batch, kv head), no repeated keys
+        q = q.reshape(n_batch, n_pos, self.n_kv_heads, group, self.head_dim).permute(0, 2, 3, 1, 4)  # [B, KV, G, P, hd]
+        scores = torch.matmul(q.reshape(n_batch, self.n_kv_heads, group * n_pos, self.head_dim), k.permute(0, 2, 3, 1))  # [B, KV, G*P, P]
+        scores = scores.view(n_batch, self.n_heads, n_pos, n_pos)  # [B, H, P, P]
         if self.attn_softcap:
             scores = torch.tanh(scores / self.attn_softcap) * self.attn_softcap
         return torch.softmax(scores.float() + bias, dim=-1).to(q.dtype)
 
     def mix(self, probs: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        """Σ_s A[h,t,s] v[s]: probs [B, H, P, P], v [B, P, KV, hd] -> [B, P, H*hd]."""
-        v = v.repeat_interleave(self.n_heads // self.n_kv_heads, dim=-2)  # [B, P, H, hd]
-        return torch.einsum("bhts,bshd->bthd", probs, v).flatten(2)
+        """Σ_s A[h,t,s] v[s]: probs [B, H, P, P], v [B, P, KV, hd] -> [B, P, H, hd] (a strided view)."""
+        n_batch, _, n_pos, _ = probs.shape
+        group = self.n_heads // self.n_kv_heads
+        z = torch.matmul(probs.reshape(n_batch, self.n_kv_heads, group * n_pos, n_pos), v.transpose(1, 2))  # [B, KV, G*P, hd]
+        return z.view(n_batch, self.n_kv_heads, group, n_pos, self.head_dim).permute(0, 3, 1, 2, 4).flatten(2, 3)
 
     def post_norm(self, x: torch.Tensor, weight: torch.Tensor | None, frozen_inv: torch.Tensor | None) -> torch.Tensor:
         """A post-norm (identity when ``weight`` is None), live or at a frozen 1/rms ([N, 1])."""
@@ -206,8 +230,8 @@ class Arch:
 
     def mlp(self, layer: Layer, h: torch.Tensor) -> torch.Tensor:
         """Raw MLP output (before any post-norm) for residual rows h: [N, d] -> [N, d]."""
-        xn = self.norm(h, layer.mlp_norm)
-        return F.linear(self.act(F.linear(xn, layer.gate_w)) * F.linear(xn, layer.up_w), layer.down_w)
+        gate, up = layer.gate_up.split(self.norm(h, layer.mlp_norm))  # [N, I] each
+        return layer.down(self.act(gate) * up)
 
     def logits(self, x_final: torch.Tensor) -> torch.Tensor:
         """Final norm (live) + unembedding (+ softcap): [..., d] -> [..., V] float32."""

@@ -16,7 +16,6 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from density_nb.arch import Arch
 
@@ -32,7 +31,7 @@ class EdgeWeights:
     res_attn: np.ndarray  # [L, T] residual-attention edge into (2l+1, t)
     mlp: np.ndarray  # [L, T] MLP edge into (2l+2, t)
     res_mlp: np.ndarray  # [L, T] residual-MLP edge into (2l+2, t)
-    logits: torch.Tensor  # [T, V] float32 logits of the unmasked model
+    final: torch.Tensor  # [T, d] final residual state of the unmasked model (``Arch.logits`` of it: its logits)
     attn_inv_rms: torch.Tensor  # [L, T] 1/rms of the raw attention output (post-norm models; else ones)
     mlp_inv_rms: torch.Tensor  # [L, T] 1/rms of the raw MLP output (post-norm models; else ones)
 
@@ -53,8 +52,10 @@ class _Layer:
 
 @torch.no_grad()
 def cached_layers(bridge: Any, token_ids: torch.Tensor) -> tuple[list[_Layer], torch.Tensor, Arch]:
-    """One unmasked forward that keeps what the weights need -> per-layer cache, logits [T, V], Arch."""
-    arch = Arch(bridge.original_model)
+    """One unmasked forward that keeps what the weights need -> per-layer cache, final state [T, d], Arch.
+
+    No unembedding: callers take logits only where they need them (``arch.logits(final[roots])``)."""
+    arch = Arch.of(bridge.original_model)
     n_pos = len(token_ids)
     x = arch.embed(token_ids)  # [T, d]
     layers = []
@@ -63,7 +64,7 @@ def cached_layers(bridge: Any, token_ids: torch.Tensor) -> tuple[list[_Layer], t
         q = arch.queries(layer, x, cos, sin)  # [T, H, hd]
         k, v = arch.keys_values(layer, x, cos, sin)  # [T, KV, hd]
         probs = arch.pattern(q[None], k[None], arch.attention_bias(layer, n_pos))[0]  # [H, T, T]
-        attn_raw = F.linear(arch.mix(probs[None], v[None])[0], layer.o_w)  # [T, d]
+        attn_raw = layer.o(arch.mix(probs[None], v[None])[0].flatten(1))  # [T, d]
         h = x + arch.post_norm(attn_raw, layer.post_attn_norm, None)  # [T, d]
         mlp_raw = arch.mlp(layer, h)  # [T, d]
         f = arch.post_norm(mlp_raw, layer.post_mlp_norm, None)  # [T, d]
@@ -82,7 +83,7 @@ def cached_layers(bridge: Any, token_ids: torch.Tensor) -> tuple[list[_Layer], t
             )
         )  # fmt: skip
         x = h + f
-    return layers, arch.logits(x), arch
+    return layers, x, arch
 
 
 def _final_scale(arch: Arch, last: _Layer) -> torch.Tensor:
@@ -131,12 +132,12 @@ def edge_weights(bridge: Any, token_ids: torch.Tensor, weighting: Weighting = "l
     """Weights of every edge of the text's graph (all roots), from one cached forward."""
     if weighting not in WEIGHTINGS:
         raise ValueError(f"Unknown weighting {weighting!r}; choose one of {', '.join(WEIGHTINGS)}.")
-    layers, logits, arch = cached_layers(bridge, token_ids)
+    layers, final, arch = cached_layers(bridge, token_ids)
     n_pos = len(token_ids)
     causal = torch.ones(n_pos, n_pos).tril().bool()  # [T, T]
     if weighting == "random":
         rand = random_weights(arch.n_layers, arch.n_heads, n_pos, seed)
-        rand.logits = logits.cpu()
+        rand.final = final
         return rand
     attn_w, ra_w, mlp_w, rm_w = [], [], [], []
     for index, layer in enumerate(layers):
@@ -176,7 +177,7 @@ def edge_weights(bridge: Any, token_ids: torch.Tensor, weighting: Weighting = "l
         res_attn=torch.stack(ra_w).float().numpy(),
         mlp=torch.stack(mlp_w).float().numpy(),
         res_mlp=torch.stack(rm_w).float().numpy(),
-        logits=logits.cpu(),
+        final=final,
         attn_inv_rms=torch.stack([layer.attn_inv.cpu() for layer in layers]) if is_post else ones,
         mlp_inv_rms=torch.stack([arch.inv_rms(layer.mlp_raw)[:, 0].cpu() for layer in layers]) if is_post else ones,
     )
@@ -193,7 +194,7 @@ def random_weights(n_layers: int, n_heads: int, n_pos: int, seed: int = 0) -> Ed
         res_attn=torch.rand(n_layers, n_pos, generator=gen).numpy(),
         mlp=torch.rand(n_layers, n_pos, generator=gen).numpy(),
         res_mlp=torch.rand(n_layers, n_pos, generator=gen).numpy(),
-        logits=torch.empty(0),
+        final=torch.empty(0),
         attn_inv_rms=ones,
         mlp_inv_rms=ones,
     )

@@ -119,9 +119,10 @@ def _pad(roots: list[_Root], n_pos: int) -> RankBatch:
 
 
 def _evaluate(
-    arch: Arch, ids: torch.Tensor, weights: EdgeWeights, roots: list[_Root], norms: Norms
+    arch: Arch, ids: torch.Tensor, weights: EdgeWeights, roots: list[_Root], full: torch.Tensor, norms: Norms
 ) -> list[torch.Tensor]:
-    """Logits [K, V] of every stratum of each root; the full graph (last) reuses the full run."""
+    """Logits [K, V] of every stratum of each root; the full graph (last) reuses the full run's
+    logits ``full`` [len(roots), V]."""
     batch = _pad(roots, max(r.position for r in roots) + 1)
     row_root = torch.cat([torch.full((len(r.sizes) - 1,), i) for i, r in enumerate(roots)])
     n_keep = torch.from_numpy(np.concatenate([r.sizes[:-1] for r in roots]))
@@ -129,9 +130,9 @@ def _evaluate(
     scales = (weights.attn_inv_rms, weights.mlp_inv_rms) if frozen else (None, None)
     logits = masked_logits(arch, ids, batch, row_root, n_keep, *scales).cpu()
     out, start = [], 0
-    for r in roots:
+    for i, r in enumerate(roots):
         k = len(r.sizes) - 1
-        out.append(torch.cat([logits[start : start + k], weights.logits[r.position][None]]))
+        out.append(torch.cat([logits[start : start + k], full[i][None]]))
         start += k
     return out
 
@@ -188,23 +189,27 @@ def trace(
             f"with trace(..., max_tokens={n_tokens}) (cost grows roughly with the cube of the length)."
         )
     positions = _resolve_roots(roots, n_tokens)
-    arch = Arch(bridge.original_model)
+    arch = Arch.of(bridge.original_model)
     weights = edge_weights(bridge, ids, weighting, seed=seed)
+    pos = np.array(positions, dtype=np.int64)
+    full = arch.logits(weights.final[pos]).cpu()  # [R, V] the unmasked model's logits at the roots
     rand = random_weights(arch.n_layers, arch.n_heads, n_tokens, seed=seed + 1) if random_baseline else None
     tok = hf_tokenizer(bridge)
     n_strata = len(grid_arr)
     rows: dict[str, list[Any]] = {key: [] for key in ("n_edges", "tv", "kl", "top1", "nu", "entropy", "loss", "head_share", "mlp_share", "component_edges", "layer_edges", "total", "top_token", "tv_random", "kl_random", "top1_random")}
     with tqdm(total=len(positions), desc="trace", unit="root", disable=not progress) as bar:
+        done = 0
         for group in _batches(positions, n_strata, max_rows):
+            full_group = full[done : done + len(group)]  # [len(group), V]
             strata = [_stratify(weights, r, grid_arr, arch.n_layers, arch.n_heads) for r in group]
-            logits = _evaluate(arch, ids, weights, strata, norms)
+            logits = _evaluate(arch, ids, weights, strata, full_group, norms)
             rand_logits = None
             if rand is not None:
                 rand_strata = [_stratify(rand, r, grid_arr, arch.n_layers, arch.n_heads) for r in group]
-                rand_logits = _evaluate(arch, ids, weights, rand_strata, norms)
+                rand_logits = _evaluate(arch, ids, weights, rand_strata, full_group, norms)
             for i, root in enumerate(strata):
                 target = int(ids[root.position + 1]) if root.position + 1 < n_tokens else None
-                m = distribution_metrics(weights.logits[root.position], logits[i], target)
+                m = distribution_metrics(full_group[i], logits[i], target)
                 for key in ("tv", "kl", "top1", "nu", "entropy", "loss"):
                     rows[key].append(m[key])
                 rows["top_token"].append(logits[i].argmax(-1).numpy())
@@ -213,13 +218,12 @@ def trace(
                 for key, value in zip(("head_share", "mlp_share", "component_edges", "layer_edges"), _composition(root.ranks, root.sizes)):
                     rows[key].append(value)
                 if rand_logits is not None:
-                    mr = distribution_metrics(weights.logits[root.position], rand_logits[i], target)
+                    mr = distribution_metrics(full_group[i], rand_logits[i], target)
                     rows["tv_random"].append(mr["tv"])
                     rows["kl_random"].append(mr["kl"])
                     rows["top1_random"].append(mr["top1"])
             bar.update(len(group))
-    pos = np.array(positions, dtype=np.int64)
-    full = weights.logits[pos]  # [R, V]
+            done += len(group)
     logp_full = torch.log_softmax(full.float(), -1)
     nxt = np.array([int(ids[p + 1]) if p + 1 < n_tokens else -1 for p in positions], dtype=np.int64)
     loss_full = np.array([-float(logp_full[i, t]) if t >= 0 else float("nan") for i, t in enumerate(nxt)])

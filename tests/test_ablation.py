@@ -28,7 +28,7 @@ def _batch(ranks_list, n_pos) -> RankBatch:
 @pytest.mark.parametrize("root", [0, 3, -1])
 def test_full_graph_reproduces_logits(tiny, root):
     ids = token_ids(tiny)
-    arch = Arch(tiny.original_model)
+    arch = Arch.of(tiny.original_model)
     root = root % len(ids)
     with torch.no_grad():
         hf = tiny.original_model(ids[None]).logits[0, root]
@@ -38,7 +38,7 @@ def test_full_graph_reproduces_logits(tiny, root):
 
 def test_frozen_norms_equal_live_on_the_full_graph(tiny_gemma3):
     ids = token_ids(tiny_gemma3)
-    arch = Arch(tiny_gemma3.original_model)
+    arch = Arch.of(tiny_gemma3.original_model)
     w = edge_weights(tiny_gemma3, ids)
     ranks = full_ranks(arch.n_layers, arch.n_heads, len(ids))
     live = masked_logits(arch, ids, ranks, torch.tensor([0]), torch.tensor([1]))
@@ -48,7 +48,7 @@ def test_frozen_norms_equal_live_on_the_full_graph(tiny_gemma3):
 
 def test_frozen_norms_differ_on_small_strata(tiny_gemma3):
     ids = token_ids(tiny_gemma3)
-    arch = Arch(tiny_gemma3.original_model)
+    arch = Arch.of(tiny_gemma3.original_model)
     w = edge_weights(tiny_gemma3, ids)
     ranks = expand(w, len(ids) - 1)
     batch = _batch([ranks], len(ids))
@@ -61,7 +61,7 @@ def test_frozen_norms_differ_on_small_strata(tiny_gemma3):
 def test_removing_one_heavy_attention_edge_changes_output(tiny):
     """The published code's attention masks did nothing; ours must act edge by edge."""
     ids = token_ids(tiny)
-    arch = Arch(tiny.original_model)
+    arch = Arch.of(tiny.original_model)
     n_pos = len(ids)
     ranks = full_ranks(arch.n_layers, arch.n_heads, n_pos)
     w = edge_weights(tiny, ids)
@@ -79,7 +79,7 @@ def test_removing_one_heavy_attention_edge_changes_output(tiny):
 def test_batching_changes_nothing(tiny):
     """Rows evaluated together (several roots, several sizes) equal rows evaluated one at a time."""
     ids = token_ids(tiny)
-    arch = Arch(tiny.original_model)
+    arch = Arch.of(tiny.original_model)
     w = edge_weights(tiny, ids)
     roots = [2, 7, len(ids) - 1]
     ranks = [expand(w, r) for r in roots]
@@ -97,7 +97,7 @@ def test_batching_changes_nothing(tiny):
 
 def test_empty_subgraph_gives_the_zero_state_distribution(tiny_llama):
     ids = token_ids(tiny_llama)
-    arch = Arch(tiny_llama.original_model)
+    arch = Arch.of(tiny_llama.original_model)
     w = edge_weights(tiny_llama, ids)
     ranks = expand(w, len(ids) - 1)
     out = masked_logits(arch, ids, _batch([ranks], len(ids)), torch.tensor([0]), torch.tensor([0]))

@@ -40,7 +40,8 @@ def test_in_edges_sum_to_real_residual_states_smollm2(smollm2):
 
 def test_own_forward_reproduces_hf_logits(tiny):
     ids = token_ids(tiny)
-    _, logits, _ = cached_layers(tiny, ids)
+    _, final, arch = cached_layers(tiny, ids)
+    logits = arch.logits(final)
     with torch.no_grad():
         hf = tiny.original_model(ids[None]).logits[0]
     assert (logits - hf).abs().max() <= 1e-5

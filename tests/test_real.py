@@ -21,7 +21,7 @@ pytestmark = pytest.mark.real
 
 def test_smollm2_full_graph_matches_hf_logits(smollm2):
     ids = token_ids(smollm2, QUICKSTART_TEXT)
-    arch = Arch(smollm2.original_model)
+    arch = Arch.of(smollm2.original_model)
     with torch.no_grad():
         hf = smollm2.original_model(ids[None]).logits[0]
     for root in (0, len(ids) // 2, len(ids) - 1):
@@ -58,7 +58,7 @@ def gemma3():
 def test_gemma3_full_graph_and_norm_conventions(gemma3):
     text = "The lighthouse keeper climbed the stairs, and the lamp"
     ids = token_ids(gemma3, text)
-    arch = Arch(gemma3.original_model)
+    arch = Arch.of(gemma3.original_model)
     assert arch.gemma and arch.layers[0].post_attn_norm is not None
     with torch.no_grad():
         hf = gemma3.original_model(ids[None]).logits[0, -1]

@@ -83,7 +83,7 @@ def _kept_set(ranks: RankBatch, n: int) -> set[tuple]:
 )
 def test_random_subsets_match_reference(tiny, words, fraction, seed):
     ids = token_ids(tiny, " ".join(words))
-    arch = Arch(tiny.original_model)
+    arch = Arch.of(tiny.original_model)
     n_pos = len(ids)
     ranks = _random_ranks(arch, n_pos, np.random.default_rng(seed))
     n = int(fraction * (arch.n_layers * (arch.n_heads * n_pos * n_pos + 3 * n_pos)))
