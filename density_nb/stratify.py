@@ -1,7 +1,8 @@
 """Best-first backward expansion from a root (METHOD.md §3, Gen-B), compiled with numba.
 
 From the output node (2L, r), repeatedly take the heaviest edge on the frontier (ties: the smaller
-edge key) and, when its source node is new, put that node's in-edges on the frontier. The rank at
+edge key) and, when its source node is new, put that node's in-edges on the frontier. The frontier
+is kept as each reached node's in-edges sorted once, merged through a heap of nodes. The rank at
 which each edge is taken defines every stratum at once: stratum k = edges with rank < floor(s_k·|E|),
 so strata are nested, connected to the root and of exact size.
 
@@ -76,78 +77,97 @@ def _before(wa: float, ka: np.int64, wb: float, kb: np.int64) -> bool:
 
 
 @numba.njit(cache=True)
-def _push(hw: np.ndarray, hk: np.ndarray, size: int, w: float, k: np.int64) -> int:
-    i = size
-    hw[i] = w
-    hk[i] = k
+def _sift_up(hw: np.ndarray, hk: np.ndarray, hn: np.ndarray, i: int) -> None:
     while i > 0:
         parent = (i - 1) >> 1
-        if _before(hw[i], hk[i], hw[parent], hk[parent]):
-            hw[i], hw[parent] = hw[parent], hw[i]
-            hk[i], hk[parent] = hk[parent], hk[i]
-            i = parent
-        else:
+        if not _before(hw[i], hk[i], hw[parent], hk[parent]):
             break
-    return size + 1
+        hw[i], hw[parent] = hw[parent], hw[i]
+        hk[i], hk[parent] = hk[parent], hk[i]
+        hn[i], hn[parent] = hn[parent], hn[i]
+        i = parent
 
 
 @numba.njit(cache=True)
-def _pop(hw: np.ndarray, hk: np.ndarray, size: int) -> int:
-    size -= 1
-    hw[0] = hw[size]
-    hk[0] = hk[size]
+def _sift_down(hw: np.ndarray, hk: np.ndarray, hn: np.ndarray, size: int) -> None:
     i = 0
     while True:
-        left = 2 * i + 1
-        if left >= size:
+        best = 2 * i + 1
+        if best >= size:
             break
-        best = left
-        right = left + 1
-        if right < size and _before(hw[right], hk[right], hw[left], hk[left]):
-            best = right
-        if _before(hw[best], hk[best], hw[i], hk[i]):
-            hw[i], hw[best] = hw[best], hw[i]
-            hk[i], hk[best] = hk[best], hk[i]
-            i = best
-        else:
+        if best + 1 < size and _before(hw[best + 1], hk[best + 1], hw[best], hk[best]):
+            best += 1
+        if not _before(hw[best], hk[best], hw[i], hk[i]):
             break
-    return size
+        hw[i], hw[best] = hw[best], hw[i]
+        hk[i], hk[best] = hk[best], hk[i]
+        hn[i], hn[best] = hn[best], hn[i]
+        i = best
 
 
 @numba.njit(cache=True)
-def _push_in_edges(hw, hk, size, g, t, attn, res_attn, mlp, res_mlp) -> int:  # type: ignore[no-untyped-def]
-    if g == 0:
-        return size
+def _sorted_in_edges(ew, ek, used, g, t, attn, res_attn, mlp, res_mlp) -> int:  # type: ignore[no-untyped-def]
+    """Append node (g, t)'s in-edges to ew/ek from ``used`` on, best first (ties: smaller key); -> new end."""
     layer = (g - 1) // 2
-    if g % 2 == 1:  # attention node (2l+1, t)
+    w = np.empty(attn.shape[1] * (t + 1) + 1 if g % 2 == 1 else 2, np.float64)
+    k = np.empty(w.shape[0], np.int64)
+    n = 0
+    if g % 2 == 1:  # attention node (2l+1, t): head-major, then the residual edge = increasing key
         for h in range(attn.shape[1]):
             for s in range(t + 1):
-                size = _push(hw, hk, size, np.float64(attn[layer, h, t, s]), _key(0, layer, t, h, s))
-        size = _push(hw, hk, size, np.float64(res_attn[layer, t]), _key(1, layer, t, 0, t))
+                w[n] = attn[layer, h, t, s]
+                k[n] = _key(0, layer, t, h, s)
+                n += 1
+        w[n] = res_attn[layer, t]
+        k[n] = _key(1, layer, t, 0, t)
     else:  # MLP node (2l+2, t)
-        size = _push(hw, hk, size, np.float64(mlp[layer, t]), _key(2, layer, t, 0, t))
-        size = _push(hw, hk, size, np.float64(res_mlp[layer, t]), _key(3, layer, t, 0, t))
-    return size
+        w[0] = mlp[layer, t]
+        k[0] = _key(2, layer, t, 0, t)
+        w[1] = res_mlp[layer, t]
+        k[1] = _key(3, layer, t, 0, t)
+    order = np.argsort(-w, kind="mergesort")  # stable: equal weights stay in key order
+    for i in range(w.shape[0]):
+        ew[used + i] = w[order[i]]
+        ek[used + i] = k[order[i]]
+    return used + w.shape[0]
 
 
 @numba.njit(cache=True)
 def _expand(attn, res_attn, mlp, res_mlp, n_max, total):  # type: ignore[no-untyped-def]
-    n_layers, n_heads, n_pos = attn.shape[0], attn.shape[1], attn.shape[2]
+    """A k-way merge of the reached nodes' sorted in-edge lists: the same order as one heap over
+    every frontier edge, with a heap of nodes (≤ (2L+1)·P) instead of edges (up to |E|)."""
+    n_layers, n_pos = attn.shape[0], attn.shape[2]
     root = n_pos - 1
     r_attn = np.full(attn.shape, -1, np.int32)
     r_ra = np.full(res_attn.shape, -1, np.int32)
     r_mlp = np.full(mlp.shape, -1, np.int32)
     r_rm = np.full(res_mlp.shape, -1, np.int32)
-    hw = np.empty(total, np.float64)
-    hk = np.empty(total, np.int64)
-    reached = np.zeros((2 * n_layers + 1, n_pos), np.bool_)
-    reached[2 * n_layers, root] = True
-    size = _push_in_edges(hw, hk, 0, 2 * n_layers, root, attn, res_attn, mlp, res_mlp)
+    n_nodes = (2 * n_layers + 1) * n_pos
+    ew = np.empty(total, np.float64)  # sorted in-edges of reached nodes, node after node
+    ek = np.empty(total, np.int64)
+    cursor = np.zeros(n_nodes, np.int64)  # next unread in-edge of each reached node
+    stop = np.zeros(n_nodes, np.int64)
+    reached = np.zeros(n_nodes, np.bool_)
+    hw = np.empty(n_nodes, np.float64)  # heap of nodes keyed by their best unread in-edge
+    hk = np.empty(n_nodes, np.int64)
+    hn = np.empty(n_nodes, np.int64)
+    node = 2 * n_layers * n_pos + root
+    reached[node] = True
+    used = _sorted_in_edges(ew, ek, 0, 2 * n_layers, root, attn, res_attn, mlp, res_mlp)
+    stop[node] = used
+    hw[0], hk[0], hn[0] = ew[0], ek[0], node
+    size = 1
     taken = 0
     mask16 = np.int64(0xFFFF)
     while size > 0 and taken < n_max:
-        k = hk[0]
-        size = _pop(hw, hk, size)
+        k, node = hk[0], hn[0]
+        cursor[node] += 1
+        if cursor[node] < stop[node]:  # the node's next edge replaces it at the top
+            hw[0], hk[0] = ew[cursor[node]], ek[cursor[node]]
+        else:
+            size -= 1
+            hw[0], hk[0], hn[0] = hw[size], hk[size], hn[size]
+        _sift_down(hw, hk, hn, size)
         kind = np.int64(k >> _KIND)
         layer = np.int64((k >> _LAYER) & np.int64(0xFFF))
         t = np.int64((k >> _TARGET) & mask16)
@@ -166,9 +186,15 @@ def _expand(attn, res_attn, mlp, res_mlp, n_max, total):  # type: ignore[no-unty
             r_rm[layer, t] = taken
             g_src, t_src = 2 * layer + 1, t
         taken += 1
-        if not reached[g_src, t_src]:
-            reached[g_src, t_src] = True
-            size = _push_in_edges(hw, hk, size, g_src, t_src, attn, res_attn, mlp, res_mlp)
+        src = g_src * n_pos + t_src
+        if g_src > 0 and not reached[src]:  # a new node: its best in-edge joins the heap
+            reached[src] = True
+            cursor[src] = used
+            used = _sorted_in_edges(ew, ek, used, g_src, t_src, attn, res_attn, mlp, res_mlp)
+            stop[src] = used
+            hw[size], hk[size], hn[size] = ew[cursor[src]], ek[cursor[src]], src
+            _sift_up(hw, hk, hn, size)
+            size += 1
     return r_attn, r_ra, r_mlp, r_rm
 
 

@@ -75,30 +75,41 @@ def _resolve_roots(roots: str | int | Sequence[int], n_tokens: int) -> list[int]
     return sorted({r % n_tokens for r in positions})
 
 
+def _kept_counts(ranks: np.ndarray, sizes: np.ndarray) -> np.ndarray:
+    """ranks [..., N] (-1: not taken) -> edges kept per stratum [K, ...] (rank < sizes[k]), in one pass."""
+    n_strata = len(sizes)
+    first = np.where(ranks >= 0, np.searchsorted(sizes, ranks, side="right"), n_strata)  # first stratum holding each edge
+    groups = int(np.prod(ranks.shape[:-1]))
+    flat = first.reshape(groups, -1) + (n_strata + 1) * np.arange(groups)[:, None]
+    counts = np.bincount(flat.ravel(), minlength=groups * (n_strata + 1)).reshape(groups, n_strata + 1)
+    return np.moveaxis(counts[:, :n_strata].cumsum(-1).reshape(*ranks.shape[:-1], n_strata), -1, 0)
+
+
 def _composition(ranks: Ranks, sizes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Per stratum: head shares [K, L, H], MLP shares [K, L], edges by component [K, 3] and by layer [K, L]."""
-    n = sizes[:, None, None]
-    n_layers, _, n_pos, _ = ranks.attn.shape
-    att = ranks.attn.reshape(n_layers, ranks.attn.shape[1], -1)  # [L, H, P*P]
-    att_kept = np.stack([((att >= 0) & (att < k)).sum(-1) for k in sizes])  # [K, L, H]
-    mlp_kept = ((ranks.mlp[None] >= 0) & (ranks.mlp[None] < n)).sum(-1)  # [K, L]
-    ra_kept = ((ranks.res_attn[None] >= 0) & (ranks.res_attn[None] < n)).sum(-1)  # [K, L]
-    rm_kept = ((ranks.res_mlp[None] >= 0) & (ranks.res_mlp[None] < n)).sum(-1)  # [K, L]
+    """Per stratum: head shares [K, L, H], MLP shares [K, L], edges by component [K, 3] and by layer [K, L].
+
+    The last stratum is the full graph (its edges need not have been ranked)."""
+    n_layers, n_heads, n_pos, _ = ranks.attn.shape
     head_total = np.full(n_layers, n_pos * (n_pos + 1) // 2)
     head_total[-1] = n_pos  # the last layer only has the root's attention node
-    mlp_total = np.full(n_layers, n_pos)
-    mlp_total[-1] = 1
+    node_total = np.full(n_layers, n_pos)  # MLP, residual-attention and residual-MLP edges per layer
+    node_total[-1] = 1
+    att_kept = _kept_counts(ranks.attn.reshape(n_layers, n_heads, -1), sizes)  # [K, L, H]
+    mlp_kept, ra_kept, rm_kept = (_kept_counts(r, sizes) for r in (ranks.mlp, ranks.res_attn, ranks.res_mlp))  # [K, L] each
+    att_kept[-1] = head_total[:, None]
+    mlp_kept[-1] = ra_kept[-1] = rm_kept[-1] = node_total
     head_share = (att_kept / head_total[None, :, None]).astype(np.float32)
-    mlp_share = (mlp_kept / mlp_total[None, :]).astype(np.float32)
+    mlp_share = (mlp_kept / node_total[None, :]).astype(np.float32)
     components = np.stack([att_kept.sum((1, 2)), mlp_kept.sum(1), (ra_kept + rm_kept).sum(1)], axis=1)
     layer_edges = att_kept.sum(2) + mlp_kept + ra_kept + rm_kept
     return head_share, mlp_share, components.astype(np.int64), layer_edges.astype(np.int64)
 
 
 def _stratify(weights: EdgeWeights, position: int, grid: np.ndarray, n_layers: int, n_heads: int) -> _Root:
+    """Ranks of the edges up to the largest stratum short of the full graph (which needs no ranks)."""
     total = edge_count(n_layers, n_heads, position + 1)
     sizes = stratum_sizes(grid, total)
-    ranks = expand(weights, position, n_max=int(sizes[-1]))
+    ranks = expand(weights, position, n_max=int(sizes[-2]) if len(sizes) > 1 else 0)
     return _Root(position, ranks, sizes)
 
 
