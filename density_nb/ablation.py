@@ -1,7 +1,7 @@
 """Masked forward passes (METHOD.md §4, zero ablation), many subgraphs on the batch axis.
 
 Each batch row b is one subgraph of one root: it keeps the edges whose rank (from ``stratify``) is
-below ``n_keep[b]``. Per layer and position:
+below ``n_keep[b]``. Roots may come from different texts (each root has its own token ids). Per layer and position:
 
     o_t = Σ_h W_O^h Σ_s keep[h,t,s] · A[h,t,s] · v_s       A: softmax of the masked stream, no renormalisation
     h_t = keep_ra[t] · x_t + post_attn_norm(o_t)            (post-norm only for Gemma-3; live or frozen)
@@ -66,9 +66,10 @@ def masked_logits(
 ) -> torch.Tensor:
     """Logits at each row's root for B masked subgraphs.
 
-    token_ids: [P] (at least up to the largest root); row_root: [B] index into ``ranks.roots``;
-    n_keep: [B] edges kept per row; attn_inv_rms / mlp_inv_rms: [L, T] full-run post-norm scales:
-    given, post-norms are frozen at them; None, they are recomputed live. Returns [B, V] float32.
+    token_ids: [P] (one text for every root) or [Rb, P] (each root's text), at least up to the
+    largest root; row_root: [B] index into ``ranks.roots``; n_keep: [B] edges kept per row;
+    attn_inv_rms / mlp_inv_rms: full-run post-norm scales, [L, T] (one text) or [Rb, L, T]: given,
+    post-norms are frozen at them; None, they are recomputed live. Returns [B, V] float32.
     """
     dev = arch.device
     n_pos = ranks.attn.shape[-1]
@@ -76,7 +77,14 @@ def masked_logits(
     row_root, n_keep = row_root.to(dev), n_keep.to(dev)
     root_pos = ranks.roots.to(dev)[row_root]  # [B]
     pos = torch.arange(n_pos, device=dev)
-    x = arch.embed(token_ids[:n_pos])[None].repeat(n_rows, 1, 1)  # [B, P, d]
+
+    def per_row(a: torch.Tensor, text_dims: int) -> torch.Tensor:  # one text's [..., T] or [Rb, ..., T] -> [B, ..., P]
+        a = a[..., :n_pos].to(dev)
+        return a.expand(n_rows, *a.shape) if a.dim() == text_dims else a[row_root]
+
+    attn_inv = None if attn_inv_rms is None else per_row(attn_inv_rms, 2)  # [B, L, P]
+    mlp_inv = None if mlp_inv_rms is None else per_row(mlp_inv_rms, 2)  # [B, L, P]
+    x = arch.embed(per_row(token_ids, 1).reshape(-1)).view(n_rows, n_pos, -1)  # [B, P, d]
     active = pos[None, :] <= root_pos[:, None]  # [B, P] rows whose state may be non-zero
     x[~active] = 0
     row_pos = pos.repeat(n_rows)  # [B*P] position of each flattened row
@@ -108,13 +116,13 @@ def masked_logits(
         )  # [B, H, P, P]
         z = arch.mix(probs.masked_fill_(~keep_attn, 0.0), values.view(n_rows, n_pos, arch.n_kv_heads, arch.head_dim))  # [B, P, H, hd]
         o = layer.o(z[q_idx // n_pos, p_q].flatten(1))  # [n_q, d]
-        o = arch.post_norm(o, layer.post_attn_norm, None if attn_inv_rms is None else attn_inv_rms[index].to(dev)[p_q, None])
+        o = arch.post_norm(o, layer.post_attn_norm, None if attn_inv is None else attn_inv[:, index].reshape(-1)[q_idx, None])
         h = (x * keep_ra[..., None]).view(n_rows * n_pos, -1)  # [B*P, d]
         h[q_idx] += o
 
         m_idx = keep_mlp.view(-1).nonzero().squeeze(1)  # [n_m]
         f = arch.mlp(layer, h[m_idx])  # [n_m, d]
-        f = arch.post_norm(f, layer.post_mlp_norm, None if mlp_inv_rms is None else mlp_inv_rms[index].to(dev)[row_pos[m_idx], None])
+        f = arch.post_norm(f, layer.post_mlp_norm, None if mlp_inv is None else mlp_inv[:, index].reshape(-1)[m_idx, None])
         x = h * keep_rm.view(-1, 1)
         x[m_idx] += f
         x = x.view(n_rows, n_pos, -1)

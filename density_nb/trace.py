@@ -7,6 +7,7 @@ from typing import Any, Sequence
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from density_nb.ablation import NORMS, Norms, RankBatch, masked_logits
@@ -129,34 +130,145 @@ def _pad(roots: list[_Root], n_pos: int) -> RankBatch:
     )
 
 
-def _evaluate(
-    arch: Arch, ids: torch.Tensor, weights: EdgeWeights, roots: list[_Root], full: torch.Tensor, norms: Norms
-) -> list[torch.Tensor]:
-    """Logits [K, V] of every stratum of each root; the full graph (last) reuses the full run's
-    logits ``full`` [len(roots), V]."""
-    batch = _pad(roots, max(r.position for r in roots) + 1)
+@dataclass
+class _Text:
+    """One text being traced: its tokens and roots, what the full run gives, and the per-root rows."""
+
+    text: str
+    ids: torch.Tensor  # [T]
+    pieces: list[str]
+    positions: list[int]
+    weights: EdgeWeights
+    full: torch.Tensor  # [R, V] the unmasked model's logits at the roots
+    rand: EdgeWeights | None  # random weights for the baseline
+    rows: dict[str, list[Any]]
+
+
+_ROW_KEYS = ("n_edges", "tv", "kl", "top1", "nu", "entropy", "loss", "head_share", "mlp_share", "component_edges",
+             "layer_edges", "total", "top_token", "tv_random", "kl_random", "top1_random")  # fmt: skip
+
+
+def _prepare(bridge: Any, arch: Arch, text: str, roots: str | int | Sequence[int], *, weighting: Weighting,
+             random_baseline: bool, prepend_bos: bool | None, max_tokens: int, seed: int) -> _Text:  # fmt: skip
+    if not isinstance(text, str) or not text.strip():
+        raise TraceInputError("The text is empty or only whitespace: give a text of at least a few words.")
+    ids, pieces = tokenize(bridge, text, prepend_bos)
+    n_tokens = len(ids)
+    if n_tokens == 0:
+        raise TraceInputError("The text produced no tokens: give a text of at least a few words.")
+    if n_tokens > max_tokens:
+        raise TraceInputError(
+            f"The text has {n_tokens} tokens, over max_tokens={max_tokens}. Shorten it, or raise the limit "
+            f"with trace(..., max_tokens={n_tokens}) (cost grows roughly with the cube of the length)."
+        )
+    positions = _resolve_roots(roots, n_tokens)
+    weights = edge_weights(bridge, ids, weighting, seed=seed)
+    full = arch.logits(weights.final[positions]).cpu()  # [R, V]
+    rand = random_weights(arch.n_layers, arch.n_heads, n_tokens, seed=seed + 1) if random_baseline else None
+    return _Text(text, ids, pieces, positions, weights, full, rand, {key: [] for key in _ROW_KEYS})
+
+
+def _evaluate(arch: Arch, texts: list[_Text], roots: list[_Root], which: list[tuple[int, int]], norms: Norms) -> list[torch.Tensor]:
+    """Logits [K, V] of every stratum of each root (root j: root ``which[j][1]`` of text
+    ``which[j][0]``); the full graph (last) reuses the full run's logits."""
+    n_pos = max(r.position for r in roots) + 1
+    batch = _pad(roots, n_pos)
+    ids = torch.stack([F.pad(texts[t].ids[:n_pos], (0, n_pos - min(n_pos, len(texts[t].ids)))) for t, _ in which])  # [Rb, P]
     row_root = torch.cat([torch.full((len(r.sizes) - 1,), i) for i, r in enumerate(roots)])
     n_keep = torch.from_numpy(np.concatenate([r.sizes[:-1] for r in roots]))
-    frozen = norms == "frozen" and any(layer.post_attn_norm is not None for layer in arch.layers)
-    scales = (weights.attn_inv_rms, weights.mlp_inv_rms) if frozen else (None, None)
+    scales: tuple[torch.Tensor | None, torch.Tensor | None] = (None, None)
+    if norms == "frozen" and any(layer.post_attn_norm is not None for layer in arch.layers):
+        scales = tuple(  # type: ignore[assignment]
+            torch.stack([F.pad(getattr(texts[t].weights, name)[:, :n_pos], (0, n_pos - min(n_pos, len(texts[t].ids))), value=1.0) for t, _ in which])
+            for name in ("attn_inv_rms", "mlp_inv_rms")
+        )  # [Rb, L, P] each
     logits = masked_logits(arch, ids, batch, row_root, n_keep, *scales).cpu()
     out, start = [], 0
-    for i, r in enumerate(roots):
+    for r, (t, i) in zip(roots, which):
         k = len(r.sizes) - 1
-        out.append(torch.cat([logits[start : start + k], full[i][None]]))
+        out.append(torch.cat([logits[start : start + k], texts[t].full[i][None]]))
         start += k
     return out
 
 
-def _batches(roots: list[int], n_strata: int, max_rows: int) -> list[list[int]]:
-    """Group roots so that (strata × positions) per masked pass stays under ``max_rows``."""
-    groups: list[list[int]] = []
-    for r in roots:
-        if groups and n_strata * len(groups[-1]) * (r + 1) + n_strata * (r + 1) <= max_rows:
-            groups[-1].append(r)
+def _batches(work: list[tuple[int, int, int]], n_strata: int, max_rows: int) -> list[list[tuple[int, int, int]]]:
+    """Group (text, root index, position) items so that strata × roots × positions per masked pass
+    stays under ``max_rows`` (a single root may exceed it)."""
+    groups: list[list[tuple[int, int, int]]] = []
+    width = 0
+    for item in work:
+        w = max(width, item[2] + 1)
+        if groups and n_strata * (len(groups[-1]) + 1) * w <= max_rows:
+            groups[-1].append(item)
+            width = w
         else:
-            groups.append([r])
+            groups.append([item])
+            width = item[2] + 1
     return groups
+
+
+def _record(text: _Text, i: int, root: _Root, logits: torch.Tensor, rand_logits: torch.Tensor | None) -> None:
+    """Metrics and composition of root i's strata, appended to the text's rows."""
+    rows, ids = text.rows, text.ids
+    target = int(ids[root.position + 1]) if root.position + 1 < len(ids) else None
+    m = distribution_metrics(text.full[i], logits, target)
+    for key in ("tv", "kl", "top1", "nu", "entropy", "loss"):
+        rows[key].append(m[key])
+    rows["top_token"].append(logits.argmax(-1).numpy())
+    rows["n_edges"].append(root.sizes)
+    rows["total"].append(root.ranks.total_edges)
+    for key, value in zip(("head_share", "mlp_share", "component_edges", "layer_edges"), _composition(root.ranks, root.sizes)):
+        rows[key].append(value)
+    if rand_logits is not None:
+        mr = distribution_metrics(text.full[i], rand_logits, target)
+        rows["tv_random"].append(mr["tv"])
+        rows["kl_random"].append(mr["kl"])
+        rows["top1_random"].append(mr["top1"])
+
+
+def _result(bridge: Any, arch: Arch, text: _Text, grid_arr: np.ndarray, settings: dict[str, Any]) -> DensityResult:
+    rows, ids, positions = text.rows, text.ids, text.positions
+    n_tokens = len(ids)
+    pos = np.array(positions, dtype=np.int64)
+    logp_full = torch.log_softmax(text.full.float(), -1)
+    nxt = np.array([int(ids[p + 1]) if p + 1 < n_tokens else -1 for p in positions], dtype=np.int64)
+    loss_full = np.array([-float(logp_full[i, t]) if t >= 0 else float("nan") for i, t in enumerate(nxt)])
+    top = text.full.argmax(-1)
+    stack = lambda key: np.stack(rows[key]) if rows[key] else None  # noqa: E731
+    tok = hf_tokenizer(bridge)
+    return DensityResult(
+        model=model_name(bridge),
+        text=text.text,
+        token_ids=ids.numpy().astype(np.int64),
+        tokens=text.pieces,
+        grid=grid_arr,
+        n_layers=arch.n_layers,
+        n_heads=arch.n_heads,
+        roots=pos,
+        total_edges=np.array(rows["total"], dtype=np.int64),
+        entropy_full=(-(logp_full.exp() * logp_full).sum(-1)).double().numpy(),
+        top_token_full=top.numpy().astype(np.int64),
+        top_prob_full=logp_full.exp().max(-1).values.double().numpy(),
+        loss_full=loss_full,
+        next_token=nxt,
+        n_edges=np.stack(rows["n_edges"]).astype(np.int64),
+        tv=stack("tv"),
+        kl=stack("kl"),
+        top1=stack("top1").astype(bool),
+        nu=stack("nu"),
+        entropy=stack("entropy"),
+        loss=stack("loss"),
+        head_share=stack("head_share"),
+        mlp_share=stack("mlp_share"),
+        component_edges=stack("component_edges"),
+        layer_edges=stack("layer_edges"),
+        top_token=stack("top_token").astype(np.int64),
+        tv_random=stack("tv_random"),
+        kl_random=stack("kl_random"),
+        top1_random=None if text.rand is None else stack("top1_random").astype(bool),
+        top_tokens=[tok.decode([int(t)]) for t in top],
+        settings=settings,
+    )
 
 
 def trace(
@@ -183,94 +295,63 @@ def trace(
     weighting: edge weights ``"l1"`` (the papers'), ``"ifr"`` or ``"random"``.
     norms: ``"live"`` (published) or ``"frozen"`` post-norm scales (Gemma-3 only differs).
     random_baseline: also evaluate random connected subgraphs of the same sizes (same rules).
+    max_rows: strata × roots × positions per masked pass (memory; several roots share a pass).
+    """
+    return trace_many(model, [text], [roots], grid, weighting=weighting, norms=norms, random_baseline=random_baseline,
+                      prepend_bos=prepend_bos, max_tokens=max_tokens, seed=seed, max_rows=max_rows, progress=progress)[0]  # fmt: skip
+
+
+def trace_many(
+    model: Any,
+    texts: Sequence[str],
+    roots: str | Sequence[str | int | Sequence[int]] = "all",
+    grid: str | Sequence[float] = "fast",
+    *,
+    weighting: Weighting = "l1",
+    norms: Norms = "live",
+    random_baseline: bool = False,
+    prepend_bos: bool | None = None,
+    max_tokens: int = DEFAULT_MAX_TOKENS,
+    seed: int = 0,
+    max_rows: int = 4096,
+    progress: bool = True,
+) -> list[DensityResult]:
+    """``trace`` of several texts, their roots sharing masked passes: one DensityResult per text,
+    equal to ``trace`` of that text up to float rounding (batching changes summation order only).
+
+    roots: ``"all"`` or ``"last"`` for every text, or one entry per text (each as in ``trace``).
+    Other arguments as in ``trace``.
     """
     if norms not in NORMS:
         raise TraceInputError(f"norms must be one of {', '.join(NORMS)}, got {norms!r}.")
-    if not isinstance(text, str) or not text.strip():
-        raise TraceInputError("The text is empty or only whitespace: give a text of at least a few words.")
+    if isinstance(texts, str):
+        raise TraceInputError("trace_many takes a list of texts; for one text use trace(model, text).")
+    per_text = [roots] * len(texts) if isinstance(roots, str) else list(roots)
+    if len(per_text) != len(texts):
+        raise TraceInputError(f"roots has {len(per_text)} entries for {len(texts)} texts: give one per text, or 'all' / 'last'.")
     grid_arr = make_grid(grid)
     bridge = load_model(model)
-    ids, pieces = tokenize(bridge, text, prepend_bos)
-    n_tokens = len(ids)
-    if n_tokens == 0:
-        raise TraceInputError("The text produced no tokens: give a text of at least a few words.")
-    if n_tokens > max_tokens:
-        raise TraceInputError(
-            f"The text has {n_tokens} tokens, over max_tokens={max_tokens}. Shorten it, or raise the limit "
-            f"with trace(..., max_tokens={n_tokens}) (cost grows roughly with the cube of the length)."
-        )
-    positions = _resolve_roots(roots, n_tokens)
     arch = Arch.of(bridge.original_model)
-    weights = edge_weights(bridge, ids, weighting, seed=seed)
-    pos = np.array(positions, dtype=np.int64)
-    full = arch.logits(weights.final[pos]).cpu()  # [R, V] the unmasked model's logits at the roots
-    rand = random_weights(arch.n_layers, arch.n_heads, n_tokens, seed=seed + 1) if random_baseline else None
-    tok = hf_tokenizer(bridge)
+    prepared = []
+    for index, (text, text_roots) in enumerate(zip(texts, per_text)):
+        try:
+            prepared.append(_prepare(bridge, arch, text, text_roots, weighting=weighting, random_baseline=random_baseline,
+                                     prepend_bos=prepend_bos, max_tokens=max_tokens, seed=seed))  # fmt: skip
+        except TraceInputError as err:
+            raise (TraceInputError(f"Text {index}: {err}") if len(texts) > 1 else err) from None
     n_strata = len(grid_arr)
-    rows: dict[str, list[Any]] = {key: [] for key in ("n_edges", "tv", "kl", "top1", "nu", "entropy", "loss", "head_share", "mlp_share", "component_edges", "layer_edges", "total", "top_token", "tv_random", "kl_random", "top1_random")}
-    with tqdm(total=len(positions), desc="trace", unit="root", disable=not progress) as bar:
-        done = 0
-        for group in _batches(positions, n_strata, max_rows):
-            full_group = full[done : done + len(group)]  # [len(group), V]
-            strata = [_stratify(weights, r, grid_arr, arch.n_layers, arch.n_heads) for r in group]
-            logits = _evaluate(arch, ids, weights, strata, full_group, norms)
-            rand_logits = None
-            if rand is not None:
-                rand_strata = [_stratify(rand, r, grid_arr, arch.n_layers, arch.n_heads) for r in group]
-                rand_logits = _evaluate(arch, ids, weights, rand_strata, full_group, norms)
-            for i, root in enumerate(strata):
-                target = int(ids[root.position + 1]) if root.position + 1 < n_tokens else None
-                m = distribution_metrics(full_group[i], logits[i], target)
-                for key in ("tv", "kl", "top1", "nu", "entropy", "loss"):
-                    rows[key].append(m[key])
-                rows["top_token"].append(logits[i].argmax(-1).numpy())
-                rows["n_edges"].append(root.sizes)
-                rows["total"].append(root.ranks.total_edges)
-                for key, value in zip(("head_share", "mlp_share", "component_edges", "layer_edges"), _composition(root.ranks, root.sizes)):
-                    rows[key].append(value)
-                if rand_logits is not None:
-                    mr = distribution_metrics(full_group[i], rand_logits[i], target)
-                    rows["tv_random"].append(mr["tv"])
-                    rows["kl_random"].append(mr["kl"])
-                    rows["top1_random"].append(mr["top1"])
+    work = [(t, i, p) for t, text in enumerate(prepared) for i, p in enumerate(text.positions)]
+    with tqdm(total=len(work), desc="trace", unit="root", disable=not progress) as bar:
+        for group in _batches(work, n_strata, max_rows):
+            which = [(t, i) for t, i, _ in group]
+            strata = [_stratify(prepared[t].weights, p, grid_arr, arch.n_layers, arch.n_heads) for t, _, p in group]
+            logits = _evaluate(arch, prepared, strata, which, norms)
+            rand_logits: list[torch.Tensor | None] = [None] * len(group)
+            if random_baseline:
+                rand_strata = [_stratify(prepared[t].rand, p, grid_arr, arch.n_layers, arch.n_heads) for t, _, p in group]  # type: ignore[arg-type]
+                rand_logits = _evaluate(arch, prepared, rand_strata, which, norms)  # type: ignore[assignment]
+            for (t, i), root, lg, rl in zip(which, strata, logits, rand_logits):
+                _record(prepared[t], i, root, lg, rl)
             bar.update(len(group))
-            done += len(group)
-    logp_full = torch.log_softmax(full.float(), -1)
-    nxt = np.array([int(ids[p + 1]) if p + 1 < n_tokens else -1 for p in positions], dtype=np.int64)
-    loss_full = np.array([-float(logp_full[i, t]) if t >= 0 else float("nan") for i, t in enumerate(nxt)])
-    top = full.argmax(-1)
-    stack = lambda key: np.stack(rows[key]) if rows[key] else None  # noqa: E731
     settings = {"grid": grid if isinstance(grid, str) else "custom", "weighting": weighting, "norms": norms, "prepend_bos": prepend_bos, "seed": seed, "random_baseline": random_baseline}
-    return DensityResult(
-        model=model_name(bridge),
-        text=text,
-        token_ids=ids.numpy().astype(np.int64),
-        tokens=pieces,
-        grid=grid_arr,
-        n_layers=arch.n_layers,
-        n_heads=arch.n_heads,
-        roots=pos,
-        total_edges=np.array(rows["total"], dtype=np.int64),
-        entropy_full=(-(logp_full.exp() * logp_full).sum(-1)).double().numpy(),
-        top_token_full=top.numpy().astype(np.int64),
-        top_prob_full=logp_full.exp().max(-1).values.double().numpy(),
-        loss_full=loss_full,
-        next_token=nxt,
-        n_edges=np.stack(rows["n_edges"]).astype(np.int64),
-        tv=stack("tv"),
-        kl=stack("kl"),
-        top1=stack("top1").astype(bool),
-        nu=stack("nu"),
-        entropy=stack("entropy"),
-        loss=stack("loss"),
-        head_share=stack("head_share"),
-        mlp_share=stack("mlp_share"),
-        component_edges=stack("component_edges"),
-        layer_edges=stack("layer_edges"),
-        top_token=stack("top_token").astype(np.int64),
-        tv_random=stack("tv_random"),
-        kl_random=stack("kl_random"),
-        top1_random=None if rand is None else stack("top1_random").astype(bool),
-        top_tokens=[tok.decode([int(t)]) for t in top],
-        settings=settings,
-    )
+    return [_result(bridge, arch, text, grid_arr, settings) for text in prepared]
