@@ -58,10 +58,11 @@ def main() -> None:
         print(f"{len(timed)} passages of {args.words} words: {min(n_tokens)}-{max(n_tokens)} tokens (mean {sum(n_tokens) / len(n_tokens):.0f})")
 
         # fast path through run_corpus (shards, manifest and all); everything is warm by now
-        for threads in sorted({1, torch.get_num_threads()}):
+        n_threads = torch.get_num_threads()
+        for threads, batch in sorted({(1, 4), (n_threads, 1), (n_threads, 4)}):
             t0 = time.perf_counter()
-            run_corpus(bridge, tmp / f"local{threads}", n_passages=args.passages + 1, words=args.words, grid="paper", progress=False, threads=threads)
-            rows.append((f"run_corpus local, {threads} thread(s)", args.passages + 1, time.perf_counter() - t0))
+            run_corpus(bridge, tmp / f"local{threads}-{batch}", n_passages=args.passages + 1, words=args.words, grid="paper", progress=False, threads=threads, batch=batch)
+            rows.append((f"run_corpus local, {threads} thread(s), batch {batch}", args.passages + 1, time.perf_counter() - t0))
 
         # reference (torch's default threads): one float64 forward + networkx stratification + one masked pass per stratum
         t0 = time.perf_counter()

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 __version__ = "0.1.0"
-__all__ = ["BUILTIN_MODELS", "DEFAULT_MODEL", "DensityResult", "ModelError", "TraceInputError", "load_model", "trace"]
+__all__ = ["BUILTIN_MODELS", "DEFAULT_MODEL", "DensityResult", "ModelError", "TraceInputError", "load_model", "trace", "trace_many"]
 
 _LAZY = {
     "BUILTIN_MODELS": "density_nb.models",
@@ -18,6 +18,7 @@ _LAZY = {
     "ModelError": "density_nb.models",
     "load_model": "density_nb.models",
     "trace": "density_nb.trace",
+    "trace_many": "density_nb.trace",
     "TraceInputError": "density_nb.trace",
     "DensityResult": "density_nb.result",
 }

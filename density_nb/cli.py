@@ -85,6 +85,7 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--backend", choices=("local", "ray"), default="local", help="run here, or on Ray workers (pip install 'density_nb[ray]')")
     c.add_argument("--workers", type=_positive, default=2, help="Ray workers (default: 2)")
     c.add_argument("--threads", type=_positive, default=None, help="torch CPU threads per worker (default: this process's)")
+    c.add_argument("--batch", type=_positive, default=4, metavar="B", help="passages per masked pass, local backend (default: 4)")
     c.add_argument("--device", default=None, help="cpu, cuda, cuda:0, ... (default: the model's)")
     c.add_argument("--drop-unk", choices=("paragraph", "passage"), default="paragraph", help="drop paragraphs with <unk> anywhere, or only passages with <unk> in prompt/next word")
     c.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -137,7 +138,7 @@ def _cmd_corpus(args: argparse.Namespace) -> int:
         summary = run_corpus(
             args.model, args.out, data=data, split=args.split, n_passages=args.passages, words=args.words, grid=args.grid,
             weighting=args.weighting, random_baseline=args.random_baseline, resume=args.resume, backend=args.backend,
-            device=args.device, workers=args.workers, threads=args.threads, drop_unk=args.drop_unk, progress=not args.quiet,
+            device=args.device, workers=args.workers, threads=args.threads, batch=args.batch, drop_unk=args.drop_unk, progress=not args.quiet,
         )
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted; completed passages are saved in {args.out}; continue with --resume", file=sys.stderr)

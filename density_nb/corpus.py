@@ -28,7 +28,8 @@ from tqdm.auto import tqdm
 
 from density_nb.models import BUILTIN_MODELS, load_model, model_name
 from density_nb.stratify import make_grid
-from density_nb.trace import tokenize, trace
+from density_nb.result import DensityResult
+from density_nb.trace import tokenize, trace_many
 
 DATA_ENV = "DENSITY_NB_DATA"
 SPLITS = ("test", "valid")
@@ -321,33 +322,47 @@ def _read_manifest(out_dir: Path) -> dict[str, Any] | None:
     return manifest
 
 
-def trace_passage(
+def trace_passages(
     bridge: Any,
-    passage_id: int,
-    prompt: str,
-    next_word: str,
+    rows: Sequence[tuple[int, str, str]],
     *,
     words: int,
     grid: str | Sequence[float] = "paper",
     weighting: str = "l1",
     random_baseline: bool = False,
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Trace the prediction of ``next_word`` after ``prompt``: ``(summary row, curves rows)``.
+) -> list[tuple[pd.DataFrame, pd.DataFrame]]:
+    """Trace the prediction of each ``next_word`` after its ``prompt``, the passages sharing masked
+    passes (``trace_many``): one ``(summary row, curves rows)`` per ``(passage_id, prompt, next_word)``.
 
     The traced text is ``prompt + " " + next_word`` and the root is the prompt's last token, so the
     gold next token is in the text and the loss is defined. When the prompt's tokenization is not a
     prefix of the joined text's, the prompt alone is traced at its last token (``aligned`` False,
     loss NaN).
     """
-    joined = prompt + " " + next_word
-    prompt_ids, _ = tokenize(bridge, prompt)
-    joined_ids, _ = tokenize(bridge, joined)
-    n = len(prompt_ids)
-    aligned = 0 < n < len(joined_ids) and bool(torch.equal(joined_ids[:n], prompt_ids))
-    if aligned:
-        result = trace(bridge, joined, roots=[n - 1], grid=grid, weighting=weighting, random_baseline=random_baseline, progress=False)
-    else:
-        result = trace(bridge, prompt, roots="last", grid=grid, weighting=weighting, random_baseline=random_baseline, progress=False)
+    texts, roots, aligned, n_tokens = [], [], [], []
+    for _, prompt, next_word in rows:
+        joined = prompt + " " + next_word
+        prompt_ids, _ = tokenize(bridge, prompt)
+        joined_ids, _ = tokenize(bridge, joined)
+        n = len(prompt_ids)
+        ok = 0 < n < len(joined_ids) and bool(torch.equal(joined_ids[:n], prompt_ids))
+        texts.append(joined if ok else prompt)
+        roots.append([n - 1] if ok else "last")
+        aligned.append(ok)
+        n_tokens.append(n)
+    results = trace_many(bridge, texts, roots, grid=grid, weighting=weighting, random_baseline=random_baseline, progress=False)
+    return [
+        _passage_tables(result, passage_id, prompt, next_word, words, ok, n)
+        for result, (passage_id, prompt, next_word), ok, n in zip(results, rows, aligned, n_tokens)
+    ]
+
+
+def trace_passage(bridge: Any, passage_id: int, prompt: str, next_word: str, **kwargs: Any) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``trace_passages`` of one passage."""
+    return trace_passages(bridge, [(passage_id, prompt, next_word)], **kwargs)[0]
+
+
+def _passage_tables(result: DensityResult, passage_id: int, prompt: str, next_word: str, words: int, aligned: bool, n: int) -> tuple[pd.DataFrame, pd.DataFrame]:
     name = result.model
     summary = result.summary()
     front = pd.DataFrame(
@@ -521,14 +536,15 @@ def run_corpus(
     drop_unk: str = "paragraph",
     shard_size: int = 1,
     threads: int | None = None,
+    batch: int = 4,
 ) -> pd.DataFrame:
     """Trace the next-word prediction of ``n_passages`` WikiText passages; returns the summary table.
 
     Results go to ``out_dir`` as parquet shards (``shards/NNNNNN.{summary,curves}.parquet``) plus a
     ``manifest.json`` (settings, model, grid, shards, completed passage ids); read them back with
     ``load_runs``. Every file is written to a temp name and renamed, and a shard counts only once the
-    manifest lists it, so an interrupted run loses at most the passages in flight (and, with
-    ``shard_size > 1``, completed passages not yet flushed when the process is killed outright).
+    manifest lists it, so an interrupted run loses at most the passages in flight (up to ``batch``;
+    and, with ``shard_size > 1``, completed passages not yet flushed when the process is killed outright).
     ``resume=True`` skips passages already recorded and refuses if the settings differ; without it,
     an ``out_dir`` that already holds a run is refused.
     ``backend="ray"`` runs passages on ``workers`` Ray actors that each load the model once
@@ -536,7 +552,12 @@ def run_corpus(
     ``threads``: torch CPU threads per worker (local: this process). Default: this process's current
     count, so Ray gives bitwise the local backend's numbers (float sums depend on the thread count);
     on a CPU-only machine ``threads=1`` with one worker per core avoids oversubscription.
+    ``batch``: passages whose strata share one masked pass (local backend; Ray runs one passage per
+    task). Larger batches use the hardware better; the numbers do not depend on it beyond float
+    rounding.
     """
+    if not isinstance(batch, int) or batch < 1:
+        raise CorpusError(f"batch must be a positive integer (passages per masked pass), got {batch!r}.")
     if backend not in BACKENDS:
         raise CorpusError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}.")
     if backend == "ray" and not isinstance(model, str):
@@ -564,13 +585,14 @@ def run_corpus(
     out.mkdir(parents=True, exist_ok=True)
     with _RunLock(out):
         _run_locked(model, out, df, settings, grid=grid, resume=resume, backend=backend, device=device, workers=workers,
-                    progress=progress, shard_size=shard_size, threads=threads, weighting=weighting, random_baseline=random_baseline, words=words)
+                    progress=progress, shard_size=shard_size, threads=threads, weighting=weighting, random_baseline=random_baseline, words=words,
+                    batch=batch)
     return load_runs(out).summary
 
 
 def _run_locked(model: Any, out: Path, df: pd.DataFrame, settings: dict[str, Any], *, grid: Any, resume: bool, backend: str,
                 device: str | None, workers: int, progress: bool, shard_size: int, threads: int | None, weighting: str,
-                random_baseline: bool, words: int) -> None:
+                random_baseline: bool, words: int, batch: int) -> None:
     label = settings["model"]
     manifest = _read_manifest(out)
     if manifest is not None and not resume:
@@ -606,10 +628,12 @@ def _run_locked(model: Any, out: Path, df: pd.DataFrame, settings: dict[str, Any
                 before = torch.get_num_threads()
                 torch.set_num_threads(threads)
                 try:
-                    for row in todo.itertuples(index=False):
-                        summary, curves = trace_passage(bridge, row.passage_id, row.prompt, row.next_word, **kwargs)
-                        writer.add(row.passage_id, summary, curves)
-                        bar.update(1)
+                    rows = [(int(r.passage_id), r.prompt, r.next_word) for r in todo.itertuples(index=False)]
+                    for start in range(0, len(rows), batch):
+                        chunk = rows[start : start + batch]
+                        for (passage_id, _, _), (summary, curves) in zip(chunk, trace_passages(bridge, chunk, **kwargs)):
+                            writer.add(passage_id, summary, curves)
+                        bar.update(len(chunk))
                 finally:
                     torch.set_num_threads(before)
             else:

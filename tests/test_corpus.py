@@ -144,17 +144,17 @@ def run_data(tmp_path):
 
 @pytest.fixture
 def count_traces(monkeypatch):
-    """Counts corpus.trace calls; ``fail_at`` makes call number ``fail_at`` raise."""
+    """Counts the passages corpus traces (``calls``); a batch reaching passage ``fail_at`` raises."""
     state = {"calls": 0, "fail_at": None}
-    real = corpus.trace
+    real = corpus.trace_many
 
-    def wrapped(*args, **kwargs):
-        state["calls"] += 1
-        if state["fail_at"] is not None and state["calls"] == state["fail_at"]:
+    def wrapped(bridge, texts, *args, **kwargs):
+        state["calls"] += len(texts)
+        if state["fail_at"] is not None and state["calls"] >= state["fail_at"]:
             raise KeyboardInterrupt("simulated Ctrl-C")
-        return real(*args, **kwargs)
+        return real(bridge, texts, *args, **kwargs)
 
-    monkeypatch.setattr(corpus, "trace", wrapped)
+    monkeypatch.setattr(corpus, "trace_many", wrapped)
     return state
 
 
@@ -210,12 +210,12 @@ def test_resume_skips_done(tiny_llama, run_data, tmp_path, count_traces):
 def test_crash_then_resume(tiny_llama, run_data, tmp_path, count_traces):
     out = tmp_path / "run"
     count_traces["fail_at"] = 3
-    with pytest.raises(KeyboardInterrupt):
-        corpus.run_corpus(tiny_llama, out, data=run_data, n_passages=5, **RUN)
-    check_complete(out, 2)  # the two finished passages are safe, nothing half-written
+    with pytest.raises(KeyboardInterrupt):  # in the second batch of two
+        corpus.run_corpus(tiny_llama, out, data=run_data, n_passages=5, batch=2, **RUN)
+    check_complete(out, 2)  # the first batch's passages are safe, nothing half-written
     count_traces["fail_at"] = None
-    summary = corpus.run_corpus(tiny_llama, out, data=run_data, n_passages=5, resume=True, **RUN)
-    assert count_traces["calls"] == 3 + 3
+    summary = corpus.run_corpus(tiny_llama, out, data=run_data, n_passages=5, resume=True, batch=2, **RUN)
+    assert count_traces["calls"] == 4 + 3
     check_complete(out, 5)
     assert len(summary) == 5
 
@@ -237,6 +237,18 @@ def test_kill_before_manifest_update(tiny_llama, run_data, tmp_path, monkeypatch
     monkeypatch.setattr(corpus, "_write_json", real)
     corpus.run_corpus(tiny_llama, out, data=run_data, n_passages=3, resume=True, **RUN)
     check_complete(out, 3)
+
+
+def test_batch_does_not_change_results(tiny_gemma3, run_data, tmp_path):
+    one = corpus.run_corpus(tiny_gemma3, tmp_path / "one", data=run_data, n_passages=5, batch=1, **RUN)
+    three = corpus.run_corpus(tiny_gemma3, tmp_path / "three", data=run_data, n_passages=5, batch=3, **RUN)
+    assert one["passage_id"].tolist() == three["passage_id"].tolist() and one["n_tokens"].nunique() > 1
+    for col in ("density", "auc_kl", "entropy", "loss"):
+        np.testing.assert_allclose(one[col], three[col], rtol=1e-5, atol=1e-6)
+    a, b = corpus.load_runs(tmp_path / "one").curves, corpus.load_runs(tmp_path / "three").curves
+    np.testing.assert_allclose(a["tv"], b["tv"], rtol=1e-5, atol=1e-6)
+    with pytest.raises(corpus.CorpusError, match="batch must be a positive integer"):
+        corpus.run_corpus(tiny_gemma3, tmp_path / "x", data=run_data, batch=0, **RUN)
 
 
 def test_shard_size(tiny_llama, run_data, tmp_path):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from density_nb.result import DensityResult
-from density_nb.trace import TraceInputError, tokenize, trace
+from density_nb.trace import TraceInputError, tokenize, trace, trace_many
 
 from conftest import TEXT
 
@@ -133,3 +133,24 @@ def test_bf16_weights_with_fp32_metrics():
     full = trace(load_model("tiny-llama"), TEXT, roots="last", progress=False)
     assert low.tv.dtype == np.float64 and np.isfinite(low.tv).all()
     np.testing.assert_allclose(low.tv, full.tv, atol=0.03)
+
+
+def test_trace_many_matches_trace_per_text(tiny):
+    """Roots of texts of different lengths share masked passes (frozen post-norm scales included)."""
+    texts = [TEXT, "A short one.", TEXT + " And a longer tail to make it the longest text here."]
+    roots = ["last", "all", [3, -1]]
+    many = trace_many(tiny, texts, roots, grid="fast", norms="frozen", random_baseline=True, max_rows=10_000, progress=False)
+    for text, r, got in zip(texts, roots, many):
+        one = trace(tiny, text, r, grid="fast", norms="frozen", random_baseline=True, progress=False)
+        assert got.text == text and np.array_equal(got.roots, one.roots) and np.array_equal(got.n_edges, one.n_edges)
+        for key in ("tv", "kl", "tv_random", "entropy", "head_share"):
+            np.testing.assert_allclose(getattr(got, key), getattr(one, key), rtol=1e-5, atol=1e-6)
+
+
+def test_trace_many_errors_name_the_text(tiny_llama):
+    with pytest.raises(TraceInputError, match="Text 1: The text is empty"):
+        trace_many(tiny_llama, [TEXT, "  "], "last", progress=False)
+    with pytest.raises(TraceInputError, match="2 entries for 3 texts"):
+        trace_many(tiny_llama, [TEXT] * 3, ["last", "all"], progress=False)
+    with pytest.raises(TraceInputError, match="list of texts"):
+        trace_many(tiny_llama, TEXT, "last", progress=False)
