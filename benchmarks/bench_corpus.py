@@ -2,8 +2,8 @@
 
 40-word WikiText-2 passages, paper grid (26 sizes + full), SmolLM2-135M on CPU, root = the prompt's
 last token (text = prompt + " " + next word). The reference is slow (~20 s a passage), so it runs
-on the first few passages only; the ratio compares seconds per passage. Model loading and the
-first (JIT warm-up) passage are outside the local timing; Ray timings include starting the
+on the first few passages only; the ratio compares seconds per passage. Model loading and a
+warm-up (JIT, kernels) are outside the local timing; Ray timings include starting the
 workers and loading the model in each, as a user sees them. No asserts: numbers only.
 
     python benchmarks/bench_corpus.py [--passages 8] [--reference 5] [--no-ray] [--profile]
@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 
 from density_nb import reference
-from density_nb.corpus import passages, run_corpus, trace_passage
+from density_nb.corpus import passages, run_corpus, trace_passage, trace_passages
 from density_nb.models import load_model
 from density_nb.trace import tokenize
 
@@ -47,26 +47,26 @@ def main() -> None:
 
     print(f"cpus={os.cpu_count()} torch threads={torch.get_num_threads()} load average at start: {load()}")
     bridge = load_model(MODEL)
-    df = passages(args.passages + 1, words=args.words)
-    warm, timed = df.iloc[:1], df.iloc[1:]
+    df = passages(args.passages, words=args.words)
     tmp = Path(tempfile.mkdtemp(prefix="bench_corpus-"))
     rows: list[tuple[str, int, float]] = []
     try:
-        # warm-up: numba JIT, torch kernels
-        trace_passage(bridge, int(warm.passage_id.iloc[0]), warm.prompt.iloc[0], warm.next_word.iloc[0], words=args.words, grid="paper")
-        n_tokens = [len(tokenize(bridge, p + " " + w)[0]) for p, w in zip(timed.prompt, timed.next_word)]
-        print(f"{len(timed)} passages of {args.words} words: {min(n_tokens)}-{max(n_tokens)} tokens (mean {sum(n_tokens) / len(n_tokens):.0f})")
+        # warm-up (numba JIT; oneDNN kernels for the row counts of one passage and of a batch of 4), not timed
+        for batch in (1, 4):
+            trace_passages(bridge, [(int(r.passage_id), r.prompt, r.next_word) for r in df.iloc[:batch].itertuples()], words=args.words, grid="paper")
+        n_tokens = [len(tokenize(bridge, p + " " + w)[0]) for p, w in zip(df.prompt, df.next_word)]
+        print(f"{len(df)} passages of {args.words} words: {min(n_tokens)}-{max(n_tokens)} tokens (mean {sum(n_tokens) / len(n_tokens):.0f})")
 
         # fast path through run_corpus (shards, manifest and all); everything is warm by now
         n_threads = torch.get_num_threads()
         for threads, batch in sorted({(1, 4), (n_threads, 1), (n_threads, 4)}):
             t0 = time.perf_counter()
-            run_corpus(bridge, tmp / f"local{threads}-{batch}", n_passages=args.passages + 1, words=args.words, grid="paper", progress=False, threads=threads, batch=batch)
-            rows.append((f"run_corpus local, {threads} thread(s), batch {batch}", args.passages + 1, time.perf_counter() - t0))
+            run_corpus(bridge, tmp / f"local{threads}-{batch}", n_passages=args.passages, words=args.words, grid="paper", progress=False, threads=threads, batch=batch)
+            rows.append((f"run_corpus local, {threads} thread(s), batch {batch}", args.passages, time.perf_counter() - t0))
 
         # reference (torch's default threads): one float64 forward + networkx stratification + one masked pass per stratum
         t0 = time.perf_counter()
-        ref = timed.iloc[: args.reference]
+        ref = df.iloc[: args.reference]
         for p, w in zip(ref.prompt, ref.next_word):
             prompt_ids = tokenize(bridge, p)[0]
             ids = tokenize(bridge, p + " " + w)[0]
@@ -84,13 +84,13 @@ def main() -> None:
                     ray.init(num_cpus=max(workers, 2), include_dashboard=False, object_store_memory=100 * 1024**2, log_to_driver=False)
                     try:
                         t0 = time.perf_counter()
-                        run_corpus(MODEL, tmp / f"ray{workers}-{threads}", n_passages=args.passages + 1, words=args.words, grid="paper", backend="ray", workers=workers, threads=threads, progress=False)
-                        rows.append((f"run_corpus ray, {workers} worker(s) x {threads} thread(s), incl. start", args.passages + 1, time.perf_counter() - t0))
+                        run_corpus(MODEL, tmp / f"ray{workers}-{threads}", n_passages=args.passages, words=args.words, grid="paper", backend="ray", workers=workers, threads=threads, progress=False)
+                        rows.append((f"run_corpus ray, {workers} worker(s) x {threads} thread(s), incl. start", args.passages, time.perf_counter() - t0))
                     finally:
                         ray.shutdown()
 
         if args.profile:
-            row = timed.iloc[0]
+            row = df.iloc[0]
             prof = cProfile.Profile()
             prof.enable()
             trace_passage(bridge, int(row.passage_id), row.prompt, row.next_word, words=args.words, grid="paper")

@@ -10,6 +10,7 @@ detokenised, cut after its first ``words`` words; the word after the cut is the 
 from __future__ import annotations
 
 import collections
+import concurrent.futures
 import functools
 import hashlib
 import json
@@ -531,12 +532,12 @@ def run_corpus(
     resume: bool = False,
     backend: str = "local",
     device: str | None = None,
-    workers: int = 2,
+    workers: int | None = None,
     progress: bool = True,
     drop_unk: str = "paragraph",
     shard_size: int = 1,
     threads: int | None = None,
-    batch: int = 4,
+    batch: int = 1,
 ) -> pd.DataFrame:
     """Trace the next-word prediction of ``n_passages`` WikiText passages; returns the summary table.
 
@@ -547,14 +548,16 @@ def run_corpus(
     and, with ``shard_size > 1``, completed passages not yet flushed when the process is killed outright).
     ``resume=True`` skips passages already recorded and refuses if the settings differ; without it,
     an ``out_dir`` that already holds a run is refused.
-    ``backend="ray"`` runs passages on ``workers`` Ray actors that each load the model once
-    (``model`` must then be a name or path; one GPU per actor when ``device="cuda"``).
-    ``threads``: torch CPU threads per worker (local: this process). Default: this process's current
-    count, so Ray gives bitwise the local backend's numbers (float sums depend on the thread count);
-    on a CPU-only machine ``threads=1`` with one worker per core avoids oversubscription.
+    ``workers``: passages traced at once. Local: threads sharing one model in this process (the
+    serial parts of one passage, stratification and small ops, overlap the other's GEMMs); Ray:
+    actors that each load the model once (``model`` must then be a name or path; one GPU per actor
+    when ``device="cuda"``). Default: 2 (local: 1 on a single core).
+    ``threads``: torch CPU threads per worker. Default: this process's count divided among the
+    workers, the same for both backends, so Ray gives bitwise the local backend's numbers (float
+    sums depend on the thread count).
     ``batch``: passages whose strata share one masked pass (local backend; Ray runs one passage per
-    task). Larger batches use the hardware better; the numbers do not depend on it beyond float
-    rounding.
+    task). On CPU it does not pay (measured: benchmarks/bench_corpus.py); on a GPU it fills the
+    device. The numbers do not depend on it beyond float rounding.
     """
     if not isinstance(batch, int) or batch < 1:
         raise CorpusError(f"batch must be a positive integer (passages per masked pass), got {batch!r}.")
@@ -618,7 +621,9 @@ def _run_locked(model: Any, out: Path, df: pd.DataFrame, settings: dict[str, Any
         _write_json(manifest, out / MANIFEST)
     writer = _ShardWriter(out, manifest, shard_size)
     todo = df[~df["passage_id"].isin(writer.done)]
-    threads = int(threads) if threads else torch.get_num_threads()
+    if workers is None:
+        workers = 2 if backend == "ray" else min(2, torch.get_num_threads())
+    threads = int(threads) if threads else max(1, torch.get_num_threads() // workers)
     kwargs = {"words": int(words), "grid": grid, "weighting": weighting, "random_baseline": bool(random_baseline)}
     bar = tqdm(total=len(df), initial=len(df) - len(todo), desc=f"corpus {label}", unit="passage", disable=not progress, smoothing=0.1)
     try:
@@ -628,12 +633,7 @@ def _run_locked(model: Any, out: Path, df: pd.DataFrame, settings: dict[str, Any
                 before = torch.get_num_threads()
                 torch.set_num_threads(threads)
                 try:
-                    rows = [(int(r.passage_id), r.prompt, r.next_word) for r in todo.itertuples(index=False)]
-                    for start in range(0, len(rows), batch):
-                        chunk = rows[start : start + batch]
-                        for (passage_id, _, _), (summary, curves) in zip(chunk, trace_passages(bridge, chunk, **kwargs)):
-                            writer.add(passage_id, summary, curves)
-                        bar.update(len(chunk))
+                    _run_local(bridge, todo, kwargs, workers, batch, writer, bar)
                 finally:
                     torch.set_num_threads(before)
             else:
@@ -641,6 +641,40 @@ def _run_locked(model: Any, out: Path, df: pd.DataFrame, settings: dict[str, Any
     finally:
         writer.flush()  # Ctrl-C or an error: keep every completed passage
         bar.close()
+
+
+def _run_local(bridge: Any, todo: pd.DataFrame, kwargs: dict[str, Any], workers: int, batch: int, writer: _ShardWriter, bar: Any) -> None:
+    """Trace ``todo`` in batches on ``workers`` threads; results are written here, as they complete.
+
+    On an error or Ctrl-C, queued batches are dropped, running ones finish, and every completed
+    batch is written before the exception goes on."""
+    rows = [(int(r.passage_id), r.prompt, r.next_word) for r in todo.itertuples(index=False)]
+    chunks = [rows[start : start + batch] for start in range(0, len(rows), batch)]
+
+    def write(chunk: list[tuple[int, str, str]], tables: list[tuple[pd.DataFrame, pd.DataFrame]]) -> None:
+        for (passage_id, _, _), (summary, curves) in zip(chunk, tables):
+            writer.add(passage_id, summary, curves)
+        bar.update(len(chunk))
+
+    if workers == 1:
+        for chunk in chunks:
+            write(chunk, trace_passages(bridge, chunk, **kwargs))
+        return
+    pool = concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="density-nb")
+    futures = {pool.submit(trace_passages, bridge, chunk, **kwargs): chunk for chunk in chunks}
+    written: set[Any] = set()
+    try:
+        for future in concurrent.futures.as_completed(futures):
+            write(futures[future], future.result())
+            written.add(future)
+    except BaseException:
+        pool.shutdown(wait=True, cancel_futures=True)
+        for future, chunk in futures.items():
+            if future not in written and future.done() and not future.cancelled() and future.exception() is None:
+                write(chunk, future.result())
+        raise
+    finally:
+        pool.shutdown(wait=True)
 
 
 # ---- Ray backend ---------------------------------------------------------------------------------

@@ -76,7 +76,7 @@ def _before(wa: float, ka: np.int64, wb: float, kb: np.int64) -> bool:
     return wa > wb or (wa == wb and ka < kb)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _sift_up(hw: np.ndarray, hk: np.ndarray, hn: np.ndarray, i: int) -> None:
     while i > 0:
         parent = (i - 1) >> 1
@@ -88,7 +88,7 @@ def _sift_up(hw: np.ndarray, hk: np.ndarray, hn: np.ndarray, i: int) -> None:
         i = parent
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _sift_down(hw: np.ndarray, hk: np.ndarray, hn: np.ndarray, size: int) -> None:
     i = 0
     while True:
@@ -105,7 +105,7 @@ def _sift_down(hw: np.ndarray, hk: np.ndarray, hn: np.ndarray, size: int) -> Non
         i = best
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _sorted_in_edges(ew, ek, used, g, t, attn, res_attn, mlp, res_mlp) -> int:  # type: ignore[no-untyped-def]
     """Append node (g, t)'s in-edges to ew/ek from ``used`` on, best first (ties: smaller key); -> new end."""
     layer = (g - 1) // 2
@@ -132,7 +132,7 @@ def _sorted_in_edges(ew, ek, used, g, t, attn, res_attn, mlp, res_mlp) -> int:  
     return used + w.shape[0]
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _expand(attn, res_attn, mlp, res_mlp, n_max, total):  # type: ignore[no-untyped-def]
     """A k-way merge of the reached nodes' sorted in-edge lists: the same order as one heap over
     every frontier edge, with a heap of nodes (≤ (2L+1)·P) instead of edges (up to |E|)."""

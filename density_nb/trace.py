@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -19,6 +20,7 @@ from density_nb.result import DensityResult
 from density_nb.stratify import Ranks, edge_count, expand, make_grid, stratum_sizes
 
 DEFAULT_MAX_TOKENS = 256
+_TOKENIZER_LOCK = threading.Lock()
 
 
 class TraceInputError(ValueError):
@@ -40,7 +42,8 @@ def tokenize(bridge: Any, text: str, prepend_bos: bool | None = None) -> tuple[t
     ``prepend_bos``: None keeps the tokenizer's default; True/False forces a BOS token on/off.
     """
     tok = hf_tokenizer(bridge)
-    enc = tok(text, return_offsets_mapping=True)
+    with _TOKENIZER_LOCK:  # a fast tokenizer is not safe to call from several threads at once
+        enc = tok(text, return_offsets_mapping=True)
     ids, offsets = list(enc["input_ids"]), list(enc["offset_mapping"])
     bos = tok.bos_token_id
     has_bos = bool(ids) and bos is not None and ids[0] == bos

@@ -200,7 +200,7 @@ def test_resume_skips_done(tiny_llama, run_data, tmp_path, count_traces):
     out = tmp_path / "run"
     corpus.run_corpus(tiny_llama, out, data=run_data, n_passages=2, **RUN)
     assert count_traces["calls"] == 2
-    corpus.run_corpus(tiny_llama, out, data=run_data, n_passages=4, resume=True, **RUN)
+    corpus.run_corpus(tiny_llama, out, data=run_data, n_passages=4, resume=True, workers=2, **RUN)
     assert count_traces["calls"] == 4
     corpus.run_corpus(tiny_llama, out, data=run_data, n_passages=4, resume=True, **RUN)
     assert count_traces["calls"] == 4  # nothing left to do
@@ -211,10 +211,10 @@ def test_crash_then_resume(tiny_llama, run_data, tmp_path, count_traces):
     out = tmp_path / "run"
     count_traces["fail_at"] = 3
     with pytest.raises(KeyboardInterrupt):  # in the second batch of two
-        corpus.run_corpus(tiny_llama, out, data=run_data, n_passages=5, batch=2, **RUN)
+        corpus.run_corpus(tiny_llama, out, data=run_data, n_passages=5, batch=2, workers=1, **RUN)
     check_complete(out, 2)  # the first batch's passages are safe, nothing half-written
     count_traces["fail_at"] = None
-    summary = corpus.run_corpus(tiny_llama, out, data=run_data, n_passages=5, resume=True, batch=2, **RUN)
+    summary = corpus.run_corpus(tiny_llama, out, data=run_data, n_passages=5, resume=True, batch=2, workers=1, **RUN)
     assert count_traces["calls"] == 4 + 3
     check_complete(out, 5)
     assert len(summary) == 5
@@ -237,6 +237,31 @@ def test_kill_before_manifest_update(tiny_llama, run_data, tmp_path, monkeypatch
     monkeypatch.setattr(corpus, "_write_json", real)
     corpus.run_corpus(tiny_llama, out, data=run_data, n_passages=3, resume=True, **RUN)
     check_complete(out, 3)
+
+
+def test_worker_threads(tiny_gemma3, run_data, tmp_path, monkeypatch):
+    """Two threads share the model: the same numbers as one (same torch threads); a failing
+    passage stops the run with every other completed passage recorded, and resume finishes it."""
+    one = corpus.run_corpus(tiny_gemma3, tmp_path / "one", data=run_data, n_passages=5, workers=1, threads=1, **RUN)
+    two = corpus.run_corpus(tiny_gemma3, tmp_path / "two", data=run_data, n_passages=5, workers=2, threads=1, **RUN)
+    pd.testing.assert_frame_equal(one, two, check_exact=True)
+    real = corpus.trace_many
+    bad = one["prompt"].iloc[2]
+
+    def failing(bridge, texts, *args, **kwargs):
+        if any(t.startswith(bad) for t in texts):
+            raise RuntimeError("simulated failure")
+        return real(bridge, texts, *args, **kwargs)
+
+    monkeypatch.setattr(corpus, "trace_many", failing)
+    with pytest.raises(RuntimeError, match="simulated"):
+        corpus.run_corpus(tiny_gemma3, tmp_path / "fail", data=run_data, n_passages=5, workers=2, threads=1, **RUN)
+    done = corpus.load_runs(tmp_path / "fail").summary["passage_id"].tolist()
+    assert one["passage_id"].iloc[2] not in done and len(done) == len(set(done)) >= 1
+    monkeypatch.setattr(corpus, "trace_many", real)
+    resumed = corpus.run_corpus(tiny_gemma3, tmp_path / "fail", data=run_data, n_passages=5, workers=2, threads=1, resume=True, **RUN)
+    pd.testing.assert_frame_equal(one, resumed, check_exact=True)
+    check_complete(tmp_path / "fail", 5)
 
 
 def test_batch_does_not_change_results(tiny_gemma3, run_data, tmp_path):
