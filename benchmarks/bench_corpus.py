@@ -59,10 +59,11 @@ def main() -> None:
 
         # fast path through run_corpus (shards, manifest and all); everything is warm by now
         n_threads = torch.get_num_threads()
-        for threads, batch in sorted({(1, 4), (n_threads, 1), (n_threads, 4)}):
+        configs = [(1, n_threads, 1), (1, n_threads, 4), (2, max(1, n_threads // 2), 1)]  # (workers, torch threads, batch); the last is the default
+        for workers, threads, batch in configs:
             t0 = time.perf_counter()
-            run_corpus(bridge, tmp / f"local{threads}-{batch}", n_passages=args.passages, words=args.words, grid="paper", progress=False, threads=threads, batch=batch)
-            rows.append((f"run_corpus local, {threads} thread(s), batch {batch}", args.passages, time.perf_counter() - t0))
+            run_corpus(bridge, tmp / f"local{workers}-{threads}-{batch}", n_passages=args.passages, words=args.words, grid="paper", progress=False, workers=workers, threads=threads, batch=batch)
+            rows.append((f"run_corpus local, {workers} worker(s) x {threads} thread(s), batch {batch}", args.passages, time.perf_counter() - t0))
 
         # reference (torch's default threads): one float64 forward + networkx stratification + one masked pass per stratum
         t0 = time.perf_counter()

@@ -48,10 +48,9 @@ def full_ranks(n_layers: int, n_heads: int, n_pos: int) -> RankBatch:
     )
 
 
-def _kept(ranks: torch.Tensor, n_keep: torch.Tensor) -> torch.Tensor:
-    """ranks [B, ...] int32, n_keep [B] -> bool [B, ...]."""
-    n = n_keep.view(-1, *([1] * (ranks.dim() - 1)))
-    return (ranks >= 0) & (ranks < n)
+def _never_last(ranks: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """Ranks with never-taken edges (-1) moved past every stratum: kept in row b <=> rank < n_keep[b]."""
+    return torch.where(ranks >= 0, ranks, torch.iinfo(torch.int32).max).to(device)
 
 
 @torch.no_grad()
@@ -85,15 +84,19 @@ def masked_logits(
     attn_inv = None if attn_inv_rms is None else per_row(attn_inv_rms, 2)  # [B, L, P]
     mlp_inv = None if mlp_inv_rms is None else per_row(mlp_inv_rms, 2)  # [B, L, P]
     x = arch.embed(per_row(token_ids, 1).reshape(-1)).view(n_rows, n_pos, -1)  # [B, P, d]
+    attn_r = _never_last(ranks.attn, dev)  # [Rb, L, H, P, P]
+    first_attn = attn_r.amin(dim=(2, 4))  # [Rb, L, P] first-taken in-edge of each attention node
+    ra_r, mlp_r, rm_r = (_never_last(r, dev) for r in (ranks.res_attn, ranks.mlp, ranks.res_mlp))  # [Rb, L, P] each
+    n_col = n_keep[:, None]  # [B, 1]
     active = pos[None, :] <= root_pos[:, None]  # [B, P] rows whose state may be non-zero
     x[~active] = 0
     row_pos = pos.repeat(n_rows)  # [B*P] position of each flattened row
     for index, layer in enumerate(arch.layers):
-        keep_attn = _kept(ranks.attn[row_root, index].to(dev), n_keep)  # [B, H, P, P]
-        keep_ra = _kept(ranks.res_attn[row_root, index].to(dev), n_keep)  # [B, P]
-        keep_mlp = _kept(ranks.mlp[row_root, index].to(dev), n_keep)  # [B, P]
-        keep_rm = _kept(ranks.res_mlp[row_root, index].to(dev), n_keep)  # [B, P]
-        target = keep_attn.any(dim=3).any(dim=1)  # [B, P] attention nodes with a kept in-edge
+        drop_attn = attn_r[row_root, index] >= n_keep.view(-1, 1, 1, 1)  # [B, H, P, P]
+        keep_ra = ra_r[row_root, index] < n_col  # [B, P]
+        keep_mlp = mlp_r[row_root, index] < n_col  # [B, P]
+        keep_rm = rm_r[row_root, index] < n_col  # [B, P]
+        target = first_attn[row_root, index] < n_col  # [B, P] attention nodes with a kept in-edge
         if layer.kv.has_bias:  # biased projections: zero states still give keys
             active = pos[None, :] <= root_pos[:, None]
         cos, sin = arch.rope(layer, n_pos)  # [P, hd]
@@ -114,7 +117,7 @@ def masked_logits(
             keys.view(n_rows, n_pos, arch.n_kv_heads, arch.head_dim),
             arch.attention_bias(layer, n_pos),
         )  # [B, H, P, P]
-        z = arch.mix(probs.masked_fill_(~keep_attn, 0.0), values.view(n_rows, n_pos, arch.n_kv_heads, arch.head_dim))  # [B, P, H, hd]
+        z = arch.mix(probs.masked_fill_(drop_attn, 0.0), values.view(n_rows, n_pos, arch.n_kv_heads, arch.head_dim))  # [B, P, H, hd]
         o = layer.o(z[q_idx // n_pos, p_q].flatten(1))  # [n_q, d]
         o = arch.post_norm(o, layer.post_attn_norm, None if attn_inv is None else attn_inv[:, index].reshape(-1)[q_idx, None])
         h = (x * keep_ra[..., None]).view(n_rows * n_pos, -1)  # [B*P, d]

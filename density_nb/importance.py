@@ -43,7 +43,7 @@ class _Layer:
     x: torch.Tensor  # [T, d] resid_pre
     h: torch.Tensor  # [T, d] resid_mid
     pattern: torch.Tensor  # [H, T, T]
-    head_out: torch.Tensor  # [T, H, d] γ ⊙ W_O^h v_{h,s}, per source s (γ = 1 for pre-norm models)
+    head_out: torch.Tensor  # [H, T, d] γ ⊙ W_O^h v_{h,s}, per head and source s (γ = 1 for pre-norm models)
     attn_inv: torch.Tensor  # [T] 1/rms of the raw o_proj output for post-norm models, else ones
     mlp: torch.Tensor  # [T, d] MLP branch output as added to the stream (after post-norm)
     mlp_raw: torch.Tensor  # [T, d] MLP output before any post-norm
@@ -68,9 +68,9 @@ def cached_layers(bridge: Any, token_ids: torch.Tensor) -> tuple[list[_Layer], t
         h = x + arch.post_norm(attn_raw, layer.post_attn_norm, None)  # [T, d]
         mlp_raw = arch.mlp(layer, h)  # [T, d]
         f = arch.post_norm(mlp_raw, layer.post_mlp_norm, None)  # [T, d]
-        v_heads = v.float().repeat_interleave(arch.n_heads // arch.n_kv_heads, dim=1)  # [T, H, hd]
-        w_o = layer.o_w.float().view(arch.d_model, arch.n_heads, arch.head_dim)  # [d, H, hd]
-        head_out = torch.einsum("dhe,she->shd", w_o, v_heads)  # [T, H, d]
+        v_heads = v.float().repeat_interleave(arch.n_heads // arch.n_kv_heads, dim=1).transpose(0, 1)  # [H, T, hd]
+        w_o = layer.o_w.float().view(arch.d_model, arch.n_heads, arch.head_dim).permute(1, 2, 0)  # [H, hd, d]
+        head_out = torch.matmul(v_heads, w_o)  # [H, T, d]
         if layer.post_attn_norm is not None:
             head_out = head_out * arch.gain(layer.post_attn_norm)
             attn_inv = arch.inv_rms(attn_raw)[:, 0]
@@ -99,10 +99,15 @@ def in_edge_sums(bridge: Any, token_ids: torch.Tensor) -> list[dict[str, torch.T
     layers, _, arch = cached_layers(bridge, token_ids)
     out = []
     for index, layer in enumerate(layers):
-        attn_edges = torch.einsum("hts,shd->td", layer.pattern, layer.head_out) * layer.attn_inv[:, None]  # [T, d]
+        attn_edges = torch.einsum("hts,hsd->td", layer.pattern, layer.head_out) * layer.attn_inv[:, None]  # [T, d]
         scale = _final_scale(arch, layer) if index == arch.n_layers - 1 else 1.0
         out.append({"attn_node": layer.x + attn_edges, "mlp_node": scale * layer.h + scale * layer.mlp})
     return out
+
+
+def _l1(x: torch.Tensor) -> torch.Tensor:
+    """||x||_1 over the last axis."""
+    return torch.linalg.vector_norm(x, ord=1, dim=-1)
 
 
 def _normalise(attn: torch.Tensor, resid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -146,15 +151,15 @@ def edge_weights(bridge: Any, token_ids: torch.Tensor, weighting: Weighting = "l
         h_vec = layer.h * scale if last else layer.h  # residual-MLP edge vectors [T, d]
         f_vec = layer.mlp * scale if last else layer.mlp  # MLP edge vectors [T, d]
         if weighting == "l1":
-            head_norm = layer.head_out.abs().sum(-1).T  # [H, T(source)]
+            head_norm = _l1(layer.head_out)  # [H, T(source)]
             attn = layer.pattern.cpu() * head_norm.cpu()[:, None, :] * layer.attn_inv.cpu()[None, :, None]  # [H, T, T]
-            attn, ra = _normalise(attn, layer.x.abs().sum(-1).cpu())
-            mlp, rm = _normalise_pair(f_vec.abs().sum(-1).cpu(), h_vec.abs().sum(-1).cpu())
+            attn, ra = _normalise(attn, _l1(layer.x).cpu())
+            mlp, rm = _normalise_pair(_l1(f_vec).cpu(), _l1(h_vec).cpu())
         else:  # ifr: p_e = ||y||_1 - ||y - v_e||_1, one target row at a time
             attn = torch.zeros(arch.n_heads, n_pos, n_pos)
             y_attn = layer.h  # [T, d] state of the attention node
             for t in range(n_pos):
-                vec = layer.pattern[:, t, : t + 1, None] * layer.head_out[: t + 1].transpose(0, 1) * layer.attn_inv[t]  # [H, t+1, d]
+                vec = layer.pattern[:, t, : t + 1, None] * layer.head_out[:, : t + 1] * layer.attn_inv[t]  # [H, t+1, d]
                 attn[:, t, : t + 1] = (y_attn[t].abs().sum() - (y_attn[t] - vec).abs().sum(-1)).cpu()
             ra = (y_attn.abs().sum(-1) - (y_attn - layer.x).abs().sum(-1)).cpu()
             attn = torch.where(causal, attn, float("inf"))

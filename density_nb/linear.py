@@ -59,9 +59,9 @@ class Linear:
         if self._packed is not None:
             rows = x.reshape(-1, x.shape[-1])  # [N, d_in]
             n = rows.shape[0]
-            # oneDNN builds (and caches) a kernel per row count, ~2 ms each: pad to a multiple of
-            # ROW_BUCKET so that a trace meets a few dozen row counts, not hundreds
-            rows = F.pad(rows, (0, 0, 0, -n % ROW_BUCKET))
+            # oneDNN builds (and caches) a kernel per row count, 1-2 ms each: pad to a multiple of
+            # ROW_BUCKET (of 8 for few rows) so that a trace meets a few dozen row counts, not hundreds
+            rows = F.pad(rows, (0, 0, 0, -n % (ROW_BUCKET if n > 4 * ROW_BUCKET else 8)))
             out = torch.ops.mkldnn._linear_pointwise(rows, self._packed, self._bias, "none", [], "")[:n]
             return out.view(*x.shape[:-1], out.shape[-1])
         outs = [F.linear(x, w, b) for w, b in zip(self.weights, self.biases)]

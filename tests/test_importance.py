@@ -68,7 +68,7 @@ def test_l1_weights_match_explicit_edge_vectors(tiny):
     layer = 1
     c = layers[layer]
     t = len(ids) - 1
-    vec = c.pattern[:, t, :, None] * c.head_out.transpose(0, 1) * c.attn_inv[t]  # [H, T, d] explicit
+    vec = c.pattern[:, t, :, None] * c.head_out * c.attn_inv[t]  # [H, T, d] explicit
     norms = vec.abs().sum(-1)  # [H, T]
     total = norms.sum() + c.x[t].abs().sum()
     np.testing.assert_allclose(w.attn[layer, :, t, :], (norms / total).numpy(), rtol=1e-5, atol=1e-7)
