@@ -120,15 +120,12 @@ def masked_logits(
         z = arch.mix(probs.masked_fill_(drop_attn, 0.0), values.view(n_rows, n_pos, arch.n_kv_heads, arch.head_dim))  # [B, P, H, hd]
         o = layer.o(z[q_idx // n_pos, p_q].flatten(1))  # [n_q, d]
         o = arch.post_norm(o, layer.post_attn_norm, None if attn_inv is None else attn_inv[:, index].reshape(-1)[q_idx, None])
-        h = (x * keep_ra[..., None]).view(n_rows * n_pos, -1)  # [B*P, d]
-        h[q_idx] += o
+        h = (x * keep_ra[..., None]).view(n_rows * n_pos, -1).index_add_(0, q_idx, o)  # [B*P, d]
 
         m_idx = keep_mlp.view(-1).nonzero().squeeze(1)  # [n_m]
         f = arch.mlp(layer, h[m_idx])  # [n_m, d]
         f = arch.post_norm(f, layer.post_mlp_norm, None if mlp_inv is None else mlp_inv[:, index].reshape(-1)[m_idx, None])
-        x = h * keep_rm.view(-1, 1)
-        x[m_idx] += f
-        x = x.view(n_rows, n_pos, -1)
+        x = (h * keep_rm.view(-1, 1)).index_add_(0, m_idx, f).view(n_rows, n_pos, -1)
         active = keep_rm | keep_mlp
     final = x[torch.arange(n_rows, device=dev), root_pos]  # [B, d]
     return arch.logits(final)

@@ -49,7 +49,7 @@ class Arch:
     """Weights and layer math of an HF causal LM: views of its parameters, plus the packed GEMM
     weights of ``Linear`` on CPU. Build it with ``Arch.of(model)``, which packs once per model."""
 
-    _cache: weakref.WeakKeyDictionary[Any, tuple[tuple[Any, ...], Arch]] = weakref.WeakKeyDictionary()
+    _by_model: weakref.WeakKeyDictionary[Any, tuple[tuple[Any, ...], Arch]] = weakref.WeakKeyDictionary()
 
     @classmethod
     def of(cls, hf_model: Any) -> Arch:
@@ -60,16 +60,16 @@ class Arch:
         such an edit, call ``Arch.forget(model)``.
         """
         key = tuple((p.data_ptr(), p._version, p.dtype, p.device) for p in hf_model.parameters())
-        hit = cls._cache.get(hf_model)
+        hit = cls._by_model.get(hf_model)
         if hit is None or hit[0] != key:
             hit = (key, cls(hf_model))
-            cls._cache[hf_model] = hit
+            cls._by_model[hf_model] = hit
         return hit[1]
 
     @classmethod
     def forget(cls, hf_model: Any) -> None:
         """Drop the model's cached Arch (needed only after editing weights through ``param.data``)."""
-        cls._cache.pop(hf_model, None)
+        cls._by_model.pop(hf_model, None)
 
     def __init__(self, hf_model: Any):
         config = hf_model.config
@@ -130,7 +130,7 @@ class Arch:
             if rope_type != "default":
                 raise ModelError(f"RoPE type {rope_type!r} is not supported yet (only the default rotary embedding).")
             self._theta[key] = float(entry.get("rope_theta", getattr(config, "rope_theta", 10000.0)))
-        self._rope_cache: dict[tuple[str, int, str], tuple[torch.Tensor, torch.Tensor]] = {}
+        self._tables: dict[tuple[Any, ...], Any] = {}  # rotary tables and attention masks, per length and device
 
     @property
     def device(self) -> torch.device:
@@ -164,26 +164,30 @@ class Arch:
     def rope(self, layer: Layer, n_pos: int) -> tuple[torch.Tensor, torch.Tensor]:
         """cos, sin for positions 0..n_pos-1: [n_pos, head_dim]."""
         key = (layer.rope_key, n_pos, str(self.device))
-        if key not in self._rope_cache:
+        if key not in self._tables:
             theta = self._theta[layer.rope_key]
             inv_freq = 1.0 / theta ** (torch.arange(0, self.head_dim, 2, dtype=torch.int64, device=self.device).float() / self.head_dim)
             freqs = torch.arange(n_pos, device=self.device).float()[:, None] * inv_freq[None]  # [P, hd/2]
             emb = torch.cat((freqs, freqs), dim=-1)
-            self._rope_cache[key] = (emb.cos().to(self.dtype), emb.sin().to(self.dtype))
-        return self._rope_cache[key]
+            self._tables[key] = (emb.cos().to(self.dtype), emb.sin().to(self.dtype))
+        return self._tables[key]
 
     @staticmethod
     def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-        """x: [N, heads, hd]; cos/sin: [N, hd] (one row per position of x)."""
-        x1, x2 = x.chunk(2, dim=-1)
-        return x * cos[:, None, :] + torch.cat((-x2, x1), dim=-1) * sin[:, None, :]
+        """x: [N, heads, hd]; cos/sin: [N, hd] (one row per position of x). HF's x·cos + rotate_half(x)·sin."""
+        half = x.shape[-1] // 2
+        cos, sin = cos[:, None, :], sin[:, None, :]
+        out = x * cos
+        out[..., :half].addcmul_(x[..., half:], sin[..., :half], value=-1.0)
+        out[..., half:].addcmul_(x[..., :half], sin[..., half:])
+        return out
 
     def queries(self, layer: Layer, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
         """Residual rows x: [N, d] -> scaled, roped queries [N, H, hd]."""
         q = layer.q(self.norm(x, layer.attn_norm)).view(-1, self.n_heads, self.head_dim)
         if layer.q_norm is not None:
             q = self.norm(q, layer.q_norm)
-        return self.apply_rope(q, cos, sin) * self.scaling
+        return self.apply_rope(q, cos * self.scaling, sin * self.scaling)  # the scaling rides on the [N, hd] tables
 
     def keys_values(self, layer: Layer, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Residual rows x: [N, d] -> roped keys [N, KV, hd] and values [N, KV, hd]."""
@@ -194,12 +198,15 @@ class Arch:
 
     def attention_bias(self, layer: Layer, n_pos: int) -> torch.Tensor:
         """Additive causal (+ sliding-window) mask: [P, P], 0 where target t may see source s."""
-        t = torch.arange(n_pos, device=self.device)[:, None]
-        s = torch.arange(n_pos, device=self.device)[None, :]
-        allowed = s <= t
-        if layer.sliding_window is not None:
-            allowed &= (t - s) < layer.sliding_window
-        return torch.zeros(n_pos, n_pos, device=self.device).masked_fill(~allowed, float("-inf"))
+        key = ("bias", layer.sliding_window, n_pos, str(self.device))
+        if key not in self._tables:
+            t = torch.arange(n_pos, device=self.device)[:, None]
+            s = torch.arange(n_pos, device=self.device)[None, :]
+            allowed = s <= t
+            if layer.sliding_window is not None:
+                allowed &= (t - s) < layer.sliding_window
+            self._tables[key] = torch.zeros(n_pos, n_pos, device=self.device).masked_fill(~allowed, float("-inf"))
+        return self._tables[key]
 
     def pattern(self, q: torch.Tensor, k: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
         """Post-softmax attention from q: [B, P, H, hd], k: [B, P, KV, hd] -> [B, H, P, P]."""
