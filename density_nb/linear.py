@@ -57,6 +57,8 @@ class Linear:
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """[..., d_in] -> [..., Σ d_out] (outputs of the weights side by side)."""
         if self._packed is not None:
+            if x.shape[-1] != self.weights[0].shape[1]:
+                raise ValueError(f"Linear: input has {x.shape[-1]} features, the weight expects {self.weights[0].shape[1]}.")
             rows = x.reshape(-1, x.shape[-1])  # [N, d_in]
             n = rows.shape[0]
             # oneDNN builds (and caches) a kernel per row count, 1-2 ms each: pad to a multiple of

@@ -23,6 +23,8 @@ def test_packed_matches_float64(rows):
     exact = torch.cat([F.linear(x.double(), w1.double()), F.linear(x.double(), w2.double(), b2.double())], dim=-1)
     assert torch.allclose(lin(x).double(), exact, rtol=1e-5, atol=1e-5)
     assert torch.equal(torch.cat([y1, y2], dim=-1), lin(x))
+    with pytest.raises((ValueError, RuntimeError), match="features|shapes"):
+        lin(torch.randn(2, 41))
     x3 = torch.randn(3, rows, 40, generator=gen)  # leading dims are kept
     assert torch.allclose(lin(x3).double(), torch.cat([F.linear(x3.double(), w1.double()), F.linear(x3.double(), w2.double(), b2.double())], -1), rtol=1e-5, atol=1e-5)
 
@@ -45,7 +47,7 @@ def test_arch_is_built_once_and_rebuilt_after_an_edit(tiny_llama):
     try:
         fresh = Arch.of(model)
         assert fresh is not arch
-        x = torch.randn(5, fresh.layers[0].down.sizes[0])
+        x = torch.randn(5, weight.shape[1])
         assert torch.allclose(fresh.layers[0].down(x), F.linear(x, weight), rtol=1e-5, atol=1e-5)
     finally:
         with torch.no_grad():
