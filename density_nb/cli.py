@@ -163,7 +163,7 @@ def _model_rows() -> list[tuple[str, str]]:
         if not installed:
             rows.append((name, f"not installed: {info.install if info else 'see the README'}"))
         elif models.is_cached(name):
-            rows.append((name, "installed, converted (loads in about a second)"))
+            rows.append((name, "installed, converted (loads from the cache, no conversion)"))
         else:
             rows.append((name, f"installed, not converted yet (first load converts it; or: {PROG} models --prepare {name})"))
     return rows
