@@ -67,18 +67,20 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--grid", type=_grid, default="fast", help="'fast' (9 strata), 'paper' (27) or comma-separated sizes in (0, 1] (default: fast)")
     p.add_argument("--roots", type=_roots, default="all", help="'all', 'last' or positions like 0,3,5 (default: all)")
     p.add_argument("--weighting", choices=("l1", "ifr", "random"), default="l1", help="edge weights (default: l1)")
+    p.add_argument("--norms", choices=("live", "frozen"), default="live", help="post-norm scales: recomputed (published) or frozen at the full run's (default: live)")
     p.add_argument("--random-baseline", action="store_true", help="also evaluate random connected subgraphs of the same sizes")
     p.add_argument("--out", metavar="FILE", help="save the result: FILE.parquet (data) or FILE.html (standalone explorer)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
     c = sub.add_parser("corpus", help="trace the next word of many WikiText passages", description="Trace the prediction of the word after the first W words of N WikiText-2 passages. Results go to DIR as parquet shards plus manifest.json; an interrupted run continues with --resume.")
-    c.add_argument("--data", default="wikitext-2", metavar="wikitext-2|PATH", help="'wikitext-2' (found via $DENSITY_NB_DATA, ../shared/data or `datasets` online) or a folder/file (default: wikitext-2)")
+    c.add_argument("--data", default="wikitext-2", metavar="wikitext-2|PATH", help="'wikitext-2' (found via $DENSITY_NB_DATA, ../shared/data or `datasets` online), a WikiText folder/file, or a prompt table: CSV/TSV/parquet with prompt,next_word columns or the published wikitext_40.txt (default: wikitext-2)")
     c.add_argument("--split", choices=("test", "valid"), default="test", help="WikiText-2 split (default: test)")
     c.add_argument("--passages", type=_positive, default=100, metavar="N", help="number of passages (default: 100)")
     c.add_argument("--words", type=_positive, default=40, metavar="W", help="prompt length in words (default: 40)")
     c.add_argument("--model", default=DEFAULT_MODEL, help=f"built-in name ({models}), hub name or local path (default: {DEFAULT_MODEL})")
     c.add_argument("--grid", type=_grid, default="paper", help="'paper' (27 strata), 'fast' (9) or comma-separated sizes (default: paper)")
     c.add_argument("--weighting", choices=("l1", "ifr", "random"), default="l1", help="edge weights (default: l1)")
+    c.add_argument("--norms", choices=("live", "frozen"), default="live", help="post-norm scales: recomputed (published) or frozen at the full run's (default: live)")
     c.add_argument("--random-baseline", action="store_true", help="also evaluate random connected subgraphs of the same sizes")
     c.add_argument("--out", required=True, metavar="DIR", help="output directory (shards + manifest.json)")
     c.add_argument("--resume", action="store_true", help="continue a run in DIR, skipping passages already done")
@@ -105,7 +107,7 @@ def _cmd_trace(args: argparse.Namespace) -> int:
 
     if args.out and Path(args.out).suffix.lower() not in (".parquet", ".html", ".htm"):
         raise _UsageError(f"--out must end in .parquet or .html, got {args.out!r}")
-    result = trace(args.model, args.text, roots=args.roots, grid=args.grid, weighting=args.weighting, random_baseline=args.random_baseline, progress=not args.quiet)
+    result = trace(args.model, args.text, roots=args.roots, grid=args.grid, weighting=args.weighting, norms=args.norms, random_baseline=args.random_baseline, progress=not args.quiet)
     s = result.summary()
     table = pd.DataFrame(
         {
@@ -138,7 +140,7 @@ def _cmd_corpus(args: argparse.Namespace) -> int:
         summary = run_corpus(
             args.model, args.out, data=data, split=args.split, n_passages=args.passages, words=args.words, grid=args.grid,
             weighting=args.weighting, random_baseline=args.random_baseline, resume=args.resume, backend=args.backend,
-            device=args.device, workers=args.workers, threads=args.threads, batch=args.batch, drop_unk=args.drop_unk, progress=not args.quiet,
+            device=args.device, workers=args.workers, threads=args.threads, batch=args.batch, norms=args.norms, drop_unk=args.drop_unk, progress=not args.quiet,
         )
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted; completed passages are saved in {args.out}; continue with --resume", file=sys.stderr)

@@ -160,8 +160,59 @@ def _hf_lines(split: str) -> list[str]:
     return [row.rstrip("\n") for row in ds["text"]]
 
 
+def prompt_table(data: str | os.PathLike[str] | None) -> Path | None:
+    """``data`` as a prompt table file (see ``read_prompts``), or None when it is not one."""
+    if data is None or str(data) in ("wikitext-2", "wikitext2"):
+        return None
+    path = Path(data).expanduser()
+    if not path.is_file():
+        return None
+    if path.suffix.lower() in (".csv", ".tsv", ".parquet"):
+        return path
+    with path.open(encoding="utf-8", errors="replace") as f:
+        first = next((line for line in f if line.strip()), "")
+    return path if "\t" in first else None  # WikiText lines have no tabs; the published prompt files do
+
+
+def read_prompts(path: str | os.PathLike[str]) -> pd.DataFrame:
+    """Prompts from a table: ``passage_id``, ``prompt``, ``next_word``, ``text`` (= prompt + next word).
+
+    A CSV, TSV or parquet file with columns ``prompt`` and ``next_word`` (``passage_id`` optional,
+    else the row number), or the published code's header-less TSV (``wikitext_40.txt``: prompt,
+    last word, its POS, next word, its POS, " next word").
+    """
+    path = Path(path)
+    if path.suffix.lower() == ".parquet":
+        df = pd.read_parquet(path)
+    else:
+        sep = "," if path.suffix.lower() == ".csv" else "\t"
+        read = functools.partial(pd.read_csv, path, sep=sep, dtype=str, keep_default_na=False, quoting=3 if sep == "\t" else 0)
+        df = read()
+        if "prompt" not in df.columns and sep == "\t":  # the published format: no header
+            raw = read(header=None)
+            if raw.shape[1] < 4:
+                raise DataError(f"{str(path)!r}: a header-less TSV needs at least 4 columns (prompt, last word, POS, next word); found {raw.shape[1]}.")
+            df = pd.DataFrame({"prompt": raw[0], "next_word": raw[3]})
+    missing = [c for c in ("prompt", "next_word") if c not in df.columns]
+    if missing:
+        raise DataError(f"{str(path)!r} has no column {' or '.join(map(repr, missing))}: give a table with columns prompt and next_word (passage_id optional).")
+    df = df.astype({"prompt": str, "next_word": str})
+    df["prompt"], df["next_word"] = df["prompt"].str.strip(), df["next_word"].str.strip()
+    empty = df.index[(df["prompt"] == "") | (df["next_word"] == "")].tolist()
+    if empty:
+        raise DataError(f"{str(path)!r}: rows {empty[:10]} have an empty prompt or next word.")
+    ids = df["passage_id"].astype(np.int64) if "passage_id" in df.columns else pd.Series(np.arange(len(df), dtype=np.int64))
+    if ids.duplicated().any():
+        raise DataError(f"{str(path)!r}: passage_id values repeat ({ids[ids.duplicated()].tolist()[:10]}); each row needs its own id.")
+    return pd.DataFrame({"passage_id": ids.to_numpy(), "prompt": df["prompt"].to_numpy(), "next_word": df["next_word"].to_numpy(),
+                         "text": (df["prompt"] + " " + df["next_word"]).to_numpy()})  # fmt: skip
+
+
 def data_source(data: str | os.PathLike[str] | None = None, split: str = "test") -> str:
     """A fingerprint of where passages come from: ``sha256:<hex of the split file>`` or the hub name."""
+    table = prompt_table(data)
+    if table is not None:
+        return "sha256:" + hashlib.sha256(table.read_bytes()).hexdigest()
     root = find_data(data)
     if root is None:
         return f"hf:Salesforce/wikitext/wikitext-2-raw-v1/{_HF_SPLIT[split]}"
@@ -327,9 +378,10 @@ def trace_passages(
     bridge: Any,
     rows: Sequence[tuple[int, str, str]],
     *,
-    words: int,
+    words: int | None,
     grid: str | Sequence[float] = "paper",
     weighting: str = "l1",
+    norms: str = "live",
     random_baseline: bool = False,
 ) -> list[tuple[pd.DataFrame, pd.DataFrame]]:
     """Trace the prediction of each ``next_word`` after its ``prompt``, the passages sharing masked
@@ -338,7 +390,7 @@ def trace_passages(
     The traced text is ``prompt + " " + next_word`` and the root is the prompt's last token, so the
     gold next token is in the text and the loss is defined. When the prompt's tokenization is not a
     prefix of the joined text's, the prompt alone is traced at its last token (``aligned`` False,
-    loss NaN).
+    loss NaN). ``words``: the prompt length recorded with each passage (None: its word count).
     """
     texts, roots, aligned, n_tokens = [], [], [], []
     for _, prompt, next_word in rows:
@@ -351,9 +403,9 @@ def trace_passages(
         roots.append([n - 1] if ok else "last")
         aligned.append(ok)
         n_tokens.append(n)
-    results = trace_many(bridge, texts, roots, grid=grid, weighting=weighting, random_baseline=random_baseline, progress=False)
+    results = trace_many(bridge, texts, roots, grid=grid, weighting=weighting, norms=norms, random_baseline=random_baseline, progress=False)  # type: ignore[arg-type]
     return [
-        _passage_tables(result, passage_id, prompt, next_word, words, ok, n)
+        _passage_tables(result, passage_id, prompt, next_word, len(prompt.split()) if words is None else words, ok, n)
         for result, (passage_id, prompt, next_word), ok, n in zip(results, rows, aligned, n_tokens)
     ]
 
@@ -497,6 +549,9 @@ def _grid_setting(grid: str | Sequence[float]) -> Any:
     return grid if isinstance(grid, str) else [float(g) for g in grid]
 
 
+_SETTING_DEFAULTS = {"norms": "live"}
+
+
 def load_runs(out_dir: str | os.PathLike[str]) -> CorpusRun:
     """Read a corpus run directory: ``CorpusRun(summary, curves, manifest)`` (unpacks as a pair).
 
@@ -528,6 +583,7 @@ def run_corpus(
     words: int = 40,
     grid: str | Sequence[float] = "paper",
     weighting: str = "l1",
+    norms: str = "live",
     random_baseline: bool = False,
     resume: bool = False,
     backend: str = "local",
@@ -540,6 +596,11 @@ def run_corpus(
     batch: int = 1,
 ) -> pd.DataFrame:
     """Trace the next-word prediction of ``n_passages`` WikiText passages; returns the summary table.
+
+    ``data``: WikiText-2 (see ``find_data``), or a prompt table file (``read_prompts``: CSV, TSV or
+    parquet with prompt and next_word, or the published ``wikitext_40.txt`` format), whose prompts
+    are traced as given (``words``, ``split`` and ``drop_unk`` then do not apply).
+    ``norms``: ``"live"`` or ``"frozen"`` post-norm scales, as in ``trace``.
 
     Results go to ``out_dir`` as parquet shards (``shards/NNNNNN.{summary,curves}.parquet``) plus a
     ``manifest.json`` (settings, model, grid, shards, completed passage ids); read them back with
@@ -565,21 +626,28 @@ def run_corpus(
         raise CorpusError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}.")
     if backend == "ray" and not isinstance(model, str):
         raise CorpusError("backend='ray' needs the model as a name or path (each worker loads it itself).")
+    if norms not in ("live", "frozen"):
+        raise CorpusError(f"norms must be 'live' or 'frozen', got {norms!r}.")
     make_grid(grid)  # fail early on a bad grid
-    df = passages(n_passages, words=words, split=split, data=data, drop_unk=drop_unk)
+    table = prompt_table(data)
+    if table is not None:
+        df = read_prompts(table)
+        df = df if n_passages is None else df.head(n_passages)
+        words_setting: int | None = None
+    else:
+        df = passages(n_passages, words=words, split=split, data=data, drop_unk=drop_unk)
+        words_setting = int(words)
     if n_passages is not None and len(df) < n_passages:
-        warnings.warn(
-            f"Only {len(df)} passages of more than {words} words are available in the {split!r} split "
-            f"(asked for {n_passages}); running those.",
-            stacklevel=2,
-        )
+        what = f"prompts are in {str(table)!r}" if table is not None else f"passages of more than {words} words are available in the {split!r} split"
+        warnings.warn(f"Only {len(df)} {what} (asked for {n_passages}); running those.", stacklevel=2)
     label = _model_label(model)
     settings = {
         "model": label,
         "split": split,
-        "words": int(words),
+        "words": words_setting,
         "grid": _grid_setting(grid),
         "weighting": weighting,
+        "norms": norms,
         "random_baseline": bool(random_baseline),
         "drop_unk": drop_unk,
         "data": data_source(data, split),
@@ -588,14 +656,14 @@ def run_corpus(
     out.mkdir(parents=True, exist_ok=True)
     with _RunLock(out):
         _run_locked(model, out, df, settings, grid=grid, resume=resume, backend=backend, device=device, workers=workers,
-                    progress=progress, shard_size=shard_size, threads=threads, weighting=weighting, random_baseline=random_baseline, words=words,
-                    batch=batch)
+                    progress=progress, shard_size=shard_size, threads=threads, weighting=weighting, random_baseline=random_baseline,
+                    words=words_setting, batch=batch, norms=norms)
     return load_runs(out).summary
 
 
 def _run_locked(model: Any, out: Path, df: pd.DataFrame, settings: dict[str, Any], *, grid: Any, resume: bool, backend: str,
                 device: str | None, workers: int, progress: bool, shard_size: int, threads: int | None, weighting: str,
-                random_baseline: bool, words: int, batch: int) -> None:
+                random_baseline: bool, words: int | None, batch: int, norms: str) -> None:
     label = settings["model"]
     manifest = _read_manifest(out)
     if manifest is not None and not resume:
@@ -604,7 +672,8 @@ def _run_locked(model: Any, out: Path, df: pd.DataFrame, settings: dict[str, Any
             "resume=True (--resume) to continue it, or choose another output directory."
         )
     if manifest is not None:
-        diff = {k: (manifest["settings"].get(k), v) for k, v in settings.items() if manifest["settings"].get(k) != v}
+        recorded = {**_SETTING_DEFAULTS, **manifest["settings"]}  # runs from before a setting existed used its default
+        diff = {k: (recorded.get(k), v) for k, v in settings.items() if recorded.get(k) != v}
         if diff:
             lines = "; ".join(f"{k}: recorded {a!r}, now {b!r}" for k, (a, b) in diff.items())
             raise CorpusError(f"Cannot resume {str(out)!r}: its settings differ ({lines}). Use the same settings or another directory.")
@@ -624,7 +693,7 @@ def _run_locked(model: Any, out: Path, df: pd.DataFrame, settings: dict[str, Any
     if workers is None:
         workers = 2 if backend == "ray" else min(2, torch.get_num_threads())
     threads = int(threads) if threads else max(1, torch.get_num_threads() // workers)
-    kwargs = {"words": int(words), "grid": grid, "weighting": weighting, "random_baseline": bool(random_baseline)}
+    kwargs = {"words": words, "grid": grid, "weighting": weighting, "norms": norms, "random_baseline": bool(random_baseline)}
     bar = tqdm(total=len(df), initial=len(df) - len(todo), desc=f"corpus {label}", unit="passage", disable=not progress, smoothing=0.1)
     try:
         if len(todo):

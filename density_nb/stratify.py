@@ -232,3 +232,11 @@ def edge_order(ranks: Ranks) -> list[tuple[int, int, int, int, int]]:
             items.append((int(arr[l, t]), (kind, int(l), int(t), 0, int(t))))
     items.sort()
     return [key for _, key in items]
+
+
+def compile_now() -> None:
+    """Compile the numba expansion into its on-disk cache (setup runs this once, so that a user's
+    first trace does not wait ~10 s for the compiler)."""
+    from density_nb.importance import random_weights
+
+    expand(random_weights(1, 1, 2), 1)

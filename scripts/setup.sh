@@ -21,4 +21,5 @@ if ! command -v chromium >/dev/null 2>&1; then
     echo "note: no chromium (apt-get install chromium as root); the browser tests will be skipped"
   fi
 fi
+python -c "from density_nb.stratify import compile_now; compile_now()"  # numba's cache, once
 echo "density_nb is set up in .venv"

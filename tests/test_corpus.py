@@ -332,3 +332,54 @@ def test_run_lock(tiny_llama, run_data, tmp_path):
     corpus.run_corpus(tiny_llama, out, data=run_data, n_passages=1, **RUN)
     assert not (out / "run.lock").exists()
     check_complete(out, 1)
+
+
+def test_read_prompts_formats(tmp_path):
+    published = tmp_path / "wikitext_40.txt"  # the published TSV: no header, 6 columns
+    published.write_text('He said "yes" to the\tthe\tDT\tboat\tNN\t boat\nNA is not a\ta\tDT\tnull\tNN\t null\n')
+    df = corpus.read_prompts(published)
+    assert df["prompt"].tolist() == ['He said "yes" to the', "NA is not a"] and df["next_word"].tolist() == ["boat", "null"]
+    assert df["passage_id"].tolist() == [0, 1] and df["text"].iloc[0] == 'He said "yes" to the boat'
+    assert corpus.prompt_table(published) == published and corpus.prompt_table(tmp_path) is None
+    table = pd.DataFrame({"passage_id": [7, 3], "prompt": ["The cat sat on the", "Rain fell on the"], "next_word": ["mat", "roof"]})
+    table.to_csv(tmp_path / "p.csv", index=False)
+    table.to_parquet(tmp_path / "p.parquet")
+    for name in ("p.csv", "p.parquet"):
+        got = corpus.read_prompts(tmp_path / name)
+        assert got["passage_id"].tolist() == [7, 3] and got["next_word"].tolist() == ["mat", "roof"]
+    (tmp_path / "bad.csv").write_text("text,word\na,b\n")
+    with pytest.raises(DataError, match="no column 'prompt' or 'next_word'"):
+        corpus.read_prompts(tmp_path / "bad.csv")
+    (tmp_path / "dup.csv").write_text("passage_id,prompt,next_word\n1,a b,c\n1,d e,f\n")
+    with pytest.raises(DataError, match="repeat"):
+        corpus.read_prompts(tmp_path / "dup.csv")
+    (tmp_path / "empty.csv").write_text("prompt,next_word\na b,\n")
+    with pytest.raises(DataError, match="empty"):
+        corpus.read_prompts(tmp_path / "empty.csv")
+
+
+def test_run_corpus_on_a_prompt_table(tiny_gemma3, tmp_path):
+    from density_nb.trace import tokenize, trace
+
+    table = tmp_path / "prompts.csv"
+    pd.DataFrame({"prompt": ["The boat went down the", "She opened the old wooden"], "next_word": ["river", "door"]}).to_csv(table, index=False)
+    out = tmp_path / "run"
+    summary = corpus.run_corpus(tiny_gemma3, out, data=table, n_passages=None, grid="fast", norms="frozen", progress=False)
+    assert summary["words"].tolist() == [5, 5] and summary["next_word"].tolist() == ["river", "door"]
+    settings = corpus.load_runs(out).manifest["settings"]
+    assert settings["words"] is None and settings["norms"] == "frozen" and settings["data"].startswith("sha256:")
+    n = len(tokenize(tiny_gemma3, "The boat went down the")[0])
+    direct = trace(tiny_gemma3, "The boat went down the river", roots=[n - 1], grid="fast", norms="frozen", progress=False)
+    np.testing.assert_allclose(summary["density"].iloc[0], direct.density[0], rtol=1e-6)
+    with pytest.raises(corpus.CorpusError, match="norms: recorded 'frozen', now 'live'"):
+        corpus.run_corpus(tiny_gemma3, out, data=table, grid="fast", resume=True, progress=False)
+
+
+def test_resume_a_run_from_before_norms_was_recorded(tiny_llama, run_data, tmp_path):
+    out = tmp_path / "run"
+    corpus.run_corpus(tiny_llama, out, data=run_data, n_passages=1, **RUN)
+    manifest = json.loads((out / "manifest.json").read_text())
+    del manifest["settings"]["norms"]
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    corpus.run_corpus(tiny_llama, out, data=run_data, n_passages=2, resume=True, **RUN)
+    check_complete(out, 2)
