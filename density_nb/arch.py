@@ -8,6 +8,7 @@ model's modules (TransformerBridge wraps those with hooks, which costs more than
 
 from __future__ import annotations
 
+import threading
 import weakref
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -50,6 +51,7 @@ class Arch:
     weights of ``Linear`` on CPU. Build it with ``Arch.of(model)``, which packs once per model."""
 
     _by_model: weakref.WeakKeyDictionary[Any, tuple[tuple[Any, ...], Arch]] = weakref.WeakKeyDictionary()
+    _building = threading.Lock()  # corpus worker threads share a model: pack it once
 
     @classmethod
     def of(cls, hf_model: Any) -> Arch:
@@ -60,10 +62,11 @@ class Arch:
         such an edit, call ``Arch.forget(model)``.
         """
         key = tuple((p.data_ptr(), p._version, p.dtype, p.device) for p in hf_model.parameters())
-        hit = cls._by_model.get(hf_model)
-        if hit is None or hit[0] != key:
-            hit = (key, cls(hf_model))
-            cls._by_model[hf_model] = hit
+        with cls._building:
+            hit = cls._by_model.get(hf_model)
+            if hit is None or hit[0] != key:
+                hit = (key, cls(hf_model))
+                cls._by_model[hf_model] = hit
         return hit[1]
 
     @classmethod
