@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import heapq
 import math
-from typing import Iterable, Iterator
+from typing import Iterator
 
 import networkx as nx
 import numpy as np
