@@ -76,15 +76,20 @@ def _before(wa: float, ka: np.int64, wb: float, kb: np.int64) -> bool:
     return wa > wb or (wa == wb and ka < kb)
 
 
+@numba.njit(cache=True, inline="always")
+def _swap(hw: np.ndarray, hk: np.ndarray, hn: np.ndarray, i: int, j: int) -> None:
+    hw[i], hw[j] = hw[j], hw[i]
+    hk[i], hk[j] = hk[j], hk[i]
+    hn[i], hn[j] = hn[j], hn[i]
+
+
 @numba.njit(cache=True, nogil=True)
 def _sift_up(hw: np.ndarray, hk: np.ndarray, hn: np.ndarray, i: int) -> None:
     while i > 0:
         parent = (i - 1) >> 1
         if not _before(hw[i], hk[i], hw[parent], hk[parent]):
             break
-        hw[i], hw[parent] = hw[parent], hw[i]
-        hk[i], hk[parent] = hk[parent], hk[i]
-        hn[i], hn[parent] = hn[parent], hn[i]
+        _swap(hw, hk, hn, i, parent)
         i = parent
 
 
@@ -99,9 +104,7 @@ def _sift_down(hw: np.ndarray, hk: np.ndarray, hn: np.ndarray, size: int) -> Non
             best += 1
         if not _before(hw[best], hk[best], hw[i], hk[i]):
             break
-        hw[i], hw[best] = hw[best], hw[i]
-        hk[i], hk[best] = hk[best], hk[i]
-        hn[i], hn[best] = hn[best], hn[i]
+        _swap(hw, hk, hn, i, best)
         i = best
 
 
