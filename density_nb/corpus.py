@@ -10,6 +10,7 @@ detokenised, cut after its first ``words`` words; the word after the cut is the 
 from __future__ import annotations
 
 import collections
+import csv
 import concurrent.futures
 import functools
 import hashlib
@@ -186,7 +187,7 @@ def read_prompts(path: str | os.PathLike[str]) -> pd.DataFrame:
         df = pd.read_parquet(path)
     else:
         sep = "," if path.suffix.lower() == ".csv" else "\t"
-        read = functools.partial(pd.read_csv, path, sep=sep, dtype=str, keep_default_na=False, quoting=3 if sep == "\t" else 0)
+        read = functools.partial(pd.read_csv, path, sep=sep, dtype=str, keep_default_na=False, quoting=csv.QUOTE_NONE if sep == "\t" else csv.QUOTE_MINIMAL)
         df = read()
         if "prompt" not in df.columns and sep == "\t":  # the published format: no header
             raw = read(header=None)
