@@ -21,8 +21,8 @@ import torch
 from density_nb import reference
 from density_nb.examples import QUICKSTART_TEXT
 from density_nb.models import load_model
-from density_nb.stratify import PAPER_GRID
-from density_nb.trace import _stratify, tokenize, trace
+from density_nb.config import PAPER_GRID
+from density_nb.tracing import _stratify, tokenize, trace
 
 
 def timed(fn, repeat: int = 1) -> tuple[float, object]:
@@ -37,7 +37,7 @@ def timed(fn, repeat: int = 1) -> tuple[float, object]:
 def passage(words: int = 40) -> str:
     """A 40-word WikiText passage when the corpus is there, else the project's own text."""
     try:
-        from density_nb.corpus import passages
+        from density_nb.data import passages
 
         return str(passages(n=1, words=words)["prompt"].iloc[0])
     except Exception:  # noqa: BLE001 - the benchmark still runs without the corpus
@@ -59,7 +59,7 @@ def masked_flops(model, text: str) -> float:
     """FLOPs of the linear layers the packed masked passes actually run (active rows only)."""
     from density_nb.arch import Arch
     from density_nb.importance import edge_weights
-    from density_nb.stratify import make_grid
+    from density_nb.config import make_grid
 
     arch = Arch.of(model.original_model)
     ids, _ = tokenize(model, text)

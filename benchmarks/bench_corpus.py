@@ -24,9 +24,10 @@ from pathlib import Path
 import torch
 
 from density_nb import reference
-from density_nb.corpus import passages, run_corpus, trace_passage, trace_passages
+from density_nb.data import passages
+from density_nb.runner import run_corpus, trace_passage, trace_passages
 from density_nb.models import load_model
-from density_nb.trace import tokenize
+from density_nb.tracing import tokenize
 
 MODEL = "smollm2-135m"
 

@@ -1,35 +1,56 @@
 """density_nb: computation density (s-Trace) of transformer language models.
 
     from density_nb import load_model, trace
-    result = trace(load_model("smollm2-135m"), "Some text to trace")
-    result.summary(); result.widget()
+    model = load_model("smollm2-135m")
+    result = trace(model, "Some text to trace")
+    result.summary(); result.at(3); result.widget()
 """
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 __version__ = "0.1.0"
-__all__ = ["BUILTIN_MODELS", "DEFAULT_MODEL", "DensityResult", "ModelError", "TraceInputError", "load_model", "trace", "trace_many"]
 
 _LAZY = {
     "BUILTIN_MODELS": "density_nb.models",
     "DEFAULT_MODEL": "density_nb.models",
     "ModelError": "density_nb.models",
     "load_model": "density_nb.models",
-    "trace": "density_nb.trace",
-    "trace_many": "density_nb.trace",
-    "TraceInputError": "density_nb.trace",
+    "release_models": "density_nb.models",
+    "TraceConfig": "density_nb.config",
+    "trace": "density_nb.tracing",
+    "trace_many": "density_nb.tracing",
+    "TraceInputError": "density_nb.tracing",
     "DensityResult": "density_nb.result",
+    "RootResult": "density_nb.result",
+    "ResultFileError": "density_nb.result",
+    "DensityNBError": "density_nb.errors",
+    "DataError": "density_nb.data",
+    "find_data": "density_nb.data",
+    "passages": "density_nb.data",
+    "read_prompts": "density_nb.data",
+    "unigram_counts": "density_nb.data",
+    "token_frequency": "density_nb.data",
+    "CorpusError": "density_nb.run_store",
+    "CorpusRun": "density_nb.run_store",
+    "load_runs": "density_nb.run_store",
+    "run_corpus": "density_nb.runner",
+    "trace_passage": "density_nb.runner",
+    "trace_passages": "density_nb.runner",
 }
+__all__ = sorted(_LAZY)
 
 
 def __getattr__(name: str) -> Any:
     """Import torch-heavy parts on first use, so viewing a saved result needs no torch."""
     if name in _LAZY:
-        import importlib
-
         value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value  # importing density_nb.trace binds the module here; the function wins
+        globals()[name] = value
         return value
     raise AttributeError(f"module 'density_nb' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_LAZY])

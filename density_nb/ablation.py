@@ -16,14 +16,13 @@ values only where the state is non-zero, and logits only at each row's root.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Sequence
 
+import numpy as np
 import torch
 
 from density_nb.arch import Arch
-
-Norms = Literal["live", "frozen"]
-NORMS = ("live", "frozen")
+from density_nb.stratify import Ranks
 
 
 @dataclass
@@ -35,6 +34,22 @@ class RankBatch:
     mlp: torch.Tensor  # [Rb, L, P] int32
     res_mlp: torch.Tensor  # [Rb, L, P] int32
     roots: torch.Tensor  # [Rb] int64 root positions
+
+    @classmethod
+    def stack(cls, ranks: Sequence[Ranks], n_pos: int) -> RankBatch:
+        """The ranks of several roots (root = last position of each), padded with -1 to n_pos positions."""
+
+        def pad(a: np.ndarray, dims: int) -> torch.Tensor:
+            width = [(0, 0)] * (a.ndim - dims) + [(0, n_pos - a.shape[-1])] * dims
+            return torch.from_numpy(np.pad(a, width, constant_values=-1))
+
+        return cls(
+            attn=torch.stack([pad(r.attn, 2) for r in ranks]),
+            res_attn=torch.stack([pad(r.res_attn, 1) for r in ranks]),
+            mlp=torch.stack([pad(r.mlp, 1) for r in ranks]),
+            res_mlp=torch.stack([pad(r.res_mlp, 1) for r in ranks]),
+            roots=torch.tensor([r.attn.shape[-1] - 1 for r in ranks]),
+        )
 
 
 def full_ranks(n_layers: int, n_heads: int, n_pos: int) -> RankBatch:

@@ -5,8 +5,9 @@
     density-nb models [--prepare smollm2-135m]
     density-nb lab
 
-Bad input (unknown model, untraceable text, bad grid, missing data, resume with other settings)
-prints one line to stderr and exits with status 2.
+Bad input (unknown model, untraceable text, bad grid, missing data, resume with other settings:
+any ``DensityNBError``) prints one line to stderr and exits with status 2; anything else is a bug
+and shows its traceback.
 """
 
 from __future__ import annotations
@@ -19,15 +20,18 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
+from density_nb.config import GRIDS, NORMS, WEIGHTINGS, TraceConfig
+from density_nb.errors import DensityNBError
+
 PROG = "density-nb"
 
 
-class _UsageError(ValueError):
+class _UsageError(DensityNBError):
     pass
 
 
 def _grid(value: str) -> str | list[float]:
-    if value in ("fast", "paper"):
+    if value in GRIDS:
         return value
     try:
         return [float(v) for v in value.split(",") if v.strip()]
@@ -54,6 +58,19 @@ def _positive(value: str) -> int:
     return n
 
 
+def _trace_settings(p: argparse.ArgumentParser, grid: str) -> None:
+    """The arguments that make a ``TraceConfig`` (shared by trace and corpus)."""
+    strata = {name: len(sizes) for name, sizes in GRIDS.items()}
+    p.add_argument("--grid", type=_grid, default=grid, help=f"'fast' ({strata['fast']} strata), 'paper' ({strata['paper']}) or comma-separated sizes in (0, 1] (default: {grid})")
+    p.add_argument("--weighting", choices=WEIGHTINGS, default=TraceConfig.weighting, help=f"edge weights (default: {TraceConfig.weighting})")
+    p.add_argument("--norms", choices=NORMS, default=TraceConfig.norms, help=f"post-norm scales: recomputed (published) or frozen at the full run's (default: {TraceConfig.norms})")
+    p.add_argument("--random-baseline", action="store_true", help="also evaluate random connected subgraphs of the same sizes")
+
+
+def _config(args: argparse.Namespace) -> TraceConfig:
+    return TraceConfig(grid=args.grid, weighting=args.weighting, norms=args.norms, random_baseline=args.random_baseline)
+
+
 def _parser() -> argparse.ArgumentParser:
     from density_nb.models import BUILTIN_MODELS, DEFAULT_MODEL
 
@@ -64,11 +81,8 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("trace", help="trace every next-token prediction of a text", description="Trace the density of the next-token predictions of TEXT and print one row per traced position.")
     p.add_argument("text", metavar="TEXT", help="the text to trace")
     p.add_argument("--model", default=DEFAULT_MODEL, help=f"built-in name ({models}), hub name or local path (default: {DEFAULT_MODEL})")
-    p.add_argument("--grid", type=_grid, default="fast", help="'fast' (9 strata), 'paper' (27) or comma-separated sizes in (0, 1] (default: fast)")
     p.add_argument("--roots", type=_roots, default="all", help="'all', 'last' or positions like 0,3,5 (default: all)")
-    p.add_argument("--weighting", choices=("l1", "ifr", "random"), default="l1", help="edge weights (default: l1)")
-    p.add_argument("--norms", choices=("live", "frozen"), default="live", help="post-norm scales: recomputed (published) or frozen at the full run's (default: live)")
-    p.add_argument("--random-baseline", action="store_true", help="also evaluate random connected subgraphs of the same sizes")
+    _trace_settings(p, grid="fast")
     p.add_argument("--out", metavar="FILE", help="save the result: FILE.parquet (data) or FILE.html (standalone explorer)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -78,12 +92,10 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--passages", type=_positive, default=100, metavar="N", help="number of passages (default: 100)")
     c.add_argument("--words", type=_positive, default=40, metavar="W", help="prompt length in words (default: 40)")
     c.add_argument("--model", default=DEFAULT_MODEL, help=f"built-in name ({models}), hub name or local path (default: {DEFAULT_MODEL})")
-    c.add_argument("--grid", type=_grid, default="paper", help="'paper' (27 strata), 'fast' (9) or comma-separated sizes (default: paper)")
-    c.add_argument("--weighting", choices=("l1", "ifr", "random"), default="l1", help="edge weights (default: l1)")
-    c.add_argument("--norms", choices=("live", "frozen"), default="live", help="post-norm scales: recomputed (published) or frozen at the full run's (default: live)")
-    c.add_argument("--random-baseline", action="store_true", help="also evaluate random connected subgraphs of the same sizes")
+    _trace_settings(c, grid="paper")
     c.add_argument("--out", required=True, metavar="DIR", help="output directory (shards + manifest.json)")
     c.add_argument("--resume", action="store_true", help="continue a run in DIR, skipping passages already done")
+    c.add_argument("--force", action="store_true", help="with --resume: continue a run made by other versions of density_nb, torch or transformers")
     c.add_argument("--backend", choices=("local", "ray"), default="local", help="run here, or on Ray workers (pip install 'density_nb[ray]')")
     c.add_argument("--workers", type=_positive, default=None, help="passages traced at once: threads sharing the model (local) or Ray actors (default: 2)")
     c.add_argument("--threads", type=_positive, default=None, help="torch CPU threads per worker (default: torch's count / workers)")
@@ -95,29 +107,28 @@ def _parser() -> argparse.ArgumentParser:
     m = sub.add_parser("models", help="list the built-in models (and prepare one)", description="List the built-in models and whether each is installed and converted; --prepare converts and caches one.")
     m.add_argument("--prepare", metavar="NAME", help="convert a packaged model's weights and cache them")
 
-    lab = sub.add_parser("lab", help="open JupyterLab on the notebooks", description="Open JupyterLab on the project's notebooks/ folder. Extra arguments go to JupyterLab.")
-    lab.add_argument("lab_args", nargs=argparse.REMAINDER, help="arguments passed on to jupyter lab (e.g. --no-browser)")
+    sub.add_parser("lab", help="open JupyterLab on the notebooks", description="Open JupyterLab on the project's notebooks/ folder. Extra arguments go to JupyterLab (e.g. density-nb lab --no-browser --port 8899).")
     return parser
 
 
 def _cmd_trace(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from density_nb.trace import trace
+    from density_nb.tracing import trace
 
     if args.out and Path(args.out).suffix.lower() not in (".parquet", ".html", ".htm"):
         raise _UsageError(f"--out must end in .parquet or .html, got {args.out!r}")
-    result = trace(args.model, args.text, roots=args.roots, grid=args.grid, weighting=args.weighting, norms=args.norms, random_baseline=args.random_baseline, progress=not args.quiet)
+    result = trace(args.model, args.text, args.roots, _config(args), progress=not args.quiet)
     s = result.summary()
     table = pd.DataFrame(
         {
-            "position": s["root"],
-            "token": [repr(t) for t in s["context_token"]],
-            "next token": [repr(t) if t else "" for t in s["next_token"]],
+            "position": s["position"],
+            "token": [repr(t) for t in s["token_text"]],
+            "next token": [repr(t) if t else "" for t in s["next_text"]],
             "density": s["density"].round(3),
             "s_top1": s["s_top1"],
-            "entropy": s["entropy"].round(3),
-            "top prediction": [repr(t) for t in s["top_prediction"]],
+            "entropy": s["entropy_full"].round(3),
+            "top prediction": [repr(t) for t in s["top_text_full"]],
         }
     )
     print(f"{result.model}: {len(result.tokens)} tokens, {len(result.roots)} traced, grid of {len(result.grid)} strata")
@@ -133,20 +144,20 @@ def _cmd_trace(args: argparse.Namespace) -> int:
 
 
 def _cmd_corpus(args: argparse.Namespace) -> int:
-    from density_nb.corpus import run_corpus
+    from density_nb.runner import run_corpus
 
     data = None if args.data in ("wikitext-2", "wikitext2") else args.data
     try:
         summary = run_corpus(
-            args.model, args.out, data=data, split=args.split, n_passages=args.passages, words=args.words, grid=args.grid,
-            weighting=args.weighting, random_baseline=args.random_baseline, resume=args.resume, backend=args.backend,
-            device=args.device, workers=args.workers, threads=args.threads, batch=args.batch, norms=args.norms, drop_unk=args.drop_unk, progress=not args.quiet,
+            args.model, args.out, _config(args), data=data, split=args.split, n_passages=args.passages, words=args.words,
+            resume=args.resume, force=args.force, backend=args.backend, device=args.device, workers=args.workers,
+            threads=args.threads, batch=args.batch, drop_unk=args.drop_unk, progress=not args.quiet,
         )
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted; completed passages are saved in {args.out}; continue with --resume", file=sys.stderr)
         return 130
     print(f"{len(summary)} passages in {args.out}: mean density {summary['density'].mean():.3f}, "
-          f"median s_top1 {summary['s_top1'].median():.3g}, mean entropy {summary['entropy'].mean():.3f}")
+          f"median s_top1 {summary['s_top1'].median():.3g}, mean entropy {summary['entropy_full'].mean():.3f}")
     return 0
 
 
@@ -194,20 +205,21 @@ def _cmd_lab(args: argparse.Namespace) -> int:
         notebooks = Path.cwd() / "notebooks"
     if not notebooks.is_dir():
         raise _UsageError(f"No notebooks/ folder found in {root} or the current directory; run from the repository root.")
-    extra = [a for a in args.lab_args if a != "--"]
+    extra = [a for a in args.extra if a != "--"]
     return subprocess.call([sys.executable, "-m", "jupyterlab", str(notebooks), *extra])
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``density-nb``: runs the command and exits with its status (2 on bad input)."""
-    args = _parser().parse_args(argv)
-    from density_nb.models import ModelError
-    from density_nb.trace import TraceInputError
-
+    parser = _parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command != "lab":
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    args.extra = extra
     commands = {"trace": _cmd_trace, "corpus": _cmd_corpus, "models": _cmd_models, "lab": _cmd_lab}
     try:
         code = commands[args.command](args)
-    except (ModelError, TraceInputError, ValueError, FileNotFoundError) as err:
+    except DensityNBError as err:
         message = " ".join(str(err).split())  # one line
         print(f"{PROG}: error: {message}", file=sys.stderr)
         code = 2

@@ -12,15 +12,14 @@ so nothing of shape [T, T, H, d] is ever built (except, for ``ifr``, one target 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
 
 from density_nb.arch import Arch
-
-Weighting = Literal["l1", "ifr", "random"]
-WEIGHTINGS = ("l1", "ifr", "random")
+from density_nb.config import WEIGHTINGS, Weighting
+from density_nb.errors import TraceInputError
 
 
 @dataclass
@@ -136,7 +135,7 @@ def _ifr_shift(*scores: torch.Tensor) -> list[torch.Tensor]:
 def edge_weights(bridge: Any, token_ids: torch.Tensor, weighting: Weighting = "l1", seed: int = 0) -> EdgeWeights:
     """Weights of every edge of the text's graph (all roots), from one cached forward."""
     if weighting not in WEIGHTINGS:
-        raise ValueError(f"Unknown weighting {weighting!r}; choose one of {', '.join(WEIGHTINGS)}.")
+        raise TraceInputError(f"Unknown weighting {weighting!r}; choose one of {', '.join(WEIGHTINGS)}.")
     layers, final, arch = cached_layers(bridge, token_ids)
     n_pos = len(token_ids)
     causal = torch.ones(n_pos, n_pos).tril().bool()  # [T, T]

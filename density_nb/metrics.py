@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -13,11 +14,22 @@ NU_LEVELS = (0.01, 0.05, 0.10, 0.20, 0.30, 0.40, 0.50, 0.60, 0.70, 0.80, 0.90, 0
 LOG_S_MIN = -5.0  # the area runs over log10 s from 1e-5 to 1
 
 
-def distribution_metrics(full_logits: "torch.Tensor", logits: "torch.Tensor", target: int | None) -> dict[str, np.ndarray]:
+@dataclass
+class Metrics:
+    """How K subgraph distributions compare with the full model's; each field is [K]."""
+
+    tv: np.ndarray  # total variation distance
+    kl: np.ndarray  # KL(full ‖ subgraph), nats
+    top1: np.ndarray  # bool: same top-1 token as the full model
+    nu: np.ndarray  # shared nucleus level, percent
+    entropy: np.ndarray  # the subgraph distribution's entropy, nats
+    loss: np.ndarray  # -log p(actual next token), nats; NaN where the text ends
+
+
+def distribution_metrics(full_logits: "torch.Tensor", logits: "torch.Tensor", target: int | None) -> Metrics:
     """Compare subgraph distributions with the full model's, all in float32.
 
     full_logits: [V]; logits: [K, V]; target: the actual next token id or None.
-    Returns arrays of length K: tv, kl (full ‖ subgraph), top1, nu, entropy, loss.
     """
     import torch
 
@@ -29,14 +41,14 @@ def distribution_metrics(full_logits: "torch.Tensor", logits: "torch.Tensor", ta
     top1 = logits.argmax(-1) == full_logits.argmax(-1)  # [K]
     entropy = -(p * logp).sum(-1)  # [K]
     loss = -logp[:, target] if target is not None else torch.full_like(tv, float("nan"))
-    return {
-        "tv": tv.double().numpy(),
-        "kl": kl.double().numpy(),
-        "top1": top1.numpy(),
-        "nu": shared_nucleus(p_full, p),
-        "entropy": entropy.double().numpy(),
-        "loss": loss.double().numpy(),
-    }
+    return Metrics(
+        tv=tv.double().numpy(),
+        kl=kl.double().numpy(),
+        top1=top1.numpy(),
+        nu=shared_nucleus(p_full, p),
+        entropy=entropy.double().numpy(),
+        loss=loss.double().numpy(),
+    )
 
 
 def shared_nucleus(p_full: "torch.Tensor", p: "torch.Tensor", levels: tuple[float, ...] = NU_LEVELS) -> np.ndarray:

@@ -13,12 +13,14 @@ sha256 manifest and is rebuilt, never used, when it does not match.
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import importlib.util
 import json
 import os
 import shutil
 import tempfile
+import threading
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,13 +28,15 @@ from typing import Any, Callable
 
 import torch
 
+from density_nb.errors import DensityNBError
+
 BUILTIN_MODELS = ("smollm2-135m", "gemma3-270m", "tiny-llama", "tiny-gemma3")
 DEFAULT_MODEL = "smollm2-135m"
 SUPPORTED_MODEL_TYPES = ("llama", "mistral", "qwen2", "gemma3_text")
 _CACHE_FORMAT = 1
 
 
-class ModelError(ValueError):
+class ModelError(DensityNBError):
     """A model could not be loaded; the message says why and what to do."""
 
 
@@ -340,6 +344,34 @@ def load_model(spec: Any = DEFAULT_MODEL, device: str | torch.device | None = No
     if device is not None or dtype is not None:
         bridge.original_model.to(device=device, dtype=dtype)
     return bridge
+
+
+MODEL_CACHE_SIZE = 2
+_named: collections.OrderedDict[str, Any] = collections.OrderedDict()
+_named_lock = threading.Lock()
+
+
+def cached_model(name: str) -> Any:
+    """``load_model(name)``, loaded once: ``trace("smollm2-135m", text)`` in a loop does not reload.
+
+    Keeps the last ``MODEL_CACHE_SIZE`` models loaded by name; ``release_models()`` frees them.
+    Models passed as objects are never cached (and never copied)."""
+    key = name.strip().lower() if name.strip().lower() in BUILTIN_MODELS else name
+    with _named_lock:
+        if key in _named:
+            _named.move_to_end(key)
+            return _named[key]
+        bridge = load_model(name)
+        _named[key] = bridge
+        while len(_named) > MODEL_CACHE_SIZE:
+            _named.popitem(last=False)
+        return bridge
+
+
+def release_models() -> None:
+    """Forget the models ``trace`` loaded by name (their memory is freed once nothing else holds them)."""
+    with _named_lock:
+        _named.clear()
 
 
 def hf_tokenizer(bridge: Any) -> Any:

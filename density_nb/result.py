@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -16,9 +15,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from density_nb.errors import DensityNBError
+from density_nb.files import atomic_write
 from density_nb.metrics import LOG_S_MIN, auc_log, smallest_agreeing
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+_RENAMED = {1: {"top_tokens": "top_text_full"}}  # per older schema version: metadata key -> today's name
 _PER_STRATUM = ("n_edges", "tv", "kl", "top1", "nu", "entropy", "loss")
 _OPTIONAL = ("top_token", "tv_random", "kl_random", "top1_random")
 _PER_ROOT = ("roots", "total_edges", "entropy_full", "top_token_full", "top_prob_full", "loss_full", "next_token")
@@ -32,10 +34,15 @@ class DensityResult:
     (|E| of that root's graph), ``entropy_full``, ``top_token_full``, ``top_prob_full``, ``loss_full``
     and ``next_token`` (-1 where the text ends).
     Per (root, stratum) ``[R, K]``: ``n_edges``, ``tv``, ``kl``, ``top1``, ``nu``, ``entropy``,
-    ``loss``; ``top_token`` (each subgraph's top-1 token id); optional random-connected-subgraph baseline ``tv_random``, ``kl_random``, ``top1_random``.
+    ``loss``; ``top_token`` (each subgraph's top-1 token id); optional random-connected-subgraph
+    baseline ``tv_random``, ``kl_random``, ``top1_random``.
     Composition ``head_share [R, K, L, H]`` and ``mlp_share [R, K, L]``: share of that head's
     (MLP's) edges included; ``component_edges [R, K, 3]``: attention, MLP, residual edge counts;
     ``layer_edges [R, K, L]``: edges per layer.
+
+    Naming: ``*_token`` is a token id, ``*_text`` its decoded text; ``*_full`` is the full model's
+    (per root), the same name without it is each subgraph's (per root and stratum). Results are
+    stored in root order; select by token position with ``at(position)``.
     """
 
     model: str
@@ -67,7 +74,7 @@ class DensityResult:
     tv_random: np.ndarray | None = None  # [R, K]
     kl_random: np.ndarray | None = None  # [R, K]
     top1_random: np.ndarray | None = None  # [R, K] bool
-    top_tokens: list[str] = field(default_factory=list)  # [R] decoded full-model top prediction
+    top_text_full: list[str] = field(default_factory=list)  # [R] the full model's top-1 token, decoded
     settings: dict[str, Any] = field(default_factory=dict)
 
     # ---- derived numbers -------------------------------------------------------------------
@@ -98,34 +105,71 @@ class DensityResult:
 
     # ---- tables ------------------------------------------------------------------------------
     def summary(self) -> pd.DataFrame:
-        """One row per root: the predicted token, density numbers and the full model's view."""
-        nxt = [self.tokens[r + 1] if r + 1 < len(self.tokens) else "" for r in self.roots]
+        """One row per root: the token, what comes next, the full model's view and the density numbers."""
+        has_next = self.roots + 1 < len(self.tokens)
         df = pd.DataFrame(
             {
-                "root": self.roots,
-                "context_token": [self.tokens[r] for r in self.roots],
-                "next_token": nxt,
-                "top_prediction": self.top_tokens or [""] * len(self.roots),
-                "top_prob": self.top_prob_full,
+                "position": self.roots,
+                "token_text": [self.tokens[r] for r in self.roots],
+                "next_token": self.next_token,
+                "next_text": [self.tokens[r + 1] if ok else "" for r, ok in zip(self.roots, has_next)],
+                "top_token_full": self.top_token_full,
+                "top_text_full": self.top_text_full or [""] * len(self.roots),
+                "top_prob_full": self.top_prob_full,
+                "entropy_full": self.entropy_full,
+                "loss_full": self.loss_full,
                 "density": self.density,
                 "auc_tv": self.auc_tv,
                 "auc_kl": self.auc_kl,
                 "s_top1": self.s_top1,
                 "s_top1_stable": self.s_top1_stable,
-                "entropy": self.entropy_full,
-                "loss": self.loss_full,
-                "edges": self.total_edges,
+                "total_edges": self.total_edges,
             }
         )
         if self.tv_random is not None:
             df["density_random"] = np.array([auc_log(self.grid, row) for row in self.tv_random]) / -LOG_S_MIN
         return df
 
+    def index(self, position: int) -> int:
+        """The root index (row of every ``[R, ...]`` array) of the prediction at token ``position``."""
+        n_tokens = len(self.tokens)
+        if not isinstance(position, (int, np.integer)) or not -n_tokens <= position < n_tokens:
+            raise IndexError(f"position must be a token position in 0..{n_tokens - 1}, got {position!r}.")
+        hits = np.flatnonzero(self.roots == position % n_tokens)
+        if not hits.size:
+            raise KeyError(
+                f"Position {position} was not traced; traced positions: {_positions_text(self.roots)}. "
+                f"Trace it with trace(model, text, roots=[{position}])."
+            )
+        return int(hits[0])
+
+    def at(self, position: int) -> RootResult:
+        """Everything about the prediction made at token ``position`` (negative counts from the end)."""
+        i = self.index(position)
+        per_stratum = {name: getattr(self, name)[i] for name in _PER_STRATUM + _OPTIONAL if getattr(self, name) is not None}
+        return RootResult(
+            position=int(self.roots[i]),
+            token_text=self.tokens[int(self.roots[i])],
+            grid=self.grid,
+            density=float(self.density[i]),
+            auc_tv=float(self.auc_tv[i]),
+            auc_kl=float(self.auc_kl[i]),
+            s_top1=float(self.s_top1[i]),
+            s_top1_stable=float(self.s_top1_stable[i]),
+            top_text_full=self.top_text_full[i] if self.top_text_full else "",
+            head_share=self.head_share[i],
+            mlp_share=self.mlp_share[i],
+            component_edges=self.component_edges[i],
+            layer_edges=self.layer_edges[i],
+            **{name: getattr(self, name)[i].item() for name in _PER_ROOT if name != "roots"},
+            **per_stratum,
+        )
+
     def curves(self) -> pd.DataFrame:
         """Long format: one row per (root, stratum)."""
         r_count, k_count = self.tv.shape
         cols: dict[str, Any] = {
-            "root": np.repeat(self.roots, k_count),
+            "position": np.repeat(self.roots, k_count),
             "stratum": np.tile(np.arange(k_count), r_count),
             "s": np.tile(self.grid, r_count),
             "s_actual": (self.n_edges / self.total_edges[:, None]).ravel(),
@@ -160,37 +204,36 @@ class DensityResult:
             "grid": self.grid.tolist(),
             "n_layers": self.n_layers,
             "n_heads": self.n_heads,
-            "top_tokens": self.top_tokens,
+            "top_text_full": self.top_text_full,
             "settings": self.settings,
         }
         table = table.replace_schema_metadata({**(table.schema.metadata or {}), b"density_nb": json.dumps(meta).encode()})
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-        os.close(fd)
-        try:
-            pq.write_table(table, tmp)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-        return path
+        return atomic_write(path, lambda tmp: pq.write_table(table, tmp))
 
     @classmethod
     def from_parquet(cls, path: str | os.PathLike[str]) -> DensityResult:
-        """Read what ``to_parquet`` wrote (exact round trip)."""
+        """Read what ``to_parquet`` wrote (exact round trip); files of older schema versions load too."""
+        import pyarrow as pa
         import pyarrow.parquet as pq
 
-        table = pq.read_table(path)
+        try:
+            table = pq.read_table(path)
+        except FileNotFoundError:
+            raise ResultFileError(f"{str(path)!r} does not exist: give the path of a file written by DensityResult.to_parquet.") from None
+        except (pa.ArrowInvalid, OSError) as err:
+            raise ResultFileError(f"{str(path)!r} is not a readable parquet file ({err}); it is damaged or not a result: write it again with result.to_parquet.") from None
         raw = (table.schema.metadata or {}).get(b"density_nb")
         if raw is None:
-            raise ValueError(f"{path} was not written by DensityResult.to_parquet (no density_nb metadata).")
+            raise ResultFileError(f"{str(path)!r} was not written by DensityResult.to_parquet (no density_nb metadata).")
         meta = json.loads(raw)
-        if meta.get("schema_version") != SCHEMA_VERSION:
-            raise ValueError(
-                f"{path} has schema version {meta.get('schema_version')}; this density_nb reads version "
-                f"{SCHEMA_VERSION}. Re-run the trace with this version."
+        version = meta.get("schema_version")
+        if not isinstance(version, int) or version > SCHEMA_VERSION or version < 1:
+            raise ResultFileError(
+                f"{str(path)!r} has schema version {version!r}; this density_nb reads versions 1 to {SCHEMA_VERSION}. "
+                "Upgrade density_nb (pip install -U density_nb), or re-run the trace with this version."
             )
+        for old, new in _RENAMED.get(version, {}).items():
+            meta[new] = meta.pop(old)
         grid = np.array(meta["grid"], dtype=np.float64)
         k_count, n_layers, n_heads = len(grid), meta["n_layers"], meta["n_heads"]
         cols = {name: table.column(name).to_numpy() for name in table.column_names if name not in ("head_share", "mlp_share", "component_edges", "layer_edges")}
@@ -211,7 +254,7 @@ class DensityResult:
             "grid": grid,
             "n_layers": n_layers,
             "n_heads": n_heads,
-            "top_tokens": list(meta["top_tokens"]),
+            "top_text_full": list(meta["top_text_full"]),
             "settings": meta["settings"],
             "head_share": nested("head_share", (n_layers, n_heads), np.float32),
             "mlp_share": nested("mlp_share", (n_layers,), np.float32),
@@ -252,3 +295,48 @@ class DensityResult:
             f"DensityResult(model={self.model!r}, tokens={len(self.tokens)}, roots={len(self.roots)}, "
             f"strata={len(self.grid)}, mean density={np.nanmean(self.density) if len(self.roots) else float('nan'):.3f})"
         )
+
+
+class ResultFileError(DensityNBError):
+    """A result file cannot be read; the message names the file and what to do."""
+
+
+def _positions_text(roots: np.ndarray) -> str:
+    shown = ", ".join(str(int(r)) for r in roots[:12])
+    return shown + (f", ... ({len(roots)} in all)" if len(roots) > 12 else "")
+
+
+@dataclass(eq=False)
+class RootResult:
+    """One prediction's numbers, from ``DensityResult.at(position)``; [K] arrays are per stratum."""
+
+    position: int
+    token_text: str
+    grid: np.ndarray  # [K]
+    density: float
+    auc_tv: float
+    auc_kl: float
+    s_top1: float
+    s_top1_stable: float
+    total_edges: int
+    entropy_full: float
+    top_token_full: int
+    top_text_full: str
+    top_prob_full: float
+    loss_full: float
+    next_token: int  # -1 where the text ends
+    n_edges: np.ndarray  # [K]
+    tv: np.ndarray  # [K]
+    kl: np.ndarray  # [K]
+    top1: np.ndarray  # [K] bool
+    nu: np.ndarray  # [K]
+    entropy: np.ndarray  # [K]
+    loss: np.ndarray  # [K]
+    head_share: np.ndarray  # [K, L, H]
+    mlp_share: np.ndarray  # [K, L]
+    component_edges: np.ndarray  # [K, 3]
+    layer_edges: np.ndarray  # [K, L]
+    top_token: np.ndarray | None = None  # [K]
+    tv_random: np.ndarray | None = None  # [K]
+    kl_random: np.ndarray | None = None  # [K]
+    top1_random: np.ndarray | None = None  # [K]

@@ -19,29 +19,6 @@ import numpy as np
 
 from density_nb.importance import EdgeWeights
 
-PAPER_GRID = (
-    1e-5, 2e-5, 4e-5, 8e-5, 1e-4, 2e-4, 4e-4, 8e-4, 1e-3, 1.2e-3, 1.4e-3, 2e-3, 3e-3, 4e-3, 6e-3, 8e-3,
-    1e-2, 2e-2, 4e-2, 6e-2, 8e-2, 0.1, 0.2, 0.4, 0.6, 0.8, 1.0,
-)  # fmt: skip
-FAST_GRID = (1e-5, 4.4e-5, 1.9e-4, 8.5e-4, 3.7e-3, 1.6e-2, 7.2e-2, 0.32, 1.0)  # 10**linspace(-5, -0.5, 8), 2 digits
-
-
-def make_grid(grid: str | list[float] | tuple[float, ...] | np.ndarray) -> np.ndarray:
-    """``"paper"`` (26 sizes + full), ``"fast"`` (8 log-spaced sizes + full) or a list of sizes in
-    (0, 1]; the full graph (1.0) is always appended as the last stratum."""
-    if isinstance(grid, str):
-        named = {"paper": PAPER_GRID, "fast": FAST_GRID}
-        if grid not in named:
-            raise ValueError(f"Unknown grid {grid!r}: use 'paper', 'fast' or a list of sizes in (0, 1].")
-        return np.array(named[grid], dtype=np.float64)
-    sizes = np.asarray(grid, dtype=np.float64).ravel()
-    if sizes.size == 0:
-        raise ValueError("The grid is empty: give at least one size in (0, 1], e.g. [1e-3, 1e-2, 0.1].")
-    bad = sizes[~((sizes > 0) & (sizes <= 1))]
-    if bad.size:
-        raise ValueError(f"Grid sizes must lie in (0, 1] (a share of the graph's edges); got {bad.tolist()}.")
-    return np.unique(np.append(sizes, 1.0))
-
 
 def edge_count(n_layers: int, n_heads: int, n_pos: int) -> int:
     """|E| of the graph of a root at position n_pos - 1 (METHOD.md §1)."""
@@ -223,6 +200,65 @@ def expand(weights: EdgeWeights, root: int, n_max: int | None = None) -> Ranks:
 def stratum_sizes(grid: np.ndarray, total_edges: int) -> np.ndarray:
     """n_k = floor(s_k · |E|) for each grid size: [K] int64 (the last, s = 1, is |E|)."""
     return np.floor(grid * total_edges).astype(np.int64)
+
+
+@dataclass
+class Strata:
+    """One root's nested strata: stratum k keeps the edges with rank < ``sizes[k]``; the last is the full graph."""
+
+    position: int
+    ranks: Ranks
+    sizes: np.ndarray  # [K] edges per stratum
+
+
+def stratify(weights: EdgeWeights, position: int, grid: np.ndarray, n_layers: int, n_heads: int) -> Strata:
+    """Strata of the root at ``position`` for the grid's sizes; edges are ranked only up to the
+    largest stratum short of the full graph (which needs no ranks)."""
+    total = edge_count(n_layers, n_heads, position + 1)
+    sizes = stratum_sizes(grid, total)
+    ranks = expand(weights, position, n_max=int(sizes[-2]) if len(sizes) > 1 else 0)
+    return Strata(position, ranks, sizes)
+
+
+@dataclass
+class Composition:
+    """What each stratum holds. K strata, L layers, H heads."""
+
+    head_share: np.ndarray  # [K, L, H] float32 share of that head's edges kept
+    mlp_share: np.ndarray  # [K, L] float32 share of that layer's MLP edges kept
+    component_edges: np.ndarray  # [K, 3] int64 attention, MLP, residual edges kept
+    layer_edges: np.ndarray  # [K, L] int64 edges kept per layer
+
+
+def _kept_counts(ranks: np.ndarray, sizes: np.ndarray) -> np.ndarray:
+    """ranks [..., N] (-1: not taken) -> edges kept per stratum [K, ...] (rank < sizes[k]), in one pass."""
+    n_strata = len(sizes)
+    first = np.where(ranks >= 0, np.searchsorted(sizes, ranks, side="right"), n_strata)  # first stratum holding each edge
+    groups = int(np.prod(ranks.shape[:-1]))
+    flat = first.reshape(groups, -1) + (n_strata + 1) * np.arange(groups)[:, None]
+    counts = np.bincount(flat.ravel(), minlength=groups * (n_strata + 1)).reshape(groups, n_strata + 1)
+    return np.moveaxis(counts[:, :n_strata].cumsum(-1).reshape(*ranks.shape[:-1], n_strata), -1, 0)
+
+
+def composition(strata: Strata) -> Composition:
+    """Edges kept per head, MLP, component and layer in every stratum (the last is the full graph,
+    whose edges need not have been ranked)."""
+    ranks, sizes = strata.ranks, strata.sizes
+    n_layers, n_heads, n_pos, _ = ranks.attn.shape
+    head_total = np.full(n_layers, n_pos * (n_pos + 1) // 2)
+    head_total[-1] = n_pos  # the last layer only has the root's attention node
+    node_total = np.full(n_layers, n_pos)  # MLP, residual-attention and residual-MLP edges per layer
+    node_total[-1] = 1
+    att_kept = _kept_counts(ranks.attn.reshape(n_layers, n_heads, -1), sizes)  # [K, L, H]
+    mlp_kept, ra_kept, rm_kept = (_kept_counts(r, sizes) for r in (ranks.mlp, ranks.res_attn, ranks.res_mlp))  # [K, L] each
+    att_kept[-1] = head_total[:, None]
+    mlp_kept[-1] = ra_kept[-1] = rm_kept[-1] = node_total
+    return Composition(
+        head_share=(att_kept / head_total[None, :, None]).astype(np.float32),
+        mlp_share=(mlp_kept / node_total[None, :]).astype(np.float32),
+        component_edges=np.stack([att_kept.sum((1, 2)), mlp_kept.sum(1), (ra_kept + rm_kept).sum(1)], axis=1).astype(np.int64),
+        layer_edges=(att_kept.sum(2) + mlp_kept + ra_kept + rm_kept).astype(np.int64),
+    )
 
 
 def edge_order(ranks: Ranks) -> list[tuple[int, int, int, int, int]]:

@@ -18,13 +18,6 @@ def _tv(a: torch.Tensor, b: torch.Tensor) -> float:
     return 0.5 * (a.softmax(-1) - b.softmax(-1)).abs().sum().item()
 
 
-def _batch(ranks_list, n_pos) -> RankBatch:
-    from density_nb.trace import _Root, _pad
-
-    roots = [_Root(r.attn.shape[-1] - 1, r, np.zeros(1)) for r in ranks_list]
-    return _pad(roots, n_pos)
-
-
 @pytest.mark.parametrize("root", [0, 3, -1])
 def test_full_graph_reproduces_logits(tiny, root):
     ids = token_ids(tiny)
@@ -51,7 +44,7 @@ def test_frozen_norms_differ_on_small_strata(tiny_gemma3):
     arch = Arch.of(tiny_gemma3.original_model)
     w = edge_weights(tiny_gemma3, ids)
     ranks = expand(w, len(ids) - 1)
-    batch = _batch([ranks], len(ids))
+    batch = RankBatch.stack([ranks], len(ids))
     n = torch.tensor([ranks.total_edges // 20])
     live = masked_logits(arch, ids, batch, torch.tensor([0]), n)
     frozen = masked_logits(arch, ids, batch, torch.tensor([0]), n, w.attn_inv_rms, w.mlp_inv_rms)
@@ -83,7 +76,7 @@ def test_batching_changes_nothing(tiny):
     w = edge_weights(tiny, ids)
     roots = [2, 7, len(ids) - 1]
     ranks = [expand(w, r) for r in roots]
-    batch = _batch(ranks, len(ids))
+    batch = RankBatch.stack(ranks, len(ids))
     rows, sizes = [], []
     for i, r in enumerate(ranks):
         for frac in (0.0, 0.01, 0.2, 0.9):
@@ -91,7 +84,7 @@ def test_batching_changes_nothing(tiny):
             sizes.append(int(frac * r.total_edges))
     together = masked_logits(arch, ids, batch, torch.tensor(rows), torch.tensor(sizes))
     for j, (i, n) in enumerate(zip(rows, sizes)):
-        alone = masked_logits(arch, ids[: roots[i] + 1], _batch([ranks[i]], roots[i] + 1), torch.tensor([0]), torch.tensor([n]))
+        alone = masked_logits(arch, ids[: roots[i] + 1], RankBatch.stack([ranks[i]], roots[i] + 1), torch.tensor([0]), torch.tensor([n]))
         assert (together[j] - alone[0]).abs().max() <= 1e-4
 
 
@@ -100,5 +93,5 @@ def test_empty_subgraph_gives_the_zero_state_distribution(tiny_llama):
     arch = Arch.of(tiny_llama.original_model)
     w = edge_weights(tiny_llama, ids)
     ranks = expand(w, len(ids) - 1)
-    out = masked_logits(arch, ids, _batch([ranks], len(ids)), torch.tensor([0]), torch.tensor([0]))
+    out = masked_logits(arch, ids, RankBatch.stack([ranks], len(ids)), torch.tensor([0]), torch.tensor([0]))
     assert torch.allclose(out, arch.logits(torch.zeros(1, arch.d_model)))

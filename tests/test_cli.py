@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from density_nb.cli import main
-from density_nb.corpus import load_runs
+from density_nb.run_store import load_runs
 from density_nb.result import DensityResult
 
 ENV = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "PYTHONWARNINGS": "ignore"}

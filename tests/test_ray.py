@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from density_nb import corpus
+from density_nb import ray_runner, run_store, runner
 
 from sample_corpus import LINES
 
@@ -40,7 +40,7 @@ def test_ray_killed_worker_same_results(ray_local, data, tmp_path, tiny_llama):
 
     def go():
         try:
-            corpus.run_corpus("tiny-llama", out, data=data, n_passages=N, backend="ray", workers=2, **RUN)
+            runner.run_corpus("tiny-llama", out, data=data, n_passages=N, backend="ray", workers=2, **RUN)
         except BaseException as err:  # noqa: BLE001 - reported below
             errors.append(err)
 
@@ -50,8 +50,8 @@ def test_ray_killed_worker_same_results(ray_local, data, tmp_path, tiny_llama):
     killed = False
     while thread.is_alive() and time.time() < deadline:  # kill a worker once the first passage is in
         manifest = out / "manifest.json"
-        if manifest.exists() and json.loads(manifest.read_text())["passage_ids"] and corpus._active_actors:
-            ray.kill(corpus._active_actors[0], no_restart=False)  # Ray restarts it; its tasks retry
+        if manifest.exists() and json.loads(manifest.read_text())["passage_ids"] and ray_runner._active_actors:
+            ray.kill(ray_runner._active_actors[0], no_restart=False)  # Ray restarts it; its tasks retry
             killed = True
             break
         time.sleep(0.05)
@@ -61,20 +61,20 @@ def test_ray_killed_worker_same_results(ray_local, data, tmp_path, tiny_llama):
     manifest = json.loads((out / "manifest.json").read_text())
     ids = [p for s in manifest["shards"] for p in s["passage_ids"]]
     assert len(ids) == len(set(ids)) == N  # every passage exactly once
-    summary, curves = corpus.load_runs(out)
+    summary, curves = run_store.load_runs(out)
     assert len(summary) == N and len(curves) == N * 9
     # same numbers as the local backend, bitwise
-    local = corpus.run_corpus(tiny_llama, tmp_path / "local", data=data, n_passages=N, **RUN)
+    local = runner.run_corpus(tiny_llama, tmp_path / "local", data=data, n_passages=N, **RUN)
     numeric = summary.select_dtypes("number").columns
     pd.testing.assert_frame_equal(summary[numeric], local[numeric], check_exact=True)
-    local_curves = corpus.load_runs(tmp_path / "local").curves
+    local_curves = run_store.load_runs(tmp_path / "local").curves
     for col in ("tv", "kl", "nu", "entropy", "loss"):
         np.testing.assert_array_equal(curves[col].to_numpy(), local_curves[col].to_numpy())
 
 
 def test_writer_dedups(tmp_path):
     manifest = {"format": 1, "settings": {}, "shards": [], "passage_ids": [], "next_shard": 0}
-    writer = corpus._ShardWriter(tmp_path, manifest, shard_size=1)
+    writer = run_store.ShardWriter(tmp_path, manifest, shard_size=1)
     rows = pd.DataFrame({"passage_id": [3], "x": [1.0]})
     curves = pd.DataFrame({"passage_id": [3], "stratum": [0]})
     assert writer.add(3, rows, curves) and not writer.add(3, rows, curves)

@@ -12,7 +12,7 @@ from density_nb.ablation import full_ranks, masked_logits
 from density_nb.arch import Arch
 from density_nb.examples import QUICKSTART_TEXT
 from density_nb.models import load_model
-from density_nb.trace import trace
+from density_nb.tracing import trace
 
 from conftest import token_ids
 

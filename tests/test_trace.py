@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from density_nb.result import DensityResult
-from density_nb.trace import TraceInputError, tokenize, trace, trace_many
+from density_nb.tracing import TraceInputError, tokenize, trace, trace_many
 
 from conftest import TEXT
 
@@ -44,12 +44,12 @@ def test_token_pieces_rebuild_the_text(result):
 def test_summary_and_curves(result):
     s = result.summary()
     assert len(s) == len(result.roots)
-    assert {"density", "auc_tv", "auc_kl", "s_top1", "s_top1_stable", "entropy", "next_token", "density_random"} <= set(s.columns)
+    assert {"density", "auc_tv", "auc_kl", "s_top1", "s_top1_stable", "entropy_full", "next_token", "next_text", "density_random"} <= set(s.columns)
     assert (s["s_top1"] <= s["s_top1_stable"]).all()
     assert np.allclose(s["density"], s["auc_tv"] / 5)
     c = result.curves()
     assert len(c) == len(result.roots) * len(result.grid)
-    assert {"root", "s", "s_actual", "tv", "kl", "top1", "tv_random"} <= set(c.columns)
+    assert {"position", "s", "s_actual", "tv", "kl", "top1", "tv_random"} <= set(c.columns)
 
 
 def test_parquet_round_trip_is_exact(result, tmp_path):

@@ -12,8 +12,9 @@ from density_nb import reference
 from density_nb.ablation import RankBatch, masked_logits
 from density_nb.arch import Arch
 from density_nb.importance import EdgeWeights, edge_weights
-from density_nb.stratify import edge_order, expand, make_grid
-from density_nb.trace import trace
+from density_nb.config import make_grid
+from density_nb.stratify import edge_order, expand
+from density_nb.tracing import trace
 
 from conftest import token_ids
 

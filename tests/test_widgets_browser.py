@@ -42,7 +42,7 @@ if not Path(CHROMIUM).exists():
 NOTEBOOK_SOURCE = [
     "import json\n"
     "import density_nb\n"
-    "from density_nb.trace import trace\n"
+    "from density_nb.tracing import trace\n"
     "model = density_nb.load_model('tiny-llama')\n"
     f"result = trace(model, {TEXT!r}, roots='all', grid='fast', random_baseline=True, progress=False)\n"
     "w = result.widget()\n"
@@ -273,7 +273,7 @@ def open_and_run(page, base: str, app: str = "lab") -> str:
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
     pytest.importorskip("jupyterlab", reason="jupyterlab is not installed")
-    pytest.importorskip("density_nb.trace", reason="density_nb.trace is not available")
+    pytest.importorskip("density_nb.tracing", reason="density_nb.tracing is not available")
     root = tmp_path_factory.mktemp("lab")
     write_notebook(root)
     with jupyterlab_server(root) as base:
@@ -357,7 +357,7 @@ def test_exported_html_offline(lab, browser):
 @pytest.fixture(scope="module")
 def notebook7(tmp_path_factory):
     pytest.importorskip("notebook", minversion="7", reason="Notebook 7 is not installed (pip install 'notebook>=7')")
-    pytest.importorskip("density_nb.trace", reason="density_nb.trace is not available")
+    pytest.importorskip("density_nb.tracing", reason="density_nb.tracing is not available")
     root = tmp_path_factory.mktemp("nb7")
     write_notebook(root)
     with jupyterlab_server(root, app="notebook") as base:

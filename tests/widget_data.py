@@ -125,7 +125,7 @@ def make_result(
         tv_random=tv_random,
         kl_random=kl_random,
         top1_random=top1_random,
-        top_tokens=[" " + str(rng.choice(_WORDS)) for _ in range(r_count)],
+        top_text_full=[" " + str(rng.choice(_WORDS)) for _ in range(r_count)],
         settings={"synthetic": True, "seed": seed},
     )
 

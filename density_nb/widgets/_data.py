@@ -32,7 +32,7 @@ def _bits(rows: Any) -> list[str]:
 def compact_data(result: Any) -> dict[str, Any]:
     """Everything the browser needs except head/MLP shares (see ``share_bytes``)."""
     r_count = len(result.roots)
-    top_tokens = list(result.top_tokens) if result.top_tokens else [""] * r_count
+    top_text = list(result.top_text_full) if result.top_text_full else [""] * r_count
     data: dict[str, Any] = {
         "v": DATA_VERSION,
         "model": str(result.model),
@@ -44,7 +44,7 @@ def compact_data(result: Any) -> dict[str, Any]:
         "density": sig4(result.density),
         "s_top1": sig4(result.s_top1),
         "entropy": sig4(result.entropy_full),
-        "top_token": [str(t) for t in top_tokens],
+        "top_token": [str(t) for t in top_text],
         "top_prob": sig4(result.top_prob_full),
         "total_edges": _ints(result.total_edges),
         "n_edges": _ints(result.n_edges),

@@ -1,0 +1,110 @@
+"""``TraceConfig``: the settings of a trace, one frozen object shared by ``trace``, ``trace_many``,
+corpus runs and the CLI (whose choices come from the constants here). Validated when built, so
+bad settings fail before any model work. Imports no torch."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Literal, Sequence
+
+import numpy as np
+
+from density_nb.errors import TraceInputError
+
+Weighting = Literal["l1", "ifr", "random"]
+WEIGHTINGS: tuple[Weighting, ...] = ("l1", "ifr", "random")
+Norms = Literal["live", "frozen"]
+NORMS: tuple[Norms, ...] = ("live", "frozen")
+PAPER_GRID = (
+    1e-5, 2e-5, 4e-5, 8e-5, 1e-4, 2e-4, 4e-4, 8e-4, 1e-3, 1.2e-3, 1.4e-3, 2e-3, 3e-3, 4e-3, 6e-3, 8e-3,
+    1e-2, 2e-2, 4e-2, 6e-2, 8e-2, 0.1, 0.2, 0.4, 0.6, 0.8, 1.0,
+)  # fmt: skip
+FAST_GRID = (1e-5, 4.4e-5, 1.9e-4, 8.5e-4, 3.7e-3, 1.6e-2, 7.2e-2, 0.32, 1.0)  # 10**linspace(-5, -0.5, 8), 2 digits
+GRIDS = {"fast": FAST_GRID, "paper": PAPER_GRID}
+DEFAULT_MAX_TOKENS = 256
+
+
+def make_grid(grid: str | Sequence[float] | np.ndarray) -> np.ndarray:
+    """``"paper"`` (26 sizes + full), ``"fast"`` (8 log-spaced sizes + full) or a list of sizes in
+    (0, 1]; the full graph (1.0) is always appended as the last stratum."""
+    if isinstance(grid, str):
+        if grid not in GRIDS:
+            raise TraceInputError(f"Unknown grid {grid!r}: use 'paper', 'fast' or a list of sizes in (0, 1].")
+        return np.array(GRIDS[grid], dtype=np.float64)
+    try:
+        sizes = np.asarray(grid, dtype=np.float64).ravel()
+    except (TypeError, ValueError):
+        raise TraceInputError(f"grid must be 'paper', 'fast' or a list of sizes in (0, 1], got {grid!r}.") from None
+    if sizes.size == 0:
+        raise TraceInputError("The grid is empty: give at least one size in (0, 1], e.g. [1e-3, 1e-2, 0.1].")
+    bad = sizes[~((sizes > 0) & (sizes <= 1))]
+    if bad.size:
+        raise TraceInputError(f"Grid sizes must lie in (0, 1] (a share of the graph's edges); got {bad.tolist()}.")
+    return np.unique(np.append(sizes, 1.0))
+
+
+def _choice(name: str, value: Any, choices: Sequence[Any]) -> None:
+    if value not in choices:
+        raise TraceInputError(f"{name} must be one of {', '.join(map(repr, choices))}, got {value!r}.")
+
+
+def _integer(name: str, value: Any, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise TraceInputError(f"{name} must be an integer ≥ {minimum}, got {value!r}.")
+
+
+@dataclass(frozen=True)
+class TraceConfig:
+    """How to trace. ``grid``: ``"fast"`` (8 sizes + full), ``"paper"`` (26 + full) or sizes in (0, 1];
+    ``weighting``: edge weights ``"l1"`` (the papers'), ``"ifr"`` or ``"random"``; ``norms``:
+    ``"live"`` (published) or ``"frozen"`` post-norm scales (only post-norm models differ);
+    ``random_baseline``: also evaluate random connected subgraphs of the same sizes; ``prepend_bos``:
+    None keeps the tokenizer's default, True/False forces a BOS token; ``max_tokens``: longest text
+    accepted; ``seed``: for random weights and the baseline; ``max_rows``: strata × roots × positions
+    per masked pass (memory; several roots share a pass)."""
+
+    grid: str | tuple[float, ...] = "fast"
+    weighting: Weighting = "l1"
+    norms: Norms = "live"
+    random_baseline: bool = False
+    prepend_bos: bool | None = None
+    max_tokens: int = DEFAULT_MAX_TOKENS
+    seed: int = 0
+    max_rows: int = 4096
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.grid, str):
+            object.__setattr__(self, "grid", tuple(float(g) for g in make_grid(self.grid)[:-1]) or (1.0,))
+        make_grid(self.grid)
+        _choice("weighting", self.weighting, WEIGHTINGS)
+        _choice("norms", self.norms, NORMS)
+        _choice("random_baseline", self.random_baseline, (True, False))
+        _choice("prepend_bos", self.prepend_bos, (None, True, False))
+        _integer("max_tokens", self.max_tokens, 2)
+        _integer("seed", self.seed, 0)
+        _integer("max_rows", self.max_rows, 1)
+
+    @property
+    def sizes(self) -> np.ndarray:
+        """[K] the grid's sizes, increasing, the full graph (1.0) last."""
+        return make_grid(self.grid)
+
+    def replace(self, **changes: Any) -> TraceConfig:
+        """A copy with some settings changed; an unknown name is an error that lists the known ones."""
+        known = [f.name for f in dataclasses.fields(self)]
+        unknown = sorted(set(changes) - set(known))
+        if unknown:
+            raise TraceInputError(f"Unknown trace setting(s) {', '.join(unknown)}; the settings are: {', '.join(known)}.")
+        return dataclasses.replace(self, **changes)
+
+    def settings(self) -> dict[str, Any]:
+        """The settings as plain JSON values (what results and run manifests record)."""
+        out = dataclasses.asdict(self)
+        out["grid"] = self.grid if isinstance(self.grid, str) else list(self.grid)
+        return out
+
+
+def resolve(config: TraceConfig | None, changes: dict[str, Any], default: TraceConfig | None = None) -> TraceConfig:
+    """``config`` (or ``default``, or ``TraceConfig()``) with ``changes`` applied."""
+    return (config or default or TraceConfig()).replace(**changes) if changes else (config or default or TraceConfig())

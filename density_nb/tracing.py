@@ -1,0 +1,331 @@
+"""``trace(model, text)``: the s-Trace density of every next-token prediction of a text.
+
+The pipeline, in the order this file runs it:
+tokenize → edge weights (``importance``) → strata (``stratify``) → masked passes (``ablation``)
+→ metrics (``metrics``) → ``DensityResult``.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from density_nb.ablation import RankBatch, masked_logits
+from density_nb.arch import Arch
+from density_nb.config import TraceConfig, resolve
+from density_nb.errors import TraceInputError
+from density_nb.importance import EdgeWeights, edge_weights, random_weights
+from density_nb.metrics import Metrics, distribution_metrics
+from density_nb.models import cached_model, hf_tokenizer, load_model, model_name
+from density_nb.result import DensityResult
+from density_nb.stratify import Composition, Strata, composition, stratify
+
+_TOKENIZER_LOCK = threading.Lock()
+Roots = str | int | Sequence[int]
+
+
+# ---- 0. inputs, checked before any model work -------------------------------------------------------
+def _check_text(text: Any) -> None:
+    if not isinstance(text, str):
+        raise TraceInputError(f"The text must be a string, got {type(text).__name__}.")
+    if not text.strip():
+        raise TraceInputError("The text is empty or only whitespace: give a text of at least a few words.")
+
+
+def _check_roots(roots: Any) -> None:
+    if isinstance(roots, str):
+        if roots not in ("all", "last"):
+            raise TraceInputError(f"roots must be 'all', 'last' or a list of positions, got {roots!r}.")
+        return
+    items = [roots] if isinstance(roots, (int, np.integer)) else roots
+    if isinstance(items, (bool, np.bool_)) or not isinstance(items, (Sequence, np.ndarray)):
+        raise TraceInputError(f"roots must be 'all', 'last' or a list of positions, got {roots!r}.")
+    if len(items) == 0:
+        raise TraceInputError("roots is empty: give 'all', 'last' or at least one position.")
+    bad = [r for r in items if isinstance(r, (bool, np.bool_)) or not isinstance(r, (int, np.integer))]
+    if bad:
+        raise TraceInputError(f"Root positions must be integers, got {bad[:5]}.")
+
+
+# ---- 1. tokenize ---------------------------------------------------------------------------------------
+def tokenize(bridge: Any, text: str, prepend_bos: bool | None = None) -> tuple[torch.Tensor, list[str]]:
+    """Token ids with the model's own HF tokenizer defaults, and each token's own piece of the text.
+
+    A character split over several tokens (byte-level BPE on CJK, emoji, some accents) is shown once,
+    by the first of its tokens; the others get ``""`` (a continuation), so the pieces join back to the
+    text. Special tokens (BOS) show their name.
+    ``prepend_bos``: None keeps the tokenizer's default; True/False forces a BOS token on/off.
+    """
+    tok = hf_tokenizer(bridge)
+    with _TOKENIZER_LOCK:  # a fast tokenizer is not safe to call from several threads at once
+        enc = tok(text, return_offsets_mapping=True)
+    ids, offsets = list(enc["input_ids"]), list(enc["offset_mapping"])
+    bos = tok.bos_token_id
+    has_bos = bool(ids) and bos is not None and ids[0] == bos
+    if prepend_bos is True and not has_bos:
+        if bos is None:
+            raise TraceInputError("prepend_bos=True, but this tokenizer has no BOS token.")
+        ids, offsets = [bos, *ids], [(0, 0), *offsets]
+    elif prepend_bos is False and has_bos:
+        ids, offsets = ids[1:], offsets[1:]
+    pieces, shown = [], 0  # shown: the text up to here is already in some token's piece
+    for i, (a, b) in zip(ids, offsets):
+        if b <= a:
+            pieces.append(tok.convert_ids_to_tokens(i))
+        else:
+            pieces.append(text[max(a, shown) : b] if b > shown else "")
+            shown = max(shown, b)
+    return torch.tensor(ids, dtype=torch.long), pieces
+
+
+def _positions(roots: Roots, n_tokens: int) -> list[int]:
+    """The root positions ``roots`` names in a text of ``n_tokens`` tokens, sorted and unique."""
+    if isinstance(roots, str):
+        if roots == "last":
+            return [n_tokens - 1]
+        if n_tokens < 2:
+            raise TraceInputError(
+                f"The text has {n_tokens} token(s): too short to predict anything from it. roots='all' "
+                "traces every prediction the text can check (positions 0..T-2); give a longer text, "
+                "or roots='last' to trace the prediction after the last token."
+            )
+        return list(range(n_tokens - 1))
+    positions = [int(roots)] if isinstance(roots, (int, np.integer)) else [int(r) for r in roots]
+    bad = [r for r in positions if not -n_tokens <= r < n_tokens]
+    if bad:
+        raise TraceInputError(f"Root positions {bad} are outside the text's {n_tokens} tokens (0..{n_tokens - 1}).")
+    return sorted({r % n_tokens for r in positions})
+
+
+# ---- 2. edge weights: one forward per text ------------------------------------------------------------
+@dataclass
+class RootRow:
+    """What one root's strata gave: per stratum [K] arrays, and the random baseline's when asked."""
+
+    strata: Strata
+    metrics: Metrics
+    top_token: np.ndarray  # [K] int64 each subgraph's top-1 token
+    composition: Composition
+    random: Metrics | None
+
+
+@dataclass
+class _Text:
+    """One text being traced: its tokens and roots, what the full run gives, and the per-root rows."""
+
+    text: str
+    ids: torch.Tensor  # [T]
+    pieces: list[str]
+    positions: list[int]
+    weights: EdgeWeights
+    full: torch.Tensor  # [R, V] the unmasked model's logits at the roots
+    rand: EdgeWeights | None  # random weights for the baseline
+    rows: list[RootRow] = field(default_factory=list)
+
+    def target(self, position: int) -> int | None:
+        """The actual next token after ``position``, None where the text ends."""
+        return int(self.ids[position + 1]) if position + 1 < len(self.ids) else None
+
+
+def _prepare(bridge: Any, arch: Arch, text: str, roots: Roots, config: TraceConfig) -> _Text:
+    ids, pieces = tokenize(bridge, text, config.prepend_bos)
+    n_tokens = len(ids)
+    if n_tokens == 0:
+        raise TraceInputError("The text produced no tokens: give a text of at least a few words.")
+    if n_tokens > config.max_tokens:
+        raise TraceInputError(
+            f"The text has {n_tokens} tokens, over max_tokens={config.max_tokens}. Shorten it, or raise the limit "
+            f"with trace(..., max_tokens={n_tokens}) (cost grows roughly with the cube of the length)."
+        )
+    positions = _positions(roots, n_tokens)
+    weights = edge_weights(bridge, ids, config.weighting, seed=config.seed)
+    full = arch.logits(weights.final[positions]).cpu()  # [R, V]
+    rand = random_weights(arch.n_layers, arch.n_heads, n_tokens, seed=config.seed + 1) if config.random_baseline else None
+    return _Text(text, ids, pieces, positions, weights, full, rand)
+
+
+# ---- 3. strata, and 4. masked passes: several roots share one pass --------------------------------------
+def _batches(work: list[tuple[int, int, int]], n_strata: int, max_rows: int) -> list[list[tuple[int, int, int]]]:
+    """Group (text, root index, position) items so that strata × roots × positions per masked pass
+    stays under ``max_rows`` (a single root may exceed it)."""
+    groups: list[list[tuple[int, int, int]]] = []
+    width = 0
+    for item in work:
+        w = max(width, item[2] + 1)
+        if groups and n_strata * (len(groups[-1]) + 1) * w <= max_rows:
+            groups[-1].append(item)
+            width = w
+        else:
+            groups.append([item])
+            width = item[2] + 1
+    return groups
+
+
+def _evaluate(arch: Arch, texts: list[_Text], strata: list[Strata], which: list[tuple[int, int]], frozen: bool) -> list[torch.Tensor]:
+    """Logits [K, V] of every stratum of each root (root j: root ``which[j][1]`` of text
+    ``which[j][0]``); the full graph (last) reuses the full run's logits."""
+    n_pos = max(s.position for s in strata) + 1
+
+    def padded(t: int, values: torch.Tensor, fill: float = 0) -> torch.Tensor:  # [..., T] -> [..., n_pos]
+        return F.pad(values[..., :n_pos], (0, n_pos - min(n_pos, len(texts[t].ids))), value=fill)
+
+    batch = RankBatch.stack([s.ranks for s in strata], n_pos)
+    ids = torch.stack([padded(t, texts[t].ids) for t, _ in which])  # [Rb, P]
+    row_root = torch.cat([torch.full((len(s.sizes) - 1,), i) for i, s in enumerate(strata)])  # [B]
+    n_keep = torch.from_numpy(np.concatenate([s.sizes[:-1] for s in strata]))  # [B]
+    scales: tuple[torch.Tensor | None, torch.Tensor | None] = (None, None)
+    if frozen and any(layer.post_attn_norm is not None for layer in arch.layers):
+        attn_scale, mlp_scale = (torch.stack([padded(t, getattr(texts[t].weights, name), 1.0) for t, _ in which]) for name in ("attn_inv_rms", "mlp_inv_rms"))  # [Rb, L, P] each
+        scales = (attn_scale, mlp_scale)
+    logits = masked_logits(arch, ids, batch, row_root, n_keep, *scales).cpu()  # [B, V]
+    out, start = [], 0
+    for s, (t, i) in zip(strata, which):
+        k = len(s.sizes) - 1
+        out.append(torch.cat([logits[start : start + k], texts[t].full[i][None]]))
+        start += k
+    return out
+
+
+# ---- 5. metrics ----------------------------------------------------------------------------------------
+def _row(text: _Text, i: int, strata: Strata, logits: torch.Tensor, rand_logits: torch.Tensor | None) -> RootRow:
+    target = text.target(strata.position)
+    return RootRow(
+        strata=strata,
+        metrics=distribution_metrics(text.full[i], logits, target),
+        top_token=logits.argmax(-1).numpy().astype(np.int64),
+        composition=composition(strata),
+        random=None if rand_logits is None else distribution_metrics(text.full[i], rand_logits, target),
+    )
+
+
+# ---- 6. the result ---------------------------------------------------------------------------------------
+def _result(bridge: Any, arch: Arch, text: _Text, config: TraceConfig) -> DensityResult:
+    rows, ids = text.rows, text.ids
+    logp_full = torch.log_softmax(text.full.float(), -1)  # [R, V]
+    nxt = np.array([-1 if (t := text.target(p)) is None else t for p in text.positions], dtype=np.int64)
+    loss_full = np.array([-float(logp_full[i, t]) if t >= 0 else float("nan") for i, t in enumerate(nxt)])
+    top = text.full.argmax(-1)  # [R]
+    tok = hf_tokenizer(bridge)
+
+    def per_stratum(get: Any, dtype: Any = np.float64) -> np.ndarray:
+        return np.stack([get(row) for row in rows]).astype(dtype)
+
+    def random(name: str, dtype: Any = np.float64) -> np.ndarray | None:
+        return None if text.rand is None else per_stratum(lambda row: getattr(row.random, name), dtype)
+
+    return DensityResult(
+        model=model_name(bridge),
+        text=text.text,
+        token_ids=ids.numpy().astype(np.int64),
+        tokens=text.pieces,
+        grid=config.sizes,
+        n_layers=arch.n_layers,
+        n_heads=arch.n_heads,
+        roots=np.array(text.positions, dtype=np.int64),
+        total_edges=np.array([row.strata.ranks.total_edges for row in rows], dtype=np.int64),
+        entropy_full=(-(logp_full.exp() * logp_full).sum(-1)).double().numpy(),
+        top_token_full=top.numpy().astype(np.int64),
+        top_prob_full=logp_full.exp().max(-1).values.double().numpy(),
+        loss_full=loss_full,
+        next_token=nxt,
+        n_edges=per_stratum(lambda row: row.strata.sizes, np.int64),
+        tv=per_stratum(lambda row: row.metrics.tv),
+        kl=per_stratum(lambda row: row.metrics.kl),
+        top1=per_stratum(lambda row: row.metrics.top1, bool),
+        nu=per_stratum(lambda row: row.metrics.nu),
+        entropy=per_stratum(lambda row: row.metrics.entropy),
+        loss=per_stratum(lambda row: row.metrics.loss),
+        head_share=per_stratum(lambda row: row.composition.head_share, np.float32),
+        mlp_share=per_stratum(lambda row: row.composition.mlp_share, np.float32),
+        component_edges=per_stratum(lambda row: row.composition.component_edges, np.int64),
+        layer_edges=per_stratum(lambda row: row.composition.layer_edges, np.int64),
+        top_token=per_stratum(lambda row: row.top_token, np.int64),
+        tv_random=random("tv"),
+        kl_random=random("kl"),
+        top1_random=random("top1", bool),
+        top_text_full=[tok.decode([int(t)]) for t in top],
+        settings=config.settings(),
+    )
+
+
+# ---- the public entry points --------------------------------------------------------------------------
+def trace(
+    model: Any,
+    text: str,
+    roots: Roots = "all",
+    config: TraceConfig | None = None,
+    *,
+    progress: bool = True,
+    **settings: Any,
+) -> DensityResult:
+    """Trace the computation density of each next-token prediction of ``text``.
+
+    model: a TransformerBridge from ``load_model`` (load it once, trace many texts), or anything
+    ``load_model`` accepts; a name is loaded once and kept (see ``density_nb.models.cached_model``).
+    roots: ``"all"`` (every position whose next token is in the text), ``"last"`` (the prediction
+    after the last token, as the papers do) or a list of positions.
+    config: a ``TraceConfig``; ``settings``: any of its fields to override (``grid="paper"``,
+    ``norms="frozen"``, ``random_baseline=True``, ...). Select a root's numbers with ``result.at(position)``.
+    """
+    return trace_many(model, [text], [roots], config, progress=progress, **settings)[0]
+
+
+def trace_many(
+    model: Any,
+    texts: Sequence[str],
+    roots: Roots | Sequence[Roots] = "all",
+    config: TraceConfig | None = None,
+    *,
+    progress: bool = True,
+    **settings: Any,
+) -> list[DensityResult]:
+    """``trace`` of several texts, their roots sharing masked passes: one DensityResult per text,
+    equal to ``trace`` of that text up to float rounding (batching changes summation order only).
+
+    roots: ``"all"`` or ``"last"`` for every text, or one entry per text (each as in ``trace``).
+    """
+    config = resolve(config, settings)
+    if isinstance(texts, str):
+        raise TraceInputError("trace_many takes a list of texts; for one text use trace(model, text).")
+    texts = list(texts)
+    if not texts:
+        raise TraceInputError("texts is empty: give at least one text.")
+    per_text: list[Roots] = [roots] * len(texts) if isinstance(roots, str) else list(roots)  # type: ignore[arg-type]
+    if len(per_text) != len(texts):
+        raise TraceInputError(f"roots has {len(per_text)} entries for {len(texts)} texts: give one per text, or 'all' / 'last'.")
+    for index, (text, text_roots) in enumerate(zip(texts, per_text)):
+        try:
+            _check_text(text)
+            _check_roots(text_roots)
+        except TraceInputError as err:
+            raise (TraceInputError(f"Text {index}: {err}") if len(texts) > 1 else err) from None
+    bridge = cached_model(model) if isinstance(model, str) else load_model(model)
+    arch = Arch.of(bridge.original_model)
+    prepared = []
+    for index, (text, text_roots) in enumerate(zip(texts, per_text)):
+        try:
+            prepared.append(_prepare(bridge, arch, text, text_roots, config))
+        except TraceInputError as err:
+            raise (TraceInputError(f"Text {index}: {err}") if len(texts) > 1 else err) from None
+    grid = config.sizes
+    frozen = config.norms == "frozen"
+    work = [(t, i, p) for t, text in enumerate(prepared) for i, p in enumerate(text.positions)]
+    with tqdm(total=len(work), desc="trace", unit="root", disable=not progress) as bar:
+        for group in _batches(work, len(grid), config.max_rows):
+            which = [(t, i) for t, i, _ in group]
+            strata = [stratify(prepared[t].weights, p, grid, arch.n_layers, arch.n_heads) for t, _, p in group]
+            logits = _evaluate(arch, prepared, strata, which, frozen)
+            rand_logits: list[torch.Tensor | None] = [None] * len(group)
+            if config.random_baseline:
+                rand_strata = [stratify(prepared[t].rand, p, grid, arch.n_layers, arch.n_heads) for t, _, p in group]  # type: ignore[arg-type]
+                rand_logits = list(_evaluate(arch, prepared, rand_strata, which, frozen))
+            for (t, i), s, lg, rl in zip(which, strata, logits, rand_logits):
+                prepared[t].rows.append(_row(prepared[t], i, s, lg, rl))
+            bar.update(len(group))
+    return [_result(bridge, arch, text, config) for text in prepared]
