@@ -132,10 +132,20 @@ def _paragraphs(lines: Iterable[str]) -> list[tuple[int, str]]:
     return out
 
 
+def _not_utf8(path: str | os.PathLike[str], err: UnicodeDecodeError) -> DataError:
+    return DataError(
+        f"{str(path)!r} is not UTF-8 text (byte {err.object[err.start]:#04x} at offset {err.start}). "
+        "Save it as UTF-8 (e.g. iconv -f latin1 -t utf-8 in > out) and give that file instead."
+    )
+
+
 @functools.lru_cache(maxsize=8)
 def _file_paragraphs(path: str, mtime: float, size: int) -> tuple[tuple[int, str], ...]:
-    with open(path, encoding="utf-8") as f:
-        return tuple(_paragraphs(f.read().split("\n")))
+    try:
+        with open(path, encoding="utf-8") as f:
+            return tuple(_paragraphs(f.read().split("\n")))
+    except UnicodeDecodeError as err:
+        raise _not_utf8(path, err) from None
 
 
 def _hf_lines(split: str) -> list[str]:
@@ -164,6 +174,21 @@ def prompt_table(data: str | os.PathLike[str] | None) -> Path | None:
     return path if "\t" in first else None  # WikiText lines have no tabs; the published prompt files do
 
 
+def _read_table(path: Path) -> pd.DataFrame:
+    """The raw prompt table (see ``read_prompts``), before its columns are checked."""
+    if path.suffix.lower() == ".parquet":
+        return pd.read_parquet(path)
+    sep = "," if path.suffix.lower() == ".csv" else "\t"
+    read = functools.partial(pd.read_csv, path, sep=sep, dtype=str, keep_default_na=False, quoting=csv.QUOTE_NONE if sep == "\t" else csv.QUOTE_MINIMAL)
+    df = read()
+    if "prompt" not in df.columns and sep == "\t":  # the published format: no header
+        raw = read(header=None)
+        if raw.shape[1] < 4:
+            raise DataError(f"{str(path)!r}: a header-less TSV needs at least 4 columns (prompt, last word, POS, next word); found {raw.shape[1]}.")
+        df = pd.DataFrame({"prompt": raw[0], "next_word": raw[3]})
+    return df
+
+
 def read_prompts(path: str | os.PathLike[str]) -> pd.DataFrame:
     """Prompts from a table: ``passage_id``, ``prompt``, ``next_word``, ``text`` (= prompt + next word).
 
@@ -172,17 +197,16 @@ def read_prompts(path: str | os.PathLike[str]) -> pd.DataFrame:
     last word, its POS, next word, its POS, " next word").
     """
     path = Path(path)
-    if path.suffix.lower() == ".parquet":
-        df = pd.read_parquet(path)
-    else:
-        sep = "," if path.suffix.lower() == ".csv" else "\t"
-        read = functools.partial(pd.read_csv, path, sep=sep, dtype=str, keep_default_na=False, quoting=csv.QUOTE_NONE if sep == "\t" else csv.QUOTE_MINIMAL)
-        df = read()
-        if "prompt" not in df.columns and sep == "\t":  # the published format: no header
-            raw = read(header=None)
-            if raw.shape[1] < 4:
-                raise DataError(f"{str(path)!r}: a header-less TSV needs at least 4 columns (prompt, last word, POS, next word); found {raw.shape[1]}.")
-            df = pd.DataFrame({"prompt": raw[0], "next_word": raw[3]})
+    if not path.is_file():
+        raise DataError(f"Prompt table {str(path)!r} does not exist: give a CSV, TSV or parquet file with columns prompt and next_word.")
+    try:
+        df = _read_table(path)
+    except UnicodeDecodeError as err:
+        raise _not_utf8(path, err) from None
+    except DataError:
+        raise
+    except (ValueError, OSError) as err:  # pandas' and pyarrow's parse errors
+        raise DataError(f"{str(path)!r} could not be read as a prompt table ({err}); give a CSV, TSV or parquet file with columns prompt and next_word.") from None
     missing = [c for c in ("prompt", "next_word") if c not in df.columns]
     if missing:
         raise DataError(f"{str(path)!r} has no column {' or '.join(map(repr, missing))}: give a table with columns prompt and next_word (passage_id optional).")

@@ -18,6 +18,13 @@ import torch
 import torch.nn.functional as F
 
 ROW_BUCKET = 32
+ONEDNN_OPS = ("_reorder_linear_weight", "_linear_pointwise")  # private ops: a torch release may drop them
+
+
+def onednn_available() -> bool:
+    """Whether this torch has oneDNN and the private ops the packed GEMM uses (checked at run time,
+    so a torch without them falls back to ``F.linear`` instead of failing)."""
+    return torch.backends.mkldnn.is_available() and all(hasattr(torch.ops.mkldnn, op) for op in ONEDNN_OPS)
 
 
 def packing_enabled(weight: torch.Tensor) -> bool:
@@ -26,8 +33,7 @@ def packing_enabled(weight: torch.Tensor) -> bool:
         weight.device.type == "cpu"
         and weight.dtype == torch.float32
         and os.environ.get("DENSITY_NB_ONEDNN", "1") != "0"
-        and torch.backends.mkldnn.is_available()
-        and hasattr(torch.ops.mkldnn, "_linear_pointwise")
+        and onednn_available()
     )
 
 

@@ -170,6 +170,15 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def _read_shard(path: Path) -> pd.DataFrame:
+    try:
+        return pd.read_parquet(path)
+    except (OSError, ValueError) as err:  # missing, truncated or not parquet (pyarrow's errors are both)
+        raise CorpusError(
+            f"Shard {str(path)!r} of this run cannot be read ({err}): the run is damaged. Move its folder aside and run it again."
+        ) from None
+
+
 def load_runs(out_dir: str | os.PathLike[str]) -> CorpusRun:
     """Read a corpus run directory: ``CorpusRun(summary, curves, manifest)`` (unpacks as a pair).
 
@@ -180,8 +189,8 @@ def load_runs(out_dir: str | os.PathLike[str]) -> CorpusRun:
     manifest = read_manifest(out)
     if manifest is None:
         raise CorpusError(f"{str(out)!r} holds no corpus run (no {MANIFEST}); run `run_corpus` or `density-nb corpus` first.")
-    summaries = [pd.read_parquet(out / shard["summary"]) for shard in manifest["shards"]]
-    curves = [pd.read_parquet(out / shard["curves"]) for shard in manifest["shards"]]
+    summaries = [_read_shard(out / shard["summary"]) for shard in manifest["shards"]]
+    curves = [_read_shard(out / shard["curves"]) for shard in manifest["shards"]]
     if not summaries:
         return CorpusRun(pd.DataFrame(), pd.DataFrame(), manifest)
     summary = pd.concat(summaries, ignore_index=True).drop_duplicates("passage_id", keep="first")

@@ -1,20 +1,12 @@
-"""Central test helpers: session-scoped models and a sample of texts."""
+"""Session-scoped model fixtures; plain helpers live in ``helpers.py``."""
 
 from __future__ import annotations
 
 import importlib.util
 
 import pytest
-import torch
 
-from density_nb.models import hf_tokenizer, load_model
-
-TEXT = "Paris is the capital of France, and Berlin is the capital of Germany. The river runs"
-
-
-def token_ids(bridge, text: str = TEXT) -> torch.Tensor:
-    """The model's own tokenization (HF defaults) as a [T] tensor."""
-    return torch.tensor(hf_tokenizer(bridge)(text)["input_ids"])
+from density_nb.models import load_model
 
 
 @pytest.fixture(scope="session")

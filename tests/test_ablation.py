@@ -11,7 +11,7 @@ from density_nb.arch import Arch
 from density_nb.importance import edge_weights
 from density_nb.stratify import expand
 
-from conftest import token_ids
+from helpers import token_ids
 
 
 def _tv(a: torch.Tensor, b: torch.Tensor) -> float:

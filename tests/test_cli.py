@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -122,3 +123,38 @@ def test_corpus_and_resume(tmp_path, capsys):
     assert proc.returncode == 0, proc.stderr
     assert len(load_runs(out).summary) == 2
     assert_clean_error(run_main(capsys, *[a if a != "6" else "5" for a in base], "--resume"), "words: recorded 6, now 5")
+
+
+def test_lab_passes_its_arguments_on(monkeypatch, capsys):
+    calls = []
+    monkeypatch.setattr("density_nb.cli.subprocess.call", lambda cmd: calls.append(cmd) or 0)
+    for args in (["lab", "--no-browser", "--port", "8899"], ["lab", "--", "--no-browser", "--port", "8899"]):
+        proc = run_main(capsys, *args)
+        assert proc.returncode == 0, proc.stderr
+        assert calls[-1][1:3] == ["-m", "jupyterlab"] and calls[-1][-3:] == ["--no-browser", "--port", "8899"]
+    assert_clean_error(run_main(capsys, "models", "--no-browser"), "unrecognized arguments: --no-browser")
+
+
+def test_an_internal_bug_shows_its_traceback(monkeypatch):
+    def broken(*args, **kwargs):
+        raise ValueError("an internal bug, not a usage error")
+
+    monkeypatch.setattr("density_nb.tracing.trace", broken)
+    with pytest.raises(ValueError, match="internal bug"):
+        main(["trace", "abc def", "--model", "tiny-llama", "--quiet"])
+
+
+def test_resume_of_a_run_from_other_versions(tmp_path, capsys):
+    data = tmp_path / "data"
+    (data / "wikitext-2").mkdir(parents=True)
+    (data / "wikitext-2" / "test.txt").write_text(" The small boat drifted past the old mill , and the miller waved . \n")
+    out = tmp_path / "run"
+    base = ["corpus", "--data", str(data), "--words", "6", "--model", "tiny-llama", "--grid", "fast", "--out", str(out), "--quiet"]
+    assert run_main(capsys, *base, "--passages", "1").returncode == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert set(manifest["versions"]) == {"density_nb", "torch", "transformers"}
+    manifest["versions"]["torch"] = "1.0.0"
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    assert_clean_error(run_main(capsys, *base, "--resume"), "torch: recorded 1.0.0", "--force")
+    with pytest.warns(UserWarning, match="other versions"):
+        assert run_main(capsys, *base, "--resume", "--force").returncode == 0

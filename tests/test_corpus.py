@@ -12,7 +12,7 @@ from density_nb import data as corpus_data
 from density_nb import run_store, runner
 from density_nb.data import DataError, detokenize, find_data, passages, token_frequency, unigram_counts
 
-from sample_corpus import LINES as SAMPLE_LINES
+from helpers import SAMPLE_LINES
 
 NO_DATA = (
     "No WikiText-2 data: set DENSITY_NB_DATA to a folder with wikitext-2/{test,valid}.txt, put ../shared/data "

@@ -8,7 +8,7 @@ import torch
 
 from density_nb.importance import cached_layers, edge_weights, in_edge_sums
 
-from conftest import token_ids
+from helpers import token_ids
 
 
 def _real_states(bridge, ids):

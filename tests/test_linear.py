@@ -54,3 +54,13 @@ def test_arch_is_built_once_and_rebuilt_after_an_edit(tiny_llama):
             weight.div_(2)
     assert Arch.of(model) is not fresh
     Arch.forget(model)
+
+
+def test_falls_back_where_torch_lacks_the_private_ops(monkeypatch):
+    """A torch without oneDNN's private linear ops (a future release) runs F.linear, same numbers."""
+    monkeypatch.setattr("density_nb.linear.ONEDNN_OPS", ("_no_such_op_in_any_torch",))
+    gen = torch.Generator().manual_seed(0)
+    w, b, x = torch.randn(24, 40, generator=gen), torch.randn(24, generator=gen), torch.randn(5, 40, generator=gen)
+    lin = Linear(w, biases=(b,))
+    assert not lin.packed
+    assert torch.equal(lin(x), F.linear(x, w, b))

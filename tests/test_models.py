@@ -10,7 +10,7 @@ import torch
 
 from density_nb.models import BUILTIN_MODELS, ModelError, _converted_dir, load_model, prepare
 
-from conftest import token_ids
+from helpers import token_ids
 
 
 def test_tiny_models_exercise_gqa_rope_and_post_norms(tiny_llama, tiny_gemma3):

@@ -12,7 +12,7 @@ import pytest
 
 from density_nb import ray_runner, run_store, runner
 
-from sample_corpus import LINES
+from helpers import SAMPLE_LINES as LINES
 
 ray = pytest.importorskip("ray", reason="Ray is not installed: pip install 'density_nb[ray]' (or pip install ray)")
 

@@ -14,7 +14,7 @@ from density_nb.examples import QUICKSTART_TEXT
 from density_nb.models import load_model
 from density_nb.tracing import trace
 
-from conftest import token_ids
+from helpers import token_ids
 
 pytestmark = pytest.mark.real
 

@@ -8,7 +8,7 @@ import pytest
 from density_nb.result import DensityResult
 from density_nb.tracing import TraceInputError, tokenize, trace, trace_many
 
-from conftest import TEXT
+from helpers import TEXT
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ from density_nb.config import make_grid
 from density_nb.stratify import edge_order, expand
 from density_nb.tracing import trace
 
-from conftest import token_ids
+from helpers import token_ids
 
 WORDS = "the a river city ran quickly north of seven blue houses and then it was over again under light".split()
 
@@ -101,7 +101,7 @@ def test_random_subsets_match_reference(tiny, words, fraction, seed):
 def test_trace_curves_match_reference(tiny, norms):
     ids = token_ids(tiny)
     grid = make_grid("paper")
-    from conftest import TEXT
+    from helpers import TEXT
 
     result = trace(tiny, TEXT, roots=[4, len(ids) - 1], grid="paper", norms=norms, progress=False)
     assert result.token_ids.tolist() == ids.tolist()

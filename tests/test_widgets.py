@@ -13,7 +13,7 @@ import traitlets
 
 from density_nb.widgets import DensityExplorer, HeadGrid, SubgraphSlider, TokenStrip, link
 from density_nb.widgets._data import decode_shares, sig4
-from widget_data import EVIL_TOKENS, make_result, smollm2_sized
+from helpers import EVIL_TOKENS, make_result, smollm2_sized
 
 WIDGET_DIR = Path(__file__).resolve().parents[1] / "density_nb" / "widgets"
 

@@ -387,7 +387,7 @@ def test_notebook7_explorer(notebook7, browser):
 def test_single_views_standalone(cls_name, browser, tmp_path):
     """Each view alone, exported and opened from disk (synthetic data with hostile token text)."""
     import density_nb.widgets as W
-    from widget_data import EVIL_TOKENS, make_result
+    from helpers import EVIL_TOKENS, make_result
 
     res = make_result(tokens=EVIL_TOKENS + ["\n", " tail"], n_strata=7, n_layers=3, n_heads=2)
     widget = getattr(W, cls_name)(res)

@@ -36,8 +36,11 @@ const fmtS = (s) => {
   return `${m}e${Number(e)}`;
 };
 const fmtInt = (n) => (Number.isFinite(n) ? Math.round(n).toLocaleString("en-US") : "–");
+// A token whose text is "" continues a character split over several tokens (the first shows it).
+const CONTINUATION = "◌";
 // Visible whitespace: "·" for spaces, "→" for tabs, "↵" for newlines (the line break follows the token).
 function showText(s) {
+  if (s === "") return `${CONTINUATION} (rest of the character before)`;
   return String(s).replace(/ /g, "·").replace(/\t/g, "→").replace(/\r?\n/g, "↵")
     .replace(/[\u0000-\u001f\u007f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, "0")}`);
 }
@@ -136,7 +139,10 @@ function makeStrip(ctx) {
     const span = h("span", "dnb-tok");
     span.dataset.pos = String(i);
     const text = tokens[i];
-    if (!text.length) span.appendChild(h("span", "dnb-ws", "∅"));
+    if (!text.length) {
+      span.classList.add("dnb-cont");
+      span.appendChild(h("span", "dnb-ws", CONTINUATION));
+    }
     for (const part of text.split(/(\s)/)) {
       if (!part) continue;
       if (part === " ") span.appendChild(h("span", "dnb-ws", "·"));

@@ -1,13 +1,39 @@
-"""Synthetic but plausible ``DensityResult`` objects for widget tests (no model, no torch)."""
+"""Central test helpers (import them: ``from helpers import ...``): a sample text and its token ids,
+a tiny WikiText-style corpus, and synthetic ``DensityResult`` objects for widget tests."""
 
 from __future__ import annotations
 
 import re
 
 import numpy as np
+import torch
 
+from density_nb.models import hf_tokenizer
 from density_nb.result import DensityResult
 
+TEXT = "Paris is the capital of France, and Berlin is the capital of Germany. The river runs"
+
+
+def token_ids(bridge, text: str = TEXT) -> torch.Tensor:
+    """The model's own tokenization (HF defaults) as a [T] tensor."""
+    return torch.tensor(hf_tokenizer(bridge)(text)["input_ids"])
+
+
+# A tiny WikiText-style corpus (tokenized, with a heading) written for the corpus and Ray tests.
+SAMPLE_LINES = [
+    " = Notes = ",
+    " The small boat drifted past the old mill , and the miller waved . ",
+    " Rain fell on the city for three days , and the river rose slowly . ",
+    " She opened the letter , read it twice , and put it in the drawer . ",
+    " The train to the coast left at noon , half empty as usual . ",
+    " A cat slept in the window while the radio played old songs . ",
+    " The old map showed a road that no longer ran through the hills . ",
+    " Two boys sold lemonade on the corner until the sun went down . ",
+    " The museum opened a new wing for paintings from the north . ",
+]
+
+
+# ---- synthetic but plausible results for widget tests (no model, no torch needed by them) ----------
 EVIL_TOKENS = ["Say", " <img src=x onerror=alert(1)>", " and", " </script>", "<script>alert(2)</script>", " &amp;", "\n", "\tdone", "."]
 EVIL_TEXT = 'Say <img src=x onerror=alert(1)> and </script><script>alert(2)</script> & "quotes"\n\tdone.'
 
