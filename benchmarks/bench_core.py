@@ -19,9 +19,9 @@ import numpy as np
 import torch
 
 from density_nb import reference
+from density_nb.config import PAPER_GRID
 from density_nb.examples import QUICKSTART_TEXT
 from density_nb.models import load_model
-from density_nb.config import PAPER_GRID
 from density_nb.tracing import _stratify, tokenize, trace
 
 
@@ -40,7 +40,7 @@ def passage(words: int = 40) -> str:
         from density_nb.data import passages
 
         return str(passages(n=1, words=words)["prompt"].iloc[0])
-    except Exception:  # noqa: BLE001 - the benchmark still runs without the corpus
+    except Exception:
         return " ".join((QUICKSTART_TEXT + " " + QUICKSTART_TEXT).split()[:words])
 
 
@@ -58,8 +58,8 @@ def matmul_gflops() -> float:
 def masked_flops(model, text: str) -> float:
     """FLOPs of the linear layers the packed masked passes actually run (active rows only)."""
     from density_nb.arch import Arch
-    from density_nb.importance import edge_weights
     from density_nb.config import make_grid
+    from density_nb.importance import edge_weights
 
     arch = Arch.of(model.original_model)
     ids, _ = tokenize(model, text)
@@ -89,7 +89,9 @@ def main() -> None:
     t_fast, _ = timed(lambda: trace(model, text, roots="last", grid="paper", progress=False), repeat=3)
     gemm = matmul_gflops()
     flops = masked_flops(model, text)
-    print(f"   fast path        {t_fast:8.2f} s   (masked-pass linear work {flops / 1e9:.1f} GFLOP -> {flops / 1e9 / t_fast:.0f} GFLOP/s end to end; one large GEMM {gemm:.0f} GFLOP/s)")
+    print(
+        f"   fast path        {t_fast:8.2f} s   (masked-pass linear work {flops / 1e9:.1f} GFLOP -> {flops / 1e9 / t_fast:.0f} GFLOP/s end to end; one large GEMM {gemm:.0f} GFLOP/s)"
+    )
     if not args.quick:
         t_ref, _ = timed(lambda: reference.trace_root(model, ids.tolist(), len(ids) - 1, list(PAPER_GRID)))
         print(f"   reference.py     {t_ref:8.2f} s")
@@ -100,13 +102,17 @@ def main() -> None:
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     t_all, res = timed(lambda: trace(model, text40, roots="all", grid="fast", progress=False))
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(f"   {len(res.roots)} roots in {t_all:.2f} s (target <= 15 s); peak RSS {peak / 1024:.0f} MiB (+{(peak - before) / 1024:.0f} MiB in this step)")
+    print(
+        f"   {len(res.roots)} roots in {t_all:.2f} s (target <= 15 s); peak RSS {peak / 1024:.0f} MiB (+{(peak - before) / 1024:.0f} MiB in this step)"
+    )
 
     print("\n3. Cost growth with text length (last root, paper grid)")
     lengths, times = [10, 20, 40, 80], []
     long_ids = tokenize(model, passage(120))[0]
     for n in lengths:
-        t_n, _ = timed(lambda n=n: trace(model, model.density_nb_tokenizer.decode(long_ids[:n]), roots="last", grid="paper", progress=False), repeat=2)
+        t_n, _ = timed(
+            lambda n=n: trace(model, model.density_nb_tokenizer.decode(long_ids[:n]), roots="last", grid="paper", progress=False), repeat=2
+        )
         times.append(t_n)
         print(f"   T = {n:3d}: {t_n:6.2f} s")
     slope = np.polyfit(np.log(lengths), np.log(times), 1)[0]

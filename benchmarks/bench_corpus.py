@@ -25,8 +25,8 @@ import torch
 
 from density_nb import reference
 from density_nb.data import passages
-from density_nb.runner import run_corpus, trace_passage, trace_passages
 from density_nb.models import load_model
+from density_nb.runner import run_corpus, trace_passage, trace_passages
 from density_nb.tracing import tokenize
 
 MODEL = "smollm2-135m"
@@ -54,17 +54,37 @@ def main() -> None:
     try:
         # warm-up (numba JIT; oneDNN kernels for the row counts of one passage and of a batch of 4), not timed
         for batch in (1, 4):
-            trace_passages(bridge, [(int(r.passage_id), r.prompt, r.next_word) for r in df.iloc[:batch].itertuples()], words=args.words, grid="paper")
+            trace_passages(
+                bridge, [(int(r.passage_id), r.prompt, r.next_word) for r in df.iloc[:batch].itertuples()], words=args.words, grid="paper"
+            )
         n_tokens = [len(tokenize(bridge, p + " " + w)[0]) for p, w in zip(df.prompt, df.next_word)]
-        print(f"{len(df)} passages of {args.words} words: {min(n_tokens)}-{max(n_tokens)} tokens (mean {sum(n_tokens) / len(n_tokens):.0f})")
+        print(
+            f"{len(df)} passages of {args.words} words: {min(n_tokens)}-{max(n_tokens)} tokens (mean {sum(n_tokens) / len(n_tokens):.0f})"
+        )
 
         # fast path through run_corpus (shards, manifest and all); everything is warm by now
         n_threads = torch.get_num_threads()
-        configs = [(1, n_threads, 1), (1, n_threads, 4), (2, max(1, n_threads // 2), 1)]  # (workers, torch threads, batch); the last is the default
+        configs = [
+            (1, n_threads, 1),
+            (1, n_threads, 4),
+            (2, max(1, n_threads // 2), 1),
+        ]  # (workers, torch threads, batch); the last is the default
         for workers, threads, batch in configs:
             t0 = time.perf_counter()
-            run_corpus(bridge, tmp / f"local{workers}-{threads}-{batch}", n_passages=args.passages, words=args.words, grid="paper", progress=False, workers=workers, threads=threads, batch=batch)
-            rows.append((f"run_corpus local, {workers} worker(s) x {threads} thread(s), batch {batch}", args.passages, time.perf_counter() - t0))
+            run_corpus(
+                bridge,
+                tmp / f"local{workers}-{threads}-{batch}",
+                n_passages=args.passages,
+                words=args.words,
+                grid="paper",
+                progress=False,
+                workers=workers,
+                threads=threads,
+                batch=batch,
+            )
+            rows.append(
+                (f"run_corpus local, {workers} worker(s) x {threads} thread(s), batch {batch}", args.passages, time.perf_counter() - t0)
+            )
 
         # reference (torch's default threads): one float64 forward + networkx stratification + one masked pass per stratum
         t0 = time.perf_counter()
@@ -78,8 +98,20 @@ def main() -> None:
         # the machine's speed drifts: the default configuration again, after the reference
         workers, threads, batch = configs[-1]
         t0 = time.perf_counter()
-        run_corpus(bridge, tmp / "local-default-again", n_passages=args.passages, words=args.words, grid="paper", progress=False, workers=workers, threads=threads, batch=batch)
-        rows.append((f"run_corpus local, {workers} worker(s) x {threads} thread(s), batch {batch}, again", args.passages, time.perf_counter() - t0))
+        run_corpus(
+            bridge,
+            tmp / "local-default-again",
+            n_passages=args.passages,
+            words=args.words,
+            grid="paper",
+            progress=False,
+            workers=workers,
+            threads=threads,
+            batch=batch,
+        )
+        rows.append(
+            (f"run_corpus local, {workers} worker(s) x {threads} thread(s), batch {batch}, again", args.passages, time.perf_counter() - t0)
+        )
 
         if not args.no_ray:
             try:
@@ -91,8 +123,24 @@ def main() -> None:
                     ray.init(num_cpus=max(workers, 2), include_dashboard=False, object_store_memory=100 * 1024**2, log_to_driver=False)
                     try:
                         t0 = time.perf_counter()
-                        run_corpus(MODEL, tmp / f"ray{workers}-{threads}", n_passages=args.passages, words=args.words, grid="paper", backend="ray", workers=workers, threads=threads, progress=False)
-                        rows.append((f"run_corpus ray, {workers} worker(s) x {threads} thread(s), incl. start", args.passages, time.perf_counter() - t0))
+                        run_corpus(
+                            MODEL,
+                            tmp / f"ray{workers}-{threads}",
+                            n_passages=args.passages,
+                            words=args.words,
+                            grid="paper",
+                            backend="ray",
+                            workers=workers,
+                            threads=threads,
+                            progress=False,
+                        )
+                        rows.append(
+                            (
+                                f"run_corpus ray, {workers} worker(s) x {threads} thread(s), incl. start",
+                                args.passages,
+                                time.perf_counter() - t0,
+                            )
+                        )
                     finally:
                         ray.shutdown()
 
@@ -109,7 +157,7 @@ def main() -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
     print(f"\nload average at end: {load()}")
-    ref_name, ref_n, ref_s = next(r for r in rows if r[0].startswith("reference"))
+    _ref_name, ref_n, ref_s = next(r for r in rows if r[0].startswith("reference"))
     ref_per = ref_s / ref_n
     print(f"{'run':<64} {'passages':>8} {'s':>8} {'s/passage':>10} {'passages/min':>13} {'x reference':>12}")
     for name, n, secs in rows:
@@ -117,7 +165,9 @@ def main() -> None:
         print(f"{name:<64} {n:>8} {secs:>8.1f} {per:>10.2f} {60 / per:>13.1f} {ref_per / per:>12.1f}")
     default = [secs / n for name, n, secs in rows if name.startswith("run_corpus local, 2 worker")]
     if len(default) == 2:
-        print(f"\ndefault configuration, runs before and after the reference: {ref_per / (sum(default) / 2):.1f}x the reference (target >= 20x)")
+        print(
+            f"\ndefault configuration, runs before and after the reference: {ref_per / (sum(default) / 2):.1f}x the reference (target >= 20x)"
+        )
 
 
 if __name__ == "__main__":

@@ -43,11 +43,13 @@ def main() -> None:
         for rows in (32, 128, 512, 2048):
             x = torch.randn(rows, n_in)
             flop = 2 * rows * n_in * n_out
-            t_mkl = best_of(lambda: F.linear(x, weight))
-            t_packed = best_of(lambda: packed(x))
+            t_mkl = best_of(lambda x=x, weight=weight: F.linear(x, weight))
+            t_packed = best_of(lambda x=x, packed=packed: packed(x))
             ref = F.linear(x.double(), weight.double())
             err = (packed(x).double() - ref).abs().max() / ref.abs().max()
-            print(f"{name:8s} {rows:5d} {flop / t_mkl / 1e9:6.0f} GF/s {flop / t_packed / 1e9:6.0f} GF/s {t_mkl / t_packed:5.2f}x  {err:.1e}")
+            print(
+                f"{name:8s} {rows:5d} {flop / t_mkl / 1e9:6.0f} GF/s {flop / t_packed / 1e9:6.0f} GF/s {t_mkl / t_packed:5.2f}x  {err:.1e}"
+            )
     weight = torch.randn(2 * I, D)
     packed = Linear(weight)
     x = torch.randn(2048, D)
@@ -57,8 +59,10 @@ def main() -> None:
             start = time.perf_counter()
             torch.ops.mkldnn._linear_pointwise(x[:rows], packed._packed, None, "none", [], "")
             times.append(time.perf_counter() - start)
-    print(f"\ngate+up, unpadded: a new row count costs {1e3 * (sum(fresh) / len(fresh) - sum(seen) / len(seen)):.1f} ms more than a seen one "
-          f"(Linear pads rows to a multiple of {ROW_BUCKET})")
+    print(
+        f"\ngate+up, unpadded: a new row count costs {1e3 * (sum(fresh) / len(fresh) - sum(seen) / len(seen)):.1f} ms more than a seen one "
+        f"(Linear pads rows to a multiple of {ROW_BUCKET})"
+    )
 
 
 if __name__ == "__main__":

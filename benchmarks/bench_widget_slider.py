@@ -79,9 +79,9 @@ def main() -> None:
     args = ap.parse_args()
 
     from playwright.sync_api import sync_playwright
+    from widget_data import smollm2_sized
 
     from density_nb.widgets import DensityExplorer
-    from widget_data import smollm2_sized
 
     widget = DensityExplorer(smollm2_sized())
     out = args.html or Path(tempfile.mkdtemp()) / "bench_explorer.html"
@@ -98,8 +98,10 @@ def main() -> None:
 
     def line(name: str, xs: list[float]) -> str:
         xs = sorted(xs)
-        return (f"{name:<28} mean {statistics.fmean(xs):6.2f} ms/move   median {statistics.median(xs):6.2f}   "
-                f"p95 {xs[int(0.95 * (len(xs) - 1))]:6.2f}   max {xs[-1]:6.2f}")
+        return (
+            f"{name:<28} mean {statistics.fmean(xs):6.2f} ms/move   median {statistics.median(xs):6.2f}   "
+            f"p95 {xs[int(0.95 * (len(xs) - 1))]:6.2f}   max {xs[-1]:6.2f}"
+        )
 
     print(f"page ready after {load_ms:.0f} ms; {res['cells']} grid cells, {res['K']} strata, {args.moves} moves")
     print(line("input → redraw (sync JS)", res["sync"]))

@@ -1,9 +1,9 @@
 """density_nb: computation density (s-Trace) of transformer language models.
 
-    from density_nb import load_model, trace
-    model = load_model("smollm2-135m")
-    result = trace(model, "Some text to trace")
-    result.summary(); result.at(3); result.widget()
+from density_nb import load_model, trace
+model = load_model("smollm2-135m")
+result = trace(model, "Some text to trace")
+result.summary(); result.at(3); result.widget()
 """
 
 from __future__ import annotations

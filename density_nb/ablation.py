@@ -15,8 +15,8 @@ values only where the state is non-zero, and logits only at each row's root.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -144,4 +144,3 @@ def masked_logits(
         active = keep_rm | keep_mlp
     final = x[torch.arange(n_rows, device=dev), root_pos]  # [B, d]
     return arch.logits(final)
-

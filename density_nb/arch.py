@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import threading
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -50,7 +51,7 @@ class Arch:
     """Weights and layer math of an HF causal LM: views of its parameters, plus the packed GEMM
     weights of ``Linear`` on CPU. Build it with ``Arch.of(model)``, which packs once per model."""
 
-    _by_model: weakref.WeakKeyDictionary[Any, tuple[tuple[Any, ...], Arch]] = weakref.WeakKeyDictionary()
+    _by_model: ClassVar[weakref.WeakKeyDictionary[Any, tuple[tuple[Any, ...], Arch]]] = weakref.WeakKeyDictionary()
     _building = threading.Lock()  # corpus worker threads share a model: pack it once
 
     @classmethod

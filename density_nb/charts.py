@@ -13,7 +13,8 @@ only numpy/pandas, so the notebooks run without scipy.
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import altair as alt
 import numpy as np
@@ -64,7 +65,7 @@ def spearman(x: Sequence[float], y: Sequence[float], n_boot: int = 2000, seed: i
         idx = rng.integers(0, n, n)
         boots.append(_pearson(_rank(x[idx]), _rank(y[idx])))
     boots_arr = np.array([b for b in boots if np.isfinite(b)])
-    lo, hi = (np.quantile(boots_arr, [(1 - ci) / 2, 1 - (1 - ci) / 2]) if len(boots_arr) else (float("nan"),) * 2)
+    lo, hi = np.quantile(boots_arr, [(1 - ci) / 2, 1 - (1 - ci) / 2]) if len(boots_arr) else (float("nan"),) * 2
     return {"rho": rho, "lo": float(lo), "hi": float(hi), "p": _p_from_rho(rho, n), "n": n}
 
 
@@ -94,7 +95,15 @@ def paired_summary(a: Sequence[float], b: Sequence[float], n_boot: int = 2000, s
     d = b[ok] - a[ok]
     n = len(d)
     if n == 0:
-        return {"median": float("nan"), "lo": float("nan"), "hi": float("nan"), "mean": float("nan"), "share_positive": float("nan"), "p": float("nan"), "n": 0}
+        return {
+            "median": float("nan"),
+            "lo": float("nan"),
+            "hi": float("nan"),
+            "mean": float("nan"),
+            "share_positive": float("nan"),
+            "p": float("nan"),
+            "n": 0,
+        }
     rng = np.random.default_rng(seed)
     meds = np.array([np.median(d[rng.integers(0, n, n)]) for _ in range(n_boot)])
     flips = rng.choice([-1.0, 1.0], size=(5000, n))
@@ -128,17 +137,32 @@ def band_table(curves: pd.DataFrame, value: str, by: str = "s", group: str | Non
 def phase_shading(y_title: str | None = None, labels: bool = True) -> alt.LayerChart | alt.Chart:
     """Grey bands for the construction (1e-4–1e-2) and refinement (> 1e-2) ranges, with labels."""
     phases = pd.DataFrame(
-        {"start": [CONSTRUCTION[0], REFINEMENT[0]], "end": [CONSTRUCTION[1], REFINEMENT[1]], "phase": ["construction", "refinement"], "mid": [1e-3, 1e-1]}
+        {
+            "start": [CONSTRUCTION[0], REFINEMENT[0]],
+            "end": [CONSTRUCTION[1], REFINEMENT[1]],
+            "phase": ["construction", "refinement"],
+            "mid": [1e-3, 1e-1],
+        }
     )
-    rect = alt.Chart(phases).mark_rect(opacity=0.12).encode(
-        x=alt.X("start:Q", scale=_s_scale(), axis=_S_AXIS),
-        x2="end:Q",
-        color=alt.Color("phase:N", scale=alt.Scale(domain=["construction", "refinement"], range=["#999999", "#E69F00"]), legend=alt.Legend(title="phase (papers)")),
+    rect = (
+        alt.Chart(phases)
+        .mark_rect(opacity=0.12)
+        .encode(
+            x=alt.X("start:Q", scale=_s_scale(), axis=_S_AXIS),
+            x2="end:Q",
+            color=alt.Color(
+                "phase:N",
+                scale=alt.Scale(domain=["construction", "refinement"], range=["#999999", "#E69F00"]),
+                legend=alt.Legend(title="phase (papers)"),
+            ),
+        )
     )
     if not labels:
         return rect
-    text = alt.Chart(phases).mark_text(baseline="top", dy=4, fontSize=11, color="#555").encode(
-        x=alt.X("mid:Q", scale=_s_scale()), y=alt.value(0), text="phase:N"
+    text = (
+        alt.Chart(phases)
+        .mark_text(baseline="top", dy=4, fontSize=11, color="#555")
+        .encode(x=alt.X("mid:Q", scale=_s_scale()), y=alt.value(0), text="phase:N")
     )
     return rect + text
 
@@ -165,12 +189,23 @@ def curve_chart(
         t["series"] = label
         frames.append(t)
     table = pd.concat(frames, ignore_index=True)
-    color = alt.Color("series:N", scale=alt.Scale(domain=[s[1] for s in series], range=[TRACED_COLOR, RANDOM_COLOR][: len(series)]), legend=alt.Legend(title=None, orient="top-right"))
+    color = alt.Color(
+        "series:N",
+        scale=alt.Scale(domain=[s[1] for s in series], range=[TRACED_COLOR, RANDOM_COLOR][: len(series)]),
+        legend=alt.Legend(title=None, orient="top-right"),
+    )
     base = alt.Chart(table).encode(x=alt.X("s:Q", scale=_s_scale(), axis=_S_AXIS), color=color)
     band = base.mark_area(opacity=0.2).encode(y=alt.Y("q25:Q", title=y_title or value), y2="q75:Q")
     line = base.mark_line(point=True).encode(
         y=alt.Y("median:Q", title=y_title or value),
-        tooltip=[alt.Tooltip("series:N"), alt.Tooltip("s:Q", format=".1e"), alt.Tooltip("median:Q", format=".3f"), alt.Tooltip("q25:Q", format=".3f"), alt.Tooltip("q75:Q", format=".3f"), "n:Q"],
+        tooltip=[
+            alt.Tooltip("series:N"),
+            alt.Tooltip("s:Q", format=".1e"),
+            alt.Tooltip("median:Q", format=".3f"),
+            alt.Tooltip("q25:Q", format=".3f"),
+            alt.Tooltip("q75:Q", format=".3f"),
+            "n:Q",
+        ],
     )
     if shade_phases:
         parts.append(phase_shading(labels=False))
@@ -186,7 +221,9 @@ def example_curves(curves: pd.DataFrame, value: str = "tv", label: str = "label"
         .encode(
             x=alt.X("s:Q", scale=_s_scale(), axis=_S_AXIS),
             y=alt.Y(f"{value}:Q", title=y_title or value),
-            color=alt.Color(f"{label}:N", scale=alt.Scale(range=PALETTE), legend=alt.Legend(title=None, orient="bottom", columns=1, labelLimit=600)),
+            color=alt.Color(
+                f"{label}:N", scale=alt.Scale(range=PALETTE), legend=alt.Legend(title=None, orient="bottom", columns=1, labelLimit=600)
+            ),
             tooltip=[f"{label}:N", alt.Tooltip("s:Q", format=".1e"), alt.Tooltip(f"{value}:Q", format=".3f")],
         )
         .properties(title=title, width=520, height=300)
@@ -194,7 +231,9 @@ def example_curves(curves: pd.DataFrame, value: str = "tv", label: str = "label"
 
 
 # ---- distributions -----------------------------------------------------------------------------------
-def density_histogram(df: pd.DataFrame, value: str = "density", color: str | None = None, bins: int = 30, title: str = "", x_title: str | None = None) -> alt.Chart:
+def density_histogram(
+    df: pd.DataFrame, value: str = "density", color: str | None = None, bins: int = 30, title: str = "", x_title: str | None = None
+) -> alt.Chart:
     """Histogram of a per-input density number (optionally overlaid by ``color`` groups)."""
     enc: dict[str, Any] = {
         "x": alt.X(f"{value}:Q", bin=alt.Bin(maxbins=bins), title=x_title or value),
@@ -202,15 +241,28 @@ def density_histogram(df: pd.DataFrame, value: str = "density", color: str | Non
     }
     if color:
         enc["color"] = alt.Color(f"{color}:N", scale=alt.Scale(range=PALETTE), legend=alt.Legend(title=color))
-    return alt.Chart(df[[value] + ([color] if color else [])]).mark_bar(opacity=0.6 if color else 0.9).encode(**enc).properties(title=title, width=480, height=240)
+    return (
+        alt.Chart(df[[value] + ([color] if color else [])])
+        .mark_bar(opacity=0.6 if color else 0.9)
+        .encode(**enc)
+        .properties(title=title, width=480, height=240)
+    )
 
 
-def strip_box(df: pd.DataFrame, value: str, group: str, order: Sequence[str] | None = None, title: str = "", y_title: str | None = None) -> alt.LayerChart:
+def strip_box(
+    df: pd.DataFrame, value: str, group: str, order: Sequence[str] | None = None, title: str = "", y_title: str | None = None
+) -> alt.LayerChart:
     """Box plot per group with the individual inputs jittered on top."""
     d = df[[value, group]].copy()
     sort = list(order) if order is not None else None
-    box = alt.Chart(d).mark_boxplot(extent=1.5, opacity=0.5, size=40).encode(
-        x=alt.X(f"{group}:N", sort=sort, title=group), y=alt.Y(f"{value}:Q", title=y_title or value), color=alt.Color(f"{group}:N", sort=sort, scale=alt.Scale(range=PALETTE), legend=None)
+    box = (
+        alt.Chart(d)
+        .mark_boxplot(extent=1.5, opacity=0.5, size=40)
+        .encode(
+            x=alt.X(f"{group}:N", sort=sort, title=group),
+            y=alt.Y(f"{value}:Q", title=y_title or value),
+            color=alt.Color(f"{group}:N", sort=sort, scale=alt.Scale(range=PALETTE), legend=None),
+        )
     )
     return box.properties(title=title, width=360, height=280)
 
@@ -257,7 +309,7 @@ def scatter_fit(
     base = alt.Chart(d)
     trans = base.transform_loess(fx, y, bandwidth=0.5) if fit == "loess" else base.transform_regression(fx, y)
     if log_x:
-        trans = trans.transform_calculate(**{x: f"pow(10, datum._lx)"})
+        trans = trans.transform_calculate(**{x: "pow(10, datum._lx)"})
     line = trans.mark_line(color="black", strokeWidth=2).encode(x=alt.X(f"{x}:Q", scale=xs), y=alt.Y(f"{y}:Q", scale=ys))
     subtitle = "Spearman " + fmt_rho(r)
     return alt.layer(points, line).properties(title=alt.TitleParams(title or f"{y} vs {x}", subtitle=subtitle), width=width, height=height)
@@ -270,28 +322,54 @@ def binned_means(df: pd.DataFrame, x: str, y: str, bins: int = 5, log_x: bool = 
         d = d[d[x] > 0]
     q = pd.qcut((np.log10(d[x]) if log_x else d[x]).rank(method="first"), bins)  # ranks: ties cannot empty a bin
     g = d.groupby(q, observed=True)
-    out = pd.DataFrame({"x_median": g[x].median(), "mean": g[y].mean(), "se": g[y].std() / np.sqrt(g[y].count()), "n": g[y].count()}).reset_index(drop=True)
+    out = pd.DataFrame(
+        {"x_median": g[x].median(), "mean": g[y].mean(), "se": g[y].std() / np.sqrt(g[y].count()), "n": g[y].count()}
+    ).reset_index(drop=True)
     out["lo"], out["hi"] = out["mean"] - 1.96 * out["se"], out["mean"] + 1.96 * out["se"]
     out["bin"] = np.arange(1, len(out) + 1)
     return out
 
 
 # ---- paired comparisons ------------------------------------------------------------------------------
-def paired_chart(df: pd.DataFrame, id_col: str, group: str, value: str, order: Sequence[str], title: str = "", y_title: str | None = None, max_lines: int = 80) -> alt.LayerChart:
+def paired_chart(
+    df: pd.DataFrame,
+    id_col: str,
+    group: str,
+    value: str,
+    order: Sequence[str],
+    title: str = "",
+    y_title: str | None = None,
+    max_lines: int = 80,
+) -> alt.LayerChart:
     """Each input's value at each level of ``group`` joined by a thin line, plus medians (box)."""
     d = df[[id_col, group, value]].dropna()
     keep = d[id_col].drop_duplicates().sample(min(max_lines, d[id_col].nunique()), random_state=0)
-    lines = alt.Chart(d[d[id_col].isin(keep)]).mark_line(opacity=0.18, color="#777").encode(
-        x=alt.X(f"{group}:N", sort=list(order), title=group), y=alt.Y(f"{value}:Q", title=y_title or value), detail=f"{id_col}:N"
+    lines = (
+        alt.Chart(d[d[id_col].isin(keep)])
+        .mark_line(opacity=0.18, color="#777")
+        .encode(x=alt.X(f"{group}:N", sort=list(order), title=group), y=alt.Y(f"{value}:Q", title=y_title or value), detail=f"{id_col}:N")
     )
-    box = alt.Chart(d).mark_boxplot(size=36, opacity=0.7, extent=1.5).encode(
-        x=alt.X(f"{group}:N", sort=list(order)), y=alt.Y(f"{value}:Q"), color=alt.Color(f"{group}:N", sort=list(order), scale=alt.Scale(range=PALETTE), legend=None)
+    box = (
+        alt.Chart(d)
+        .mark_boxplot(size=36, opacity=0.7, extent=1.5)
+        .encode(
+            x=alt.X(f"{group}:N", sort=list(order)),
+            y=alt.Y(f"{value}:Q"),
+            color=alt.Color(f"{group}:N", sort=list(order), scale=alt.Scale(range=PALETTE), legend=None),
+        )
     )
     return alt.layer(lines, box).properties(title=title, width=360, height=300)
 
 
 # ---- composition (two phases) ------------------------------------------------------------------------
-def share_chart(shares: pd.DataFrame, part: str = "part", value: str = "share", title: str = "", y_title: str = "share of the subgraph's edges", order: Sequence[str] | None = None) -> alt.LayerChart:
+def share_chart(
+    shares: pd.DataFrame,
+    part: str = "part",
+    value: str = "share",
+    title: str = "",
+    y_title: str = "share of the subgraph's edges",
+    order: Sequence[str] | None = None,
+) -> alt.LayerChart:
     """Median share of each part (component or layer quartile) of the stratum's edges over s,
     with the construction and refinement ranges shaded. ``shares``: columns s, part, share, one row
     per (input, s, part)."""
@@ -303,7 +381,9 @@ def share_chart(shares: pd.DataFrame, part: str = "part", value: str = "share", 
     line = base.mark_line(point=True).encode(
         y=alt.Y("median:Q", title=y_title), tooltip=[f"{part}:N", alt.Tooltip("s:Q", format=".1e"), alt.Tooltip("median:Q", format=".3f")]
     )
-    return alt.layer(phase_shading(labels=True), band, line).resolve_scale(color="independent").properties(title=title, width=520, height=300)
+    return (
+        alt.layer(phase_shading(labels=True), band, line).resolve_scale(color="independent").properties(title=title, width=520, height=300)
+    )
 
 
 # ---- claim table ------------------------------------------------------------------------------------

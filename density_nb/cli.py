@@ -17,8 +17,9 @@ import importlib.util
 import os
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from density_nb.config import GRIDS, NORMS, WEIGHTINGS, TraceConfig
 from density_nb.errors import DensityNBError
@@ -61,9 +62,21 @@ def _positive(value: str) -> int:
 def _trace_settings(p: argparse.ArgumentParser, grid: str) -> None:
     """The arguments that make a ``TraceConfig`` (shared by trace and corpus)."""
     strata = {name: len(sizes) for name, sizes in GRIDS.items()}
-    p.add_argument("--grid", type=_grid, default=grid, help=f"'fast' ({strata['fast']} strata), 'paper' ({strata['paper']}) or comma-separated sizes in (0, 1] (default: {grid})")
-    p.add_argument("--weighting", choices=WEIGHTINGS, default=TraceConfig.weighting, help=f"edge weights (default: {TraceConfig.weighting})")
-    p.add_argument("--norms", choices=NORMS, default=TraceConfig.norms, help=f"post-norm scales: recomputed (published) or frozen at the full run's (default: {TraceConfig.norms})")
+    p.add_argument(
+        "--grid",
+        type=_grid,
+        default=grid,
+        help=f"'fast' ({strata['fast']} strata), 'paper' ({strata['paper']}) or comma-separated sizes in (0, 1] (default: {grid})",
+    )
+    p.add_argument(
+        "--weighting", choices=WEIGHTINGS, default=TraceConfig.weighting, help=f"edge weights (default: {TraceConfig.weighting})"
+    )
+    p.add_argument(
+        "--norms",
+        choices=NORMS,
+        default=TraceConfig.norms,
+        help=f"post-norm scales: recomputed (published) or frozen at the full run's (default: {TraceConfig.norms})",
+    )
     p.add_argument("--random-baseline", action="store_true", help="also evaluate random connected subgraphs of the same sizes")
 
 
@@ -78,7 +91,11 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=PROG, description="Computation density (s-Trace) of transformer language models.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    p = sub.add_parser("trace", help="trace every next-token prediction of a text", description="Trace the density of the next-token predictions of TEXT and print one row per traced position.")
+    p = sub.add_parser(
+        "trace",
+        help="trace every next-token prediction of a text",
+        description="Trace the density of the next-token predictions of TEXT and print one row per traced position.",
+    )
     p.add_argument("text", metavar="TEXT", help="the text to trace")
     p.add_argument("--model", default=DEFAULT_MODEL, help=f"built-in name ({models}), hub name or local path (default: {DEFAULT_MODEL})")
     p.add_argument("--roots", type=_roots, default="all", help="'all', 'last' or positions like 0,3,5 (default: all)")
@@ -86,8 +103,17 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", metavar="FILE", help="save the result: FILE.parquet (data) or FILE.html (standalone explorer)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
-    c = sub.add_parser("corpus", help="trace the next word of many WikiText passages", description="Trace the prediction of the word after the first W words of N WikiText-2 passages. Results go to DIR as parquet shards plus manifest.json; an interrupted run continues with --resume.")
-    c.add_argument("--data", default="wikitext-2", metavar="wikitext-2|PATH", help="'wikitext-2' (found via $DENSITY_NB_DATA, ../shared/data or `datasets` online), a WikiText folder/file, or a prompt table: CSV/TSV/parquet with prompt,next_word columns or the published wikitext_40.txt (default: wikitext-2)")
+    c = sub.add_parser(
+        "corpus",
+        help="trace the next word of many WikiText passages",
+        description="Trace the prediction of the word after the first W words of N WikiText-2 passages. Results go to DIR as parquet shards plus manifest.json; an interrupted run continues with --resume.",
+    )
+    c.add_argument(
+        "--data",
+        default="wikitext-2",
+        metavar="wikitext-2|PATH",
+        help="'wikitext-2' (found via $DENSITY_NB_DATA, ../shared/data or `datasets` online), a WikiText folder/file, or a prompt table: CSV/TSV/parquet with prompt,next_word columns or the published wikitext_40.txt (default: wikitext-2)",
+    )
     c.add_argument("--split", choices=("test", "valid"), default="test", help="WikiText-2 split (default: test)")
     c.add_argument("--passages", type=_positive, default=100, metavar="N", help="number of passages (default: 100)")
     c.add_argument("--words", type=_positive, default=40, metavar="W", help="prompt length in words (default: 40)")
@@ -95,19 +121,43 @@ def _parser() -> argparse.ArgumentParser:
     _trace_settings(c, grid="paper")
     c.add_argument("--out", required=True, metavar="DIR", help="output directory (shards + manifest.json)")
     c.add_argument("--resume", action="store_true", help="continue a run in DIR, skipping passages already done")
-    c.add_argument("--force", action="store_true", help="with --resume: continue a run made by other versions of density_nb, torch or transformers")
-    c.add_argument("--backend", choices=("local", "ray"), default="local", help="run here, or on Ray workers (pip install 'density_nb[ray]')")
-    c.add_argument("--workers", type=_positive, default=None, help="passages traced at once: threads sharing the model (local) or Ray actors (default: 2)")
+    c.add_argument(
+        "--force", action="store_true", help="with --resume: continue a run made by other versions of density_nb, torch or transformers"
+    )
+    c.add_argument(
+        "--backend", choices=("local", "ray"), default="local", help="run here, or on Ray workers (pip install 'density_nb[ray]')"
+    )
+    c.add_argument(
+        "--workers",
+        type=_positive,
+        default=None,
+        help="passages traced at once: threads sharing the model (local) or Ray actors (default: 2)",
+    )
     c.add_argument("--threads", type=_positive, default=None, help="torch CPU threads per worker (default: torch's count / workers)")
-    c.add_argument("--batch", type=_positive, default=1, metavar="B", help="passages per masked pass, local backend; pays on GPU, not CPU (default: 1)")
+    c.add_argument(
+        "--batch", type=_positive, default=1, metavar="B", help="passages per masked pass, local backend; pays on GPU, not CPU (default: 1)"
+    )
     c.add_argument("--device", default=None, help="cpu, cuda, cuda:0, ... (default: the model's)")
-    c.add_argument("--drop-unk", choices=("paragraph", "passage"), default="paragraph", help="drop paragraphs with <unk> anywhere, or only passages with <unk> in prompt/next word")
+    c.add_argument(
+        "--drop-unk",
+        choices=("paragraph", "passage"),
+        default="paragraph",
+        help="drop paragraphs with <unk> anywhere, or only passages with <unk> in prompt/next word",
+    )
     c.add_argument("--quiet", action="store_true", help="no progress bar")
 
-    m = sub.add_parser("models", help="list the built-in models (and prepare one)", description="List the built-in models and whether each is installed and converted; --prepare converts and caches one.")
+    m = sub.add_parser(
+        "models",
+        help="list the built-in models (and prepare one)",
+        description="List the built-in models and whether each is installed and converted; --prepare converts and caches one.",
+    )
     m.add_argument("--prepare", metavar="NAME", help="convert a packaged model's weights and cache them")
 
-    sub.add_parser("lab", help="open JupyterLab on the notebooks", description="Open JupyterLab on the project's notebooks/ folder. Extra arguments go to JupyterLab (e.g. density-nb lab --no-browser --port 8899).")
+    sub.add_parser(
+        "lab",
+        help="open JupyterLab on the notebooks",
+        description="Open JupyterLab on the project's notebooks/ folder. Extra arguments go to JupyterLab (e.g. density-nb lab --no-browser --port 8899).",
+    )
     return parser
 
 
@@ -149,15 +199,30 @@ def _cmd_corpus(args: argparse.Namespace) -> int:
     data = None if args.data in ("wikitext-2", "wikitext2") else args.data
     try:
         summary = run_corpus(
-            args.model, args.out, _config(args), data=data, split=args.split, n_passages=args.passages, words=args.words,
-            resume=args.resume, force=args.force, backend=args.backend, device=args.device, workers=args.workers,
-            threads=args.threads, batch=args.batch, drop_unk=args.drop_unk, progress=not args.quiet,
+            args.model,
+            args.out,
+            _config(args),
+            data=data,
+            split=args.split,
+            n_passages=args.passages,
+            words=args.words,
+            resume=args.resume,
+            force=args.force,
+            backend=args.backend,
+            device=args.device,
+            workers=args.workers,
+            threads=args.threads,
+            batch=args.batch,
+            drop_unk=args.drop_unk,
+            progress=not args.quiet,
         )
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted; completed passages are saved in {args.out}; continue with --resume", file=sys.stderr)
         return 130
-    print(f"{len(summary)} passages in {args.out}: mean density {summary['density'].mean():.3f}, "
-          f"median s_top1 {summary['s_top1'].median():.3g}, mean entropy {summary['entropy_full'].mean():.3f}")
+    print(
+        f"{len(summary)} passages in {args.out}: mean density {summary['density'].mean():.3f}, "
+        f"median s_top1 {summary['s_top1'].median():.3g}, mean entropy {summary['entropy_full'].mean():.3f}"
+    )
     return 0
 
 

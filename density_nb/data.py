@@ -14,8 +14,9 @@ import functools
 import hashlib
 import os
 import re
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -74,8 +75,12 @@ def _split_file(root: Path, split: str) -> Path:
     """The ``{split}.txt`` file under a data location (file, wikitext-2 folder or data folder)."""
     if root.is_file():
         return root
-    for candidate in (root / "wikitext-2" / f"{split}.txt", root / f"{split}.txt",
-                      root / "wikitext-2" / f"wiki.{split}.tokens", root / f"wiki.{split}.tokens"):
+    for candidate in (
+        root / "wikitext-2" / f"{split}.txt",
+        root / f"{split}.txt",
+        root / "wikitext-2" / f"wiki.{split}.tokens",
+        root / f"wiki.{split}.tokens",
+    ):
         if candidate.is_file():
             return candidate
     raise DataError(f"No WikiText-2 {split!r} split under {str(root)!r} (looked for wikitext-2/{split}.txt). {_HOW_TO}")
@@ -179,12 +184,16 @@ def _read_table(path: Path) -> pd.DataFrame:
     if path.suffix.lower() == ".parquet":
         return pd.read_parquet(path)
     sep = "," if path.suffix.lower() == ".csv" else "\t"
-    read = functools.partial(pd.read_csv, path, sep=sep, dtype=str, keep_default_na=False, quoting=csv.QUOTE_NONE if sep == "\t" else csv.QUOTE_MINIMAL)
+    read = functools.partial(
+        pd.read_csv, path, sep=sep, dtype=str, keep_default_na=False, quoting=csv.QUOTE_NONE if sep == "\t" else csv.QUOTE_MINIMAL
+    )
     df = read()
     if "prompt" not in df.columns and sep == "\t":  # the published format: no header
         raw = read(header=None)
         if raw.shape[1] < 4:
-            raise DataError(f"{str(path)!r}: a header-less TSV needs at least 4 columns (prompt, last word, POS, next word); found {raw.shape[1]}.")
+            raise DataError(
+                f"{str(path)!r}: a header-less TSV needs at least 4 columns (prompt, last word, POS, next word); found {raw.shape[1]}."
+            )
         df = pd.DataFrame({"prompt": raw[0], "next_word": raw[3]})
     return df
 
@@ -206,10 +215,14 @@ def read_prompts(path: str | os.PathLike[str]) -> pd.DataFrame:
     except DataError:
         raise
     except (ValueError, OSError) as err:  # pandas' and pyarrow's parse errors
-        raise DataError(f"{str(path)!r} could not be read as a prompt table ({err}); give a CSV, TSV or parquet file with columns prompt and next_word.") from None
+        raise DataError(
+            f"{str(path)!r} could not be read as a prompt table ({err}); give a CSV, TSV or parquet file with columns prompt and next_word."
+        ) from None
     missing = [c for c in ("prompt", "next_word") if c not in df.columns]
     if missing:
-        raise DataError(f"{str(path)!r} has no column {' or '.join(map(repr, missing))}: give a table with columns prompt and next_word (passage_id optional).")
+        raise DataError(
+            f"{str(path)!r} has no column {' or '.join(map(repr, missing))}: give a table with columns prompt and next_word (passage_id optional)."
+        )
     df = df.astype({"prompt": str, "next_word": str})
     df["prompt"], df["next_word"] = df["prompt"].str.strip(), df["next_word"].str.strip()
     empty = df.index[(df["prompt"] == "") | (df["next_word"] == "")].tolist()

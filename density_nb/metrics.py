@@ -26,7 +26,7 @@ class Metrics:
     loss: np.ndarray  # -log p(actual next token), nats; NaN where the text ends
 
 
-def distribution_metrics(full_logits: "torch.Tensor", logits: "torch.Tensor", target: int | None) -> Metrics:
+def distribution_metrics(full_logits: torch.Tensor, logits: torch.Tensor, target: int | None) -> Metrics:
     """Compare subgraph distributions with the full model's, all in float32.
 
     full_logits: [V]; logits: [K, V]; target: the actual next token id or None.
@@ -51,7 +51,7 @@ def distribution_metrics(full_logits: "torch.Tensor", logits: "torch.Tensor", ta
     )
 
 
-def shared_nucleus(p_full: "torch.Tensor", p: "torch.Tensor", levels: tuple[float, ...] = NU_LEVELS) -> np.ndarray:
+def shared_nucleus(p_full: torch.Tensor, p: torch.Tensor, levels: tuple[float, ...] = NU_LEVELS) -> np.ndarray:
     """ν: the largest level q for which the ordered top-q nuclei (each including the token that
     crosses q) of the full and subgraph distributions are identical; 0 when none is.
 

@@ -22,9 +22,10 @@ import shutil
 import tempfile
 import threading
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
@@ -226,20 +227,20 @@ def _tiny_model(kind: str, seed: int = 0) -> tuple[Any, Any]:
     from transformers import AutoModelForCausalLM, Gemma3TextConfig, LlamaConfig
 
     tok = _tiny_tokenizer()
-    common = dict(
-        vocab_size=len(tok),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=4,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        head_dim=16,
-        max_position_embeddings=512,
-        initializer_range=0.15,
-        tie_word_embeddings=False,
-        bos_token_id=tok.bos_token_id,
-        eos_token_id=tok.eos_token_id,
-    )
+    common = {
+        "vocab_size": len(tok),
+        "hidden_size": 64,
+        "intermediate_size": 128,
+        "num_hidden_layers": 4,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "head_dim": 16,
+        "max_position_embeddings": 512,
+        "initializer_range": 0.15,
+        "tie_word_embeddings": False,
+        "bos_token_id": tok.bos_token_id,
+        "eos_token_id": tok.eos_token_id,
+    }
     if kind == "tiny-llama":
         config = LlamaConfig(**common, rope_parameters={"rope_type": "default", "rope_theta": 5000.0})
         config.architectures = ["LlamaForCausalLM"]

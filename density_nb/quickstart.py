@@ -1,6 +1,6 @@
 """The quickstart: trace a short text on the default model, print the table, save the result.
 
-    python -m density_nb.quickstart [--model smollm2-135m] [--out quickstart.parquet]
+python -m density_nb.quickstart [--model smollm2-135m] [--out quickstart.parquet]
 """
 
 from __future__ import annotations

@@ -33,7 +33,9 @@ class _TraceWorker:
         return passage_id, summary, curves
 
 
-def run_ray(model: str, device: str | None, threads: int, todo: pd.DataFrame, kwargs: dict[str, Any], workers: int, writer: ShardWriter, bar: Any) -> None:
+def run_ray(
+    model: str, device: str | None, threads: int, todo: pd.DataFrame, kwargs: dict[str, Any], workers: int, writer: ShardWriter, bar: Any
+) -> None:
     try:
         import ray
         from ray.exceptions import ActorDiedError, RayActorError, RayTaskError

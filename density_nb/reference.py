@@ -36,8 +36,9 @@ Public functions:
 from __future__ import annotations
 
 import heapq
+import itertools
 import math
-from typing import Iterator
+from collections.abc import Iterator
 
 import networkx as nx
 import numpy as np
@@ -49,8 +50,33 @@ DTYPE = torch.float64
 ATTN, RES_ATTN, MLP, RES_MLP = 0, 1, 2, 3
 
 PAPER_SIZES = (
-    1e-5, 2e-5, 4e-5, 8e-5, 1e-4, 2e-4, 4e-4, 8e-4, 1e-3, 1.2e-3, 1.4e-3, 2e-3, 3e-3, 4e-3, 6e-3,
-    8e-3, 1e-2, 2e-2, 4e-2, 6e-2, 8e-2, 0.1, 0.2, 0.4, 0.6, 0.8, 1.0,
+    1e-5,
+    2e-5,
+    4e-5,
+    8e-5,
+    1e-4,
+    2e-4,
+    4e-4,
+    8e-4,
+    1e-3,
+    1.2e-3,
+    1.4e-3,
+    2e-3,
+    3e-3,
+    4e-3,
+    6e-3,
+    8e-3,
+    1e-2,
+    2e-2,
+    4e-2,
+    6e-2,
+    8e-2,
+    0.1,
+    0.2,
+    0.4,
+    0.6,
+    0.8,
+    1.0,
 )  # the paper-2 grid plus the full graph
 
 
@@ -122,13 +148,13 @@ class _Params:
                 rope = cfg.rope_parameters[layer_type]
                 P["sliding"] = layer_type == "sliding_attention"
                 P["window"] = cfg.sliding_window
-                P["scaling"] = cfg.query_pre_attn_scalar ** -0.5
+                P["scaling"] = cfg.query_pre_attn_scalar**-0.5
             else:
                 P["pre_mlp_norm"] = w(layer.post_attention_layernorm.weight)  # Llama's pre-MLP norm
                 rope = cfg.rope_parameters
                 P["sliding"] = False
                 P["window"] = None
-                P["scaling"] = self.dh ** -0.5
+                P["scaling"] = self.dh**-0.5
             if rope.get("rope_type", "default") != "default":
                 raise NotImplementedError(f"rope_type {rope['rope_type']!r} is not supported here")
             P["rope_theta"] = float(rope["rope_theta"])
@@ -235,7 +261,9 @@ def _run(P: _Params, ids: torch.Tensor, keep=None, norms="live", frozen=None) ->
             A_all[h] = A
             v_all[h] = v
         inv_rms_o = P.inv_rms(o)  # [T, 1]
-        a = _post_norm(P, W.get("post_attn_norm"), o, inv_rms_o, frozen["inv_rms_o"][l] if norms == "frozen" and P.gemma else None)  # [T, d]
+        a = _post_norm(
+            P, W.get("post_attn_norm"), o, inv_rms_o, frozen["inv_rms_o"][l] if norms == "frozen" and P.gemma else None
+        )  # [T, d]
         res_attn = 1.0 if keep is None else keep["res_attn"][l][:, None]  # [T, 1]
         h_state = res_attn * x + a  # [T, d]
         # ---- MLP ----
@@ -246,8 +274,17 @@ def _run(P: _Params, ids: torch.Tensor, keep=None, norms="live", frozen=None) ->
         k_mlp = 1.0 if keep is None else keep["mlp"][l][:, None]  # [T, 1]
         k_res = 1.0 if keep is None else keep["res_mlp"][l][:, None]  # [T, 1]
         x = k_res * h_state + k_mlp * f  # [T, d]
-        for name, val in (("A", A_all), ("v", v_all), ("o", o), ("inv_rms_o", inv_rms_o), ("a", a),
-                          ("h", h_state), ("m", m), ("inv_rms_m", inv_rms_m), ("f", f)):
+        for name, val in (
+            ("A", A_all),
+            ("v", v_all),
+            ("o", o),
+            ("inv_rms_o", inv_rms_o),
+            ("a", a),
+            ("h", h_state),
+            ("m", m),
+            ("inv_rms_m", inv_rms_m),
+            ("f", f),
+        ):
             cache[name].append(val)
     cache["x_final"] = x  # [T, d]  x_L
     cache["inv_rms_final"] = P.inv_rms(x)  # [T, 1]
@@ -399,7 +436,7 @@ def _check_sizes(sizes) -> list[float]:
         raise ValueError("sizes is empty")
     if any(not (0.0 < s <= 1.0) for s in sizes):
         raise ValueError(f"sizes must lie in (0, 1]: {sizes}")
-    if any(b <= a for a, b in zip(sizes, sizes[1:])):
+    if any(b <= a for a, b in itertools.pairwise(sizes)):
         raise ValueError(f"sizes must be strictly increasing: {sizes}")
     return sizes
 
@@ -415,7 +452,7 @@ def stratify_weights(weights: dict, n_layers: int, n_heads: int, root: int, size
     sizes = _check_sizes(sizes)
     G = build_graph(weights, n_layers, n_heads, root)
     total = G.number_of_edges()
-    n_edges = [int(math.floor(s * total)) for s in sizes]
+    n_edges = [math.floor(s * total) for s in sizes]
     target = max(n_edges)
 
     def push_in_edges(heap, node):
@@ -541,11 +578,18 @@ def trace_root(bridge, token_ids, root: int, sizes, weighting: str = "l1", norms
     total = edge_count(P.L, P.H, root + 1)
     frozen = None
     if norms == "frozen":  # causal model: the whole-text run's values at positions <= root are the prefix's
-        frozen = {"inv_rms_o": [v[: root + 1] for v in C["inv_rms_o"]],
-                  "inv_rms_m": [v[: root + 1] for v in C["inv_rms_m"]]}
+        frozen = {"inv_rms_o": [v[: root + 1] for v in C["inv_rms_o"]], "inv_rms_m": [v[: root + 1] for v in C["inv_rms_m"]]}
     full_logits = C["logits"][root].float()  # [V]
-    result = {"order": order, "n_edges": n_edges, "total_edges": total, "sizes": sizes,
-              "tv": [], "kl": [], "top1": [], "full_logits": full_logits}
+    result = {
+        "order": order,
+        "n_edges": n_edges,
+        "total_edges": total,
+        "sizes": sizes,
+        "tv": [],
+        "kl": [],
+        "top1": [],
+        "full_logits": full_logits,
+    }
     rows = []
     for n in n_edges:
         kept = set(order[:n])

@@ -221,7 +221,9 @@ class DensityResult:
         except FileNotFoundError:
             raise ResultFileError(f"{str(path)!r} does not exist: give the path of a file written by DensityResult.to_parquet.") from None
         except (pa.ArrowInvalid, OSError) as err:
-            raise ResultFileError(f"{str(path)!r} is not a readable parquet file ({err}); it is damaged or not a result: write it again with result.to_parquet.") from None
+            raise ResultFileError(
+                f"{str(path)!r} is not a readable parquet file ({err}); it is damaged or not a result: write it again with result.to_parquet."
+            ) from None
         raw = (table.schema.metadata or {}).get(b"density_nb")
         if raw is None:
             raise ResultFileError(f"{str(path)!r} was not written by DensityResult.to_parquet (no density_nb metadata).")
@@ -236,7 +238,11 @@ class DensityResult:
             meta[new] = meta.pop(old)
         grid = np.array(meta["grid"], dtype=np.float64)
         k_count, n_layers, n_heads = len(grid), meta["n_layers"], meta["n_heads"]
-        cols = {name: table.column(name).to_numpy() for name in table.column_names if name not in ("head_share", "mlp_share", "component_edges", "layer_edges")}
+        cols = {
+            name: table.column(name).to_numpy()
+            for name in table.column_names
+            if name not in ("head_share", "mlp_share", "component_edges", "layer_edges")
+        }
         r_count = len(cols["tv"]) // k_count
 
         def grid2(name: str) -> np.ndarray:

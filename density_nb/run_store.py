@@ -12,9 +12,10 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pandas as pd
 
@@ -81,7 +82,7 @@ class ShardWriter:
 
     def __init__(self, out_dir: Path, manifest: dict[str, Any], shard_size: int) -> None:
         self.out_dir, self.manifest, self.shard_size = out_dir, manifest, max(1, int(shard_size))
-        self.done: set[int] = set(int(p) for p in manifest["passage_ids"])
+        self.done: set[int] = {int(p) for p in manifest["passage_ids"]}
         self.buffer: list[tuple[int, pd.DataFrame, pd.DataFrame]] = []
         (out_dir / SHARDS).mkdir(parents=True, exist_ok=True)
         self._clean_orphans()
@@ -111,7 +112,12 @@ class ShardWriter:
         summary = pd.concat([s for _, s, _ in self.buffer], ignore_index=True)
         curves = pd.concat([c for _, _, c in self.buffer], ignore_index=True)
         ids = [p for p, _, _ in self.buffer]
-        shard = {"name": name, "summary": f"{SHARDS}/{name}.summary.parquet", "curves": f"{SHARDS}/{name}.curves.parquet", "passage_ids": ids}
+        shard = {
+            "name": name,
+            "summary": f"{SHARDS}/{name}.summary.parquet",
+            "curves": f"{SHARDS}/{name}.curves.parquet",
+            "passage_ids": ids,
+        }
         write_parquet(curves, self.out_dir / shard["curves"])
         write_parquet(summary, self.out_dir / shard["summary"])
         manifest = {

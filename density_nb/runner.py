@@ -7,19 +7,20 @@ import concurrent.futures
 import os
 import time
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from density_nb.config import DEFAULT_MAX_TOKENS, TraceConfig, resolve
 from density_nb.data import data_source, passages, prompt_table, read_prompts
 from density_nb.models import BUILTIN_MODELS, load_model, model_name
 from density_nb.result import DensityResult
 from density_nb.run_store import MANIFEST, RUN_FORMAT, CorpusError, RunLock, ShardWriter, load_runs, read_manifest, write_json
-from density_nb.config import DEFAULT_MAX_TOKENS, TraceConfig, resolve
 from density_nb.tracing import tokenize, trace_many
 
 BACKENDS = ("local", "ray")
@@ -79,13 +80,22 @@ def trace_passages(
 
 
 def trace_passage(
-    bridge: Any, passage_id: int, prompt: str, next_word: str, config: TraceConfig = CORPUS_CONFIG, *, words: int | None = None, **settings: Any
+    bridge: Any,
+    passage_id: int,
+    prompt: str,
+    next_word: str,
+    config: TraceConfig = CORPUS_CONFIG,
+    *,
+    words: int | None = None,
+    **settings: Any,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """``trace_passages`` of one passage; ``settings`` override fields of ``config``."""
     return trace_passages(bridge, [(passage_id, prompt, next_word)], resolve(config, settings), words=words)[0]
 
 
-def _passage_tables(result: DensityResult, passage_id: int, prompt: str, next_word: str, words: int, aligned: bool, n: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _passage_tables(
+    result: DensityResult, passage_id: int, prompt: str, next_word: str, words: int, aligned: bool, n: int
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     name = result.model
     summary = result.summary()
     front = pd.DataFrame(
@@ -175,7 +185,11 @@ def run_corpus(
         df = passages(n_passages, words=words, split=split, data=data, drop_unk=drop_unk)
         words_setting = int(words)
     if n_passages is not None and len(df) < n_passages:
-        what = f"prompts are in {str(table)!r}" if table is not None else f"passages of more than {words} words are available in the {split!r} split"
+        what = (
+            f"prompts are in {str(table)!r}"
+            if table is not None
+            else f"passages of more than {words} words are available in the {split!r} split"
+        )
         warnings.warn(f"Only {len(df)} {what} (asked for {n_passages}); running those.", stacklevel=2)
     label = _model_label(model)
     run_settings = {

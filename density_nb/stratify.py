@@ -44,7 +44,11 @@ _KIND, _LAYER, _TARGET, _HEAD = 58, 46, 30, 16
 @numba.njit(cache=True, inline="always")
 def _key(kind: int, layer: int, target: int, head: int, source: int) -> np.int64:
     return (
-        (np.int64(kind) << _KIND) | (np.int64(layer) << _LAYER) | (np.int64(target) << _TARGET) | (np.int64(head) << _HEAD) | np.int64(source)
+        (np.int64(kind) << _KIND)
+        | (np.int64(layer) << _LAYER)
+        | (np.int64(target) << _TARGET)
+        | (np.int64(head) << _HEAD)
+        | np.int64(source)
     )
 
 

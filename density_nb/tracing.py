@@ -8,8 +8,9 @@ tokenize → edge weights (``importance``) → strata (``stratify``) → masked 
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -181,7 +182,9 @@ def _evaluate(arch: Arch, texts: list[_Text], strata: list[Strata], which: list[
     n_keep = torch.from_numpy(np.concatenate([s.sizes[:-1] for s in strata]))  # [B]
     scales: tuple[torch.Tensor | None, torch.Tensor | None] = (None, None)
     if frozen and any(layer.post_attn_norm is not None for layer in arch.layers):
-        attn_scale, mlp_scale = (torch.stack([padded(t, getattr(texts[t].weights, name), 1.0) for t, _ in which]) for name in ("attn_inv_rms", "mlp_inv_rms"))  # [Rb, L, P] each
+        attn_scale, mlp_scale = (
+            torch.stack([padded(t, getattr(texts[t].weights, name), 1.0) for t, _ in which]) for name in ("attn_inv_rms", "mlp_inv_rms")
+        )  # [Rb, L, P] each
         scales = (attn_scale, mlp_scale)
     logits = masked_logits(arch, ids, batch, row_root, n_keep, *scales).cpu()  # [B, V]
     out, start = [], 0

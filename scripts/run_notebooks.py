@@ -70,8 +70,16 @@ def inject_parameters(nb, params: dict[str, object]) -> None:
     nb.cells.insert(index + 1, cell)
 
 
-def execute(path: Path, params: dict[str, object] | None = None, *, small: bool = False, runs: str | None = None,
-            timeout: int = 1800, output: Path | None = None, kernel: str = "python3") -> float:
+def execute(
+    path: Path,
+    params: dict[str, object] | None = None,
+    *,
+    small: bool = False,
+    runs: str | None = None,
+    timeout: int = 1800,
+    output: Path | None = None,
+    kernel: str = "python3",
+) -> float:
     """Run one notebook on a fresh kernel (cwd: its folder); raise on the first failing cell.
     Writes the executed notebook to ``output`` when given. Returns the wall time in seconds."""
     import nbformat
@@ -118,15 +126,15 @@ def write_findings(runs: Path) -> Path:
         "**How these were run.** Data: the WikiText-2 validation split as shipped in `shared/data` "
         "(paragraphs cut after 40 words, passages whose prompt or next word contain `<unk>` dropped; "
         "the traced prediction is the next word, root = the last prompt token). Models: SmolLM2-135M-Instruct "
-        "(30 layers) and Gemma-3-270M (18 layers, `norms=\"live\"`), both small models from packaged "
+        '(30 layers) and Gemma-3-270M (18 layers, `norms="live"`), both small models from packaged '
         "GGUF weights: the published findings come from 7–14B models, so a finding that does not reproduce "
         "here is evidence about these small models, not a refutation. Grids: `fast` (8 sizes + the full "
         "graph) for the 200-passage statistics, `paper` (26 sizes + full) for the 40-passage random-baseline "
         "curves. N, model and grid are given in every row.",
         "",
     ]
+
     from density_nb.charts import claims_table, markdown_table
-    import pandas as pd
 
     for key, title in TITLES.items():
         path = claims / f"{key}.json"

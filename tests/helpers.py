@@ -37,10 +37,34 @@ SAMPLE_LINES = [
 EVIL_TOKENS = ["Say", " <img src=x onerror=alert(1)>", " and", " </script>", "<script>alert(2)</script>", " &amp;", "\n", "\tdone", "."]
 EVIL_TEXT = 'Say <img src=x onerror=alert(1)> and </script><script>alert(2)</script> & "quotes"\n\tdone.'
 
-_WORDS = (
-    "the cat sat on a mat while the model predicts which token comes next and why "
-    "computation density measures how much of the graph is needed"
-).split()
+_WORDS = [
+    "the",
+    "cat",
+    "sat",
+    "on",
+    "a",
+    "mat",
+    "while",
+    "the",
+    "model",
+    "predicts",
+    "which",
+    "token",
+    "comes",
+    "next",
+    "and",
+    "why",
+    "computation",
+    "density",
+    "measures",
+    "how",
+    "much",
+    "of",
+    "the",
+    "graph",
+    "is",
+    "needed",
+]
 
 
 def _split_tokens(text: str) -> list[str]:

@@ -10,7 +10,6 @@ from density_nb.ablation import RankBatch, full_ranks, masked_logits
 from density_nb.arch import Arch
 from density_nb.importance import edge_weights
 from density_nb.stratify import expand
-
 from helpers import token_ids
 
 

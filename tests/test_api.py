@@ -114,7 +114,7 @@ def test_each_character_is_shown_once(tiny_llama, text):
 @pytest.mark.real
 def test_each_character_is_shown_once_on_smollm2(smollm2):
     text = "北京 and 🙂 with café"
-    ids, pieces = tokenize(smollm2, text)
+    _ids, pieces = tokenize(smollm2, text)
     assert "".join(pieces) == text
     assert pieces.count("") > 0, "SmolLM2 splits CJK and emoji over several tokens"
     result = trace(smollm2, text, roots="last", progress=False)
@@ -174,5 +174,5 @@ def test_a_schema_1_result_file_still_loads(tmp_path):
     assert DensityResult.from_parquet(old).equals(result)
     meta["schema_version"] = 99
     pq.write_table(table.replace_schema_metadata({b"density_nb": json.dumps(meta).encode()}), old)
-    with pytest.raises(DensityNBError, match="schema version 99.*Upgrade density_nb"):
+    with pytest.raises(DensityNBError, match=r"schema version 99.*Upgrade density_nb"):
         DensityResult.from_parquet(old)

@@ -15,8 +15,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parents[1]
 BINDER = ROOT / "binder"
 
@@ -56,8 +54,14 @@ def test_binder_environment_runs_quickstart(tmp_path):
     bin_dir = venv / "bin"
     py = str(bin_dir / "python")
     env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH", "DENSITY_NB_SMALL", "DENSITY_NB_RUNS")}
-    env.update(PATH=f"{bin_dir}{os.pathsep}{env.get('PATH', '')}", VIRTUAL_ENV=str(venv), DENSITY_NB_CACHE=str(tmp_path / "model-cache"),
-               DENSITY_NB_BINDER_MODELS="smollm2-135m", JUPYTER_PATH=str(venv / "share" / "jupyter"), PIP_DISABLE_PIP_VERSION_CHECK="1")
+    env.update(
+        PATH=f"{bin_dir}{os.pathsep}{env.get('PATH', '')}",
+        VIRTUAL_ENV=str(venv),
+        DENSITY_NB_CACHE=str(tmp_path / "model-cache"),
+        DENSITY_NB_BINDER_MODELS="smollm2-135m",
+        JUPYTER_PATH=str(venv / "share" / "jupyter"),
+        PIP_DISABLE_PIP_VERSION_CHECK="1",
+    )
     _run([py, "-m", "pip", "install", "-q", "torch==2.13.0"], env)
     lines = (BINDER / "requirements.txt").read_text().splitlines()
     rest = [ln for ln in lines if ln.strip() and not ln.startswith("#") and not ln.startswith("--") and not ln.startswith("torch")]

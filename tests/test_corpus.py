@@ -11,7 +11,6 @@ import pytest
 from density_nb import data as corpus_data
 from density_nb import run_store, runner
 from density_nb.data import DataError, detokenize, find_data, passages, token_frequency, unigram_counts
-
 from helpers import SAMPLE_LINES
 
 NO_DATA = (
@@ -135,7 +134,7 @@ def test_unigram_counts(tiny_llama):
 
 # ---- corpus runs (local backend) ------------------------------------------------------------------
 RUN_LINES = SAMPLE_LINES[:6]
-RUN = dict(words=6, grid="fast", progress=False)
+RUN = {"words": 6, "grid": "fast", "progress": False}
 
 
 @pytest.fixture
@@ -291,7 +290,7 @@ def test_resume_settings_mismatch(tiny_llama, run_data, tmp_path):
         runner.run_corpus(tiny_llama, out, data=run_data, n_passages=1, resume=True, **{**RUN, "words": 5})
     with pytest.raises(run_store.CorpusError, match="grid"):
         runner.run_corpus(tiny_llama, out, data=run_data, n_passages=1, resume=True, **{**RUN, "grid": "paper"})
-    with pytest.raises(run_store.CorpusError, match="no manifest.json"):
+    with pytest.raises(run_store.CorpusError, match=r"no manifest\.json"):
         run_store.load_runs(tmp_path / "empty")
     with pytest.raises(run_store.CorpusError, match="backend"):
         runner.run_corpus(tiny_llama, tmp_path / "x", data=run_data, backend="spark", **RUN)
@@ -363,7 +362,9 @@ def test_run_corpus_on_a_prompt_table(tiny_gemma3, tmp_path):
     from density_nb.tracing import tokenize, trace
 
     table = tmp_path / "prompts.csv"
-    pd.DataFrame({"prompt": ["The boat went down the", "She opened the old wooden"], "next_word": ["river", "door"]}).to_csv(table, index=False)
+    pd.DataFrame({"prompt": ["The boat went down the", "She opened the old wooden"], "next_word": ["river", "door"]}).to_csv(
+        table, index=False
+    )
     out = tmp_path / "run"
     summary = runner.run_corpus(tiny_gemma3, out, data=table, n_passages=None, grid="fast", norms="frozen", progress=False)
     assert summary["words"].tolist() == [5, 5] and summary["next_word"].tolist() == ["river", "door"]

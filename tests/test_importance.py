@@ -7,7 +7,6 @@ import pytest
 import torch
 
 from density_nb.importance import cached_layers, edge_weights, in_edge_sums
-
 from helpers import token_ids
 
 
@@ -63,7 +62,7 @@ def test_weights_normalised_per_node(tiny, weighting):
 def test_l1_weights_match_explicit_edge_vectors(tiny):
     """The factorised attention norms equal L1 norms of explicitly built edge vectors."""
     ids = token_ids(tiny)
-    layers, _, arch = cached_layers(tiny, ids)
+    layers, _, _arch = cached_layers(tiny, ids)
     w = edge_weights(tiny, ids)
     layer = 1
     c = layers[layer]

@@ -23,10 +23,15 @@ def test_packed_matches_float64(rows):
     exact = torch.cat([F.linear(x.double(), w1.double()), F.linear(x.double(), w2.double(), b2.double())], dim=-1)
     assert torch.allclose(lin(x).double(), exact, rtol=1e-5, atol=1e-5)
     assert torch.equal(torch.cat([y1, y2], dim=-1), lin(x))
-    with pytest.raises((ValueError, RuntimeError), match="features|shapes"):
+    with pytest.raises((ValueError, RuntimeError), match=r"features|shapes"):
         lin(torch.randn(2, 41))
     x3 = torch.randn(3, rows, 40, generator=gen)  # leading dims are kept
-    assert torch.allclose(lin(x3).double(), torch.cat([F.linear(x3.double(), w1.double()), F.linear(x3.double(), w2.double(), b2.double())], -1), rtol=1e-5, atol=1e-5)
+    assert torch.allclose(
+        lin(x3).double(),
+        torch.cat([F.linear(x3.double(), w1.double()), F.linear(x3.double(), w2.double(), b2.double())], -1),
+        rtol=1e-5,
+        atol=1e-5,
+    )
 
 
 def test_switch_off_and_other_dtypes(monkeypatch):

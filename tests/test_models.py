@@ -9,7 +9,6 @@ import pytest
 import torch
 
 from density_nb.models import BUILTIN_MODELS, ModelError, _converted_dir, load_model, prepare
-
 from helpers import token_ids
 
 
@@ -54,7 +53,9 @@ def test_smollm2_bridge_matches_hf(smollm2):
     ids = token_ids(smollm2)[None]
     with torch.no_grad():
         assert torch.equal(smollm2(ids), smollm2.original_model(ids).logits)
-    top = smollm2.density_nb_tokenizer.decode(smollm2.original_model(token_ids(smollm2, "The capital of France is")[None]).logits[0, -1].argmax())
+    top = smollm2.density_nb_tokenizer.decode(
+        smollm2.original_model(token_ids(smollm2, "The capital of France is")[None]).logits[0, -1].argmax()
+    )
     assert top == " Paris", "real trained weights, not noise"
 
 

@@ -11,13 +11,12 @@ import pandas as pd
 import pytest
 
 from density_nb import ray_runner, run_store, runner
-
 from helpers import SAMPLE_LINES as LINES
 
 ray = pytest.importorskip("ray", reason="Ray is not installed: pip install 'density_nb[ray]' (or pip install ray)")
 
 N = len(LINES) - 1
-RUN = dict(words=6, grid="fast", progress=False)
+RUN = {"words": 6, "grid": "fast", "progress": False}
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +40,7 @@ def test_ray_killed_worker_same_results(ray_local, data, tmp_path, tiny_llama):
     def go():
         try:
             runner.run_corpus("tiny-llama", out, data=data, n_passages=N, backend="ray", workers=2, **RUN)
-        except BaseException as err:  # noqa: BLE001 - reported below
+        except BaseException as err:
             errors.append(err)
 
     thread = threading.Thread(target=go)

@@ -13,7 +13,6 @@ from density_nb.arch import Arch
 from density_nb.examples import QUICKSTART_TEXT
 from density_nb.models import load_model
 from density_nb.tracing import trace
-
 from helpers import token_ids
 
 pytestmark = pytest.mark.real

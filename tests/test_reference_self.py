@@ -82,6 +82,7 @@ def test_smollm2_matches_hf():
 @pytest.mark.parametrize("L,H,T", [(1, 1, 1), (1, 2, 3), (2, 3, 4), (3, 2, 6), (4, 4, 5)])
 def test_edge_count_formula(L, H, T):
     """Independent count: reverse search from the output over explicitly listed in-edges."""
+
     def in_edges(g, t):
         if g == 0:
             return []

@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from density_nb.importance import random_weights
 from density_nb.config import FAST_GRID, PAPER_GRID, make_grid
+from density_nb.importance import random_weights
 from density_nb.stratify import edge_count, edge_order, expand, stratum_sizes
 
 
@@ -48,7 +48,7 @@ def test_strata_nested_connected_exact(n_layers, n_heads, n_pos, seed, ties):
     assert len(set(order)) == total
     # connected: every edge's target is the root or the source of an earlier edge
     reached = {(2 * n_layers, n_pos - 1)}
-    for kind, l, t, h, s in order:
+    for kind, l, t, _h, s in order:
         target = (2 * l + 1, t) if kind in (0, 1) else (2 * l + 2, t)
         assert target in reached
         reached.add((2 * l, s) if kind == 0 else (2 * l, t) if kind == 1 else (2 * l + 1, t))
@@ -77,7 +77,7 @@ def test_order_is_best_first_with_key_ties(n_layers, n_heads, n_pos, seed):
         l = (g - 1) // 2
         if g % 2:
             out = [(float(w.attn[l, h, t, s]), (0, l, t, h, s), (2 * l, s)) for h in range(n_heads) for s in range(t + 1)]
-            return out + [(float(w.res_attn[l, t]), (1, l, t, 0, t), (2 * l, t))]
+            return [*out, (float(w.res_attn[l, t]), (1, l, t, 0, t), (2 * l, t))]
         return [(float(w.mlp[l, t]), (2, l, t, 0, t), (g - 1, t)), (float(w.res_mlp[l, t]), (3, l, t, 0, t), (g - 1, t))]
 
     heap = [(-wt, key, src) for wt, key, src in in_edges(2 * n_layers, n_pos - 1)]

@@ -7,7 +7,6 @@ import pytest
 
 from density_nb.result import DensityResult
 from density_nb.tracing import TraceInputError, tokenize, trace, trace_many
-
 from helpers import TEXT
 
 
@@ -44,7 +43,9 @@ def test_token_pieces_rebuild_the_text(result):
 def test_summary_and_curves(result):
     s = result.summary()
     assert len(s) == len(result.roots)
-    assert {"density", "auc_tv", "auc_kl", "s_top1", "s_top1_stable", "entropy_full", "next_token", "next_text", "density_random"} <= set(s.columns)
+    assert {"density", "auc_tv", "auc_kl", "s_top1", "s_top1_stable", "entropy_full", "next_token", "next_text", "density_random"} <= set(
+        s.columns
+    )
     assert (s["s_top1"] <= s["s_top1_stable"]).all()
     assert np.allclose(s["density"], s["auc_tv"] / 5)
     c = result.curves()

@@ -11,14 +11,33 @@ from hypothesis import strategies as st
 from density_nb import reference
 from density_nb.ablation import RankBatch, masked_logits
 from density_nb.arch import Arch
-from density_nb.importance import EdgeWeights, edge_weights
 from density_nb.config import make_grid
+from density_nb.importance import EdgeWeights, edge_weights
 from density_nb.stratify import edge_order, expand
 from density_nb.tracing import trace
-
 from helpers import token_ids
 
-WORDS = "the a river city ran quickly north of seven blue houses and then it was over again under light".split()
+WORDS = [
+    "the",
+    "a",
+    "river",
+    "city",
+    "ran",
+    "quickly",
+    "north",
+    "of",
+    "seven",
+    "blue",
+    "houses",
+    "and",
+    "then",
+    "it",
+    "was",
+    "over",
+    "again",
+    "under",
+    "light",
+]
 
 
 def as_dict(w: EdgeWeights) -> dict[tuple, float]:

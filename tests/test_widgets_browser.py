@@ -7,6 +7,7 @@ Screenshots go to test-artifacts/ (gitignored).
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
 import shutil
@@ -109,7 +110,7 @@ def check_explorer(page, facts: dict, scope: str, tag: str) -> None:
     dens_of = {r + 1: d for r, d in zip(roots, density)}
     coloured = sorted((dens_of[i], colours[i]) for i in range(len(tokens)) if i in dens_of)
     assert len(coloured) >= 2
-    for (d1, c1), (d2, c2) in zip(coloured, coloured[1:]):
+    for (d1, c1), (d2, c2) in itertools.pairwise(coloured):
         if d2 - d1 > 0.02:
             assert c1 != c2, (d1, d2, c1)
     neutral = [colours[i] for i in range(len(tokens)) if i not in dens_of]
@@ -123,13 +124,23 @@ def check_explorer(page, facts: dict, scope: str, tag: str) -> None:
     assert cells.count() == facts["n_layers"] * (facts["n_heads"] + 1)
     slider.focus()
     page.keyboard.press("Home")
-    before = (marker.get_attribute("x1"), cells.evaluate_all("els => els.map(e => e.style.backgroundColor)"),
-              root.locator(".dnb-readout").text_content(), slider.get_attribute("aria-valuetext"))
+    before = (
+        marker.get_attribute("x1"),
+        cells.evaluate_all("els => els.map(e => e.style.backgroundColor)"),
+        root.locator(".dnb-readout").text_content(),
+        slider.get_attribute("aria-valuetext"),
+    )
     for _ in range(len(facts["grid"]) - 1):
         page.keyboard.press("ArrowRight")
-    after = (marker.get_attribute("x1"), cells.evaluate_all("els => els.map(e => e.style.backgroundColor)"),
-             root.locator(".dnb-readout").text_content(), slider.get_attribute("aria-valuetext"))
-    assert slider.input_value() == str(len(facts["grid"]) - 1), page.evaluate("() => [document.activeElement.className, document.activeElement.tagName]")
+    after = (
+        marker.get_attribute("x1"),
+        cells.evaluate_all("els => els.map(e => e.style.backgroundColor)"),
+        root.locator(".dnb-readout").text_content(),
+        slider.get_attribute("aria-valuetext"),
+    )
+    assert slider.input_value() == str(len(facts["grid"]) - 1), page.evaluate(
+        "() => [document.activeElement.className, document.activeElement.tagName]"
+    )
     assert float(after[0]) > float(before[0])
     assert after[1] != before[1]
     assert after[2] != before[2] and "top-1 ✓" in after[2]
@@ -146,7 +157,9 @@ def check_explorer(page, facts: dict, scope: str, tag: str) -> None:
     cur = int(sel.get_attribute("data-pos")) if sel.count() else -1
     tv_row = {r + 1: row for r, row in zip(roots, facts["tv"])}
     cur_row = tv_row.get(cur)
-    target = next(i for i in sorted(tv_row, key=lambda i: -abs(dens_of[i] - dens_of.get(cur, 0.0))) if tv_row[i] != cur_row and i < len(tokens))
+    target = next(
+        i for i in sorted(tv_row, key=lambda i: -abs(dens_of[i] - dens_of.get(cur, 0.0))) if tv_row[i] != cur_row and i < len(tokens)
+    )
     toks.nth(target).click()
     assert "dnb-sel" in (toks.nth(target).get_attribute("class") or "")
     assert toks.nth(target).get_attribute("aria-selected") == "true"
@@ -199,21 +212,42 @@ def jupyterlab_server(root: Path, app: str = "lab"):
     port = _free_port()
     env = dict(os.environ)
     env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
-    for var, sub in (("JUPYTER_CONFIG_DIR", "config"), ("JUPYTERLAB_SETTINGS_DIR", "settings"), ("JUPYTERLAB_WORKSPACES_DIR", "workspaces"), ("JUPYTER_RUNTIME_DIR", "runtime")):
+    for var, sub in (
+        ("JUPYTER_CONFIG_DIR", "config"),
+        ("JUPYTERLAB_SETTINGS_DIR", "settings"),
+        ("JUPYTERLAB_WORKSPACES_DIR", "workspaces"),
+        ("JUPYTER_RUNTIME_DIR", "runtime"),
+    ):
         env[var] = str(root.parent / f"{root.name}-{sub}")
-    log = open(root.parent / f"{root.name}-server.log", "w")
+    log = open(root.parent / f"{root.name}-server.log", "w")  # noqa: SIM115 (closed when the server stops)
     common = [
-        "--no-browser", f"--port={port}", "--ServerApp.ip=127.0.0.1", "--ServerApp.port_retries=0", "--allow-root",
-        "--IdentityProvider.token=", "--ServerApp.password=", "--ServerApp.disable_check_xsrf=True", f"--ServerApp.root_dir={root}",
+        "--no-browser",
+        f"--port={port}",
+        "--ServerApp.ip=127.0.0.1",
+        "--ServerApp.port_retries=0",
+        "--allow-root",
+        "--IdentityProvider.token=",
+        "--ServerApp.password=",
+        "--ServerApp.disable_check_xsrf=True",
+        f"--ServerApp.root_dir={root}",
     ]
     if app == "lab":
-        extra = ["jupyterlab", "--LabApp.expose_app_in_browser=True", "--LabApp.news_url=", "--LabApp.extension_manager=readonly",
-                 "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"]
+        extra = [
+            "jupyterlab",
+            "--LabApp.expose_app_in_browser=True",
+            "--LabApp.news_url=",
+            "--LabApp.extension_manager=readonly",
+            "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+        ]
     else:
         extra = ["notebook", "--JupyterNotebookApp.expose_app_in_browser=True"]
     proc = subprocess.Popen(
         [sys.executable, "-m", extra[0], *common, *extra[1:]],
-        cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        cwd=root,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     base = f"http://127.0.0.1:{port}"
     try:
@@ -241,10 +275,8 @@ def jupyterlab_server(root: Path, app: str = "lab"):
             os.killpg(proc.pid, signal.SIGTERM)
             proc.wait(timeout=20)
         except (ProcessLookupError, subprocess.TimeoutExpired):
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
             proc.wait(timeout=10)
         log.close()
 
@@ -349,7 +381,7 @@ def test_exported_html_offline(lab, browser):
         assert page.evaluate("() => window.dnbModel.get('root')") != before
         assert page.locator(".dnb-strip").first.text_content().replace("·", " ").find(EVIL) >= 0
         assert dialogs == [] and errors == [], (dialogs, errors)
-        bad = [u for u in requests if not (u.startswith("file://") or u.startswith("data:"))]
+        bad = [u for u in requests if not (u.startswith(("file://", "data:")))]
         assert bad == [], bad
         context.close()
 
@@ -389,7 +421,7 @@ def test_single_views_standalone(cls_name, browser, tmp_path):
     import density_nb.widgets as W
     from helpers import EVIL_TOKENS, make_result
 
-    res = make_result(tokens=EVIL_TOKENS + ["\n", " tail"], n_strata=7, n_layers=3, n_heads=2)
+    res = make_result(tokens=[*EVIL_TOKENS, "\n", " tail"], n_strata=7, n_layers=3, n_heads=2)
     widget = getattr(W, cls_name)(res)
     html = widget.to_html(tmp_path / f"{cls_name}.html")
     page = browser.new_page(viewport={"width": 1000, "height": 800})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import html
+import itertools
 import json
 import os
 from pathlib import Path
@@ -138,7 +139,7 @@ class HeadGrid(_DensityWidget):
 def link(*widgets: _DensityWidget, names: tuple[str, ...] = ("root", "stratum", "metric")) -> list[traitlets.link]:
     """Link the selection of separate widgets through the kernel (the explorer links in the browser)."""
     links = []
-    for a, b in zip(widgets, widgets[1:]):
+    for a, b in itertools.pairwise(widgets):
         for name in names:
             links.append(traitlets.link((a, name), (b, name)))
     return links
@@ -215,7 +216,11 @@ def write_standalone_html(widget: _DensityWidget, path: str | os.PathLike[str], 
             b["data"] = base64.b64encode(bytes(b["data"])).decode("ascii")
             b["encoding"] = "base64"
     payload = {
-        "manager_state": {"version_major": manager_state["version_major"], "version_minor": manager_state["version_minor"], "state": {widget.model_id: entry}},
+        "manager_state": {
+            "version_major": manager_state["version_major"],
+            "version_minor": manager_state["version_minor"],
+            "state": {widget.model_id: entry},
+        },
         "view_specs": emb["view_specs"],
     }
     css = entry["state"].get("_css", "")
