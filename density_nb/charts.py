@@ -18,6 +18,7 @@ from typing import Any
 
 import altair as alt
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
 S_MIN, S_MAX = 1e-5, 1.0
@@ -52,18 +53,18 @@ def _p_from_rho(rho: float, n: int) -> float:
     return math.erfc(abs(z) / math.sqrt(2))
 
 
-def spearman(x: Sequence[float], y: Sequence[float], n_boot: int = 2000, seed: int = 0, ci: float = 0.95) -> dict[str, float]:
+def spearman(x: npt.ArrayLike, y: npt.ArrayLike, n_boot: int = 2000, seed: int = 0, ci: float = 0.95) -> dict[str, float]:
     """Spearman ρ of x and y (pairs with a NaN dropped), its bootstrap percentile CI and a p-value."""
-    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
-    ok = np.isfinite(x) & np.isfinite(y)
-    x, y = x[ok], y[ok]
-    n = len(x)
-    rho = _pearson(_rank(x), _rank(y)) if n >= 3 else float("nan")
+    xs, ys = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    ok = np.isfinite(xs) & np.isfinite(ys)
+    xs, ys = xs[ok], ys[ok]
+    n = len(xs)
+    rho = _pearson(_rank(xs), _rank(ys)) if n >= 3 else float("nan")
     rng = np.random.default_rng(seed)
     boots = []
     for _ in range(n_boot if n >= 3 else 0):
         idx = rng.integers(0, n, n)
-        boots.append(_pearson(_rank(x[idx]), _rank(y[idx])))
+        boots.append(_pearson(_rank(xs[idx]), _rank(ys[idx])))
     boots_arr = np.array([b for b in boots if np.isfinite(b)])
     lo, hi = np.quantile(boots_arr, [(1 - ci) / 2, 1 - (1 - ci) / 2]) if len(boots_arr) else (float("nan"),) * 2
     return {"rho": rho, "lo": float(lo), "hi": float(hi), "p": _p_from_rho(rho, n), "n": n}
@@ -88,11 +89,11 @@ def partial_spearman(df: pd.DataFrame, x: str, y: str, controls: Sequence[str], 
     return {"rho": value, "lo": float(lo), "hi": float(hi), "p": _p_from_rho(value, n - len(controls)), "n": n}
 
 
-def paired_summary(a: Sequence[float], b: Sequence[float], n_boot: int = 2000, seed: int = 0) -> dict[str, float]:
+def paired_summary(a: npt.ArrayLike, b: npt.ArrayLike, n_boot: int = 2000, seed: int = 0) -> dict[str, float]:
     """Paired differences ``b - a``: median with a bootstrap CI, share positive, sign-flip p-value of the mean."""
-    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
-    ok = np.isfinite(a) & np.isfinite(b)
-    d = b[ok] - a[ok]
+    av, bv = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    ok = np.isfinite(av) & np.isfinite(bv)
+    d = bv[ok] - av[ok]
     n = len(d)
     if n == 0:
         return {
@@ -312,7 +313,9 @@ def scatter_fit(
         trans = trans.transform_calculate(**{x: "pow(10, datum._lx)"})
     line = trans.mark_line(color="black", strokeWidth=2).encode(x=alt.X(f"{x}:Q", scale=xs), y=alt.Y(f"{y}:Q", scale=ys))
     subtitle = "Spearman " + fmt_rho(r)
-    return alt.layer(points, line).properties(title=alt.TitleParams(title or f"{y} vs {x}", subtitle=subtitle), width=width, height=height)
+    layered = alt.layer(points, line)
+    assert isinstance(layered, alt.LayerChart)  # alt.layer facets only charts with facet encodings
+    return layered.properties(title=alt.TitleParams(title or f"{y} vs {x}", subtitle=subtitle), width=width, height=height)
 
 
 def binned_means(df: pd.DataFrame, x: str, y: str, bins: int = 5, log_x: bool = False) -> pd.DataFrame:
@@ -358,7 +361,9 @@ def paired_chart(
             color=alt.Color(f"{group}:N", sort=list(order), scale=alt.Scale(range=PALETTE), legend=None),
         )
     )
-    return alt.layer(lines, box).properties(title=title, width=360, height=300)
+    layered = alt.layer(lines, box)
+    assert isinstance(layered, alt.LayerChart)  # alt.layer facets only charts with facet encodings
+    return layered.properties(title=title, width=360, height=300)
 
 
 # ---- composition (two phases) ------------------------------------------------------------------------

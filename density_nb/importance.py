@@ -146,9 +146,11 @@ def edge_weights(bridge: Any, token_ids: torch.Tensor, weighting: Weighting = "l
     attn_w, ra_w, mlp_w, rm_w = [], [], [], []
     for index, layer in enumerate(layers):
         last = index == arch.n_layers - 1
-        scale = _final_scale(arch, layer) if last else None  # [T, d]
-        h_vec = layer.h * scale if last else layer.h  # residual-MLP edge vectors [T, d]
-        f_vec = layer.mlp * scale if last else layer.mlp  # MLP edge vectors [T, d]
+        if last:  # the linearised final norm scales the last layer's MLP and residual-MLP edges
+            scale = _final_scale(arch, layer)  # [T, d]
+            h_vec, f_vec = layer.h * scale, layer.mlp * scale  # residual-MLP, MLP edge vectors [T, d]
+        else:
+            h_vec, f_vec = layer.h, layer.mlp
         if weighting == "l1":
             head_norm = _l1(layer.head_out)  # [H, T(source)]
             attn = layer.pattern.cpu() * head_norm.cpu()[:, None, :] * layer.attn_inv.cpu()[None, :, None]  # [H, T, T]

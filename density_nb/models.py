@@ -224,7 +224,7 @@ def _tiny_tokenizer() -> Any:
 
 
 def _tiny_model(kind: str, seed: int = 0) -> tuple[Any, Any]:
-    from transformers import AutoModelForCausalLM, Gemma3TextConfig, LlamaConfig
+    from transformers import AutoModelForCausalLM, Gemma3TextConfig, LlamaConfig, PreTrainedConfig
 
     tok = _tiny_tokenizer()
     common = {
@@ -241,6 +241,7 @@ def _tiny_model(kind: str, seed: int = 0) -> tuple[Any, Any]:
         "bos_token_id": tok.bos_token_id,
         "eos_token_id": tok.eos_token_id,
     }
+    config: PreTrainedConfig
     if kind == "tiny-llama":
         config = LlamaConfig(**common, rope_parameters={"rope_type": "default", "rope_theta": 5000.0})
         config.architectures = ["LlamaForCausalLM"]
@@ -338,8 +339,8 @@ def load_model(spec: Any = DEFAULT_MODEL, device: str | torch.device | None = No
             bridge = TransformerBridge.boot_transformers(
                 _PACKAGED[name].hub_name if name in _PACKAGED else name, hf_model=model, tokenizer=tok
             )
-        bridge.density_nb_name = name  # type: ignore[attr-defined]
-        bridge.density_nb_tokenizer = tok  # type: ignore[attr-defined]  # HF defaults, as published
+        bridge.density_nb_name = name  # TransformerBridge.__setattr__ takes any attribute
+        bridge.density_nb_tokenizer = tok  # HF defaults, as published
         bridge.eval()
     _check_supported(bridge.original_model)
     if device is not None or dtype is not None:
@@ -382,4 +383,8 @@ def hf_tokenizer(bridge: Any) -> Any:
 
 def model_name(bridge: Any) -> str:
     """The name ``load_model`` was given (or the HF name)."""
-    return getattr(bridge, "density_nb_name", None) or getattr(bridge.original_model.config, "_name_or_path", "model")
+    name: str | None = getattr(bridge, "density_nb_name", None)
+    if name:
+        return name
+    hf_name: str = getattr(bridge.original_model.config, "_name_or_path", "model")
+    return hf_name

@@ -38,7 +38,8 @@ from __future__ import annotations
 import heapq
 import itertools
 import math
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Any, TypedDict
 
 import networkx as nx
 import numpy as np
@@ -48,6 +49,10 @@ import torch.nn.functional as F
 DTYPE = torch.float64
 
 ATTN, RES_ATTN, MLP, RES_MLP = 0, 1, 2, 3
+
+Key = tuple[int, int, int, int, int]  # edge key (kind, layer, target_pos, head, source_pos)
+Node = tuple[int, int]  # graph node (g, t)
+TokenIds = Sequence[int] | np.ndarray | torch.Tensor
 
 PAPER_SIZES = (
     1e-5,
@@ -85,30 +90,56 @@ PAPER_SIZES = (
 # ----------------------------------------------------------------------------------------------
 
 
-def _hf_model(bridge):
+def _hf_model(bridge: Any) -> Any:
     """The Hugging Face causal LM behind a TransformerBridge (or the HF model itself)."""
     return getattr(bridge, "original_model", bridge)
+
+
+class _LayerWeightsBase(TypedDict):
+    q: torch.Tensor  # [H*dh, d]
+    k: torch.Tensor  # [KV*dh, d]
+    v: torch.Tensor  # [KV*dh, d]
+    o: torch.Tensor  # [d, H*dh]
+    in_norm: torch.Tensor  # [d]
+    gate: torch.Tensor  # [I, d]
+    up: torch.Tensor  # [I, d]
+    down: torch.Tensor  # [d, I]
+
+
+class _LayerWeights(_LayerWeightsBase, total=False):
+    """One layer's float64 weights and settings; the norms present depend on the architecture."""
+
+    post_attn_norm: torch.Tensor  # [d]  Gemma only
+    pre_ff_norm: torch.Tensor  # [d]  Gemma only
+    post_ff_norm: torch.Tensor  # [d]  Gemma only
+    q_norm: torch.Tensor  # [dh]  Gemma only
+    k_norm: torch.Tensor  # [dh]  Gemma only
+    pre_mlp_norm: torch.Tensor  # [d]  Llama only
+    sliding: bool
+    window: int | None
+    scaling: float
+    rope_theta: float
 
 
 class _Params:
     """All weights of the model as float64 tensors, plus the config values the math needs."""
 
-    def __init__(self, bridge):
+    def __init__(self, bridge: Any) -> None:
         hf = _hf_model(bridge)
         cfg = hf.config
-        self.model_type = cfg.model_type
+        self.model_type: str = cfg.model_type
         if self.model_type not in ("llama", "gemma3_text"):
             raise NotImplementedError(f"reference.py supports llama and gemma3_text, not {self.model_type!r}")
         self.gemma = self.model_type == "gemma3_text"
-        self.L = cfg.num_hidden_layers
-        self.H = cfg.num_attention_heads
-        self.KV = cfg.num_key_value_heads
-        self.d = cfg.hidden_size
-        self.dh = getattr(cfg, "head_dim", None) or self.d // self.H
-        self.eps = cfg.rms_norm_eps
+        self.L: int = cfg.num_hidden_layers
+        self.H: int = cfg.num_attention_heads
+        self.KV: int = cfg.num_key_value_heads
+        self.d: int = cfg.hidden_size
+        self.dh: int = getattr(cfg, "head_dim", None) or self.d // self.H
+        self.eps: float = cfg.rms_norm_eps
 
-        def w(p):
-            return None if p is None else p.detach().to(DTYPE).clone()
+        def w(p: torch.Tensor) -> torch.Tensor:
+            return p.detach().to(DTYPE).clone()
 
         inner = hf.model
         self.embed = w(inner.embed_tokens.weight)  # [V, d]
@@ -120,15 +151,15 @@ class _Params:
             self.embed_scale = 1.0
         self.final_norm = w(inner.norm.weight)  # [d]
         self.lm_head = w(hf.lm_head.weight)  # [V, d]
-        self.softcap = getattr(cfg, "final_logit_softcapping", None) if self.gemma else None
+        self.softcap: float | None = getattr(cfg, "final_logit_softcapping", None) if self.gemma else None
 
-        self.layers = []
+        self.layers: list[_LayerWeights] = []
         for l, layer in enumerate(inner.layers):
             a = layer.self_attn
             for lin in (a.q_proj, a.k_proj, a.v_proj, a.o_proj):
                 if lin.bias is not None:
                     raise NotImplementedError("reference.py does not handle attention biases")
-            P = {
+            P: _LayerWeights = {
                 "q": w(a.q_proj.weight),  # [H*dh, d]
                 "k": w(a.k_proj.weight),  # [KV*dh, d]
                 "v": w(a.v_proj.weight),  # [KV*dh, d]
@@ -162,22 +193,22 @@ class _Params:
 
     # --- building blocks --------------------------------------------------------------------
 
-    def gain(self, weight):
+    def gain(self, weight: torch.Tensor) -> torch.Tensor:
         """RMSNorm gain: w for Llama, (1 + w) for Gemma."""
         return 1.0 + weight if self.gemma else weight
 
-    def inv_rms(self, x):
+    def inv_rms(self, x: torch.Tensor) -> torch.Tensor:
         """1 / sqrt(mean(x^2) + eps) over the last axis.  x: [..., n] -> [..., 1]"""
         return torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps)
 
-    def rmsnorm(self, x, weight):
+    def rmsnorm(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
         return self.gain(weight) * (x * self.inv_rms(x))
 
-    def act(self, x):
+    def act(self, x: torch.Tensor) -> torch.Tensor:
         return F.gelu(x, approximate="tanh") if self.gemma else F.silu(x)
 
 
-def _rope(x, theta):
+def _rope(x: torch.Tensor, theta: float) -> torch.Tensor:
     """Rotary embedding (rotate-half convention).  x: [T, dh] for one head, positions 0..T-1."""
     T, dh = x.shape
     inv_freq = 1.0 / (theta ** (torch.arange(0, dh, 2, dtype=DTYPE) / dh))  # [dh/2]
@@ -189,7 +220,7 @@ def _rope(x, theta):
     return x * cos + rotated * sin
 
 
-def _ids(token_ids) -> torch.Tensor:
+def _ids(token_ids: TokenIds) -> torch.Tensor:
     ids = torch.as_tensor(token_ids, dtype=torch.long).reshape(-1)  # [T]
     if ids.numel() == 0:
         raise ValueError("token_ids is empty")
@@ -201,14 +232,23 @@ def _ids(token_ids) -> torch.Tensor:
 # ----------------------------------------------------------------------------------------------
 
 
-def _post_norm(P: _Params, weight, raw: torch.Tensor, inv_rms: torch.Tensor, frozen_inv_rms) -> torch.Tensor:
+def _post_norm(
+    P: _Params, weight: torch.Tensor | None, raw: torch.Tensor, inv_rms: torch.Tensor, frozen_inv_rms: torch.Tensor | None
+) -> torch.Tensor:
     """Gemma-3's post-norm on a raw sublayer output (live 1/rms, or the unmasked run's); identity for Llama."""
     if not P.gemma:
         return raw
+    assert weight is not None, "Gemma layers carry post-norm weights"
     return P.gain(weight) * (raw * (inv_rms if frozen_inv_rms is None else frozen_inv_rms))
 
 
-def _run(P: _Params, ids: torch.Tensor, keep=None, norms="live", frozen=None) -> dict:
+def _run(
+    P: _Params,
+    ids: torch.Tensor,
+    keep: dict[str, torch.Tensor] | None = None,
+    norms: str = "live",
+    frozen: dict[str, list[torch.Tensor]] | None = None,
+) -> dict[str, Any]:
     """Run the model over ids [T] in float64, optionally with edge masks.
 
     keep: None (everything kept) or a dict of float64 0/1 masks
@@ -218,7 +258,8 @@ def _run(P: _Params, ids: torch.Tensor, keep=None, norms="live", frozen=None) ->
         "res_mlp"  [L, T]        1 = residual-MLP edge kept
     norms: "live" recomputes Gemma's post-norms on the masked stream; "frozen" uses the inverse-RMS
         of the unmasked run (frozen["inv_rms_o"] [L, T, 1], frozen["inv_rms_m"] [L, T, 1]).
-    Returns a cache of per-layer tensors (lists indexed by layer) and the logits [T, V].
+    Returns a cache of per-layer tensors (lists indexed by layer), the final-layer tensors and the
+    logits [T, V] (hence ``Any`` values: a list of tensors or a tensor, by name).
     """
     if norms not in ("live", "frozen"):
         raise ValueError(f"norms must be 'live' or 'frozen', not {norms!r}")
@@ -230,7 +271,7 @@ def _run(P: _Params, ids: torch.Tensor, keep=None, norms="live", frozen=None) ->
     pos = torch.arange(T)
     causal = pos[None, :] <= pos[:, None]  # [T, T] target t (row) may see source s (col)
 
-    cache = {k: [] for k in ("x", "A", "v", "o", "inv_rms_o", "a", "h", "m", "inv_rms_m", "f")}
+    cache: dict[str, Any] = {k: [] for k in ("x", "A", "v", "o", "inv_rms_o", "a", "h", "m", "inv_rms_m", "f")}
     x = P.embed[ids] * P.embed_scale  # [T, d]   never masked
     for l, W in enumerate(P.layers):
         cache["x"].append(x)
@@ -238,7 +279,9 @@ def _run(P: _Params, ids: torch.Tensor, keep=None, norms="live", frozen=None) ->
         xn = P.rmsnorm(x, W["in_norm"])  # [T, d]
         allowed = causal.clone()
         if W["sliding"]:
-            allowed &= (pos[:, None] - pos[None, :]) < W["window"]  # [T, T]
+            window = W["window"]
+            assert window is not None, "a sliding-window layer has a window size"
+            allowed &= (pos[:, None] - pos[None, :]) < window  # [T, T]
         A_all = torch.zeros(H, T, T, dtype=DTYPE)  # [H, T, T]
         v_all = torch.zeros(H, T, dh, dtype=DTYPE)  # [H, T, dh] value of each query head's KV group
         o = torch.zeros(T, P.d, dtype=DTYPE)  # [T, d]  o_proj output
@@ -262,7 +305,11 @@ def _run(P: _Params, ids: torch.Tensor, keep=None, norms="live", frozen=None) ->
             v_all[h] = v
         inv_rms_o = P.inv_rms(o)  # [T, 1]
         a = _post_norm(
-            P, W.get("post_attn_norm"), o, inv_rms_o, frozen["inv_rms_o"][l] if norms == "frozen" and P.gemma else None
+            P,
+            W.get("post_attn_norm"),
+            o,
+            inv_rms_o,
+            frozen["inv_rms_o"][l] if norms == "frozen" and P.gemma and frozen is not None else None,
         )  # [T, d]
         res_attn = 1.0 if keep is None else keep["res_attn"][l][:, None]  # [T, 1]
         h_state = res_attn * x + a  # [T, d]
@@ -270,7 +317,9 @@ def _run(P: _Params, ids: torch.Tensor, keep=None, norms="live", frozen=None) ->
         hn = P.rmsnorm(h_state, W["pre_ff_norm"] if P.gemma else W["pre_mlp_norm"])  # [T, d]
         m = (P.act(hn @ W["gate"].T) * (hn @ W["up"].T)) @ W["down"].T  # [T, d]  raw MLP output
         inv_rms_m = P.inv_rms(m)  # [T, 1]
-        f = _post_norm(P, W.get("post_ff_norm"), m, inv_rms_m, frozen["inv_rms_m"][l] if norms == "frozen" and P.gemma else None)  # [T, d]
+        f = _post_norm(
+            P, W.get("post_ff_norm"), m, inv_rms_m, frozen["inv_rms_m"][l] if norms == "frozen" and P.gemma and frozen is not None else None
+        )  # [T, d]
         k_mlp = 1.0 if keep is None else keep["mlp"][l][:, None]  # [T, 1]
         k_res = 1.0 if keep is None else keep["res_mlp"][l][:, None]  # [T, 1]
         x = k_res * h_state + k_mlp * f  # [T, d]
@@ -296,12 +345,12 @@ def _run(P: _Params, ids: torch.Tensor, keep=None, norms="live", frozen=None) ->
     return cache
 
 
-def forward(bridge, token_ids) -> dict:
+def forward(bridge: Any, token_ids: TokenIds) -> dict[str, Any]:
     """Unmasked float64 forward over the whole text; returns the cache (see ``_run``)."""
     return _run(_Params(bridge), _ids(token_ids))
 
 
-def unmasked_logits(bridge, token_ids) -> torch.Tensor:
+def unmasked_logits(bridge: Any, token_ids: TokenIds) -> torch.Tensor:
     """Logits [T, V] (float64) of this file's own unmasked forward."""
     return forward(bridge, token_ids)["logits"]
 
@@ -317,20 +366,20 @@ def edge_count(n_layers: int, n_heads: int, n_positions: int) -> int:
     return L * (H * T * (T + 1) // 2 + 3 * T) - H * T * (T - 1) // 2 - 3 * (T - 1)
 
 
-def _in_edges(g: int, t: int, n_heads: int) -> list[tuple[tuple, tuple]]:
+def _in_edges(g: int, t: int, n_heads: int) -> list[tuple[Key, Node]]:
     """In-edges of node (g, t) as (key, source node), in ascending key order. None for g = 0."""
     if g == 0:
         return []
     if g % 2 == 1:  # attention node of layer l
         l = (g - 1) // 2
-        out = [((ATTN, l, t, h, s), (2 * l, s)) for h in range(n_heads) for s in range(t + 1)]
+        out: list[tuple[Key, Node]] = [((ATTN, l, t, h, s), (2 * l, s)) for h in range(n_heads) for s in range(t + 1)]
         out.append(((RES_ATTN, l, t, 0, t), (2 * l, t)))
         return out
     l = (g - 2) // 2  # MLP node of layer l
     return [((MLP, l, t, 0, t), (2 * l + 1, t)), ((RES_MLP, l, t, 0, t), (2 * l + 1, t))]
 
 
-def _iter_edge_vectors(P: _Params, C: dict) -> Iterator[tuple[tuple, list, torch.Tensor, torch.Tensor]]:
+def _iter_edge_vectors(P: _Params, C: dict[str, Any]) -> Iterator[tuple[Node, list[Key], torch.Tensor, torch.Tensor]]:
     """Yield (node, keys, vectors [n_in, d], node_state [d]) for every non-embedding node of the text.
 
     The in-edge vectors of a node sum to its state (for nodes (2L, t) the final-normed state).
@@ -347,7 +396,7 @@ def _iter_edge_vectors(P: _Params, C: dict) -> Iterator[tuple[tuple, list, torch
             block = C["A"][l][:, t, : t + 1, None] * WOv[:, : t + 1, :]  # [H, t+1, d]
             if P.gemma:  # linearised post-attention norm at target t
                 block = P.gain(W["post_attn_norm"]) * block * C["inv_rms_o"][l][t]
-            keys = [(ATTN, l, t, h, s) for h in range(H) for s in range(t + 1)]
+            keys: list[Key] = [(ATTN, l, t, h, s) for h in range(H) for s in range(t + 1)]
             vecs = torch.cat([block.reshape(H * (t + 1), -1), C["x"][l][t][None, :]])  # [H(t+1)+1, d]
             keys.append((RES_ATTN, l, t, 0, t))
             yield (2 * l + 1, t), keys, vecs, C["h"][l][t]
@@ -362,7 +411,7 @@ def _iter_edge_vectors(P: _Params, C: dict) -> Iterator[tuple[tuple, list, torch
             yield (2 * l + 2, t), [(MLP, l, t, 0, t), (RES_MLP, l, t, 0, t)], torch.stack([f_vec, h_vec]), state
 
 
-def edge_vectors(bridge, token_ids) -> dict:
+def edge_vectors(bridge: Any, token_ids: TokenIds) -> dict[Node, tuple[list[Key], torch.Tensor, torch.Tensor]]:
     """{node (g, t): (keys, vectors [n_in, d] float64, real node state [d])} for the whole text.
 
     Materialises every edge vector: use on short texts / small models only.
@@ -390,21 +439,21 @@ def _node_weights(vecs: torch.Tensor, state: torch.Tensor, weighting: str) -> li
     raise ValueError(f"weighting must be 'l1' or 'ifr', not {weighting!r}")
 
 
-def _weights_from_cache(P: _Params, C: dict, weighting: str) -> dict:
-    weights = {}
+def _weights_from_cache(P: _Params, C: dict[str, Any], weighting: str) -> dict[Key, float]:
+    weights: dict[Key, float] = {}
     for _node, keys, vecs, state in _iter_edge_vectors(P, C):
         for key, w in zip(keys, _node_weights(vecs, state, weighting)):
             weights[key] = w
     return weights
 
 
-def edge_weights(bridge, token_ids, weighting: str = "l1") -> dict:
+def edge_weights(bridge: Any, token_ids: TokenIds, weighting: str = "l1") -> dict[Key, float]:
     """{key: weight} for every edge of the whole text (root-independent, normalised per target node)."""
     P = _Params(bridge)
     return _weights_from_cache(P, _run(P, _ids(token_ids)), weighting)
 
 
-def build_graph(weights: dict, n_layers: int, n_heads: int, root: int) -> nx.MultiDiGraph:
+def build_graph(weights: Mapping[Key, float], n_layers: int, n_heads: int, root: int) -> nx.MultiDiGraph:
     """The prefix graph for root r: positions 0..r, output (2L, r), only edges that reach the output.
 
     Edges carry key = edge key tuple and attribute weight = weights[key]. ``weights`` must cover
@@ -430,7 +479,7 @@ def build_graph(weights: dict, n_layers: int, n_heads: int, root: int) -> nx.Mul
     return G
 
 
-def _check_sizes(sizes) -> list[float]:
+def _check_sizes(sizes: Iterable[float]) -> list[float]:
     sizes = [float(s) for s in sizes]
     if not sizes:
         raise ValueError("sizes is empty")
@@ -441,7 +490,9 @@ def _check_sizes(sizes) -> list[float]:
     return sizes
 
 
-def stratify_weights(weights: dict, n_layers: int, n_heads: int, root: int, sizes) -> tuple[list, list]:
+def stratify_weights(
+    weights: Mapping[Key, float], n_layers: int, n_heads: int, root: int, sizes: Iterable[float]
+) -> tuple[list[Key], list[int]]:
     """Best-first backward expansion from (2L, root) (METHOD.md §3, Gen-B).
 
     weights: {key: weight} covering at least every edge of the prefix graph.
@@ -455,15 +506,15 @@ def stratify_weights(weights: dict, n_layers: int, n_heads: int, root: int, size
     n_edges = [math.floor(s * total) for s in sizes]
     target = max(n_edges)
 
-    def push_in_edges(heap, node):
+    def push_in_edges(heap: list[tuple[float, Key, Node]], node: Node) -> None:
         for src, _dst, key, w in G.in_edges(node, keys=True, data="weight"):
             heapq.heappush(heap, (-float(np.float32(w)), key, src))
 
     out = (2 * n_layers, root)
-    heap: list = []
+    heap: list[tuple[float, Key, Node]] = []
     reached = {out}
     push_in_edges(heap, out)
-    order = []
+    order: list[Key] = []
     while len(order) < target and heap:
         _negw, key, src = heapq.heappop(heap)
         order.append(key)
@@ -478,7 +529,7 @@ def stratify_weights(weights: dict, n_layers: int, n_heads: int, root: int, size
 # ----------------------------------------------------------------------------------------------
 
 
-def _masks_from_set(kept, L: int, H: int, root: int) -> dict:
+def _masks_from_set(kept: Iterable[Key] | None, L: int, H: int, root: int) -> dict[str, torch.Tensor]:
     """Explicit 0/1 masks for the prefix 0..root from a set of kept keys (None = keep all)."""
     Tp = root + 1
     if kept is None:
@@ -511,11 +562,17 @@ def _masks_from_set(kept, L: int, H: int, root: int) -> dict:
             M["res_mlp"][l, t] = 1.0
         else:
             raise ValueError(f"edge key {key}: unknown kind")
-    M = {name: torch.from_numpy(arr).to(DTYPE) for name, arr in M.items()}
-    return M
+    return {name: torch.from_numpy(arr).to(DTYPE) for name, arr in M.items()}
 
 
-def _masked_logits(P: _Params, ids: torch.Tensor, root: int, kept, norms: str, frozen=None) -> torch.Tensor:
+def _masked_logits(
+    P: _Params,
+    ids: torch.Tensor,
+    root: int,
+    kept: Iterable[Key] | None,
+    norms: str,
+    frozen: dict[str, list[torch.Tensor]] | None = None,
+) -> torch.Tensor:
     if not 0 <= root < ids.shape[0]:
         raise ValueError(f"root {root} is outside 0..{ids.shape[0] - 1}")
     prefix = ids[: root + 1]
@@ -527,7 +584,7 @@ def _masked_logits(P: _Params, ids: torch.Tensor, root: int, kept, norms: str, f
     return C["logits"][root]  # [V]
 
 
-def masked_logits(bridge, token_ids, root: int, kept: set | None, norms: str = "live") -> torch.Tensor:
+def masked_logits(bridge: Any, token_ids: TokenIds, root: int, kept: set[Key] | None, norms: str = "live") -> torch.Tensor:
     """Logits [V] (float64) at position ``root`` with only the edges in ``kept`` (zero ablation).
 
     kept: set of edge keys, or None for everything kept (reproduces the unmasked logits).
@@ -543,7 +600,7 @@ def masked_logits(bridge, token_ids, root: int, kept: set | None, norms: str = "
 # ----------------------------------------------------------------------------------------------
 
 
-def distribution_metrics(full_logits: torch.Tensor, logits: torch.Tensor) -> dict:
+def distribution_metrics(full_logits: torch.Tensor, logits: torch.Tensor) -> dict[str, float | bool]:
     """tv, kl (full || subgraph), top1 between two logit vectors [V], with softmaxes in float32."""
     logp_full = torch.log_softmax(full_logits.float(), dim=-1)  # [V]
     logp = torch.log_softmax(logits.float(), dim=-1)  # [V]
@@ -555,7 +612,9 @@ def distribution_metrics(full_logits: torch.Tensor, logits: torch.Tensor) -> dic
     }
 
 
-def trace_root(bridge, token_ids, root: int, sizes, weighting: str = "l1", norms: str = "live") -> dict:
+def trace_root(
+    bridge: Any, token_ids: TokenIds, root: int, sizes: Iterable[float], weighting: str = "l1", norms: str = "live"
+) -> dict[str, Any]:
     """Trace one root position: weights -> strata -> masked passes -> metrics.
 
     Returns a dict:
@@ -576,11 +635,11 @@ def trace_root(bridge, token_ids, root: int, sizes, weighting: str = "l1", norms
     weights = _weights_from_cache(P, C, weighting)
     order, n_edges = stratify_weights(weights, P.L, P.H, root, sizes)
     total = edge_count(P.L, P.H, root + 1)
-    frozen = None
+    frozen: dict[str, list[torch.Tensor]] | None = None
     if norms == "frozen":  # causal model: the whole-text run's values at positions <= root are the prefix's
         frozen = {"inv_rms_o": [v[: root + 1] for v in C["inv_rms_o"]], "inv_rms_m": [v[: root + 1] for v in C["inv_rms_m"]]}
     full_logits = C["logits"][root].float()  # [V]
-    result = {
+    result: dict[str, Any] = {
         "order": order,
         "n_edges": n_edges,
         "total_edges": total,

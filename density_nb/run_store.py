@@ -112,14 +112,10 @@ class ShardWriter:
         summary = pd.concat([s for _, s, _ in self.buffer], ignore_index=True)
         curves = pd.concat([c for _, _, c in self.buffer], ignore_index=True)
         ids = [p for p, _, _ in self.buffer]
-        shard = {
-            "name": name,
-            "summary": f"{SHARDS}/{name}.summary.parquet",
-            "curves": f"{SHARDS}/{name}.curves.parquet",
-            "passage_ids": ids,
-        }
-        write_parquet(curves, self.out_dir / shard["curves"])
-        write_parquet(summary, self.out_dir / shard["summary"])
+        summary_file, curves_file = f"{SHARDS}/{name}.summary.parquet", f"{SHARDS}/{name}.curves.parquet"
+        shard: dict[str, Any] = {"name": name, "summary": summary_file, "curves": curves_file, "passage_ids": ids}
+        write_parquet(curves, self.out_dir / curves_file)
+        write_parquet(summary, self.out_dir / summary_file)
         manifest = {
             **self.manifest,
             "shards": [*self.manifest["shards"], shard],

@@ -37,12 +37,14 @@ class Ranks:
     total_edges: int
 
 
+_Int = int | np.int64  # an index in the compiled code: Python ints and numpy int64 both compile to int64
+
 # key layout: kind << 58 | layer << 46 | target << 30 | head << 16 | source
 _KIND, _LAYER, _TARGET, _HEAD = 58, 46, 30, 16
 
 
 @numba.njit(cache=True, inline="always")
-def _key(kind: int, layer: int, target: int, head: int, source: int) -> np.int64:
+def _key(kind: _Int, layer: _Int, target: _Int, head: _Int, source: _Int) -> np.int64:
     return (
         (np.int64(kind) << _KIND)
         | (np.int64(layer) << _LAYER)
@@ -53,7 +55,7 @@ def _key(kind: int, layer: int, target: int, head: int, source: int) -> np.int64
 
 
 @numba.njit(cache=True, inline="always")
-def _before(wa: float, ka: np.int64, wb: float, kb: np.int64) -> bool:
+def _before(wa: float, ka: np.int64, wb: float, kb: np.int64) -> bool | np.bool_:
     return wa > wb or (wa == wb and ka < kb)
 
 
@@ -90,7 +92,17 @@ def _sift_down(hw: np.ndarray, hk: np.ndarray, hn: np.ndarray, size: int) -> Non
 
 
 @numba.njit(cache=True, nogil=True)
-def _sorted_in_edges(ew, ek, used, g, t, attn, res_attn, mlp, res_mlp) -> int:  # type: ignore[no-untyped-def]
+def _sorted_in_edges(
+    ew: np.ndarray,  # [total] float64
+    ek: np.ndarray,  # [total] int64
+    used: int,
+    g: _Int,
+    t: _Int,
+    attn: np.ndarray,  # [L, H, P, P]
+    res_attn: np.ndarray,  # [L, P]
+    mlp: np.ndarray,  # [L, P]
+    res_mlp: np.ndarray,  # [L, P]
+) -> int:
     """Append node (g, t)'s in-edges to ew/ek from ``used`` on, best first (ties: smaller key); -> new end."""
     layer = (g - 1) // 2
     w = np.empty(attn.shape[1] * (t + 1) + 1 if g % 2 == 1 else 2, np.float64)
@@ -117,7 +129,14 @@ def _sorted_in_edges(ew, ek, used, g, t, attn, res_attn, mlp, res_mlp) -> int:  
 
 
 @numba.njit(cache=True, nogil=True)
-def _expand(attn, res_attn, mlp, res_mlp, n_max, total):  # type: ignore[no-untyped-def]
+def _expand(
+    attn: np.ndarray,  # [L, H, P, P] float
+    res_attn: np.ndarray,  # [L, P]
+    mlp: np.ndarray,  # [L, P]
+    res_mlp: np.ndarray,  # [L, P]
+    n_max: int,
+    total: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """A k-way merge of the reached nodes' sorted in-edge lists: the same order as one heap over
     every frontier edge, with a heap of nodes (≤ (2L+1)·P) instead of edges (up to |E|)."""
     n_layers, n_pos = attn.shape[0], attn.shape[2]
@@ -190,7 +209,7 @@ def expand(weights: EdgeWeights, root: int, n_max: int | None = None) -> Ranks:
     if n_layers >= 1 << 12 or n_heads >= 1 << 14 or n_pos >= 1 << 16:
         raise ValueError("Graph too large for the edge key (layers < 4096, heads < 16384, positions < 65536).")
     sl = slice(0, n_pos)
-    r = _expand(
+    r_attn, r_ra, r_mlp, r_rm = _expand(
         np.ascontiguousarray(weights.attn[:, :, sl, sl]),
         np.ascontiguousarray(weights.res_attn[:, sl]),
         np.ascontiguousarray(weights.mlp[:, sl]),
@@ -198,7 +217,7 @@ def expand(weights: EdgeWeights, root: int, n_max: int | None = None) -> Ranks:
         total if n_max is None else min(n_max, total),
         total,
     )
-    return Ranks(*r, total_edges=total)
+    return Ranks(r_attn, r_ra, r_mlp, r_rm, total_edges=total)
 
 
 def stratum_sizes(grid: np.ndarray, total_edges: int) -> np.ndarray:
