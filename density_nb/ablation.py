@@ -1,4 +1,4 @@
-"""Masked forward passes (METHOD.md §4, zero ablation), many subgraphs on the batch axis.
+"""Masked forward passes (docs/method.md §4, zero ablation), many subgraphs on the batch axis.
 
 Each batch row b is one subgraph of one root: it keeps the edges whose rank (from ``stratify``) is
 below ``n_keep[b]``. Roots may come from different texts (each root has its own token ids). Per layer and position:

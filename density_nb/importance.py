@@ -1,10 +1,10 @@
 """Edge weights of the s-Trace graph for every root position of a text, from one cached forward.
 
-Graph (METHOD.md §1): node (g, t) is a residual state; g = 2l+1 after layer l's attention, g = 2l+2
+Graph (docs/method.md §1): node (g, t) is a residual state; g = 2l+1 after layer l's attention, g = 2l+2
 after its MLP. In-edges of (2l+1, t): one attention edge per (head h, source s ≤ t) and the
 residual-attention edge; of (2l+2, t): the MLP edge and the residual-MLP edge.
 
-Weights (METHOD.md §2) are normalised per target node, so they do not depend on the root. Attention
+Weights (docs/method.md §2) are normalised per target node, so they do not depend on the root. Attention
 edge norms factorise, ``||A[h,t,s] · γ ⊙ W_O^h v_s / rms_t||_1 = A[h,t,s] · ||γ ⊙ W_O^h v_s||_1 / rms_t``,
 so nothing of shape [T, T, H, d] is ever built (except, for ``ifr``, one target row at a time).
 """

@@ -1,6 +1,6 @@
 """A slow, plainly written, obviously-correct implementation of s-Trace (test oracle, speed baseline).
 
-Nothing here is optimised. Every step follows METHOD.md §1–§4 literally, with the published
+Nothing here is optimised. Every step follows docs/method.md §1–§4 literally, with the published
 attention-mask bug fixed (attention edges really are masked, per head, target and source, after
 the softmax). The fast path (importance / stratify / ablation / trace) is tested against this file,
 so it deliberately shares no code with it: the only project import is ``density_nb.models``.
@@ -12,7 +12,7 @@ the method prescribes. The edge weights are returned as Python floats (from floa
 Layer math is re-implemented with plain torch ops from the HF parameters; the HF forward is never
 called (except by the self-tests, to check this file against it).
 
-Graph (METHOD.md §1). Text of T tokens, L layers, H query heads.
+Graph (docs/method.md §1). Text of T tokens, L layers, H query heads.
   Node (g, t): g = 0 embeddings; g = 2l+1 residual after layer l's attention; g = 2l+2 after its MLP.
   Edge key (kind, layer, target_pos, head, source_pos), compared as int tuples:
     kind 0  attention         (2l, s)   -> (2l+1, t)   key (0, l, t, h, s), s <= t
@@ -361,7 +361,7 @@ def unmasked_logits(bridge: Any, token_ids: TokenIds) -> torch.Tensor:
 
 
 def edge_count(n_layers: int, n_heads: int, n_positions: int) -> int:
-    """|E| of the prefix graph with T' = n_positions, root at the last position (METHOD.md §1)."""
+    """|E| of the prefix graph with T' = n_positions, root at the last position (docs/method.md §1)."""
     L, H, T = n_layers, n_heads, n_positions
     return L * (H * T * (T + 1) // 2 + 3 * T) - H * T * (T - 1) // 2 - 3 * (T - 1)
 
@@ -493,7 +493,7 @@ def _check_sizes(sizes: Iterable[float]) -> list[float]:
 def stratify_weights(
     weights: Mapping[Key, float], n_layers: int, n_heads: int, root: int, sizes: Iterable[float]
 ) -> tuple[list[Key], list[int]]:
-    """Best-first backward expansion from (2L, root) (METHOD.md §3, Gen-B).
+    """Best-first backward expansion from (2L, root) (docs/method.md §3).
 
     weights: {key: weight} covering at least every edge of the prefix graph.
     Heap order: heaviest float32-rounded weight first, ties broken by the smaller key tuple.

@@ -1,4 +1,4 @@
-"""Best-first backward expansion from a root (METHOD.md §3, Gen-B), compiled with numba.
+"""Best-first backward expansion from a root (docs/method.md §3), compiled with numba.
 
 From the output node (2L, r), repeatedly take the heaviest edge on the frontier (ties: the smaller
 edge key) and, when its source node is new, put that node's in-edges on the frontier. The frontier
@@ -21,7 +21,7 @@ from density_nb.importance import EdgeWeights
 
 
 def edge_count(n_layers: int, n_heads: int, n_pos: int) -> int:
-    """|E| of the graph of a root at position n_pos - 1 (METHOD.md §1)."""
+    """|E| of the graph of a root at position n_pos - 1 (docs/method.md §1)."""
     t = n_pos
     return n_layers * (n_heads * t * (t + 1) // 2 + 3 * t) - n_heads * t * (t - 1) // 2 - 3 * (t - 1)
 

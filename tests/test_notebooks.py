@@ -2,7 +2,7 @@
 
 Corpus runs go to a temporary folder shared by the notebooks of one session, so the small SmolLM2 run
 is computed once. Notebooks that trace WikiText passages skip when no corpus is found (see
-``density_nb.corpus_data.find_data``: set DENSITY_NB_DATA or provide ../shared/data).
+``density_nb.data.find_data``: set DENSITY_NB_DATA or provide ../shared/data).
 """
 
 from __future__ import annotations
