@@ -77,13 +77,19 @@ def masked_logits(
     n_keep: torch.Tensor,
     attn_inv_rms: torch.Tensor | None = None,
     mlp_inv_rms: torch.Tensor | None = None,
+    invert: torch.Tensor | None = None,
+    keep_residual: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Logits at each row's root for B masked subgraphs.
 
     token_ids: [P] (one text for every root) or [Rb, P] (each root's text), at least up to the
     largest root; row_root: [B] index into ``ranks.roots``; n_keep: [B] edges kept per row;
     attn_inv_rms / mlp_inv_rms: full-run post-norm scales, [L, T] (one text) or [Rb, L, T]: given,
-    post-norms are frozen at them; None, they are recomputed live. Returns [B, V] float32.
+    post-norms are frozen at them; None, they are recomputed live.
+    invert: [B] bool, rows that keep the attention and MLP edges *outside* their stratum (the
+    published inverse baseline); keep_residual: [B] bool, rows that keep every residual edge
+    whatever the stratum (the published baselines; inverted rows should set it too).
+    Returns [B, V] float32.
     """
     dev = arch.device
     n_pos = ranks.attn.shape[-1]
@@ -103,15 +109,19 @@ def masked_logits(
     first_attn = attn_r.amin(dim=(2, 4))  # [Rb, L, P] first-taken in-edge of each attention node
     ra_r, mlp_r, rm_r = (_never_last(r, dev) for r in (ranks.res_attn, ranks.mlp, ranks.res_mlp))  # [Rb, L, P] each
     n_col = n_keep[:, None]  # [B, 1]
+    inv = torch.zeros(n_rows, 1, dtype=torch.bool, device=dev) if invert is None else invert.to(dev)[:, None]  # [B, 1]
+    res = torch.zeros(n_rows, 1, dtype=torch.bool, device=dev) if keep_residual is None else keep_residual.to(dev)[:, None]  # [B, 1]
     active = pos[None, :] <= root_pos[:, None]  # [B, P] rows whose state may be non-zero
+    in_prefix = active.clone()  # [B, P]
     x[~active] = 0
     row_pos = pos.repeat(n_rows)  # [B*P] position of each flattened row
     for index, layer in enumerate(arch.layers):
-        drop_attn = attn_r[row_root, index] >= n_keep.view(-1, 1, 1, 1)  # [B, H, P, P]
-        keep_ra = ra_r[row_root, index] < n_col  # [B, P]
-        keep_mlp = mlp_r[row_root, index] < n_col  # [B, P]
-        keep_rm = rm_r[row_root, index] < n_col  # [B, P]
-        target = first_attn[row_root, index] < n_col  # [B, P] attention nodes with a kept in-edge
+        # kept: rank < n_keep, or (inverted rows) the opposite
+        drop_attn = (attn_r[row_root, index] >= n_keep.view(-1, 1, 1, 1)) ^ inv.view(-1, 1, 1, 1)  # [B, H, P, P]
+        keep_ra = (((ra_r[row_root, index] < n_col) ^ inv) | res) & in_prefix  # [B, P]
+        keep_mlp = ((mlp_r[row_root, index] < n_col) ^ inv) & in_prefix  # [B, P]
+        keep_rm = (((rm_r[row_root, index] < n_col) ^ inv) | res) & in_prefix  # [B, P]
+        target = torch.where(inv, in_prefix, first_attn[row_root, index] < n_col)  # [B, P] attention nodes with a kept in-edge
         if layer.kv.has_bias:  # biased projections: zero states still give keys
             active = pos[None, :] <= root_pos[:, None]
         cos, sin = arch.rope(layer, n_pos)  # [P, hd]

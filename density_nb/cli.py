@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from density_nb.config import GRIDS, NORMS, WEIGHTINGS, TraceConfig
+from density_nb.config import BASELINES, GRIDS, NORMS, WEIGHTINGS, TraceConfig
 from density_nb.errors import DensityNBError
 
 PROG = "density-nb"
@@ -47,6 +47,14 @@ def _roots(value: str) -> str | list[int]:
         return [int(v) for v in value.split(",") if v.strip()]
     except ValueError:
         raise argparse.ArgumentTypeError(f"roots must be 'all', 'last' or comma-separated positions like 0,3,5, got {value!r}") from None
+
+
+def _baselines(value: str) -> tuple[str, ...]:
+    names = tuple(v.strip() for v in value.split(",") if v.strip())
+    unknown = [n for n in names if n not in BASELINES]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown baseline(s) {', '.join(unknown)}; choose from {', '.join(BASELINES)}")
+    return names
 
 
 def _positive(value: str) -> int:
@@ -77,11 +85,17 @@ def _trace_settings(p: argparse.ArgumentParser, grid: str) -> None:
         default=TraceConfig.norms,
         help=f"post-norm scales: recomputed (published) or frozen at the full run's (default: {TraceConfig.norms})",
     )
-    p.add_argument("--random-baseline", action="store_true", help="also evaluate random connected subgraphs of the same sizes")
+    p.add_argument(
+        "--baselines",
+        type=_baselines,
+        default=(),
+        metavar="NAMES",
+        help="also evaluate these, comma-separated: " + "; ".join(f"{name}: {what}" for name, what in BASELINES.items()),
+    )
 
 
 def _config(args: argparse.Namespace) -> TraceConfig:
-    return TraceConfig(grid=args.grid, weighting=args.weighting, norms=args.norms, random_baseline=args.random_baseline)
+    return TraceConfig(grid=args.grid, weighting=args.weighting, norms=args.norms, baselines=args.baselines)
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -17,6 +17,12 @@ Weighting = Literal["l1", "ifr", "random"]
 WEIGHTINGS: tuple[Weighting, ...] = ("l1", "ifr", "random")
 Norms = Literal["live", "frozen"]
 NORMS: tuple[Norms, ...] = ("live", "frozen")
+Baseline = Literal["random", "random_residual", "inverse"]
+BASELINES: dict[Baseline, str] = {
+    "random": "random connected subgraphs of the same sizes, grown by the same rules (like for like)",
+    "random_residual": "the same random subgraphs with every residual edge kept (as the published baselines keep them)",
+    "inverse": "the stratum's attention and MLP edges ablated, every other edge and every residual kept (the published inverse)",
+}
 PAPER_GRID = (
     1e-5, 2e-5, 4e-5, 8e-5, 1e-4, 2e-4, 4e-4, 8e-4, 1e-3, 1.2e-3, 1.4e-3, 2e-3, 3e-3, 4e-3, 6e-3, 8e-3,
     1e-2, 2e-2, 4e-2, 6e-2, 8e-2, 0.1, 0.2, 0.4, 0.6, 0.8, 1.0,
@@ -60,19 +66,22 @@ class TraceConfig:
     """How to trace. ``grid``: ``"fast"`` (8 sizes + full), ``"paper"`` (26 + full) or sizes in (0, 1];
     ``weighting``: edge weights ``"l1"`` (the papers'), ``"ifr"`` or ``"random"``; ``norms``:
     ``"live"`` (published) or ``"frozen"`` post-norm scales (only post-norm models differ);
-    ``random_baseline``: also evaluate random connected subgraphs of the same sizes; ``prepend_bos``:
+    ``baselines``: also evaluate these (any of ``BASELINES``; each costs one more set of masked
+    passes); ``prepend_bos``:
     None keeps the tokenizer's default, True/False forces a BOS token; ``max_tokens``: longest text
     accepted; ``seed``: for random weights and the baseline; ``max_rows``: strata × roots × positions
-    per masked pass (memory; several roots share a pass)."""
+    per masked pass (memory; several roots share a pass); ``topk``: how many of each subgraph's most
+    probable next tokens to keep (what "the subgraph predicts")."""
 
     grid: str | tuple[float, ...] = "fast"
     weighting: Weighting = "l1"
     norms: Norms = "live"
-    random_baseline: bool = False
+    baselines: tuple[Baseline, ...] = ()
     prepend_bos: bool | None = None
     max_tokens: int = DEFAULT_MAX_TOKENS
     seed: int = 0
     max_rows: int = 4096
+    topk: int = 5
 
     def __post_init__(self) -> None:
         if not isinstance(self.grid, str):
@@ -80,11 +89,18 @@ class TraceConfig:
         make_grid(self.grid)
         _choice("weighting", self.weighting, WEIGHTINGS)
         _choice("norms", self.norms, NORMS)
-        _choice("random_baseline", self.random_baseline, (True, False))
+        if isinstance(self.baselines, str):
+            raise TraceInputError(
+                f"baselines takes a list of names, e.g. baselines=[{self.baselines!r}]; choose from {', '.join(BASELINES)}."
+            )
+        for name in self.baselines:
+            _choice("each baseline", name, tuple(BASELINES))
+        object.__setattr__(self, "baselines", tuple(name for name in BASELINES if name in self.baselines))
         _choice("prepend_bos", self.prepend_bos, (None, True, False))
         _integer("max_tokens", self.max_tokens, 2)
         _integer("seed", self.seed, 0)
         _integer("max_rows", self.max_rows, 1)
+        _integer("topk", self.topk, 1)
 
     @property
     def sizes(self) -> np.ndarray:
@@ -103,6 +119,7 @@ class TraceConfig:
         """The settings as plain JSON values (what results and run manifests record)."""
         out = dataclasses.asdict(self)
         out["grid"] = self.grid if isinstance(self.grid, str) else list(self.grid)
+        out["baselines"] = list(self.baselines)
         return out
 
 

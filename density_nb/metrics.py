@@ -11,6 +11,7 @@ if TYPE_CHECKING:
     import torch
 
 NU_LEVELS = (0.01, 0.05, 0.10, 0.20, 0.30, 0.40, 0.50, 0.60, 0.70, 0.80, 0.90, 0.99)
+NUCLEUS_SIZES = (1, 5, 10, 20, 40, 60, 80, 90)  # percent: the published "required size for nucleus k"
 LOG_S_MIN = -5.0  # the area runs over log10 s from 1e-5 to 1
 
 
@@ -24,12 +25,15 @@ class Metrics:
     nu: np.ndarray  # shared nucleus level, percent
     entropy: np.ndarray  # the subgraph distribution's entropy, nats
     loss: np.ndarray  # -log p(actual next token), nats; NaN where the text ends
+    topk_token: np.ndarray  # [K, k] int64 the k most probable tokens, most probable first
+    topk_prob: np.ndarray  # [K, k] their probabilities
 
 
-def distribution_metrics(full_logits: torch.Tensor, logits: torch.Tensor, target: int | None) -> Metrics:
+def distribution_metrics(full_logits: torch.Tensor, logits: torch.Tensor, target: int | None, topk: int = 5) -> Metrics:
     """Compare subgraph distributions with the full model's, all in float32.
 
-    full_logits: [V]; logits: [K, V]; target: the actual next token id or None.
+    full_logits: [V]; logits: [K, V]; target: the actual next token id or None; topk: how many
+    of each subgraph's most probable tokens to keep.
     """
     import torch
 
@@ -41,6 +45,7 @@ def distribution_metrics(full_logits: torch.Tensor, logits: torch.Tensor, target
     top1 = logits.argmax(-1) == full_logits.argmax(-1)  # [K]
     entropy = -(p * logp).sum(-1)  # [K]
     loss = -logp[:, target] if target is not None else torch.full_like(tv, float("nan"))
+    topk_prob, topk_token = ranked(p, min(topk, p.shape[-1]))  # [K, k] each
     return Metrics(
         tv=tv.double().numpy(),
         kl=kl.double().numpy(),
@@ -48,28 +53,59 @@ def distribution_metrics(full_logits: torch.Tensor, logits: torch.Tensor, target
         nu=shared_nucleus(p_full, p),
         entropy=entropy.double().numpy(),
         loss=loss.double().numpy(),
+        topk_token=topk_token.numpy().astype(np.int64),
+        topk_prob=topk_prob.double().numpy(),
     )
+
+
+def ranked(p: torch.Tensor, width: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The ``width`` most probable tokens of each row of p [N, V], most probable first, ties in
+    token-id order (as ``argmax`` breaks them): probabilities and ids, [N, width] each.
+
+    ``topk`` alone leaves the order of equal values, and which of them make the cut, unspecified;
+    a uniform row (every stratum short of the input) then has no defined "top-k"."""
+    import torch
+
+    n_vocab = p.shape[-1]
+    top = torch.topk(p, min(width + 1, n_vocab), dim=-1)  # one more, to see a tie across the cut
+    ids, by_id = top.indices.sort(dim=-1)
+    values, by_value = top.values.gather(-1, by_id).sort(dim=-1, descending=True, stable=True)
+    ids = ids.gather(-1, by_value)
+    if width < n_vocab:
+        uniform = p.amax(-1) == p.amin(-1)  # [N]
+        ids[uniform] = torch.arange(width + 1)
+        torn = (values[:, width - 1] == values[:, width]) & ~uniform  # which tied tokens made the cut is arbitrary
+        for row in torn.nonzero().flatten().tolist():  # rare: sort that row in full
+            v, i = torch.sort(p[row], descending=True, stable=True)
+            values[row], ids[row] = v[: width + 1], i[: width + 1]
+    return values[:, :width], ids[:, :width]
 
 
 def shared_nucleus(p_full: torch.Tensor, p: torch.Tensor, levels: tuple[float, ...] = NU_LEVELS) -> np.ndarray:
     """ν: the largest level q for which the ordered top-q nuclei (each including the token that
     crosses q) of the full and subgraph distributions are identical; 0 when none is.
 
-    p_full: [V]; p: [K, V]. Returns [K] in percent.
+    p_full: [V]; p: [K, V]. Returns [K] in percent. Nuclei of any length are compared (a flat
+    distribution's 99 % nucleus can hold most of the vocabulary): only as many of each subgraph's
+    top tokens are sorted as the full model's largest nucleus holds.
     """
     import torch
 
-    n_max = 64  # nuclei longer than this are compared as unequal (they never are at these levels in practice)
-    top_full = torch.topk(p_full, min(n_max, p_full.numel()))
-    top = torch.topk(p, min(n_max, p.shape[-1]), dim=-1)
+    n_vocab = p_full.numel()
+    rough = int((torch.sort(p_full, descending=True).values.cumsum(0) < max(levels)).sum()) + 1
+    width = min(n_vocab, rough + 16)  # the full model's largest nucleus, with room for rounding
+    while True:
+        # the full distribution is row 0, so both sides are ranked and summed by the same operations
+        values, ids = ranked(torch.cat([p_full[None], p]), width)  # [1 + K, width] each
+        sizes = {q: (values.cumsum(-1) < q).sum(-1) + 1 for q in levels}  # [1 + K] each; width + 1: longer
+        if width == n_vocab or int(sizes[max(levels)][0]) <= width:
+            break
+        width = n_vocab
     out = np.zeros(p.shape[0])
     for q in levels:
-        n_full = int((top_full.values.cumsum(0) < q).sum()) + 1
-        n_sub = (top.values.cumsum(-1) < q).sum(-1) + 1  # [K]
-        for k in range(p.shape[0]):
-            n = int(n_sub[k])
-            if n == n_full and n <= n_max and torch.equal(top.indices[k, :n], top_full.indices[:n]):
-                out[k] = 100 * q
+        n = min(int(sizes[q][0]), n_vocab)  # a level that float rounding leaves unreached: every token
+        same = (sizes[q][1:].clamp_max(n_vocab) == n) & (ids[1:, :n] == ids[0, :n]).all(-1)  # [K]
+        out[same.numpy()] = 100 * q
     return out
 
 
@@ -96,3 +132,32 @@ def smallest_agreeing(sizes: np.ndarray, top1: np.ndarray) -> tuple[float, float
     stable_idx = disagree[-1] + 1 if disagree.size else 0
     s_stable = float(sizes[stable_idx]) if stable_idx < len(sizes) else float("nan")
     return s_first, s_stable
+
+
+def smallest_at_least(sizes: np.ndarray, values: np.ndarray, level: float) -> float:
+    """The smallest grid size whose value is ≥ ``level`` (e.g. the size required for nucleus
+    ``level``); NaN when none is."""
+    hits = np.flatnonzero(np.asarray(values) >= level)
+    return float(sizes[hits[0]]) if hits.size else float("nan")
+
+
+def tv_uniform(full_logits: torch.Tensor) -> np.ndarray:
+    """[R] TV(uniform, p_full): what every stratum that does not reach the input scores (zero
+    ablation leaves no signal at the root, so its logits are constant). full_logits: [R, V]."""
+    import torch
+
+    p_full = torch.softmax(full_logits.float(), dim=-1)  # [R, V]
+    return (0.5 * (p_full - 1.0 / p_full.shape[-1]).abs().sum(-1)).double().numpy()
+
+
+def plateau_free_density(sizes: np.ndarray, tv: np.ndarray, tv_empty: float, s_input: float) -> float:
+    """Mean of TV / TV(empty graph) over log10 s, from the first grid size that reaches the input
+    (``s ≥ s_input``) to 1, by the trapezoid rule (docs/method.md §5). 0: every such subgraph gives
+    the full distribution; 1: as far from it as the uniform output; above 1: further (mid-size
+    subgraphs can be). NaN when only the full graph reaches the input."""
+    sizes, tv = np.asarray(sizes, dtype=np.float64), np.asarray(tv, dtype=np.float64)
+    past = sizes >= s_input
+    x = np.log10(sizes[past])
+    if len(x) < 2 or not tv_empty > 0:
+        return float("nan")
+    return float(np.trapezoid(tv[past] / tv_empty, x) / (x[-1] - x[0]))

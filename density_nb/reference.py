@@ -504,24 +504,59 @@ def stratify_weights(
     G = build_graph(weights, n_layers, n_heads, root)
     total = G.number_of_edges()
     n_edges = [math.floor(s * total) for s in sizes]
-    target = max(n_edges)
+    order = [key for key, _src in itertools.islice(_best_first(G, (2 * n_layers, root)), max(n_edges))]
+    return order, n_edges
+
+
+def _best_first(G: nx.MultiDiGraph, out: Node) -> Iterator[tuple[Key, Node]]:
+    """(key, source node) of every edge of G in best-first order from ``out``."""
 
     def push_in_edges(heap: list[tuple[float, Key, Node]], node: Node) -> None:
         for src, _dst, key, w in G.in_edges(node, keys=True, data="weight"):
             heapq.heappush(heap, (-float(np.float32(w)), key, src))
 
-    out = (2 * n_layers, root)
     heap: list[tuple[float, Key, Node]] = []
     reached = {out}
     push_in_edges(heap, out)
-    order: list[Key] = []
-    while len(order) < target and heap:
+    while heap:
         _negw, key, src = heapq.heappop(heap)
-        order.append(key)
+        yield key, src
         if src not in reached:
             reached.add(src)
             push_in_edges(heap, src)  # embedding nodes have no in-edges
-    return order, n_edges
+
+
+def graph_keys(n_layers: int, n_heads: int, root: int) -> set[Key]:
+    """Every edge of the root's prefix graph."""
+    G = build_graph(_AnyWeight(), n_layers, n_heads, root)
+    return {key for _src, _dst, key in G.edges(keys=True)}
+
+
+class _AnyWeight(dict[Key, float]):
+    """Weights for when only the graph's edges matter: every edge weighs 0."""
+
+    def get(self, key: Key, default: object = None) -> float:
+        return 0.0
+
+
+def residual_keys(n_layers: int, n_heads: int, root: int) -> set[Key]:
+    """The residual edges of the root's prefix graph (what the published baselines always keep)."""
+    return {key for key in graph_keys(n_layers, n_heads, root) if key[0] in (RES_ATTN, RES_MLP)}
+
+
+def inverse_kept(order: Sequence[Key], n: int, n_layers: int, n_heads: int, root: int) -> set[Key]:
+    """The published inverse of stratum ``order[:n]``: every other edge of the graph, and every residual edge."""
+    return (graph_keys(n_layers, n_heads, root) - set(order[:n])) | residual_keys(n_layers, n_heads, root)
+
+
+def input_edges(weights: Mapping[Key, float], n_layers: int, n_heads: int, root: int) -> int:
+    """Edges of the smallest best-first subgraph that holds an edge leaving an input embedding
+    (a node (0, s)): expand until the first such edge is taken."""
+    G = build_graph(weights, n_layers, n_heads, root)
+    for count, (_key, src) in enumerate(_best_first(G, (2 * n_layers, root)), start=1):
+        if src[0] == 0:
+            return count
+    raise AssertionError("the graph has no edge from an input embedding")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -621,6 +656,7 @@ def trace_root(
       order        list of keys, the expansion order up to max n_k
       n_edges      list, n_k = floor(sizes[k] * |E|)  (|E| itself for size 1.0)
       total_edges  |E| of the root's prefix graph
+      input_edges  edges of the smallest best-first subgraph that reaches an input embedding
       sizes        the sizes as floats
       tv, kl, top1 lists per size (against this file's unmasked logits at root)
       logits       tensor [K, V] float32, the masked logits per stratum
@@ -643,6 +679,7 @@ def trace_root(
         "order": order,
         "n_edges": n_edges,
         "total_edges": total,
+        "input_edges": input_edges(weights, P.L, P.H, root),
         "sizes": sizes,
         "tv": [],
         "kl": [],

@@ -17,13 +17,19 @@ import pandas as pd
 
 from density_nb.errors import DensityNBError
 from density_nb.files import atomic_write
-from density_nb.metrics import LOG_S_MIN, auc_log, smallest_agreeing
+from density_nb.metrics import LOG_S_MIN, NUCLEUS_SIZES, auc_log, plateau_free_density, smallest_agreeing, smallest_at_least
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3  # 2: names settled; 3: input_edges, tv_empty, top-k
 _RENAMED = {1: {"top_tokens": "top_text_full"}}  # per older schema version: metadata key -> today's name
-_PER_STRATUM = ("n_edges", "tv", "kl", "top1", "nu", "entropy", "loss")
-_OPTIONAL = ("top_token", "tv_random", "kl_random", "top1_random")
+# Fields by layout (R roots, K strata); the optional ones are None in results of older versions
 _PER_ROOT = ("roots", "total_edges", "entropy_full", "top_token_full", "top_prob_full", "loss_full", "next_token")
+_PER_ROOT_OPTIONAL = ("input_edges", "tv_empty")
+_PER_ROOT_VECTOR = ("topk_token_full", "topk_prob_full")  # [R, k], optional
+_PER_STRATUM = ("n_edges", "tv", "kl", "top1", "nu", "entropy", "loss")
+_BASELINE_METRICS = tuple(f"{m}_{b}" for b in ("random", "random_residual", "inverse") for m in ("tv", "kl", "top1"))
+_OPTIONAL = ("top_token", *_BASELINE_METRICS)
+_NESTED = ("head_share", "mlp_share", "component_edges", "layer_edges")  # [R, K, ...]
+_NESTED_OPTIONAL = ("topk_token", "topk_prob", "component_edges_random", "layer_edges_random")  # [R, K, ...]
 
 
 @dataclass(eq=False)
@@ -34,8 +40,10 @@ class DensityResult:
     (|E| of that root's graph), ``entropy_full``, ``top_token_full``, ``top_prob_full``, ``loss_full``
     and ``next_token`` (-1 where the text ends).
     Per (root, stratum) ``[R, K]``: ``n_edges``, ``tv``, ``kl``, ``top1``, ``nu``, ``entropy``,
-    ``loss``; ``top_token`` (each subgraph's top-1 token id); optional random-connected-subgraph
-    baseline ``tv_random``, ``kl_random``, ``top1_random``.
+    ``loss``; ``top_token`` (each subgraph's top-1 token id); the baselines asked for (see
+    ``config.BASELINES``): ``{tv,kl,top1}_random`` (random connected subgraphs, like for like),
+    ``{tv,kl,top1}_random_residual`` (the same with every residual edge kept) and
+    ``{tv,kl,top1}_inverse`` (the stratum ablated, the rest kept).
     Composition ``head_share [R, K, L, H]`` and ``mlp_share [R, K, L]``: share of that head's
     (MLP's) edges included; ``component_edges [R, K, 3]``: attention, MLP, residual edge counts;
     ``layer_edges [R, K, L]``: edges per layer.
@@ -74,6 +82,20 @@ class DensityResult:
     tv_random: np.ndarray | None = None  # [R, K]
     kl_random: np.ndarray | None = None  # [R, K]
     top1_random: np.ndarray | None = None  # [R, K] bool
+    tv_random_residual: np.ndarray | None = None  # [R, K] the same random subgraphs, every residual edge kept
+    kl_random_residual: np.ndarray | None = None  # [R, K]
+    top1_random_residual: np.ndarray | None = None  # [R, K] bool
+    tv_inverse: np.ndarray | None = None  # [R, K] the stratum's attention/MLP edges ablated, the rest and residuals kept
+    kl_inverse: np.ndarray | None = None  # [R, K]
+    top1_inverse: np.ndarray | None = None  # [R, K] bool
+    component_edges_random: np.ndarray | None = None  # [R, K, 3] the random strata's composition
+    layer_edges_random: np.ndarray | None = None  # [R, K, L]
+    input_edges: np.ndarray | None = None  # [R] int64 edges of the smallest stratum that reaches the input
+    tv_empty: np.ndarray | None = None  # [R] TV(uniform, p_full): what every stratum short of the input scores
+    topk_token: np.ndarray | None = None  # [R, K, k] int64 each subgraph's k most probable next tokens
+    topk_prob: np.ndarray | None = None  # [R, K, k] their probabilities
+    topk_token_full: np.ndarray | None = None  # [R, k] int64 the full model's
+    topk_prob_full: np.ndarray | None = None  # [R, k]
     top_text_full: list[str] = field(default_factory=list)  # [R] the full model's top-1 token, decoded
     settings: dict[str, Any] = field(default_factory=dict)
 
@@ -97,6 +119,48 @@ class DensityResult:
     def s_top1(self) -> np.ndarray:
         """[R] smallest grid size whose stratum agrees with the full model's top-1 token."""
         return np.array([smallest_agreeing(self.grid, row)[0] for row in self.top1])
+
+    def _need(self, name: str) -> np.ndarray:
+        value = getattr(self, name)
+        if value is None:
+            raise DensityNBError(
+                f"This result has no {name}: it was saved by an older density_nb (schema before {SCHEMA_VERSION}). "
+                "Trace the text again with this version to get it."
+            )
+        return value
+
+    @property
+    def s_input(self) -> np.ndarray:
+        """[R] ``input_edges / total_edges``: the size from which a subgraph reaches the input; every
+        smaller stratum outputs the uniform distribution (the plateau, docs/method.md §8)."""
+        return self._need("input_edges") / self.total_edges
+
+    @property
+    def density_plateau_free(self) -> np.ndarray:
+        """[R] mean of TV / TV(empty graph) over log10 s from the first grid size that reaches the
+        input to 1 (docs/method.md §5): the density without the uniform plateau; can exceed 1."""
+        tv_empty, s_input = self._need("tv_empty"), self.s_input
+        return np.array([plateau_free_density(self.grid, row, e, si) for row, e, si in zip(self.tv, tv_empty, s_input)])
+
+    def component_share(self, random: bool = False) -> np.ndarray:
+        """[R, K, 3] share of each stratum's edges that are attention, MLP and residual edges; the
+        last stratum (the full graph) is the base rate. ``random``: of the random baseline's strata."""
+        edges = self._need("component_edges_random") if random else self.component_edges
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return edges / edges.sum(-1, keepdims=True)
+
+    def quartile_share(self, random: bool = False) -> np.ndarray:
+        """[R, K, 4] share of each stratum's edges in each quarter of the layers (first quarter
+        first; layers split as evenly as np.array_split does); the last stratum is the base rate."""
+        edges = self._need("layer_edges_random") if random else self.layer_edges
+        quarters = np.stack([part.sum(-1) for part in np.array_split(edges, 4, axis=-1)], axis=-1)  # [R, K, 4]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return quarters / quarters.sum(-1, keepdims=True)
+
+    def s_nucleus(self, level: float) -> np.ndarray:
+        """[R] the smallest grid size whose shared nucleus ν is at least ``level`` percent (the
+        published "required size for nucleus k"); the full graph always has ν = 99."""
+        return np.array([smallest_at_least(self.grid, row, level) for row in self.nu])
 
     @property
     def s_top1_stable(self) -> np.ndarray:
@@ -126,8 +190,17 @@ class DensityResult:
                 "total_edges": self.total_edges,
             }
         )
-        if self.tv_random is not None:
-            df["density_random"] = np.array([auc_log(self.grid, row) for row in self.tv_random]) / -LOG_S_MIN
+        for name in ("random", "random_residual", "inverse"):
+            tv = getattr(self, f"tv_{name}")
+            if tv is not None:
+                df[f"density_{name}"] = np.array([auc_log(self.grid, row) for row in tv]) / -LOG_S_MIN
+        if self.input_edges is not None:
+            df["input_edges"] = self.input_edges
+            df["s_input"] = self.s_input
+            df["tv_empty"] = self.tv_empty
+            df["density_plateau_free"] = self.density_plateau_free
+        for level in NUCLEUS_SIZES:
+            df[f"s_nu{level}"] = self.s_nucleus(level)
         return df
 
     def index(self, position: int) -> int:
@@ -146,7 +219,12 @@ class DensityResult:
     def at(self, position: int) -> RootResult:
         """Everything about the prediction made at token ``position`` (negative counts from the end)."""
         i = self.index(position)
-        per_stratum = {name: getattr(self, name)[i] for name in _PER_STRATUM + _OPTIONAL if getattr(self, name) is not None}
+        per_stratum = {
+            name: getattr(self, name)[i]
+            for name in _PER_STRATUM + _OPTIONAL + _NESTED_OPTIONAL + _PER_ROOT_VECTOR
+            if getattr(self, name) is not None
+        }
+        optional = {name: getattr(self, name)[i].item() for name in _PER_ROOT_OPTIONAL if getattr(self, name) is not None}
         return RootResult(
             position=int(self.roots[i]),
             token_text=self.tokens[int(self.roots[i])],
@@ -162,6 +240,7 @@ class DensityResult:
             component_edges=self.component_edges[i],
             layer_edges=self.layer_edges[i],
             **{name: getattr(self, name)[i].item() for name in _PER_ROOT if name != "roots"},
+            **optional,
             **per_stratum,
         )
 
@@ -188,13 +267,15 @@ class DensityResult:
 
         r_count, k_count = self.tv.shape
         table = pa.Table.from_pandas(self.curves(), preserve_index=False)
-        per_root = {name: np.repeat(getattr(self, name), k_count) for name in _PER_ROOT}
-        for name, value in per_root.items():
-            table = table.append_column(f"root_{name}", pa.array(value))
-        table = table.append_column("head_share", pa.array(list(self.head_share.reshape(r_count * k_count, -1))))
-        table = table.append_column("mlp_share", pa.array(list(self.mlp_share.reshape(r_count * k_count, -1))))
-        table = table.append_column("component_edges", pa.array(list(self.component_edges.reshape(r_count * k_count, -1))))
-        table = table.append_column("layer_edges", pa.array(list(self.layer_edges.reshape(r_count * k_count, -1))))
+        for name in _PER_ROOT + _PER_ROOT_OPTIONAL + _PER_ROOT_VECTOR:
+            value = getattr(self, name)
+            if value is not None:  # [R, ...] -> one row per (root, stratum)
+                column = np.repeat(value, k_count, axis=0)
+                table = table.append_column(f"root_{name}", pa.array(list(column) if column.ndim > 1 else column))
+        for name in _NESTED + _NESTED_OPTIONAL:
+            value = getattr(self, name)
+            if value is not None:
+                table = table.append_column(name, pa.array(list(value.reshape(r_count * k_count, -1))))
         meta = {
             "schema_version": SCHEMA_VERSION,
             "model": self.model,
@@ -238,19 +319,25 @@ class DensityResult:
             meta[new] = meta.pop(old)
         grid = np.array(meta["grid"], dtype=np.float64)
         k_count, n_layers, n_heads = len(grid), meta["n_layers"], meta["n_heads"]
-        cols = {
-            name: table.column(name).to_numpy()
-            for name in table.column_names
-            if name not in ("head_share", "mlp_share", "component_edges", "layer_edges")
-        }
-        r_count = len(cols["tv"]) // k_count
+        r_count = table.num_rows // k_count
+        topk = len(table.column("root_topk_token_full")[0]) if r_count and "root_topk_token_full" in table.column_names else 0
 
-        def grid2(name: str) -> np.ndarray:
-            return cols[name].reshape(r_count, k_count)
+        def column(name: str) -> np.ndarray:
+            return table.column(name).to_numpy(zero_copy_only=False)
 
         def nested(name: str, tail: tuple[int, ...], dtype: Any) -> np.ndarray:
-            flat = np.stack(table.column(name).to_numpy(zero_copy_only=False)) if r_count else np.zeros((0, *tail))
+            flat = np.stack(list(column(name))) if r_count else np.zeros((0, *tail))
             return flat.astype(dtype).reshape(r_count, k_count, *tail)
+
+        tails = {
+            "head_share": (n_layers, n_heads),
+            "mlp_share": (n_layers,),
+            "component_edges": (3,),
+            "layer_edges": (n_layers,),
+            "component_edges_random": (3,),
+            "layer_edges_random": (n_layers,),
+        }
+        dtypes = {"head_share": np.float32, "mlp_share": np.float32, "topk_prob": np.float64, "topk_prob_full": np.float64}
 
         kwargs: dict[str, Any] = {
             "model": meta["model"],
@@ -262,16 +349,21 @@ class DensityResult:
             "n_heads": n_heads,
             "top_text_full": list(meta["top_text_full"]),
             "settings": meta["settings"],
-            "head_share": nested("head_share", (n_layers, n_heads), np.float32),
-            "mlp_share": nested("mlp_share", (n_layers,), np.float32),
-            "component_edges": nested("component_edges", (3,), np.int64),
-            "layer_edges": nested("layer_edges", (n_layers,), np.int64),
         }
-        for name in _PER_ROOT:
-            kwargs[name] = cols[f"root_{name}"][::k_count].copy()
+        names = set(table.column_names)
+        for name in _NESTED + _NESTED_OPTIONAL:
+            if name in names:
+                kwargs[name] = nested(name, tails.get(name, (topk,)), dtypes.get(name, np.int64))
+        for name in _PER_ROOT + _PER_ROOT_OPTIONAL:
+            if f"root_{name}" in names:
+                kwargs[name] = column(f"root_{name}")[::k_count].copy()
+        for name in _PER_ROOT_VECTOR:
+            if f"root_{name}" in names:
+                values = column(f"root_{name}")[::k_count]
+                kwargs[name] = (np.stack(list(values)) if r_count else np.zeros((0, topk))).astype(dtypes.get(name, np.int64))
         for name in _PER_STRATUM + _OPTIONAL:
-            if name in cols:
-                kwargs[name] = grid2(name).copy()
+            if name in names:
+                kwargs[name] = column(name).reshape(r_count, k_count).copy()
         return cls(**kwargs)
 
     def equals(self, other: DensityResult) -> bool:
@@ -346,3 +438,17 @@ class RootResult:
     tv_random: np.ndarray | None = None  # [K]
     kl_random: np.ndarray | None = None  # [K]
     top1_random: np.ndarray | None = None  # [K]
+    tv_random_residual: np.ndarray | None = None  # [K]
+    kl_random_residual: np.ndarray | None = None  # [K]
+    top1_random_residual: np.ndarray | None = None  # [K]
+    tv_inverse: np.ndarray | None = None  # [K]
+    kl_inverse: np.ndarray | None = None  # [K]
+    top1_inverse: np.ndarray | None = None  # [K]
+    component_edges_random: np.ndarray | None = None  # [K, 3]
+    layer_edges_random: np.ndarray | None = None  # [K, L]
+    input_edges: int | None = None  # edges of the smallest stratum that reaches the input
+    tv_empty: float | None = None  # TV(uniform, p_full)
+    topk_token: np.ndarray | None = None  # [K, k]
+    topk_prob: np.ndarray | None = None  # [K, k]
+    topk_token_full: np.ndarray | None = None  # [k]
+    topk_prob_full: np.ndarray | None = None  # [k]

@@ -34,7 +34,16 @@ def _model_label(model: Any) -> str:
 
 
 CORPUS_CONFIG = TraceConfig(grid="paper")  # corpus runs default to the paper's grid
-_SETTING_DEFAULTS = {"norms": "live", "prepend_bos": None, "max_tokens": DEFAULT_MAX_TOKENS, "seed": 0, "max_rows": 4096}
+_SETTING_DEFAULTS = {"norms": "live", "prepend_bos": None, "max_tokens": DEFAULT_MAX_TOKENS, "seed": 0, "max_rows": 4096, "topk": 5}
+
+
+def _recorded_settings(settings: dict[str, Any]) -> dict[str, Any]:
+    """A manifest's settings in today's terms: settings added since take their default, and
+    ``random_baseline`` (before the baselines were selectable) reads as ``baselines``."""
+    out = {**_SETTING_DEFAULTS, **settings}
+    if "random_baseline" in out:
+        out["baselines"] = ["random"] if out.pop("random_baseline") else []
+    return out
 
 
 def versions() -> dict[str, str]:
@@ -234,7 +243,7 @@ def _run_locked(model: Any, out: Path, df: pd.DataFrame, config: TraceConfig, se
             "resume=True (--resume) to continue it, or choose another output directory."
         )
     if manifest is not None:
-        recorded = {**_SETTING_DEFAULTS, **manifest["settings"]}  # runs from before a setting existed used its default
+        recorded = _recorded_settings(manifest["settings"])
         diff = {k: (recorded.get(k), v) for k, v in settings.items() if recorded.get(k) != v}
         if diff:
             lines = "; ".join(f"{k}: recorded {a!r}, now {b!r}" for k, (a, b) in diff.items())

@@ -232,15 +232,29 @@ class Strata:
     position: int
     ranks: Ranks
     sizes: np.ndarray  # [K] edges per stratum
+    input_edges: int  # edges of the smallest stratum holding an edge that leaves an input embedding
+
+
+def first_input_edge(ranks: Ranks) -> int | None:
+    """The rank of the first edge taken that leaves an input-embedding node (layer 0's attention
+    and residual-attention edges: the only edges whose source is node (0, s)); None if none is ranked."""
+    taken = np.concatenate([ranks.attn[0].ravel(), ranks.res_attn[0]])
+    taken = taken[taken >= 0]
+    return int(taken.min()) if taken.size else None
 
 
 def stratify(weights: EdgeWeights, position: int, grid: np.ndarray, n_layers: int, n_heads: int) -> Strata:
     """Strata of the root at ``position`` for the grid's sizes; edges are ranked only up to the
-    largest stratum short of the full graph (which needs no ranks)."""
+    largest stratum short of the full graph (which needs no ranks), or further if none of those
+    reaches the input (then exactly as far as the first edge that does)."""
     total = edge_count(n_layers, n_heads, position + 1)
     sizes = stratum_sizes(grid, total)
     ranks = expand(weights, position, n_max=int(sizes[-2]) if len(sizes) > 1 else 0)
-    return Strata(position, ranks, sizes)
+    first = first_input_edge(ranks)
+    if first is None:  # rare: only strata past the grid's largest reach the input
+        first = first_input_edge(expand(weights, position))
+        assert first is not None, "the full graph always holds the input's edges"
+    return Strata(position, ranks, sizes, first + 1)
 
 
 @dataclass

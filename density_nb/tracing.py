@@ -19,10 +19,10 @@ from tqdm.auto import tqdm
 
 from density_nb.ablation import RankBatch, masked_logits
 from density_nb.arch import Arch
-from density_nb.config import TraceConfig, resolve
+from density_nb.config import Baseline, TraceConfig, resolve
 from density_nb.errors import TraceInputError
 from density_nb.importance import EdgeWeights, edge_weights, random_weights
-from density_nb.metrics import Metrics, distribution_metrics
+from density_nb.metrics import Metrics, distribution_metrics, tv_uniform
 from density_nb.models import cached_model, hf_tokenizer, load_model, model_name
 from density_nb.result import DensityResult
 from density_nb.stratify import Composition, Strata, composition, stratify
@@ -107,13 +107,14 @@ def _positions(roots: Roots, n_tokens: int) -> list[int]:
 # ---- 2. edge weights: one forward per text ------------------------------------------------------------
 @dataclass
 class RootRow:
-    """What one root's strata gave: per stratum [K] arrays, and the random baseline's when asked."""
+    """What one root's strata gave: per stratum [K] arrays, and each baseline's that was asked for."""
 
     strata: Strata
     metrics: Metrics
     top_token: np.ndarray  # [K] int64 each subgraph's top-1 token
     composition: Composition
-    random: Metrics | None
+    baselines: dict[Baseline, Metrics]
+    random_composition: Composition | None  # of the random strata, when a random baseline ran
 
 
 @dataclass
@@ -147,7 +148,8 @@ def _prepare(bridge: Any, arch: Arch, text: str, roots: Roots, config: TraceConf
     positions = _positions(roots, n_tokens)
     weights = edge_weights(bridge, ids, config.weighting, seed=config.seed)
     full = arch.logits(weights.final[positions]).cpu()  # [R, V]
-    rand = random_weights(arch.n_layers, arch.n_heads, n_tokens, seed=config.seed + 1) if config.random_baseline else None
+    wants_random = any(name.startswith("random") for name in config.baselines)
+    rand = random_weights(arch.n_layers, arch.n_heads, n_tokens, seed=config.seed + 1) if wants_random else None
     return _Text(text, ids, pieces, positions, weights, full, rand)
 
 
@@ -168,42 +170,57 @@ def _batches(work: list[tuple[int, int, int]], n_strata: int, max_rows: int) -> 
     return groups
 
 
-def _evaluate(arch: Arch, texts: list[_Text], strata: list[Strata], which: list[tuple[int, int]], frozen: bool) -> list[torch.Tensor]:
-    """Logits [K, V] of every stratum of each root (root j: root ``which[j][1]`` of text
-    ``which[j][0]``); the full graph (last) reuses the full run's logits."""
+def _evaluate(
+    arch: Arch, texts: list[_Text], strata: list[Strata], which: list[tuple[int, int]], frozen: bool, how: str = "stratum"
+) -> list[torch.Tensor]:
+    """Logits [K, V] of every stratum of each root (root j: root ``which[j][1]`` of text ``which[j][0]``).
+
+    how: ``"stratum"`` keeps each stratum (the full graph, last, reuses the full run's logits);
+    ``"residual"`` keeps each stratum and every residual edge (the full graph: the full run's);
+    ``"inverse"`` keeps every attention and MLP edge outside the stratum and every residual edge
+    (the inverse of the full graph is the residual stream alone)."""
     n_pos = max(s.position for s in strata) + 1
 
     def padded(t: int, values: torch.Tensor, fill: float = 0) -> torch.Tensor:  # [..., T] -> [..., n_pos]
         return F.pad(values[..., :n_pos], (0, n_pos - min(n_pos, len(texts[t].ids))), value=fill)
 
+    evaluated = [len(s.sizes) - (how != "inverse") for s in strata]  # strata run per root
     batch = RankBatch.stack([s.ranks for s in strata], n_pos)
     ids = torch.stack([padded(t, texts[t].ids) for t, _ in which])  # [Rb, P]
-    row_root = torch.cat([torch.full((len(s.sizes) - 1,), i) for i, s in enumerate(strata)])  # [B]
-    n_keep = torch.from_numpy(np.concatenate([s.sizes[:-1] for s in strata]))  # [B]
+    row_root = torch.cat([torch.full((k,), i) for i, k in enumerate(evaluated)])  # [B]
+    n_keep = torch.from_numpy(np.concatenate([s.sizes[:k] for s, k in zip(strata, evaluated)]))  # [B]
+    invert = torch.full((len(n_keep),), how == "inverse")  # [B]
+    if how == "inverse":  # the inverse of the full graph: nothing but the residual stream
+        last = torch.from_numpy(np.cumsum(evaluated)) - 1
+        invert[last], n_keep[last] = False, 0
+    keep_residual = torch.full((len(n_keep),), how != "stratum")  # [B]
     scales: tuple[torch.Tensor | None, torch.Tensor | None] = (None, None)
     if frozen and any(layer.post_attn_norm is not None for layer in arch.layers):
         attn_scale, mlp_scale = (
             torch.stack([padded(t, getattr(texts[t].weights, name), 1.0) for t, _ in which]) for name in ("attn_inv_rms", "mlp_inv_rms")
         )  # [Rb, L, P] each
         scales = (attn_scale, mlp_scale)
-    logits = masked_logits(arch, ids, batch, row_root, n_keep, *scales).cpu()  # [B, V]
+    logits = masked_logits(arch, ids, batch, row_root, n_keep, *scales, invert=invert, keep_residual=keep_residual).cpu()  # [B, V]
     out, start = [], 0
-    for s, (t, i) in zip(strata, which):
-        k = len(s.sizes) - 1
-        out.append(torch.cat([logits[start : start + k], texts[t].full[i][None]]))
+    for k, (t, i) in zip(evaluated, which):
+        rows = logits[start : start + k]
+        out.append(rows if how == "inverse" else torch.cat([rows, texts[t].full[i][None]]))
         start += k
     return out
 
 
 # ---- 5. metrics ----------------------------------------------------------------------------------------
-def _row(text: _Text, i: int, strata: Strata, logits: torch.Tensor, rand_logits: torch.Tensor | None) -> RootRow:
+def _row(
+    text: _Text, i: int, strata: Strata, logits: torch.Tensor, baselines: dict[Baseline, torch.Tensor], random: Strata | None, topk: int
+) -> RootRow:
     target = text.target(strata.position)
     return RootRow(
         strata=strata,
-        metrics=distribution_metrics(text.full[i], logits, target),
+        metrics=distribution_metrics(text.full[i], logits, target, topk),
         top_token=logits.argmax(-1).numpy().astype(np.int64),
         composition=composition(strata),
-        random=None if rand_logits is None else distribution_metrics(text.full[i], rand_logits, target),
+        baselines={name: distribution_metrics(text.full[i], lg, target, topk) for name, lg in baselines.items()},
+        random_composition=None if random is None else composition(random),
     )
 
 
@@ -214,13 +231,17 @@ def _result(bridge: Any, arch: Arch, text: _Text, config: TraceConfig) -> Densit
     nxt = np.array([-1 if (t := text.target(p)) is None else t for p in text.positions], dtype=np.int64)
     loss_full = np.array([-float(logp_full[i, t]) if t >= 0 else float("nan") for i, t in enumerate(nxt)])
     top = text.full.argmax(-1)  # [R]
+    topk_full = torch.topk(logp_full.exp(), min(config.topk, logp_full.shape[-1]), dim=-1)  # [R, k]
     tok = hf_tokenizer(bridge)
 
     def per_stratum(get: Any, dtype: Any = np.float64) -> np.ndarray:
         return np.stack([get(row) for row in rows]).astype(dtype)
 
-    def random(name: str, dtype: Any = np.float64) -> np.ndarray | None:
-        return None if text.rand is None else per_stratum(lambda row: getattr(row.random, name), dtype)
+    def baseline(name: Baseline, metric: str, dtype: Any = np.float64) -> np.ndarray | None:
+        return per_stratum(lambda row: getattr(row.baselines[name], metric), dtype) if name in config.baselines else None
+
+    def random_composition(part: str) -> np.ndarray | None:
+        return None if text.rand is None else per_stratum(lambda row: getattr(row.random_composition, part), np.int64)
 
     return DensityResult(
         model=model_name(bridge),
@@ -249,9 +270,23 @@ def _result(bridge: Any, arch: Arch, text: _Text, config: TraceConfig) -> Densit
         component_edges=per_stratum(lambda row: row.composition.component_edges, np.int64),
         layer_edges=per_stratum(lambda row: row.composition.layer_edges, np.int64),
         top_token=per_stratum(lambda row: row.top_token, np.int64),
-        tv_random=random("tv"),
-        kl_random=random("kl"),
-        top1_random=random("top1", bool),
+        input_edges=np.array([row.strata.input_edges for row in rows], dtype=np.int64),
+        tv_empty=tv_uniform(text.full),
+        topk_token=per_stratum(lambda row: row.metrics.topk_token, np.int64),
+        topk_prob=per_stratum(lambda row: row.metrics.topk_prob),
+        topk_token_full=topk_full.indices.numpy().astype(np.int64),
+        topk_prob_full=topk_full.values.double().numpy(),
+        tv_random=baseline("random", "tv"),
+        kl_random=baseline("random", "kl"),
+        top1_random=baseline("random", "top1", bool),
+        tv_random_residual=baseline("random_residual", "tv"),
+        kl_random_residual=baseline("random_residual", "kl"),
+        top1_random_residual=baseline("random_residual", "top1", bool),
+        tv_inverse=baseline("inverse", "tv"),
+        kl_inverse=baseline("inverse", "kl"),
+        top1_inverse=baseline("inverse", "top1", bool),
+        component_edges_random=random_composition("component_edges"),
+        layer_edges_random=random_composition("layer_edges"),
         top_text_full=[tok.decode([int(t)]) for t in top],
         settings=config.settings(),
     )
@@ -274,7 +309,7 @@ def trace(
     roots: ``"all"`` (every position whose next token is in the text), ``"last"`` (the prediction
     after the last token, as the papers do) or a list of positions.
     config: a ``TraceConfig``; ``settings``: any of its fields to override (``grid="paper"``,
-    ``norms="frozen"``, ``random_baseline=True``, ...). Select a root's numbers with ``result.at(position)``.
+    ``norms="frozen"``, ``baselines=["random", "inverse"]``, ...). Select a root's numbers with ``result.at(position)``.
     """
     return trace_many(model, [text], [roots], config, progress=progress, **settings)[0]
 
@@ -324,11 +359,16 @@ def trace_many(
             which = [(t, i) for t, i, _ in group]
             strata = [stratify(prepared[t].weights, p, grid, arch.n_layers, arch.n_heads) for t, _, p in group]
             logits = _evaluate(arch, prepared, strata, which, frozen)
-            rand_logits: list[torch.Tensor | None] = [None] * len(group)
-            if config.random_baseline:
+            rand_strata: list[Strata | None] = [None] * len(group)
+            if prepared[0].rand is not None:
                 rand_strata = [stratify(prepared[t].rand, p, grid, arch.n_layers, arch.n_heads) for t, _, p in group]  # type: ignore[arg-type]
-                rand_logits = list(_evaluate(arch, prepared, rand_strata, which, frozen))
-            for (t, i), s, lg, rl in zip(which, strata, logits, rand_logits):
-                prepared[t].rows.append(_row(prepared[t], i, s, lg, rl))
+            baselines: dict[Baseline, list[torch.Tensor]] = {}
+            for name in config.baselines:
+                subgraphs = strata if name == "inverse" else rand_strata
+                how = {"random": "stratum", "random_residual": "residual", "inverse": "inverse"}[name]
+                baselines[name] = _evaluate(arch, prepared, subgraphs, which, frozen, how)  # type: ignore[arg-type]
+            for j, ((t, i), s, lg, rs) in enumerate(zip(which, strata, logits, rand_strata)):
+                mine = {name: values[j] for name, values in baselines.items()}
+                prepared[t].rows.append(_row(prepared[t], i, s, lg, mine, rs, config.topk))
             bar.update(len(group))
     return [_result(bridge, arch, text, config) for text in prepared]

@@ -12,7 +12,7 @@ from helpers import TEXT
 
 @pytest.fixture(scope="module")
 def result(tiny_llama) -> DensityResult:
-    return trace(tiny_llama, TEXT, roots="all", grid="fast", random_baseline=True, progress=False)
+    return trace(tiny_llama, TEXT, roots="all", grid="fast", baselines=["random"], progress=False)
 
 
 def test_all_roots_shapes_and_ranges(result):
@@ -140,9 +140,9 @@ def test_trace_many_matches_trace_per_text(tiny):
     """Roots of texts of different lengths share masked passes (frozen post-norm scales included)."""
     texts = [TEXT, "A short one.", TEXT + " And a longer tail to make it the longest text here."]
     roots = ["last", "all", [3, -1]]
-    many = trace_many(tiny, texts, roots, grid="fast", norms="frozen", random_baseline=True, max_rows=10_000, progress=False)
+    many = trace_many(tiny, texts, roots, grid="fast", norms="frozen", baselines=["random"], max_rows=10_000, progress=False)
     for text, r, got in zip(texts, roots, many):
-        one = trace(tiny, text, r, grid="fast", norms="frozen", random_baseline=True, progress=False)
+        one = trace(tiny, text, r, grid="fast", norms="frozen", baselines=["random"], progress=False)
         assert got.text == text and np.array_equal(got.roots, one.roots) and np.array_equal(got.n_edges, one.n_edges)
         for key in ("tv", "kl", "tv_random", "entropy", "head_share"):
             np.testing.assert_allclose(getattr(got, key), getattr(one, key), rtol=1e-5, atol=1e-6)

@@ -128,6 +128,7 @@ def test_trace_curves_match_reference(tiny, norms):
     for i, root in enumerate(result.roots):
         ref = reference.trace_root(tiny, ids.tolist(), int(root), list(grid), norms=norms)
         assert result.n_edges[i].tolist() == list(ref["n_edges"])
+        assert result.input_edges[i] == ref["input_edges"]
         np.testing.assert_allclose(result.tv[i], ref["tv"], atol=1e-5)
         np.testing.assert_allclose(result.kl[i], ref["kl"], atol=1e-4)
         assert result.top1[i].tolist() == list(ref["top1"])

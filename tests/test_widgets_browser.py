@@ -45,7 +45,7 @@ NOTEBOOK_SOURCE = [
     "import density_nb\n"
     "from density_nb.tracing import trace\n"
     "model = density_nb.load_model('tiny-llama')\n"
-    f"result = trace(model, {TEXT!r}, roots='all', grid='fast', random_baseline=True, progress=False)\n"
+    f"result = trace(model, {TEXT!r}, roots='all', grid='fast', baselines=['random'], progress=False)\n"
     "w = result.widget()\n"
     "w.to_html('explorer.html')\n"
     "facts = {'tokens': result.tokens, 'roots': result.roots.tolist(), 'density': result.density.tolist(),\n"

@@ -1,0 +1,167 @@
+"""The measures a careful reviewer needs: where the root first reaches the input, the uniform
+plateau before it, the plateau-free density, nucleus sizes and each subgraph's top-k."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from density_nb import reference, trace
+from density_nb.ablation import RankBatch, masked_logits
+from density_nb.arch import Arch
+from density_nb.importance import edge_weights
+from density_nb.metrics import plateau_free_density, shared_nucleus, smallest_at_least, tv_uniform
+from density_nb.stratify import expand, first_input_edge
+from helpers import TEXT, token_ids
+
+
+def test_plateau_free_density_by_hand():
+    sizes = np.array([1e-4, 1e-3, 1e-2, 1e-1, 1.0])
+    tv = np.array([0.8, 0.8, 0.4, 0.2, 0.0])
+    # s_input = 5e-3: from 1e-2 on; normalised by 0.8: 0.5, 0.25, 0 over two decades,
+    # trapezoids (0.5 + 0.25) / 2 + (0.25 + 0) / 2 = 0.5, mean over 2 decades = 0.25
+    assert plateau_free_density(sizes, tv, 0.8, 5e-3) == pytest.approx(0.25)
+    # s_input exactly on a grid size starts there: 1.0, 0.5, 0.25, 0 over 3 decades -> (0.75 + 0.375 + 0.125) / 3
+    assert plateau_free_density(sizes, tv, 0.8, 1e-3) == pytest.approx(1.25 / 3)
+    # worse than the empty graph past the plateau: 1.8, 1.8, 0 -> (1.8 + 0.9) / 2 decades, above 1, not clipped
+    assert plateau_free_density(sizes, np.array([0.5, 0.5, 0.9, 0.9, 0.0]), 0.5, 5e-3) == pytest.approx((1.8 + 0.9) / 2)
+    assert np.isnan(plateau_free_density(sizes, tv, 0.8, 0.5)), "only the full graph reaches the input"
+
+
+def test_smallest_at_least_by_hand():
+    sizes = np.array([1e-3, 1e-2, 0.1, 1.0])
+    assert smallest_at_least(sizes, np.array([0, 10, 5, 99]), 10) == 1e-2
+    assert smallest_at_least(sizes, np.array([0, 10, 5, 99]), 90) == 1.0
+    assert np.isnan(smallest_at_least(sizes, np.array([0, 0, 0, 0]), 1))
+
+
+def test_nucleus_is_not_capped():
+    """A flat full distribution over a large vocabulary: its 99 % nucleus holds ~49k tokens, and
+    the full graph still shares it (ν = 99); a one-token change at the top shrinks ν."""
+    gen = torch.Generator().manual_seed(0)
+    p_full = torch.softmax(0.05 * torch.randn(49152, generator=gen), -1)
+    nudged = p_full.clone()
+    top2 = torch.topk(p_full, 2).indices
+    nudged[top2[0]], nudged[top2[1]] = p_full[top2[1]], p_full[top2[0]]  # swap the top two
+    nu = shared_nucleus(p_full, torch.stack([p_full, nudged, torch.full_like(p_full, 1 / 49152)]))
+    assert nu.tolist() == [99.0, 0.0, 0.0]
+    # by hand: cumulative .52 .79 .91 .96 1 (full) and .52 .79 .91 .95 1 (the last two swapped): the
+    # 99 % nuclei (5 tokens each) differ in order, the 90 % nuclei (3 tokens each) are the same
+    full = torch.tensor([0.52, 0.27, 0.12, 0.05, 0.04])
+    swapped = torch.tensor([0.52, 0.27, 0.12, 0.04, 0.05])
+    assert shared_nucleus(full, swapped[None]).tolist() == [90.0]
+
+
+def test_input_edges_and_the_uniform_plateau(tiny):
+    """Strata smaller than input_edges output exactly the uniform distribution; the stratum of
+    exactly input_edges edges does not; input_edges matches the oracle."""
+    ids = token_ids(tiny)
+    arch = Arch.of(tiny.original_model)
+    weights = edge_weights(tiny, ids)
+    root = len(ids) - 1
+    ranks = expand(weights, root)
+    first = first_input_edge(ranks)
+    assert first is not None
+    assert first + 1 == reference.input_edges(reference.edge_weights(tiny, ids.tolist()), arch.n_layers, arch.n_heads, root)
+    batch = RankBatch.stack([ranks], root + 1)
+    sizes = torch.tensor([0, first, first + 1])
+    logits = masked_logits(arch, ids, batch, torch.zeros(3, dtype=torch.long), sizes)  # [3, V]
+    for row in logits[:2]:
+        p = row.softmax(-1)
+        assert (p - 1 / p.numel()).abs().max() <= 1e-7, "no path from the input: the uniform distribution"
+    assert (logits[2].softmax(-1) - 1 / logits.shape[-1]).abs().max() > 1e-4
+    full = torch.as_tensor(weights.final[[root]])
+    assert tv_uniform(arch.logits(full)) == pytest.approx(
+        0.5 * (arch.logits(full)[0].softmax(-1) - 1 / logits.shape[-1]).abs().sum().item()
+    )
+
+
+def test_trace_reports_the_measures(tiny_llama):
+    r = trace(tiny_llama, TEXT, roots="all", grid="paper", progress=False)
+    plateau = r.n_edges < r.input_edges[:, None]
+    assert plateau.any() and (~plateau).any()
+    np.testing.assert_allclose(r.tv[plateau], np.broadcast_to(r.tv_empty[:, None], r.tv.shape)[plateau], atol=1e-6)
+    assert ((r.s_input > 0) & (r.s_input < 1)).all()
+    assert (r.nu[:, -1] == 99).all(), "the full graph always shares the 99 % nucleus"
+    s = r.summary()
+    for column in (
+        "input_edges",
+        "s_input",
+        "tv_empty",
+        "density_plateau_free",
+        "s_nu1",
+        "s_nu5",
+        "s_nu10",
+        "s_nu20",
+        "s_nu40",
+        "s_nu60",
+        "s_nu80",
+        "s_nu90",
+    ):
+        assert column in s, column
+    assert (s["s_nu1"] <= s["s_nu90"]).all() or (s["s_nu1"] <= 1).all()
+    assert r.topk_token.shape == (*r.tv.shape, 5) and r.topk_prob_full.shape == (len(r.roots), 5)
+    np.testing.assert_array_equal(r.topk_token[:, -1], r.topk_token_full)  # the full graph predicts what the model does
+    np.testing.assert_array_equal(r.topk_token[:, :, 0], r.top_token)
+    assert (np.diff(r.topk_prob, axis=-1) <= 0).all()
+
+
+def test_older_results_say_what_is_missing(tiny_llama):
+    r = trace(tiny_llama, TEXT, roots="last", progress=False)
+    r.input_edges = None
+    with pytest.raises(Exception, match=r"no input_edges.*Trace the text again"):
+        r.s_input  # noqa: B018
+    assert "s_input" not in r.summary()
+
+
+def _stratum_tv(a: torch.Tensor, b: torch.Tensor) -> float:
+    return 0.5 * (a.softmax(-1) - b.softmax(-1)).abs().sum().item()
+
+
+@pytest.mark.parametrize("fraction", [0.0, 0.01, 0.2, 0.7])
+def test_baseline_passes_match_the_oracle(tiny, fraction):
+    """Inverse and residual-kept passes equal reference.py's on the sets it builds itself."""
+    from density_nb.stratify import edge_order
+
+    ids = token_ids(tiny)
+    arch = Arch.of(tiny.original_model)
+    root = len(ids) - 1
+    ranks = expand(edge_weights(tiny, ids), root)
+    order = edge_order(ranks)
+    n = int(fraction * ranks.total_edges)
+    batch = RankBatch.stack([ranks], root + 1)
+    one, n_keep = torch.zeros(1, dtype=torch.long), torch.tensor([n])
+    yes = torch.tensor([True])
+    inverse = masked_logits(arch, ids, batch, one, n_keep, invert=yes, keep_residual=yes)[0]
+    with_residual = masked_logits(arch, ids, batch, one, n_keep, keep_residual=yes)[0]
+    L, H, tokens = arch.n_layers, arch.n_heads, ids.tolist()
+    ref_inverse = reference.masked_logits(tiny, tokens, root, reference.inverse_kept(order, n, L, H, root)).float()
+    ref_residual = reference.masked_logits(tiny, tokens, root, set(order[:n]) | reference.residual_keys(L, H, root)).float()
+    assert _stratum_tv(inverse, ref_inverse) <= 1e-5
+    assert _stratum_tv(with_residual, ref_residual) <= 1e-5
+
+
+def test_inverse_at_both_ends(tiny):
+    """The inverse of the empty stratum is the full model; of the full graph, the residual stream alone."""
+    r = trace(tiny, TEXT, roots="last", grid=[1e-9, 0.5], baselines=["inverse", "random_residual"], progress=False)
+    ids = token_ids(tiny)
+    root, arch = len(ids) - 1, Arch.of(tiny.original_model)
+    assert r.n_edges[0, 0] == 0 and r.tv_inverse[0, 0] <= 1e-5
+    residual_only = reference.masked_logits(tiny, ids.tolist(), root, reference.residual_keys(arch.n_layers, arch.n_heads, root)).float()
+    full = reference.masked_logits(tiny, ids.tolist(), root, None).float()
+    assert r.tv_inverse[0, -1] == pytest.approx(_stratum_tv(full, residual_only), abs=1e-5)
+    assert r.tv_random_residual[0, -1] == 0 and r.tv[0, -1] == 0
+    s = r.summary()
+    assert {"density_inverse", "density_random_residual"} <= set(s.columns) and "density_random" not in s
+
+
+def test_composition_has_its_base_rate_and_null(tiny_llama):
+    r = trace(tiny_llama, TEXT, roots=[5, 12], grid="fast", baselines=["random"], progress=False)
+    share, base = r.component_share(), r.component_share()[:, -1]
+    np.testing.assert_allclose(share.sum(-1)[r.n_edges > 0], 1.0)
+    np.testing.assert_allclose(base, r.component_edges[:, -1] / r.total_edges[:, None])
+    q = r.quartile_share(random=True)
+    assert q.shape == (2, len(r.grid), 4)
+    np.testing.assert_allclose(q[:, -1], r.quartile_share()[:, -1])  # the full graph is the same for both
+    np.testing.assert_array_equal(r.component_edges_random.sum(-1), r.n_edges)
