@@ -125,9 +125,19 @@ def _passage_tables(
     curves.insert(0, "words", np.int64(words))
     curves.insert(0, "model", name)
     curves.insert(0, "passage_id", np.int64(passage_id))
-    comp = result.component_edges.reshape(-1, 3)
-    curves["edges_attn"], curves["edges_mlp"], curves["edges_res"] = comp[:, 0], comp[:, 1], comp[:, 2]
-    curves["layer_edges"] = list(result.layer_edges.reshape(len(result.roots) * k, -1))
+    rows = len(result.roots) * k
+    for suffix, edges, layers in (
+        ("", result.component_edges, result.layer_edges),
+        ("_random", result.component_edges_random, result.layer_edges_random),
+    ):
+        if edges is not None and layers is not None:
+            comp = edges.reshape(-1, 3)
+            curves[f"edges_attn{suffix}"], curves[f"edges_mlp{suffix}"], curves[f"edges_res{suffix}"] = comp[:, 0], comp[:, 1], comp[:, 2]
+            curves[f"layer_edges{suffix}"] = list(layers.reshape(rows, -1))
+    for name in ("topk_token", "topk_prob"):
+        value = getattr(result, name)
+        if value is not None:
+            curves[name] = list(value.reshape(rows, -1))
     return summary, curves
 
 

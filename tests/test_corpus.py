@@ -385,3 +385,14 @@ def test_resume_a_run_from_before_norms_was_recorded(tiny_llama, run_data, tmp_p
     (out / "manifest.json").write_text(json.dumps(manifest))
     runner.run_corpus(tiny_llama, out, data=run_data, n_passages=2, resume=True, **RUN)
     check_complete(out, 2)
+
+
+def test_corpus_runs_carry_the_measures(tiny_llama, run_data, tmp_path):
+    """Baselines, plateau measures and top-k reach the run's tables."""
+    runner.run_corpus(tiny_llama, tmp_path / "m", data=run_data, n_passages=2, baselines=["random", "inverse"], **RUN)
+    run = run_store.load_runs(tmp_path / "m")
+    assert {"input_edges", "s_input", "tv_empty", "density_plateau_free", "density_random", "density_inverse", "s_nu90"} <= set(
+        run.summary.columns
+    )
+    assert {"tv_inverse", "tv_random", "topk_token", "edges_attn_random", "layer_edges_random"} <= set(run.curves.columns)
+    assert run.manifest["settings"]["baselines"] == ["random", "inverse"]
