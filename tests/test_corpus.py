@@ -396,3 +396,17 @@ def test_corpus_runs_carry_the_measures(tiny_llama, run_data, tmp_path):
     )
     assert {"tv_inverse", "tv_random", "topk_token", "edges_attn_random", "layer_edges_random"} <= set(run.curves.columns)
     assert run.manifest["settings"]["baselines"] == ["random", "inverse"]
+
+
+def test_resume_a_run_recorded_before_baselines_were_selectable(tiny_llama, run_data, tmp_path):
+    out = tmp_path / "old"
+    runner.run_corpus(tiny_llama, out, data=run_data, n_passages=1, **RUN)
+    manifest = json.loads((out / "manifest.json").read_text())
+    for name in ("baselines", "topk", "max_rows", "seed", "prepend_bos", "max_tokens"):
+        del manifest["settings"][name]
+    manifest["settings"]["random_baseline"] = False
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    summary = runner.run_corpus(tiny_llama, out, data=run_data, n_passages=2, resume=True, **RUN)
+    assert len(summary) == 2
+    with pytest.raises(run_store.CorpusError, match="baselines"):
+        runner.run_corpus(tiny_llama, out, data=run_data, n_passages=2, resume=True, baselines=["random"], **RUN)
