@@ -165,3 +165,31 @@ def test_composition_has_its_base_rate_and_null(tiny_llama):
     assert q.shape == (2, len(r.grid), 4)
     np.testing.assert_allclose(q[:, -1], r.quartile_share()[:, -1])  # the full graph is the same for both
     np.testing.assert_array_equal(r.component_edges_random.sum(-1), r.n_edges)
+
+
+def test_areas_and_sizes_by_hand():
+    from density_nb.metrics import auc_log, smallest_agreeing
+
+    sizes = np.array([1e-3, 1e-2, 1e-1, 1.0])
+    tv = np.array([0.6, 0.4, 0.2, 0.0])
+    # held at 0.6 from 1e-5 to 1e-3 (2 decades: 1.2), then trapezoids 0.5 + 0.3 + 0.1
+    assert auc_log(sizes, tv) == pytest.approx(2.1)
+    assert auc_log(np.array([1e-6, 1.0]), np.array([1.0, 0.0])) == pytest.approx(2.5), "clipped at 1e-5"
+    top1 = np.array([False, True, False, True])
+    assert smallest_agreeing(sizes, top1) == (1e-2, 1.0)  # agrees first at 1e-2, for good only at 1
+    assert smallest_agreeing(sizes, np.array([False, True, True, True])) == (1e-2, 1e-2)
+
+
+@pytest.mark.real
+def test_input_edges_on_smollm2_match_the_oracle(smollm2):
+    text = "The lighthouse keeper climbed"
+    ids = token_ids(smollm2, text)
+    arch = Arch.of(smollm2.original_model)
+    r = trace(smollm2, text, roots="all", grid="paper", progress=False)
+    ref_weights = reference.edge_weights(smollm2, ids.tolist())
+    for i, root in enumerate(r.roots):
+        assert r.input_edges[i] == reference.input_edges(ref_weights, arch.n_layers, arch.n_heads, int(root))
+    empty = RankBatch.stack([expand(edge_weights(smollm2, ids), len(ids) - 1)], len(ids))
+    p = masked_logits(arch, ids, empty, torch.zeros(1, dtype=torch.long), torch.tensor([0]))[0].softmax(-1)
+    assert (p - 1 / p.numel()).abs().max() <= 1e-9, "the empty stratum outputs the uniform distribution"
+    assert (r.nu[:, -1] == 99).all()
