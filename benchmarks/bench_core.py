@@ -22,7 +22,8 @@ from density_nb import reference
 from density_nb.config import PAPER_GRID
 from density_nb.examples import QUICKSTART_TEXT
 from density_nb.models import load_model
-from density_nb.tracing import _stratify, tokenize, trace
+from density_nb.stratify import stratify
+from density_nb.tracing import tokenize, trace
 
 
 def timed(fn, repeat: int = 1) -> tuple[float, object]:
@@ -64,7 +65,7 @@ def masked_flops(model, text: str) -> float:
     arch = Arch.of(model.original_model)
     ids, _ = tokenize(model, text)
     w = edge_weights(model, ids)
-    root = _stratify(w, len(ids) - 1, make_grid("paper"), arch.n_layers, arch.n_heads)
+    root = stratify(w, len(ids) - 1, make_grid("paper"), arch.n_layers, arch.n_heads)
     d, kv, inter = arch.d_model, arch.n_kv_heads * arch.head_dim, arch.layers[0].gate_up.sizes[0]
     total = 0.0
     r = root.ranks

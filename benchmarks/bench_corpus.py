@@ -54,9 +54,7 @@ def main() -> None:
     try:
         # warm-up (numba JIT; oneDNN kernels for the row counts of one passage and of a batch of 4), not timed
         for batch in (1, 4):
-            trace_passages(
-                bridge, [(int(r.passage_id), r.prompt, r.next_word) for r in df.iloc[:batch].itertuples()], words=args.words, grid="paper"
-            )
+            trace_passages(bridge, [(int(r.passage_id), r.prompt, r.next_word) for r in df.iloc[:batch].itertuples()], words=args.words)
         n_tokens = [len(tokenize(bridge, p + " " + w)[0]) for p, w in zip(df.prompt, df.next_word)]
         print(
             f"{len(df)} passages of {args.words} words: {min(n_tokens)}-{max(n_tokens)} tokens (mean {sum(n_tokens) / len(n_tokens):.0f})"

@@ -3,10 +3,12 @@ position, token pieces, and errors that name the problem."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import pkgutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -176,3 +178,11 @@ def test_a_schema_1_result_file_still_loads(tmp_path):
     pq.write_table(table.replace_schema_metadata({b"density_nb": json.dumps(meta).encode()}), old)
     with pytest.raises(DensityNBError, match=r"schema version 99.*Upgrade density_nb"):
         DensityResult.from_parquet(old)
+
+
+@pytest.mark.parametrize("path", sorted((Path(__file__).parents[1] / "benchmarks").glob("*.py")), ids=lambda p: p.stem)
+def test_benchmarks_import_against_todays_api(path):
+    """Benchmarks are not run in CI, but they must keep importing what the package offers."""
+    spec = importlib.util.spec_from_file_location(f"bench_{path.stem}", path)
+    assert spec and spec.loader
+    spec.loader.exec_module(importlib.util.module_from_spec(spec))
