@@ -103,10 +103,9 @@ def _default_root(result: Any) -> int:
 
 def _default_stratum(result: Any, root: int) -> int:
     """The first stratum whose top-1 agrees with the full model (the s_top1 step) for ``root``."""
-    roots = list(np.asarray(result.roots).tolist())
-    if root not in roots or not len(result.grid):
+    if root not in result.roots or not len(result.grid):
         return max(len(result.grid) - 1, 0)
-    agree = np.flatnonzero(np.asarray(result.top1)[roots.index(root)])
+    agree = np.flatnonzero(result.at(root).top1)
     return int(agree[0]) if agree.size else len(result.grid) - 1
 
 
