@@ -39,6 +39,8 @@ _LAZY = {
     "run_corpus": "density_nb.runner",
     "trace_passage": "density_nb.runner",
     "trace_passages": "density_nb.runner",
+    "Subgraph": "density_nb.subgraphs",
+    "subgraph": "density_nb.subgraphs",
 }
 __all__ = sorted(_LAZY)
 

@@ -2,6 +2,7 @@
 
     density-nb trace "The cat sat on the" --model tiny-llama --roots last
     density-nb corpus --passages 100 --words 40 --model smollm2-135m --out runs/smollm2
+    density-nb export r.parquet --out tables --format csv --subgraph 5:3
     density-nb models [--prepare smollm2-135m]
     density-nb lab
 
@@ -167,6 +168,25 @@ def _parser() -> argparse.ArgumentParser:
     )
     m.add_argument("--prepare", metavar="NAME", help="convert a packaged model's weights and cache them")
 
+    e = sub.add_parser(
+        "export",
+        help="write a result's or a run's tables (and subgraphs) to files",
+        description="Write the summary and curves tables of SOURCE (a result .parquet file or a corpus run directory) "
+        "to DIR as CSV or parquet (layout: docs/exports.md); with --subgraph, also strata as graph files (JSON and GraphML).",
+    )
+    e.add_argument("source", metavar="SOURCE", help="a result file (.parquet) or a corpus run directory")
+    e.add_argument("--out", required=True, metavar="DIR", help="output directory")
+    e.add_argument("--format", choices=("csv", "parquet"), default="csv", help="table format (default: csv)")
+    e.add_argument(
+        "--subgraph",
+        action="append",
+        default=[],
+        metavar="POSITION:STRATUM",
+        help="also write the stratum STRATUM (an index into the grid) of the prediction at token POSITION as "
+        "subgraph-POSITION-STRATUM.json and .graphml (result files only; repeatable)",
+    )
+    e.add_argument("--model", default=None, help="the model the result was traced with (default: the name recorded in it)")
+
     sub.add_parser(
         "lab",
         help="open JupyterLab on the notebooks",
@@ -240,6 +260,30 @@ def _cmd_corpus(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_export(args: argparse.Namespace) -> int:
+    from density_nb.exports import tables, write_tables
+
+    for path in write_tables(tables(args.source), args.out, args.format):
+        print(f"saved {path}")
+    if args.subgraph:
+        from density_nb.result import DensityResult
+
+        if Path(args.source).is_dir():
+            raise _UsageError("--subgraph needs a result file: a corpus run stores no per-passage results to derive strata from.")
+        result = DensityResult.from_parquet(args.source)
+        for spec in args.subgraph:
+            try:
+                position, stratum = (int(v) for v in spec.split(":"))
+            except ValueError:
+                raise _UsageError(f"--subgraph takes POSITION:STRATUM like 7:3, got {spec!r}") from None
+            if not 0 <= stratum < len(result.grid):
+                raise _UsageError(f"stratum {stratum} is outside the result's grid (0..{len(result.grid) - 1})")
+            graph = result.subgraph(args.model or result.model, position, stratum)
+            stem = Path(args.out) / f"subgraph-{position}-{stratum}"
+            print(f"saved {graph.to_json(stem.with_suffix('.json'))} and {graph.to_graphml(stem.with_suffix('.graphml'))}")
+    return 0
+
+
 def _model_rows() -> list[tuple[str, str]]:
     from density_nb import models
 
@@ -295,7 +339,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if extra and args.command != "lab":
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     args.extra = extra
-    commands = {"trace": _cmd_trace, "corpus": _cmd_corpus, "models": _cmd_models, "lab": _cmd_lab}
+    commands = {"trace": _cmd_trace, "corpus": _cmd_corpus, "export": _cmd_export, "models": _cmd_models, "lab": _cmd_lab}
     try:
         code = commands[args.command](args)
     except DensityNBError as err:

@@ -10,7 +10,7 @@ import json
 import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -18,6 +18,9 @@ import pandas as pd
 from density_nb.errors import DensityNBError
 from density_nb.files import atomic_write
 from density_nb.metrics import LOG_S_MIN, NUCLEUS_SIZES, auc_log, plateau_free_density, smallest_agreeing, smallest_at_least
+
+if TYPE_CHECKING:
+    from density_nb.subgraphs import Subgraph
 
 SCHEMA_VERSION = 3  # 2: names settled; 3: input_edges, tv_empty, top-k
 _RENAMED = {1: {"top_tokens": "top_text_full"}}  # per older schema version: metadata key -> today's name
@@ -376,6 +379,22 @@ class DensityResult:
             elif a != b:
                 return False
         return True
+
+    def subgraph(self, model: Any, position: int, stratum: int) -> Subgraph:
+        """Stratum ``stratum`` of the prediction at token ``position`` as a graph (edges with weights),
+        derived again from ``model`` (the one this result was traced with) and the result's settings."""
+        from density_nb.config import TraceConfig
+        from density_nb.subgraphs import subgraph
+
+        i = self.index(position)
+        known = {k: self.settings[k] for k in ("weighting", "prepend_bos", "seed") if k in self.settings}
+        sub = subgraph(model, self.text, int(self.roots[i]), float(self.grid[stratum]), TraceConfig(**known))
+        if sub.model != self.model or sub.n_edges != self.n_edges[i, stratum] or list(sub.tokens) != list(self.tokens):
+            raise DensityNBError(
+                f"This result was traced with another model or tokenization than {sub.model!r} "
+                f"({self.n_edges[i, stratum]} edges in this stratum, {sub.n_edges} now): pass the model it was traced with ({self.model!r})."
+            )
+        return sub
 
     # ---- views ---------------------------------------------------------------------------------
     def widget(self) -> Any:

@@ -85,7 +85,7 @@ def tokenize(bridge: Any, text: str, prepend_bos: bool | None = None) -> tuple[t
     return torch.tensor(ids, dtype=torch.long), pieces
 
 
-def _positions(roots: Roots, n_tokens: int) -> list[int]:
+def root_positions(roots: Roots, n_tokens: int) -> list[int]:
     """The root positions ``roots`` names in a text of ``n_tokens`` tokens, sorted and unique."""
     if isinstance(roots, str):
         if roots == "last":
@@ -145,7 +145,7 @@ def _prepare(bridge: Any, arch: Arch, text: str, roots: Roots, config: TraceConf
             f"The text has {n_tokens} tokens, over max_tokens={config.max_tokens}. Shorten it, or raise the limit "
             f"with trace(..., max_tokens={n_tokens}) (cost grows roughly with the cube of the length)."
         )
-    positions = _positions(roots, n_tokens)
+    positions = root_positions(roots, n_tokens)
     weights = edge_weights(bridge, ids, config.weighting, seed=config.seed)
     full = arch.logits(weights.final[positions]).cpu()  # [R, V]
     wants_random = any(name.startswith("random") for name in config.baselines)

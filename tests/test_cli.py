@@ -158,3 +158,56 @@ def test_resume_of_a_run_from_other_versions(tmp_path, capsys):
     assert_clean_error(run_main(capsys, *base, "--resume"), "torch: recorded 1.0.0", "--force")
     with pytest.warns(UserWarning, match="other versions"):
         assert run_main(capsys, *base, "--resume", "--force").returncode == 0
+
+
+def test_export_tables_and_subgraphs(tmp_path, capsys):
+    import pandas as pd
+
+    result_file = tmp_path / "r.parquet"
+    assert (
+        run_main(
+            capsys, "trace", "The cat sat on the mat", "--model", "tiny-llama", "--roots", "2,4", "--quiet", "--out", str(result_file)
+        ).returncode
+        == 0
+    )
+    proc = run_main(capsys, "export", str(result_file), "--out", str(tmp_path / "t"), "--subgraph", "4:5")
+    assert proc.returncode == 0, proc.stderr
+    summary = pd.read_csv(tmp_path / "t" / "summary.csv")
+    result = DensityResult.from_parquet(result_file)
+    assert summary["position"].tolist() == [2, 4] and summary["density"].to_numpy() == pytest.approx(result.density)
+    curves = pd.read_csv(tmp_path / "t" / "curves.csv")
+    assert len(curves) == 2 * len(result.grid)
+    graph = json.loads((tmp_path / "t" / "subgraph-4-5.json").read_text())
+    assert graph["n_edges"] == result.n_edges[1, 5] == len(graph["edges"])
+    assert (tmp_path / "t" / "subgraph-4-5.graphml").read_text().startswith("<?xml")
+    assert run_main(capsys, "export", str(result_file), "--out", str(tmp_path / "p"), "--format", "parquet").returncode == 0
+    assert pd.read_parquet(tmp_path / "p" / "curves.parquet")["tv"].to_numpy() == pytest.approx(result.tv.ravel())
+    assert_clean_error(run_main(capsys, "export", str(tmp_path), "--out", str(tmp_path / "x")), "without manifest.json")
+    assert_clean_error(run_main(capsys, "export", str(result_file), "--out", str(tmp_path / "x"), "--subgraph", "4"), "POSITION:STRATUM")
+
+
+def test_export_a_corpus_run(tmp_path, capsys):
+    import pandas as pd
+
+    data = tmp_path / "data" / "wikitext-2"
+    data.mkdir(parents=True)
+    (data / "test.txt").write_text(" The small boat drifted past the old mill , and the miller waved . \n")
+    run = tmp_path / "run"
+    args = [
+        "corpus",
+        "--data",
+        str(tmp_path / "data"),
+        "--words",
+        "6",
+        "--model",
+        "tiny-llama",
+        "--grid",
+        "fast",
+        "--out",
+        str(run),
+        "--quiet",
+    ]
+    assert run_main(capsys, *args, "--passages", "1").returncode == 0
+    assert run_main(capsys, "export", str(run), "--out", str(tmp_path / "t")).returncode == 0
+    curves = pd.read_csv(tmp_path / "t" / "curves.csv")
+    assert json.loads(curves["layer_edges"].iloc[0]) and json.loads(curves["topk_token"].iloc[0])
