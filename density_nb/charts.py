@@ -1,25 +1,20 @@
-"""Altair charts (and the few statistics printed on them) used by the tutorial notebooks.
+"""Altair charts used by the tutorial notebooks.
 
 Every chart takes a tidy pandas DataFrame and returns an ``alt.Chart`` (or a layered chart); nothing
 here imports torch or touches a model. Curves over the stratum size ``s`` use a log axis from 1e-5 to
 1, and the phase charts shade the papers' construction (1e-4–1e-2) and refinement (> 1e-2) ranges.
-
-Statistics: ``spearman`` (with a bootstrap percentile interval), ``partial_spearman`` (rank
-correlation after regressing the confounders' ranks out of both variables) and ``paired_summary``
-(median paired difference with a bootstrap interval and a sign-flip permutation p-value). They need
-only numpy/pandas, so the notebooks run without scipy.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Any
 
 import altair as alt
 import numpy as np
-import numpy.typing as npt
 import pandas as pd
+
+from density_nb import stats
 
 S_MIN, S_MAX = 1e-5, 1.0
 CONSTRUCTION = (1e-4, 1e-2)  # the papers' construction phase
@@ -32,98 +27,6 @@ _S_AXIS = alt.Axis(title="relative subgraph size s (share of edges, log scale)",
 
 def _s_scale() -> alt.Scale:
     return alt.Scale(type="log", domain=[S_MIN, S_MAX], nice=False)
-
-
-# ---- statistics ------------------------------------------------------------------------------------
-def _rank(x: np.ndarray) -> np.ndarray:
-    return pd.Series(x).rank(method="average").to_numpy()
-
-
-def _pearson(a: np.ndarray, b: np.ndarray) -> float:
-    a, b = a - a.mean(), b - b.mean()
-    den = math.sqrt(float((a * a).sum() * (b * b).sum()))
-    return float((a * b).sum() / den) if den > 0 else float("nan")
-
-
-def _p_from_rho(rho: float, n: int) -> float:
-    """Two-sided p-value of a rank correlation from Fisher's z (normal approximation)."""
-    if not np.isfinite(rho) or n < 4 or abs(rho) >= 1:
-        return float("nan") if not np.isfinite(rho) or n < 4 else 0.0
-    z = math.atanh(rho) * math.sqrt((n - 3) / 1.06)
-    return math.erfc(abs(z) / math.sqrt(2))
-
-
-def spearman(x: npt.ArrayLike, y: npt.ArrayLike, n_boot: int = 2000, seed: int = 0, ci: float = 0.95) -> dict[str, float]:
-    """Spearman ρ of x and y (pairs with a NaN dropped), its bootstrap percentile CI and a p-value."""
-    xs, ys = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
-    ok = np.isfinite(xs) & np.isfinite(ys)
-    xs, ys = xs[ok], ys[ok]
-    n = len(xs)
-    rho = _pearson(_rank(xs), _rank(ys)) if n >= 3 else float("nan")
-    rng = np.random.default_rng(seed)
-    boots = []
-    for _ in range(n_boot if n >= 3 else 0):
-        idx = rng.integers(0, n, n)
-        boots.append(_pearson(_rank(xs[idx]), _rank(ys[idx])))
-    boots_arr = np.array([b for b in boots if np.isfinite(b)])
-    lo, hi = np.quantile(boots_arr, [(1 - ci) / 2, 1 - (1 - ci) / 2]) if len(boots_arr) else (float("nan"),) * 2
-    return {"rho": rho, "lo": float(lo), "hi": float(hi), "p": _p_from_rho(rho, n), "n": n}
-
-
-def partial_spearman(df: pd.DataFrame, x: str, y: str, controls: Sequence[str], n_boot: int = 1000, seed: int = 0) -> dict[str, float]:
-    """Spearman ρ of ``x`` and ``y`` with the (ranked) ``controls`` regressed out of both ranks."""
-    d = df[[x, y, *controls]].replace([np.inf, -np.inf], np.nan).dropna()
-
-    def rho(frame: pd.DataFrame) -> float:
-        ranks = frame.rank(method="average").to_numpy()
-        z = np.column_stack([np.ones(len(frame)), ranks[:, 2:]])
-        res = ranks[:, :2] - z @ np.linalg.lstsq(z, ranks[:, :2], rcond=None)[0]
-        return _pearson(res[:, 0], res[:, 1])
-
-    n = len(d)
-    value = rho(d) if n > len(controls) + 3 else float("nan")
-    rng = np.random.default_rng(seed)
-    boots = np.array([rho(d.iloc[rng.integers(0, n, n)]) for _ in range(n_boot if n > len(controls) + 3 else 0)])
-    boots = boots[np.isfinite(boots)]
-    lo, hi = np.quantile(boots, [0.025, 0.975]) if len(boots) else (float("nan"), float("nan"))
-    return {"rho": value, "lo": float(lo), "hi": float(hi), "p": _p_from_rho(value, n - len(controls)), "n": n}
-
-
-def paired_summary(a: npt.ArrayLike, b: npt.ArrayLike, n_boot: int = 2000, seed: int = 0) -> dict[str, float]:
-    """Paired differences ``b - a``: median with a bootstrap CI, share positive, sign-flip p-value of the mean."""
-    av, bv = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
-    ok = np.isfinite(av) & np.isfinite(bv)
-    d = bv[ok] - av[ok]
-    n = len(d)
-    if n == 0:
-        return {
-            "median": float("nan"),
-            "lo": float("nan"),
-            "hi": float("nan"),
-            "mean": float("nan"),
-            "share_positive": float("nan"),
-            "p": float("nan"),
-            "n": 0,
-        }
-    rng = np.random.default_rng(seed)
-    meds = np.array([np.median(d[rng.integers(0, n, n)]) for _ in range(n_boot)])
-    flips = rng.choice([-1.0, 1.0], size=(5000, n))
-    null = np.abs((flips * d).mean(1))
-    p = float((1 + (null >= abs(d.mean())).sum()) / (1 + len(null)))
-    return {
-        "median": float(np.median(d)),
-        "lo": float(np.quantile(meds, 0.025)),
-        "hi": float(np.quantile(meds, 0.975)),
-        "mean": float(d.mean()),
-        "share_positive": float((d > 0).mean()),
-        "p": p,
-        "n": n,
-    }
-
-
-def fmt_rho(r: dict[str, float]) -> str:
-    """``ρ = 0.41 [0.29, 0.52], p = 3e-09, N = 200``."""
-    return f"ρ = {r['rho']:.2f} [{r['lo']:.2f}, {r['hi']:.2f}], p = {r['p']:.1g}, N = {r['n']}"
 
 
 # ---- curves ----------------------------------------------------------------------------------------
@@ -291,7 +194,7 @@ def scatter_fit(
         d = d[d[x] > 0]
     if log_y:
         d = d[d[y] > 0]
-    r = spearman(d[x], d[y], n_boot=500)
+    r = stats.spearman(d[x], d[y], n_boot=500)
     xs = alt.Scale(type="log") if log_x else alt.Scale(zero=False)
     ys = alt.Scale(type="log") if log_y else alt.Scale(zero=False)
     enc: dict[str, Any] = {
@@ -312,7 +215,7 @@ def scatter_fit(
     if log_x:
         trans = trans.transform_calculate(**{x: "pow(10, datum._lx)"})
     line = trans.mark_line(color="black", strokeWidth=2).encode(x=alt.X(f"{x}:Q", scale=xs), y=alt.Y(f"{y}:Q", scale=ys))
-    subtitle = "Spearman " + fmt_rho(r)
+    subtitle = f"Spearman {r}"
     layered = alt.layer(points, line)
     assert isinstance(layered, alt.LayerChart)  # alt.layer facets only charts with facet encodings
     return layered.properties(title=alt.TitleParams(title or f"{y} vs {x}", subtitle=subtitle), width=width, height=height)
