@@ -47,6 +47,17 @@ class Layer:
     down: Linear  # [N, I] -> [N, d]
 
 
+def sliding_windows(config: Any) -> list[int | None]:
+    """Each layer's sliding window as HF masks it (None: full causal attention). Families with
+    ``layer_types`` slide on their "sliding_attention" layers; the others (Mistral, Phi-3) on every
+    layer whenever ``sliding_window`` is set."""
+    window = getattr(config, "sliding_window", None)
+    layer_types = getattr(config, "layer_types", None)
+    if layer_types is None:
+        return [window] * config.num_hidden_layers
+    return [window if kind == "sliding_attention" else None for kind in layer_types]
+
+
 class Arch:
     """Weights and layer math of an HF causal LM: views of its parameters, plus the packed GEMM
     weights of ``Linear`` on CPU. Build it with ``Arch.of(model)``, which packs once per model."""
@@ -101,10 +112,10 @@ class Arch:
         self.act = _ACTIVATIONS[act]
         self.scaling: float = (config.query_pre_attn_scalar if self.gemma else self.head_dim) ** -0.5
         layer_types = getattr(config, "layer_types", None) or ["full_attention"] * self.n_layers
+        windows = sliding_windows(config)
         self.layers: list[Layer] = []
         for i in range(self.n_layers):
             pre = f"model.layers.{i}."
-            window = getattr(config, "sliding_window", None) if layer_types[i] == "sliding_attention" else None
             q_w, k_w, v_w, o_w = (params[f"{pre}self_attn.{n}_proj.weight"] for n in "qkvo")
             q_b, k_b, v_b = (get(f"{pre}self_attn.{n}_proj.bias") for n in "qkv")
             gate_w, up_w, down_w = (params[f"{pre}mlp.{n}_proj.weight"] for n in ("gate", "up", "down"))
@@ -117,7 +128,7 @@ class Arch:
                     post_attn_norm=params[pre + "post_attention_layernorm.weight"] if self.gemma else None,
                     mlp_norm=params[pre + ("pre_feedforward_layernorm.weight" if self.gemma else "post_attention_layernorm.weight")],
                     post_mlp_norm=params[pre + "post_feedforward_layernorm.weight"] if self.gemma else None,
-                    sliding_window=window,
+                    sliding_window=windows[i],
                     rope_key=layer_types[i],
                     q=Linear(q_w, biases=(q_b,)),
                     kv=Linear(k_w, v_w, biases=(k_b, v_b)),

@@ -128,8 +128,8 @@ class _Params:
         hf = _hf_model(bridge)
         cfg = hf.config
         self.model_type: str = cfg.model_type
-        if self.model_type not in ("llama", "gemma3_text"):
-            raise NotImplementedError(f"reference.py supports llama and gemma3_text, not {self.model_type!r}")
+        if self.model_type not in ("llama", "mistral", "gemma3_text"):
+            raise NotImplementedError(f"reference.py supports llama, mistral and gemma3_text, not {self.model_type!r}")
         self.gemma = self.model_type == "gemma3_text"
         self.L: int = cfg.num_hidden_layers
         self.H: int = cfg.num_attention_heads
@@ -183,8 +183,9 @@ class _Params:
             else:
                 P["pre_mlp_norm"] = w(layer.post_attention_layernorm.weight)  # Llama's pre-MLP norm
                 rope = cfg.rope_parameters
-                P["sliding"] = False
-                P["window"] = None
+                # Mistral masks every layer to its window (HF: source s visible from t iff s > t - window)
+                P["window"] = getattr(cfg, "sliding_window", None) if self.model_type == "mistral" else None
+                P["sliding"] = P["window"] is not None
                 P["scaling"] = self.dh**-0.5
             if rope.get("rope_type", "default") != "default":
                 raise NotImplementedError(f"rope_type {rope['rope_type']!r} is not supported here")

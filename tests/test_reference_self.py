@@ -11,16 +11,21 @@ import pytest
 import torch
 
 from density_nb import reference as R
-from density_nb.models import hf_tokenizer, load_model
+from density_nb.models import hf_tokenizer, load_model, tiny_model
 
-TINY = ("tiny-llama", "tiny-gemma3")
+FAMILIES = ("llama", "gemma3_text", "mistral")  # tiny_model types ("llama": tiny-llama's weights)
 # Long enough (> 8 tokens, the tiny Gemma sliding window) for the window to matter.
 TEXT = "A small lamp on the desk lit the map of the harbour."
 
 
-@pytest.fixture(scope="module", params=TINY)
+def _load(model_type: str):
+    model, tok = tiny_model(model_type)
+    return load_model(model, tokenizer=tok)
+
+
+@pytest.fixture(scope="module", params=FAMILIES)
 def tiny(request):
-    bridge = load_model(request.param)
+    bridge = _load(request.param)
     ids = hf_tokenizer(bridge)(TEXT)["input_ids"][:24]
     assert len(ids) > 12
     return bridge, ids
@@ -63,6 +68,15 @@ def test_sliding_window_is_active():
             assert far.abs().max() == 0
         else:
             assert far.abs().max() > 0
+
+
+def test_mistral_window_covers_every_layer():
+    bridge = _load("mistral")
+    assert bridge.original_model.config.sliding_window == 4
+    ids = hf_tokenizer(bridge)(TEXT)["input_ids"][:12]
+    C = R.forward(bridge, ids)
+    for A in C["A"]:  # [H, T, T]
+        assert A[:, 11, :8].abs().max() == 0 and A[:, 11, 8:].min() > 0
 
 
 @pytest.mark.real
@@ -231,9 +245,9 @@ def test_removing_heaviest_last_layer_attention_edge_changes_logits(tiny):
     assert (full - less).abs().max() > 1e-4
 
 
-def test_frozen_differs_from_live_on_gemma_only():
-    for name in TINY:
-        bridge = load_model(name)
+def test_frozen_differs_from_live_on_post_norm_models_only():
+    for name in FAMILIES:
+        bridge = _load(name)
         ids = hf_tokenizer(bridge)(TEXT)["input_ids"][:12]
         L, H = _dims(bridge)
         weights = R.edge_weights(bridge, ids)
@@ -242,7 +256,7 @@ def test_frozen_differs_from_live_on_gemma_only():
         live = R.masked_logits(bridge, ids, len(ids) - 1, kept, "live")
         frozen = R.masked_logits(bridge, ids, len(ids) - 1, kept, "frozen")
         diff = (live - frozen).abs().max()
-        if name == "tiny-gemma3":
+        if name == "gemma3_text":
             assert diff > 1e-4
         else:
             assert diff == 0

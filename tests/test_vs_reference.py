@@ -74,18 +74,19 @@ def test_edge_order_matches_reference_on_same_weights(tiny, root):
     assert edge_order(expand(w, root)) == [tuple(k) for k in ref_order]
 
 
-def _random_ranks(arch: Arch, n_pos: int, rng: np.random.Generator) -> RankBatch:
-    """Every edge of a root's graph gets a random rank: 'keep rank < n' is a random edge subset."""
+def random_ranks(arch: Arch, n_pos: int, rng: np.random.Generator) -> tuple[RankBatch, int]:
+    """Every edge of a root's graph (and some beyond it) gets a random rank: 'keep rank < n' is a
+    random edge subset. Returns the ranks and how many were handed out."""
     n_edges = arch.n_layers * (arch.n_heads * n_pos * n_pos + 3 * n_pos)
     perm = torch.from_numpy(rng.permutation(n_edges).astype(np.int32))
     a = arch.n_layers * arch.n_heads * n_pos * n_pos
     attn = perm[:a].view(1, arch.n_layers, arch.n_heads, n_pos, n_pos).clone()
     attn[..., torch.ones(n_pos, n_pos).triu(1).bool()] = -1  # no edges from later sources
     rest = perm[a:].view(3, 1, arch.n_layers, n_pos)
-    return RankBatch(attn, rest[0].clone(), rest[1].clone(), rest[2].clone(), torch.tensor([n_pos - 1]))
+    return RankBatch(attn, rest[0].clone(), rest[1].clone(), rest[2].clone(), torch.tensor([n_pos - 1])), n_edges
 
 
-def _kept_set(ranks: RankBatch, n: int) -> set[tuple]:
+def kept_set(ranks: RankBatch, n: int) -> set[tuple]:
     kept = set()
     for l, h, t, s in zip(*np.nonzero(((ranks.attn[0] >= 0) & (ranks.attn[0] < n)).numpy())):
         kept.add((0, int(l), int(t), int(h), int(s)))
@@ -105,13 +106,13 @@ def test_random_subsets_match_reference(tiny, words, fraction, seed):
     ids = token_ids(tiny, " ".join(words))
     arch = Arch.of(tiny.original_model)
     n_pos = len(ids)
-    ranks = _random_ranks(arch, n_pos, np.random.default_rng(seed))
-    n = int(fraction * (arch.n_layers * (arch.n_heads * n_pos * n_pos + 3 * n_pos)))
+    ranks, n_edges = random_ranks(arch, n_pos, np.random.default_rng(seed))
+    n = int(fraction * n_edges)
     w = edge_weights(tiny, ids)
     for norms in ("live", "frozen") if arch.gemma else ("live",):
         scales = (w.attn_inv_rms, w.mlp_inv_rms) if norms == "frozen" else (None, None)
         fast = masked_logits(arch, ids, ranks, torch.tensor([0]), torch.tensor([n]), *scales)[0]
-        ref = reference.masked_logits(tiny, ids.tolist(), n_pos - 1, _kept_set(ranks, n), norms=norms).float()
+        ref = reference.masked_logits(tiny, ids.tolist(), n_pos - 1, kept_set(ranks, n), norms=norms).float()
         tv = 0.5 * (fast.softmax(-1) - ref.softmax(-1)).abs().sum().item()
         assert tv <= 1e-5, (norms, n, tv)
 
