@@ -86,27 +86,46 @@ def shared_nucleus(p_full: torch.Tensor, p: torch.Tensor, levels: tuple[float, .
     crosses q) of the full and subgraph distributions are identical; 0 when none is.
 
     p_full: [V]; p: [K, V]. Returns [K] in percent. Nuclei of any length are compared (a flat
-    distribution's 99 % nucleus can hold most of the vocabulary): only as many of each subgraph's
-    top tokens are sorted as the full model's largest nucleus holds.
+    distribution's 99 % nucleus can hold most of the vocabulary), without sorting the subgraphs'
+    distributions: a subgraph's top n tokens are the full model's top n, in order, exactly when its
+    probabilities read in the full model's order decrease over the first n and the n-th beats every
+    later one (ties ranked by token id, as ``argmax`` breaks them).
     """
     import torch
 
     n_vocab = p_full.numel()
-    rough = int((torch.sort(p_full, descending=True).values.cumsum(0) < max(levels)).sum()) + 1
-    width = min(n_vocab, rough + 16)  # the full model's largest nucleus, with room for rounding
+    sorted_full, order = torch.sort(p_full, descending=True, stable=True)  # [V] the full model's ranking
+    width = min(n_vocab, int((sorted_full.cumsum(0) < max(levels)).sum()) + 17)  # its largest nucleus, with room for rounding
+    both = torch.cat([p_full[None], p])  # [1 + K, V], row 0 the full model
+    rows = torch.cat([torch.tensor([0]), 1 + (p.argmax(-1) == order[0]).nonzero().flatten()])  # only a shared top-1 can share a nucleus
+
+    def keys(probs: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:  # a larger key is ranked first; ties by smaller id
+        return (probs.contiguous().view(torch.int32).long() << 20) | ((1 << 20) - 1 - ids)  # non-negative float32 bits are monotone
+
+    candidates = both[rows]  # [C, V]
     while True:
-        # the full distribution is row 0, so both sides are ranked and summed by the same operations
-        values, ids = ranked(torch.cat([p_full[None], p]), width)  # [1 + K, width] each
-        sizes = {q: (values.cumsum(-1) < q).sum(-1) + 1 for q in levels}  # [1 + K] each; width + 1: longer
-        if width == n_vocab or int(sizes[max(levels)][0]) <= width:
+        head = candidates[:, order[:width]]  # [C, W] in the full model's order
+        key = keys(head, order[:width])  # [C, W]
+        later = torch.cat(
+            [key.flip(-1).cummax(-1).values.flip(-1)[:, 1:], key.new_full((len(rows), 1), -1)], -1
+        )  # [C, W] best key after each
+        rest = candidates.index_fill(1, order[:width], -1.0).amax(-1, keepdim=True)  # [C, 1] the best probability past the head
+        prefix = (key[:, :-1] > key[:, 1:]).int().cumprod(-1).sum(-1) + 1  # [C] leading tokens in the full model's order
+        mass = head.cumsum(-1)  # [C, W]; row 0 sums as the others do, so the full graph agrees with itself
+        if width == n_vocab or int((mass[0] < max(levels)).sum()) < width:
             break
         width = n_vocab
-    out = np.zeros(p.shape[0])
+    out = np.zeros(1 + p.shape[0])
     for q in levels:
-        n = min(int(sizes[q][0]), n_vocab)  # a level that float rounding leaves unreached: every token
-        same = (sizes[q][1:].clamp_max(n_vocab) == n) & (ids[1:, :n] == ids[0, :n]).all(-1)  # [K]
-        out[same.numpy()] = 100 * q
-    return out
+        n = min(int((mass[0] < q).sum()) + 1, n_vocab)  # the full nucleus; every token if rounding leaves q unreached
+        beats_the_rest = (key[:, n - 1] > later[:, n - 1]) & (
+            head[:, n - 1] > rest[:, 0]
+        )  # a tie with a token past the head counts as a miss
+        same = (prefix >= n) & beats_the_rest & ((mass[:, n - 1] >= q) | (n == n_vocab))
+        if n > 1:
+            same &= mass[:, n - 2] < q
+        out[rows[same].numpy()] = 100 * q
+    return out[1:]
 
 
 def auc_log(sizes: np.ndarray, values: np.ndarray) -> float:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from density_nb import reference, trace
 from density_nb.ablation import RankBatch, masked_logits
@@ -193,3 +195,48 @@ def test_input_edges_on_smollm2_match_the_oracle(smollm2):
     p = masked_logits(arch, ids, empty, torch.zeros(1, dtype=torch.long), torch.tensor([0]))[0].softmax(-1)
     assert (p - 1 / p.numel()).abs().max() <= 1e-9, "the empty stratum outputs the uniform distribution"
     assert (r.nu[:, -1] == 99).all()
+
+
+def _nu_by_sorting(p_full: torch.Tensor, p: torch.Tensor, levels: tuple[float, ...]) -> list[float]:
+    """ν the obvious way: rank every distribution in full (ties by token id), compare the nuclei."""
+
+    def nucleus(probs: torch.Tensor, q: float) -> list[int]:
+        ranked = sorted(range(len(probs)), key=lambda v: (-float(probs[v]), v))
+        mass = np.cumsum([float(probs[v]) for v in ranked])
+        n = min(int((mass < q).sum()) + 1, len(probs))
+        return ranked[:n]
+
+    out = []
+    for row in p:
+        shared = [q for q in levels if nucleus(p_full, q) == nucleus(row, q)]
+        out.append(100 * max(shared) if shared else 0.0)
+    return out
+
+
+@settings(max_examples=60, deadline=None, derandomize=True)
+@given(
+    vocab=st.integers(2, 300),
+    temperature=st.sampled_from([0.3, 1.0, 3.0]),
+    ties=st.booleans(),
+    seed=st.integers(0, 10_000),
+)
+def test_nucleus_equals_sorting_everything(vocab, temperature, ties, seed):
+    from density_nb.metrics import NU_LEVELS
+
+    gen = torch.Generator().manual_seed(seed)
+    logits = torch.randn(vocab, generator=gen) / temperature
+    if ties:
+        logits = logits.round()  # many equal probabilities
+    rows = [
+        logits,
+        logits + 0.05 * torch.randn(vocab, generator=gen),
+        torch.randn(vocab, generator=gen),
+        torch.zeros(vocab),
+        logits.flip(0),
+    ]
+    p_full, p = logits.softmax(-1), torch.stack(rows).softmax(-1)
+    expected = _nu_by_sorting(p_full, p, NU_LEVELS)
+    got = shared_nucleus(p_full, p).tolist()
+    assert got[0] == 99.0
+    # a tie between the n-th token and one past the full model's largest nucleus counts as a miss: allow only that
+    assert all(g == e or (g < e and ties) for g, e in zip(got, expected)), (got, expected)
