@@ -1,9 +1,11 @@
 """A uniform view of a supported HF decoder's weights, and the layer math density_nb runs on them.
 
-Pre-norm families (llama, mistral, qwen2) and Gemma-3 (post-norms around attention and MLP, (1 + w)
-norm gains, q/k-norms, scaled embeddings) differ only in which weights exist; everything else in
-density_nb goes through here. The math calls plain ``torch`` ops on the weight tensors, not the
-model's modules (TransformerBridge wraps those with hooks, which costs more than the math itself).
+Each family differs only in where its weights live and which pieces exist (docs/method.md §9): pre-
+and post-norms (RMSNorm with a gain ``w`` or Gemma's ``1 + w``), q/k norms, q/k/v biases, sliding
+windows, soft-capping, scaled embeddings, the rotary frequencies. A reader per weight layout fills one
+``Layer`` per decoder layer; everything else in density_nb goes through here. The math calls plain
+``torch`` ops on the weight tensors, not the model's modules (TransformerBridge wraps those with
+hooks, which costs more than the math itself).
 """
 
 from __future__ import annotations
@@ -20,31 +22,72 @@ import torch.nn.functional as F
 from density_nb.linear import Linear
 from density_nb.models import SUPPORTED_MODEL_TYPES, ModelError
 
-_ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
-    "silu": F.silu,
-    "gelu_pytorch_tanh": lambda x: F.gelu(x, approximate="tanh"),
-    "gelu": F.gelu,
-}
+STATIC_ROPE_TYPES = ("default", "linear", "llama3", "yarn", "proportional")  # frequencies fixed at load
+
+
+@dataclass
+class Norm:
+    """An RMSNorm exactly as HF computes it (float32 inside): ``w · x̂`` (Llama) or ``(1 + w) · x̂`` (Gemma)."""
+
+    weight: torch.Tensor  # [n] as stored
+    gain: torch.Tensor  # [n] float32: w, or 1 + w
+    eps: float
+    scale_in_float: bool  # Gemma: (x̂ · gain).to(dtype); Llama: w · x̂.to(dtype)
+
+    def inv_scale(self, x: torch.Tensor) -> torch.Tensor:
+        """1/rms over the last axis, in float32: [..., 1]."""
+        return torch.rsqrt(x.float().pow(2).mean(-1, keepdim=True) + self.eps)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        """[..., n] -> [..., n] in x's dtype."""
+        normed = x.float() * self.inv_scale(x)
+        if self.scale_in_float:
+            return (normed * self.gain).to(x.dtype)
+        return self.weight * normed.to(x.dtype)
+
+    def frozen(self, x: torch.Tensor, inv: torch.Tensor) -> torch.Tensor:
+        """The norm at a given 1/rms ([..., 1]) instead of x's own: [..., n] in x's dtype."""
+        return (x.float() * inv * self.gain).to(x.dtype)
+
+    def linearised(self, e: torch.Tensor, inv: torch.Tensor) -> torch.Tensor:
+        """The norm's linear map at a fixed 1/rms, applied to an edge vector: float32 [..., n]."""
+        return self.gain * e.float() * inv
 
 
 @dataclass
 class Layer:
-    """One decoder layer's weights; post-norms (Gemma-3) and biases (Qwen2) may be None."""
+    """One decoder layer's weights; norms, post-norms and biases are None where the family has none."""
 
-    attn_norm: torch.Tensor  # [d]
+    attn_norm: Norm  # before attention
+    mlp_norm: Norm  # before the MLP
+    post_attn_norm: Norm | None  # after attention (Gemma)
+    post_mlp_norm: Norm | None  # after the MLP (Gemma)
+    q_norm: Norm | None  # [hd] per head (Qwen3, Gemma-3)
+    k_norm: Norm | None  # [hd]
     o_w: torch.Tensor  # [d, H*hd]
-    q_norm: torch.Tensor | None  # [hd]
-    k_norm: torch.Tensor | None  # [hd]
-    post_attn_norm: torch.Tensor | None  # [d]
-    mlp_norm: torch.Tensor  # [d]
-    post_mlp_norm: torch.Tensor | None  # [d]
     sliding_window: int | None
-    rope_key: str  # which rotary table the layer uses ("full_attention" / "sliding_attention")
+    rope_key: str  # which rotary table the layer uses
     q: Linear  # -> [N, H*hd]
     kv: Linear  # -> keys [N, KV*hd], values [N, KV*hd]
     o: Linear  # [N, H*hd] -> [N, d]
     gate_up: Linear  # -> gate [N, I], up [N, I]
     down: Linear  # [N, I] -> [N, d]
+
+
+@dataclass
+class _Weights:
+    """A layer's projection weights [out, in] and biases [out], as one reader finds them."""
+
+    q: torch.Tensor
+    k: torch.Tensor
+    v: torch.Tensor
+    o: torch.Tensor
+    gate: torch.Tensor
+    up: torch.Tensor
+    down: torch.Tensor
+    q_b: torch.Tensor | None = None
+    k_b: torch.Tensor | None = None
+    v_b: torch.Tensor | None = None
 
 
 def sliding_windows(config: Any) -> list[int | None]:
@@ -56,6 +99,19 @@ def sliding_windows(config: Any) -> list[int | None]:
     if layer_types is None:
         return [window] * config.num_hidden_layers
     return [window if kind == "sliding_attention" else None for kind in layer_types]
+
+
+def _by_name(items: Any) -> dict[str, Any]:
+    """HF names -> tensors or modules, through TransformerBridge's wrappers (the innermost wins)."""
+    return {name.replace("._original_component", ""): item for name, item in items}
+
+
+def _llama_weights(params: dict[str, torch.Tensor], pre: str) -> _Weights:
+    """Llama layout (Mistral, Qwen2/3, Gemma): separate q/k/v/o and gate/up/down projections."""
+    q, k, v, o = (params[f"{pre}self_attn.{n}_proj.weight"] for n in "qkvo")
+    q_b, k_b, v_b = (params.get(f"{pre}self_attn.{n}_proj.bias") for n in "qkv")
+    gate, up, down = (params[f"{pre}mlp.{n}_proj.weight"] for n in ("gate", "up", "down"))
+    return _Weights(q, k, v, o, gate, up, down, q_b, k_b, v_b)
 
 
 class Arch:
@@ -92,8 +148,7 @@ class Arch:
         if self.model_type not in SUPPORTED_MODEL_TYPES:
             raise ModelError(f"Architecture {self.model_type!r} is not supported; supported: {', '.join(SUPPORTED_MODEL_TYPES)}.")
         self.gemma = self.model_type == "gemma3_text"
-        params = {name.replace("._original_component", ""): p.detach() for name, p in hf_model.named_parameters()}
-        get = params.get
+        params = _by_name((name, p.detach()) for name, p in hf_model.named_parameters())
         self.n_layers: int = config.num_hidden_layers
         self.n_heads: int = config.num_attention_heads
         self.n_kv_heads: int = config.num_key_value_heads
@@ -102,50 +157,72 @@ class Arch:
         self.eps: float = float(getattr(config, "rms_norm_eps", 1e-6))
         self.embed_w: torch.Tensor = params["model.embed_tokens.weight"]  # [V, d]
         self.embed_scale: float = self.d_model**0.5 if self.gemma else 1.0
-        self.final_norm: torch.Tensor = params["model.norm.weight"]  # [d]
-        self.unembed_w: torch.Tensor = get("lm_head.weight", self.embed_w)  # [V, d] (tied when absent)
+        self.final_norm: Norm = self._norm(params["model.norm.weight"])
+        self.unembed_w: torch.Tensor = params.get("lm_head.weight", self.embed_w)  # [V, d] (tied when absent)
         self.final_softcap: float | None = getattr(config, "final_logit_softcapping", None)
         self.attn_softcap: float | None = getattr(config, "attn_logit_softcapping", None)
         act = getattr(config, "hidden_activation", None) or config.hidden_act
-        if act not in _ACTIVATIONS:
-            raise ModelError(f"MLP activation {act!r} is not supported; supported: {', '.join(_ACTIVATIONS)}.")
-        self.act = _ACTIVATIONS[act]
+        self.act = self._activation(act)
         self.scaling: float = (config.query_pre_attn_scalar if self.gemma else self.head_dim) ** -0.5
         layer_types = getattr(config, "layer_types", None) or ["full_attention"] * self.n_layers
         windows = sliding_windows(config)
-        self.layers: list[Layer] = []
-        for i in range(self.n_layers):
-            pre = f"model.layers.{i}."
-            q_w, k_w, v_w, o_w = (params[f"{pre}self_attn.{n}_proj.weight"] for n in "qkvo")
-            q_b, k_b, v_b = (get(f"{pre}self_attn.{n}_proj.bias") for n in "qkv")
-            gate_w, up_w, down_w = (params[f"{pre}mlp.{n}_proj.weight"] for n in ("gate", "up", "down"))
-            self.layers.append(
-                Layer(
-                    attn_norm=params[pre + "input_layernorm.weight"],
-                    o_w=o_w,
-                    q_norm=get(pre + "self_attn.q_norm.weight"),
-                    k_norm=get(pre + "self_attn.k_norm.weight"),
-                    post_attn_norm=params[pre + "post_attention_layernorm.weight"] if self.gemma else None,
-                    mlp_norm=params[pre + ("pre_feedforward_layernorm.weight" if self.gemma else "post_attention_layernorm.weight")],
-                    post_mlp_norm=params[pre + "post_feedforward_layernorm.weight"] if self.gemma else None,
-                    sliding_window=windows[i],
-                    rope_key=layer_types[i],
-                    q=Linear(q_w, biases=(q_b,)),
-                    kv=Linear(k_w, v_w, biases=(k_b, v_b)),
-                    o=Linear(o_w),
-                    gate_up=Linear(gate_w, up_w),
-                    down=Linear(down_w),
-                )
-            )
-        rope_params = getattr(config, "rope_parameters", None) or {}
-        self._theta: dict[str, float] = {}
-        for key in set(layer_types):
-            entry = rope_params.get(key, rope_params) if isinstance(rope_params, dict) else {}
-            rope_type = entry.get("rope_type", "default")
-            if rope_type != "default":
-                raise ModelError(f"RoPE type {rope_type!r} is not supported yet (only the default rotary embedding).")
-            self._theta[key] = float(entry.get("rope_theta", getattr(config, "rope_theta", 10000.0)))
+        self.layers = [self._layer(params, i, windows[i], layer_types[i]) for i in range(self.n_layers)]
+        self._rotary = self._rotary_frequencies(hf_model, sorted({layer.rope_key for layer in self.layers}))
         self._tables: dict[tuple[Any, ...], Any] = {}  # rotary tables and attention masks, per length and device
+
+    # ---- reading the weights ----------------------------------------------------------------------------
+    def _norm(self, weight: torch.Tensor) -> Norm:
+        """The family's RMSNorm around a stored weight."""
+        gain = 1.0 + weight.float() if self.gemma else weight.float()
+        return Norm(weight, gain, self.eps, scale_in_float=self.gemma)
+
+    @staticmethod
+    def _activation(name: str) -> Callable[[torch.Tensor], torch.Tensor]:
+        """The MLP activation exactly as HF defines it."""
+        from transformers.activations import ACT2FN
+
+        if name not in ACT2FN:
+            raise ModelError(f"MLP activation {name!r} is not supported; supported: {', '.join(ACT2FN)}.")
+        act: Callable[[torch.Tensor], torch.Tensor] = ACT2FN[name]
+        return act
+
+    def _layer(self, params: dict[str, torch.Tensor], index: int, window: int | None, layer_type: str) -> Layer:
+        pre = f"model.layers.{index}."
+        w = _llama_weights(params, pre)
+        norm = {name: self._norm(p) for name, p in params.items() if name.startswith(pre) and name.endswith("norm.weight")}
+        return Layer(
+            attn_norm=norm[pre + "input_layernorm.weight"],
+            mlp_norm=norm[pre + ("pre_feedforward_layernorm.weight" if self.gemma else "post_attention_layernorm.weight")],
+            post_attn_norm=norm[pre + "post_attention_layernorm.weight"] if self.gemma else None,
+            post_mlp_norm=norm.get(pre + "post_feedforward_layernorm.weight"),
+            q_norm=norm.get(pre + "self_attn.q_norm.weight"),
+            k_norm=norm.get(pre + "self_attn.k_norm.weight"),
+            o_w=w.o,
+            sliding_window=window,
+            rope_key=layer_type if self.gemma else "default",
+            q=Linear(w.q, biases=(w.q_b,)),
+            kv=Linear(w.k, w.v, biases=(w.k_b, w.v_b)),
+            o=Linear(w.o),
+            gate_up=Linear(w.gate, w.up),
+            down=Linear(w.down),
+        )
+
+    @staticmethod
+    def _rotary_frequencies(hf_model: Any, keys: list[str]) -> dict[str, tuple[torch.Tensor, float]]:
+        """Per rotary table: the inverse frequencies [rot/2] and cos/sin scaling of the model's own
+        rotary module (so Llama-3 scaling and partial rotary come as HF computes them)."""
+        modules = _by_name(hf_model.named_modules())
+        rotary = next(m for name, m in modules.items() if name.endswith("rotary_emb"))
+        out = {}
+        for key in keys:
+            prefix = "" if key == "default" else f"{key}_"
+            rope_type = rotary.rope_type if isinstance(rotary.rope_type, str) else rotary.rope_type[key]
+            if rope_type not in STATIC_ROPE_TYPES:
+                raise ModelError(
+                    f"RoPE type {rope_type!r} changes its frequencies with the text's length; supported: {', '.join(STATIC_ROPE_TYPES)}."
+                )
+            out[key] = (getattr(rotary, f"{prefix}inv_freq").float(), float(getattr(rotary, f"{prefix}attention_scaling")))
+        return out
 
     @property
     def device(self) -> torch.device:
@@ -155,21 +232,6 @@ class Arch:
     def dtype(self) -> torch.dtype:
         return self.embed_w.dtype
 
-    # ---- norms --------------------------------------------------------------------------------------
-    def gain(self, weight: torch.Tensor) -> torch.Tensor:
-        """The elementwise gain of an RMSNorm weight (``1 + w`` for Gemma): [d] float32."""
-        return 1.0 + weight.float() if self.gemma else weight.float()
-
-    def inv_rms(self, x: torch.Tensor) -> torch.Tensor:
-        """1/rms over the last axis in float32, as the model's RMSNorm computes it: [..., 1]."""
-        return torch.rsqrt(x.float().pow(2).mean(-1, keepdim=True) + self.eps)
-
-    def norm(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-        """RMSNorm exactly as HF computes it (float32 inside)."""
-        if self.gemma:
-            return (x.float() * self.inv_rms(x) * self.gain(weight)).to(x.dtype)
-        return weight * (x.float() * self.inv_rms(x)).to(x.dtype)
-
     # ---- pieces of a layer ---------------------------------------------------------------------------
     def embed(self, token_ids: torch.Tensor) -> torch.Tensor:
         """[P] -> [P, d]."""
@@ -177,38 +239,40 @@ class Arch:
         return x * torch.tensor(self.embed_scale, dtype=x.dtype) if self.gemma else x
 
     def rope(self, layer: Layer, n_pos: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """cos, sin for positions 0..n_pos-1: [n_pos, head_dim]."""
+        """cos [n_pos, hd] and sin [n_pos, rot] for positions 0..n_pos-1, as HF's rotary module gives
+        them; only the first rot ≤ hd dims of a head rotate (cos is 1 past them)."""
         key = (layer.rope_key, n_pos, str(self.device))
         if key not in self._tables:
-            theta = self._theta[layer.rope_key]
-            inv_freq = 1.0 / theta ** (torch.arange(0, self.head_dim, 2, dtype=torch.int64, device=self.device).float() / self.head_dim)
-            freqs = torch.arange(n_pos, device=self.device).float()[:, None] * inv_freq[None]  # [P, hd/2]
-            emb = torch.cat((freqs, freqs), dim=-1)
-            self._tables[key] = (emb.cos().to(self.dtype), emb.sin().to(self.dtype))
+            inv_freq, scale = self._rotary[layer.rope_key]
+            freqs = torch.arange(n_pos, device=self.device).float()[:, None] * inv_freq.to(self.device)[None]  # [P, rot/2]
+            emb = torch.cat((freqs, freqs), dim=-1)  # [P, rot]
+            cos = F.pad(emb.cos() * scale, (0, self.head_dim - emb.shape[-1]), value=1.0)  # [P, hd]
+            self._tables[key] = (cos.to(self.dtype), (emb.sin() * scale).to(self.dtype))
         return self._tables[key]
 
     @staticmethod
     def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-        """x: [N, heads, hd]; cos/sin: [N, hd] (one row per position of x). HF's x·cos + rotate_half(x)·sin."""
-        half = x.shape[-1] // 2
+        """x: [N, heads, hd]; cos [N, hd], sin [N, rot] (one row per position of x). HF's
+        x·cos + rotate_half(x)·sin on the first rot dims; the others are multiplied by cos (= 1)."""
+        half = sin.shape[-1] // 2
         cos, sin = cos[:, None, :], sin[:, None, :]
         out = x * cos
-        out[..., :half].addcmul_(x[..., half:], sin[..., :half], value=-1.0)
-        out[..., half:].addcmul_(x[..., :half], sin[..., half:])
+        out[..., :half].addcmul_(x[..., half : 2 * half], sin[..., :half], value=-1.0)
+        out[..., half : 2 * half].addcmul_(x[..., :half], sin[..., half:])
         return out
 
     def queries(self, layer: Layer, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
         """Residual rows x: [N, d] -> scaled, roped queries [N, H, hd]."""
-        q = layer.q(self.norm(x, layer.attn_norm)).view(-1, self.n_heads, self.head_dim)
+        q = layer.q(layer.attn_norm(x)).view(-1, self.n_heads, self.head_dim)
         if layer.q_norm is not None:
-            q = self.norm(q, layer.q_norm)
-        return self.apply_rope(q, cos * self.scaling, sin * self.scaling)  # the scaling rides on the [N, hd] tables
+            q = layer.q_norm(q)
+        return self.apply_rope(q, cos * self.scaling, sin * self.scaling)  # the scaling rides on the tables
 
     def keys_values(self, layer: Layer, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Residual rows x: [N, d] -> roped keys [N, KV, hd] and values [N, KV, hd]."""
-        k, v = (kv.view(-1, self.n_kv_heads, self.head_dim) for kv in layer.kv.split(self.norm(x, layer.attn_norm)))
+        k, v = (kv.view(-1, self.n_kv_heads, self.head_dim) for kv in layer.kv.split(layer.attn_norm(x)))
         if layer.k_norm is not None:
-            k = self.norm(k, layer.k_norm)
+            k = layer.k_norm(k)
         return self.apply_rope(k, cos, sin), v
 
     def attention_bias(self, layer: Layer, n_pos: int) -> torch.Tensor:
@@ -242,22 +306,21 @@ class Arch:
         z = torch.matmul(probs.reshape(n_batch, self.n_kv_heads, group * n_pos, n_pos), v.transpose(1, 2))  # [B, KV, G*P, hd]
         return z.view(n_batch, self.n_kv_heads, group, n_pos, self.head_dim).permute(0, 3, 1, 2, 4).flatten(2, 3)
 
-    def post_norm(self, x: torch.Tensor, weight: torch.Tensor | None, frozen_inv: torch.Tensor | None) -> torch.Tensor:
-        """A post-norm (identity when ``weight`` is None), live or at a frozen 1/rms ([N, 1])."""
-        if weight is None:
+    @staticmethod
+    def post_norm(x: torch.Tensor, norm: Norm | None, frozen_inv: torch.Tensor | None) -> torch.Tensor:
+        """A post-norm (identity when ``norm`` is None), live or at a frozen 1/rms ([N, 1])."""
+        if norm is None:
             return x
-        if frozen_inv is None:
-            return self.norm(x, weight)
-        return (x.float() * frozen_inv * self.gain(weight)).to(x.dtype)
+        return norm(x) if frozen_inv is None else norm.frozen(x, frozen_inv)
 
     def mlp(self, layer: Layer, h: torch.Tensor) -> torch.Tensor:
         """Raw MLP output (before any post-norm) for residual rows h: [N, d] -> [N, d]."""
-        gate, up = layer.gate_up.split(self.norm(h, layer.mlp_norm))  # [N, I] each
+        gate, up = layer.gate_up.split(layer.mlp_norm(h))  # [N, I] each
         return layer.down(self.act(gate) * up)
 
     def logits(self, x_final: torch.Tensor) -> torch.Tensor:
         """Final norm (live) + unembedding (+ softcap): [..., d] -> [..., V] float32."""
-        out = F.linear(self.norm(x_final, self.final_norm), self.unembed_w).float()
+        out = F.linear(self.final_norm(x_final), self.unembed_w).float()
         if self.final_softcap:
             out = torch.tanh(out / self.final_softcap) * self.final_softcap
         return out

@@ -45,7 +45,7 @@ class _Layer:
     head_out: torch.Tensor  # [H, T, d] γ ⊙ W_O^h v_{h,s}, per head and source s (γ = 1 for pre-norm models)
     attn_inv: torch.Tensor  # [T] 1/rms of the raw o_proj output for post-norm models, else ones
     mlp: torch.Tensor  # [T, d] MLP branch output as added to the stream (after post-norm)
-    mlp_raw: torch.Tensor  # [T, d] MLP output before any post-norm
+    mlp_inv: torch.Tensor  # [T] 1/rms of the raw MLP output for post-norm models, else ones
     out: torch.Tensor  # [T, d] resid_post
 
 
@@ -70,15 +70,15 @@ def cached_layers(bridge: Any, token_ids: torch.Tensor) -> tuple[list[_Layer], t
         v_heads = v.float().repeat_interleave(arch.n_heads // arch.n_kv_heads, dim=1).transpose(0, 1)  # [H, T, hd]
         w_o = layer.o_w.float().view(arch.d_model, arch.n_heads, arch.head_dim).permute(1, 2, 0)  # [H, hd, d]
         head_out = torch.matmul(v_heads, w_o)  # [H, T, d]
+        ones = torch.ones(n_pos, device=x.device)
         if layer.post_attn_norm is not None:
-            head_out = head_out * arch.gain(layer.post_attn_norm)
-            attn_inv = arch.inv_rms(attn_raw)[:, 0]
-        else:
-            attn_inv = torch.ones(n_pos, device=x.device)
+            head_out = head_out * layer.post_attn_norm.gain
+        attn_inv = ones if layer.post_attn_norm is None else layer.post_attn_norm.inv_scale(attn_raw)[:, 0]
+        mlp_inv = ones if layer.post_mlp_norm is None else layer.post_mlp_norm.inv_scale(mlp_raw)[:, 0]
         layers.append(
             _Layer(
                 x=x.float(), h=h.float(), pattern=probs.float(), head_out=head_out,
-                attn_inv=attn_inv, mlp=f.float(), mlp_raw=mlp_raw.float(), out=(h + f).float(),
+                attn_inv=attn_inv, mlp=f.float(), mlp_inv=mlp_inv, out=(h + f).float(),
             )
         )  # fmt: skip
         x = h + f
@@ -87,7 +87,7 @@ def cached_layers(bridge: Any, token_ids: torch.Tensor) -> tuple[list[_Layer], t
 
 def _final_scale(arch: Arch, last: _Layer) -> torch.Tensor:
     """The linearised final norm γ_f / rms(x_L): [T, d]."""
-    return arch.gain(arch.final_norm) * arch.inv_rms(last.out)
+    return arch.final_norm.gain * arch.final_norm.inv_scale(last.out)
 
 
 @torch.no_grad()
@@ -185,7 +185,7 @@ def edge_weights(bridge: Any, token_ids: torch.Tensor, weighting: Weighting = "l
         res_mlp=torch.stack(rm_w).float().numpy(),
         final=final,
         attn_inv_rms=torch.stack([layer.attn_inv.cpu() for layer in layers]) if is_post else ones,
-        mlp_inv_rms=torch.stack([arch.inv_rms(layer.mlp_raw)[:, 0].cpu() for layer in layers]) if is_post else ones,
+        mlp_inv_rms=torch.stack([layer.mlp_inv.cpu() for layer in layers]) if is_post else ones,
     )
 
 

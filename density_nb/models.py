@@ -35,7 +35,7 @@ from density_nb.errors import DensityNBError
 
 BUILTIN_MODELS = ("smollm2-135m", "gemma3-270m", "tiny-llama", "tiny-gemma3")
 DEFAULT_MODEL = "smollm2-135m"
-SUPPORTED_MODEL_TYPES = ("llama", "mistral", "qwen2", "gemma3_text")
+SUPPORTED_MODEL_TYPES = ("llama", "mistral", "qwen2", "qwen3", "gemma3_text")
 _CACHE_FORMAT = 1
 
 
@@ -251,6 +251,9 @@ def _tiny_config(model_type: str, tok: Any, overrides: dict[str, Any]) -> Any:
     families: dict[str, tuple[Any, dict[str, Any]]] = {
         "llama": (transformers.LlamaConfig, {**common, "rope_parameters": {"rope_type": "default", "rope_theta": 5000.0}}),
         "mistral": (transformers.MistralConfig, {**common, "sliding_window": 4}),
+        # q/k/v biases; layers 2 and 3 slide (Qwen2's use_sliding_window from max_window_layers on)
+        "qwen2": (transformers.Qwen2Config, {**common, "use_sliding_window": True, "sliding_window": 4, "max_window_layers": 2}),
+        "qwen3": (transformers.Qwen3Config, common),  # per-head q/k RMSNorm
         "gemma3_text": (
             transformers.Gemma3TextConfig,
             {
@@ -271,7 +274,7 @@ def _tiny_config(model_type: str, tok: Any, overrides: dict[str, Any]) -> Any:
     return config_class(**{**settings, **overrides})
 
 
-TINY_FAMILIES = ("llama", "mistral", "gemma3_text")
+TINY_FAMILIES = ("llama", "mistral", "qwen2", "qwen3", "gemma3_text")
 _TINY_BUILTINS = {"tiny-llama": "llama", "tiny-gemma3": "gemma3_text"}
 
 

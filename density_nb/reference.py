@@ -100,37 +100,50 @@ class _LayerWeightsBase(TypedDict):
     k: torch.Tensor  # [KV*dh, d]
     v: torch.Tensor  # [KV*dh, d]
     o: torch.Tensor  # [d, H*dh]
-    in_norm: torch.Tensor  # [d]
+    in_norm: torch.Tensor  # [d]  the norm before attention
+    mlp_norm: torch.Tensor  # [d]  the norm before the MLP
     gate: torch.Tensor  # [I, d]
     up: torch.Tensor  # [I, d]
     down: torch.Tensor  # [d, I]
+    window: int | None  # sliding window (None: full causal attention)
+    scaling: float
+    rope_theta: float
 
 
 class _LayerWeights(_LayerWeightsBase, total=False):
-    """One layer's float64 weights and settings; the norms present depend on the architecture."""
+    """One layer's float64 weights and settings; the optional ones depend on the family."""
 
-    post_attn_norm: torch.Tensor  # [d]  Gemma only
-    pre_ff_norm: torch.Tensor  # [d]  Gemma only
-    post_ff_norm: torch.Tensor  # [d]  Gemma only
-    q_norm: torch.Tensor  # [dh]  Gemma only
-    k_norm: torch.Tensor  # [dh]  Gemma only
-    pre_mlp_norm: torch.Tensor  # [d]  Llama only
-    sliding: bool
-    window: int | None
-    scaling: float
-    rope_theta: float
+    q_b: torch.Tensor  # [H*dh]  Qwen2
+    k_b: torch.Tensor  # [KV*dh]
+    v_b: torch.Tensor  # [KV*dh]
+    post_attn_norm: torch.Tensor  # [d]  Gemma
+    post_ff_norm: torch.Tensor  # [d]  Gemma
+    q_norm: torch.Tensor  # [dh]  Gemma-3, Qwen3 (per head)
+    k_norm: torch.Tensor  # [dh]
+
+
+def _window(cfg: Any, l: int) -> int | None:
+    """Layer l's sliding window, from HF's mask rules: Mistral slides on every layer when
+    ``sliding_window`` is set; families with ``layer_types`` on their "sliding_attention" layers."""
+    if cfg.model_type == "mistral":
+        return getattr(cfg, "sliding_window", None)
+    kinds = getattr(cfg, "layer_types", None)
+    return cfg.sliding_window if kinds is not None and kinds[l] == "sliding_attention" else None
 
 
 class _Params:
     """All weights of the model as float64 tensors, plus the config values the math needs."""
 
+    FAMILIES = ("llama", "mistral", "qwen2", "qwen3", "gemma3_text")
+
     def __init__(self, bridge: Any) -> None:
         hf = _hf_model(bridge)
         cfg = hf.config
         self.model_type: str = cfg.model_type
-        if self.model_type not in ("llama", "mistral", "gemma3_text"):
-            raise NotImplementedError(f"reference.py supports llama, mistral and gemma3_text, not {self.model_type!r}")
+        if self.model_type not in self.FAMILIES:
+            raise NotImplementedError(f"reference.py supports {', '.join(self.FAMILIES)}, not {self.model_type!r}")
         self.gemma = self.model_type == "gemma3_text"
+        self.post_norms = self.gemma  # norms after attention and after the MLP
         self.L: int = cfg.num_hidden_layers
         self.H: int = cfg.num_attention_heads
         self.KV: int = cfg.num_key_value_heads
@@ -156,40 +169,38 @@ class _Params:
         self.layers: list[_LayerWeights] = []
         for l, layer in enumerate(inner.layers):
             a = layer.self_attn
-            for lin in (a.q_proj, a.k_proj, a.v_proj, a.o_proj):
-                if lin.bias is not None:
-                    raise NotImplementedError("reference.py does not handle attention biases")
+            if a.o_proj.bias is not None:
+                raise NotImplementedError("reference.py does not handle an o_proj bias here")
+            if self.gemma:
+                rope = cfg.rope_parameters[cfg.layer_types[l]]
+            else:
+                rope = cfg.rope_parameters
+            if rope.get("rope_type", "default") != "default":
+                raise NotImplementedError(f"rope_type {rope['rope_type']!r} is not supported here")
             P: _LayerWeights = {
                 "q": w(a.q_proj.weight),  # [H*dh, d]
                 "k": w(a.k_proj.weight),  # [KV*dh, d]
                 "v": w(a.v_proj.weight),  # [KV*dh, d]
                 "o": w(a.o_proj.weight),  # [d, H*dh]
                 "in_norm": w(layer.input_layernorm.weight),  # [d]
+                # Gemma: pre_feedforward_layernorm; Llama & co: post_attention_layernorm is the pre-MLP norm
+                "mlp_norm": w(layer.pre_feedforward_layernorm.weight if self.gemma else layer.post_attention_layernorm.weight),
                 "gate": w(layer.mlp.gate_proj.weight),  # [I, d]
                 "up": w(layer.mlp.up_proj.weight),  # [I, d]
                 "down": w(layer.mlp.down_proj.weight),  # [d, I]
+                "window": _window(cfg, l),
+                "scaling": cfg.query_pre_attn_scalar**-0.5 if self.gemma else self.dh**-0.5,
+                "rope_theta": float(rope["rope_theta"]),
             }
-            if self.gemma:
-                P["post_attn_norm"] = w(layer.post_attention_layernorm.weight)
-                P["pre_ff_norm"] = w(layer.pre_feedforward_layernorm.weight)
-                P["post_ff_norm"] = w(layer.post_feedforward_layernorm.weight)
+            for name, lin in (("q_b", a.q_proj), ("k_b", a.k_proj), ("v_b", a.v_proj)):
+                if lin.bias is not None:
+                    P[name] = w(lin.bias)  # type: ignore[literal-required]
+            if hasattr(a, "q_norm"):
                 P["q_norm"] = w(a.q_norm.weight)  # [dh]
                 P["k_norm"] = w(a.k_norm.weight)  # [dh]
-                layer_type = cfg.layer_types[l]
-                rope = cfg.rope_parameters[layer_type]
-                P["sliding"] = layer_type == "sliding_attention"
-                P["window"] = cfg.sliding_window
-                P["scaling"] = cfg.query_pre_attn_scalar**-0.5
-            else:
-                P["pre_mlp_norm"] = w(layer.post_attention_layernorm.weight)  # Llama's pre-MLP norm
-                rope = cfg.rope_parameters
-                # Mistral masks every layer to its window (HF: source s visible from t iff s > t - window)
-                P["window"] = getattr(cfg, "sliding_window", None) if self.model_type == "mistral" else None
-                P["sliding"] = P["window"] is not None
-                P["scaling"] = self.dh**-0.5
-            if rope.get("rope_type", "default") != "default":
-                raise NotImplementedError(f"rope_type {rope['rope_type']!r} is not supported here")
-            P["rope_theta"] = float(rope["rope_theta"])
+            if self.gemma:
+                P["post_attn_norm"] = w(layer.post_attention_layernorm.weight)
+                P["post_ff_norm"] = w(layer.post_feedforward_layernorm.weight)
             self.layers.append(P)
 
     # --- building blocks --------------------------------------------------------------------
@@ -236,10 +247,9 @@ def _ids(token_ids: TokenIds) -> torch.Tensor:
 def _post_norm(
     P: _Params, weight: torch.Tensor | None, raw: torch.Tensor, inv_rms: torch.Tensor, frozen_inv_rms: torch.Tensor | None
 ) -> torch.Tensor:
-    """Gemma-3's post-norm on a raw sublayer output (live 1/rms, or the unmasked run's); identity for Llama."""
-    if not P.gemma:
+    """A post-norm on a raw sublayer output (live 1/rms, or the unmasked run's); identity without one."""
+    if weight is None:
         return raw
-    assert weight is not None, "Gemma layers carry post-norm weights"
     return P.gain(weight) * (raw * (inv_rms if frozen_inv_rms is None else frozen_inv_rms))
 
 
@@ -264,7 +274,7 @@ def _run(
     """
     if norms not in ("live", "frozen"):
         raise ValueError(f"norms must be 'live' or 'frozen', not {norms!r}")
-    if norms == "frozen" and P.gemma and frozen is None:
+    if norms == "frozen" and P.post_norms and frozen is None:
         raise ValueError("norms='frozen' needs the unmasked run's inverse RMS values")
     T = ids.shape[0]
     H, KV, dh = P.H, P.KV, P.dh
@@ -279,10 +289,8 @@ def _run(
         # ---- attention ----
         xn = P.rmsnorm(x, W["in_norm"])  # [T, d]
         allowed = causal.clone()
-        if W["sliding"]:
-            window = W["window"]
-            assert window is not None, "a sliding-window layer has a window size"
-            allowed &= (pos[:, None] - pos[None, :]) < window  # [T, T]
+        if W["window"] is not None:  # HF: source s visible from target t iff s > t - window
+            allowed &= pos[None, :] > pos[:, None] - W["window"]  # [T, T]
         A_all = torch.zeros(H, T, T, dtype=DTYPE)  # [H, T, T]
         v_all = torch.zeros(H, T, dh, dtype=DTYPE)  # [H, T, dh] value of each query head's KV group
         o = torch.zeros(T, P.d, dtype=DTYPE)  # [T, d]  o_proj output
@@ -291,7 +299,11 @@ def _run(
             q = xn @ W["q"][h * dh : (h + 1) * dh].T  # [T, dh]
             k = xn @ W["k"][g * dh : (g + 1) * dh].T  # [T, dh]
             v = xn @ W["v"][g * dh : (g + 1) * dh].T  # [T, dh]
-            if P.gemma:
+            if "q_b" in W:  # Qwen2's q/k/v biases
+                q = q + W["q_b"][h * dh : (h + 1) * dh]
+                k = k + W["k_b"][g * dh : (g + 1) * dh]
+                v = v + W["v_b"][g * dh : (g + 1) * dh]
+            if "q_norm" in W:  # per-head q/k RMSNorm
                 q = P.rmsnorm(q, W["q_norm"])
                 k = P.rmsnorm(k, W["k_norm"])
             q = _rope(q, W["rope_theta"])
@@ -310,16 +322,16 @@ def _run(
             W.get("post_attn_norm"),
             o,
             inv_rms_o,
-            frozen["inv_rms_o"][l] if norms == "frozen" and P.gemma and frozen is not None else None,
+            frozen["inv_rms_o"][l] if norms == "frozen" and frozen is not None else None,
         )  # [T, d]
         res_attn = 1.0 if keep is None else keep["res_attn"][l][:, None]  # [T, 1]
         h_state = res_attn * x + a  # [T, d]
         # ---- MLP ----
-        hn = P.rmsnorm(h_state, W["pre_ff_norm"] if P.gemma else W["pre_mlp_norm"])  # [T, d]
+        hn = P.rmsnorm(h_state, W["mlp_norm"])  # [T, d]
         m = (P.act(hn @ W["gate"].T) * (hn @ W["up"].T)) @ W["down"].T  # [T, d]  raw MLP output
         inv_rms_m = P.inv_rms(m)  # [T, 1]
         f = _post_norm(
-            P, W.get("post_ff_norm"), m, inv_rms_m, frozen["inv_rms_m"][l] if norms == "frozen" and P.gemma and frozen is not None else None
+            P, W.get("post_ff_norm"), m, inv_rms_m, frozen["inv_rms_m"][l] if norms == "frozen" and frozen is not None else None
         )  # [T, d]
         k_mlp = 1.0 if keep is None else keep["mlp"][l][:, None]  # [T, 1]
         k_res = 1.0 if keep is None else keep["res_mlp"][l][:, None]  # [T, 1]
@@ -395,7 +407,7 @@ def _iter_edge_vectors(P: _Params, C: dict[str, Any]) -> Iterator[tuple[Node, li
         for t in range(T):
             # ---- attention node (2l+1, t) ----
             block = C["A"][l][:, t, : t + 1, None] * WOv[:, : t + 1, :]  # [H, t+1, d]
-            if P.gemma:  # linearised post-attention norm at target t
+            if P.post_norms:  # linearised post-attention norm at target t
                 block = P.gain(W["post_attn_norm"]) * block * C["inv_rms_o"][l][t]
             keys: list[Key] = [(ATTN, l, t, h, s) for h in range(H) for s in range(t + 1)]
             vecs = torch.cat([block.reshape(H * (t + 1), -1), C["x"][l][t][None, :]])  # [H(t+1)+1, d]
@@ -612,7 +624,7 @@ def _masked_logits(
     if not 0 <= root < ids.shape[0]:
         raise ValueError(f"root {root} is outside 0..{ids.shape[0] - 1}")
     prefix = ids[: root + 1]
-    if norms == "frozen" and P.gemma and frozen is None:
+    if norms == "frozen" and P.post_norms and frozen is None:
         full = _run(P, prefix)
         frozen = {"inv_rms_o": full["inv_rms_o"], "inv_rms_m": full["inv_rms_m"]}
     keep = _masks_from_set(kept, P.L, P.H, root)

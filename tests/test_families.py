@@ -21,7 +21,7 @@ from density_nb.stratify import edge_order, expand, stratify
 from density_nb.tracing import trace
 from helpers import TEXT, token_ids
 
-FAMILIES = ("mistral",)
+FAMILIES = ("mistral", "qwen2", "qwen3")
 
 
 def _tv(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -214,3 +214,14 @@ def test_mistral_sliding_window_is_applied():
     np.testing.assert_allclose(result.entropy_full, -(logp.exp() * logp).sum(-1).numpy(), atol=1e-5)
     w = edge_weights(bridge, ids)
     assert (w.attn[:, :, 16, :13] == 0).all() and (w.attn[:, :, 16, 13:] > 0).all()  # t - s < 4 only
+
+
+def test_qwen2_slides_from_max_window_layers_on_with_biases():
+    bridge = _bridge("qwen2")
+    ids = token_ids(bridge)
+    t = len(ids) - 1
+    w = edge_weights(bridge, ids)
+    assert (w.attn[:2, :, t, : t - 3] > 0).all()  # layers 0, 1: full attention
+    assert (w.attn[2:, :, t, : t - 3] == 0).all() and (w.attn[2:, :, t, t - 3 :] > 0).all()  # 2, 3: window 4
+    arch = Arch.of(bridge.original_model)
+    assert all(layer.kv.has_bias for layer in arch.layers)
