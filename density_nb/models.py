@@ -6,7 +6,7 @@ Built-in names:
   ``tiny-llama``    small random Llama (grouped-query attention, rope_theta=5000), for tests
   ``tiny-gemma3``   small random Gemma-3 (post-norms, sliding window 8), for tests
 
-``tiny_model(model_type)`` builds a small random model of any supported family in memory.
+``tiny_model(family)`` builds a small random model of any supported family in memory.
 
 Packaged GGUF weights are dequantised once and cached as safetensors under
 ``platformdirs.user_cache_dir("density_nb")`` (or ``$DENSITY_NB_CACHE``); the cache carries a
@@ -243,13 +243,25 @@ def _tiny_common(tok: Any) -> dict[str, Any]:
     }
 
 
-def _tiny_config(model_type: str, tok: Any, overrides: dict[str, Any]) -> Any:
+_LLAMA3_ROPE = {
+    "rope_type": "llama3",
+    "rope_theta": 500_000.0,
+    "factor": 8.0,
+    "low_freq_factor": 1.0,
+    "high_freq_factor": 4.0,
+    "original_max_position_embeddings": 8192,
+}
+
+
+def _tiny_config(family: str, tok: Any, overrides: dict[str, Any]) -> Any:
     """The config of a small random model of each family (``TINY_FAMILIES``), built from ``transformers``."""
     import transformers
 
     common = _tiny_common(tok)
     families: dict[str, tuple[Any, dict[str, Any]]] = {
         "llama": (transformers.LlamaConfig, {**common, "rope_parameters": {"rope_type": "default", "rope_theta": 5000.0}}),
+        # Llama-3 rope scaling: head_dim 16's 8 frequencies fall in all three bands (kept, blended, slowed)
+        "llama3": (transformers.LlamaConfig, {**common, "rope_parameters": _LLAMA3_ROPE}),
         "mistral": (transformers.MistralConfig, {**common, "sliding_window": 4}),
         # q/k/v biases; layers 2 and 3 slide (Qwen2's use_sliding_window from max_window_layers on)
         "qwen2": (transformers.Qwen2Config, {**common, "use_sliding_window": True, "sliding_window": 4, "max_window_layers": 2}),
@@ -268,13 +280,13 @@ def _tiny_config(model_type: str, tok: Any, overrides: dict[str, Any]) -> Any:
             },
         ),
     }
-    if model_type not in families:
-        raise ModelError(f"No tiny model of type {model_type!r}; tiny models exist for: {', '.join(families)}.")
-    config_class, settings = families[model_type]
+    if family not in families:
+        raise ModelError(f"No tiny model of the family {family!r}; tiny models exist for: {', '.join(families)}.")
+    config_class, settings = families[family]
     return config_class(**{**settings, **overrides})
 
 
-TINY_FAMILIES = ("llama", "mistral", "qwen2", "qwen3", "gemma3_text")
+TINY_FAMILIES = ("llama", "llama3", "mistral", "qwen2", "qwen3", "gemma3_text")
 _TINY_BUILTINS = {"tiny-llama": "llama", "tiny-gemma3": "gemma3_text"}
 
 
@@ -282,18 +294,18 @@ def _is_norm(name: str) -> bool:
     return "norm" in name or ".ln_" in name
 
 
-def tiny_model(model_type: str, seed: int = 0, **overrides: Any) -> tuple[Any, Any]:
+def tiny_model(family: str, seed: int = 0, **overrides: Any) -> tuple[Any, Any]:
     """``(hf_model, tokenizer)``: a small random-weight model of a supported family, built in memory
     from its ``transformers`` config (no hub), for tests and offline exploration.
 
-    ``model_type`` is one of ``TINY_FAMILIES``; ``overrides`` set config fields (e.g.
+    ``family`` is one of ``TINY_FAMILIES`` (model types, and "llama3" for Llama-3's rope scaling); ``overrides`` set config fields (e.g.
     ``sliding_window=None``). Norm gains and every bias are moved away from their initial values
     so that the tests see them act. Wrap it with ``load_model(model, tokenizer=tokenizer)``.
     """
     from transformers import AutoModelForCausalLM
 
     tok = _tiny_tokenizer()
-    config = _tiny_config(model_type, tok, overrides)
+    config = _tiny_config(family, tok, overrides)
     config.attn_implementation = "eager"
     with torch.random.fork_rng():
         torch.manual_seed(seed)

@@ -107,7 +107,7 @@ class _LayerWeightsBase(TypedDict):
     down: torch.Tensor  # [d, I]
     window: int | None  # sliding window (None: full causal attention)
     scaling: float
-    rope_theta: float
+    inv_freq: torch.Tensor  # [rot/2] rotary frequencies (the first rot dims of a head rotate)
 
 
 class _LayerWeights(_LayerWeightsBase, total=False):
@@ -175,8 +175,6 @@ class _Params:
                 rope = cfg.rope_parameters[cfg.layer_types[l]]
             else:
                 rope = cfg.rope_parameters
-            if rope.get("rope_type", "default") != "default":
-                raise NotImplementedError(f"rope_type {rope['rope_type']!r} is not supported here")
             P: _LayerWeights = {
                 "q": w(a.q_proj.weight),  # [H*dh, d]
                 "k": w(a.k_proj.weight),  # [KV*dh, d]
@@ -190,7 +188,7 @@ class _Params:
                 "down": w(layer.mlp.down_proj.weight),  # [d, I]
                 "window": _window(cfg, l),
                 "scaling": cfg.query_pre_attn_scalar**-0.5 if self.gemma else self.dh**-0.5,
-                "rope_theta": float(rope["rope_theta"]),
+                "inv_freq": _inv_freq(rope, self.dh),
             }
             for name, lin in (("q_b", a.q_proj), ("k_b", a.k_proj), ("v_b", a.v_proj)):
                 if lin.bias is not None:
@@ -220,16 +218,37 @@ class _Params:
         return F.gelu(x, approximate="tanh") if self.gemma else F.silu(x)
 
 
-def _rope(x: torch.Tensor, theta: float) -> torch.Tensor:
-    """Rotary embedding (rotate-half convention).  x: [T, dh] for one head, positions 0..T-1."""
-    T, dh = x.shape
-    inv_freq = 1.0 / (theta ** (torch.arange(0, dh, 2, dtype=DTYPE) / dh))  # [dh/2]
-    angles = torch.arange(T, dtype=DTYPE)[:, None] * inv_freq[None, :]  # [T, dh/2]
-    emb = torch.cat([angles, angles], dim=-1)  # [T, dh]
+def _inv_freq(rope: Mapping[str, Any], dh: int) -> torch.Tensor:
+    """Rotary frequencies [rot/2] from the config's rope parameters: theta^(-2i/rot) over the
+    rotated dims, rescaled for Llama-3 ("Llama 3 herd of models", §3.3: wavelengths above
+    original_max/low_freq_factor slow down by ``factor``, below original_max/high_freq_factor stay,
+    and the band between is interpolated)."""
+    rot = int(dh * rope.get("partial_rotary_factor", 1.0))
+    freq = 1.0 / (float(rope["rope_theta"]) ** (torch.arange(0, rot, 2, dtype=DTYPE) / rot))  # [rot/2]
+    kind = rope.get("rope_type", "default")
+    if kind == "default":
+        return freq
+    if kind != "llama3":
+        raise NotImplementedError(f"rope_type {kind!r} is not supported here")
+    factor, low, high = rope["factor"], rope["low_freq_factor"], rope["high_freq_factor"]
+    context = rope["original_max_position_embeddings"]
+    wavelength = 2 * math.pi / freq
+    smooth = ((context / wavelength - low) / (high - low)).clamp(0.0, 1.0)  # 0: long waves, 1: short waves
+    return (1 - smooth) * freq / factor + smooth * freq
+
+
+def _rope(x: torch.Tensor, inv_freq: torch.Tensor) -> torch.Tensor:
+    """Rotary embedding (rotate-half convention) of the first 2·len(inv_freq) dims; the rest pass.
+    x: [T, dh] for one head, positions 0..T-1."""
+    T = x.shape[0]
+    rot = 2 * inv_freq.shape[0]
+    angles = torch.arange(T, dtype=DTYPE)[:, None] * inv_freq[None, :]  # [T, rot/2]
+    emb = torch.cat([angles, angles], dim=-1)  # [T, rot]
     cos, sin = emb.cos(), emb.sin()
-    x1, x2 = x[:, : dh // 2], x[:, dh // 2 :]
-    rotated = torch.cat([-x2, x1], dim=-1)  # [T, dh]
-    return x * cos + rotated * sin
+    x_rot, x_pass = x[:, :rot], x[:, rot:]
+    x1, x2 = x_rot[:, : rot // 2], x_rot[:, rot // 2 :]
+    rotated = torch.cat([-x2, x1], dim=-1)  # [T, rot]
+    return torch.cat([x_rot * cos + rotated * sin, x_pass], dim=-1)
 
 
 def _ids(token_ids: TokenIds) -> torch.Tensor:
@@ -306,8 +325,8 @@ def _run(
             if "q_norm" in W:  # per-head q/k RMSNorm
                 q = P.rmsnorm(q, W["q_norm"])
                 k = P.rmsnorm(k, W["k_norm"])
-            q = _rope(q, W["rope_theta"])
-            k = _rope(k, W["rope_theta"])
+            q = _rope(q, W["inv_freq"])
+            k = _rope(k, W["inv_freq"])
             scores = (q @ k.T) * W["scaling"]  # [T, T]
             scores = scores.masked_fill(~allowed, float("-inf"))
             A = torch.softmax(scores, dim=-1)  # [T, T]  live softmax, all s <= t (in the window)

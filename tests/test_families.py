@@ -21,7 +21,7 @@ from density_nb.stratify import edge_order, expand, stratify
 from density_nb.tracing import trace
 from helpers import TEXT, token_ids
 
-FAMILIES = ("mistral", "qwen2", "qwen3")
+FAMILIES = ("llama3", "mistral", "qwen2", "qwen3")
 
 
 def _tv(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -225,3 +225,13 @@ def test_qwen2_slides_from_max_window_layers_on_with_biases():
     assert (w.attn[2:, :, t, : t - 3] == 0).all() and (w.attn[2:, :, t, t - 3 :] > 0).all()  # 2, 3: window 4
     arch = Arch.of(bridge.original_model)
     assert all(layer.kv.has_bias for layer in arch.layers)
+
+
+def test_llama3_rope_scaling_slows_the_long_wavelengths():
+    arch = Arch.of(_bridge("llama3").original_model)
+    inv_freq, scale = arch._rotary["default"]
+    plain = 1.0 / 500_000.0 ** (torch.arange(0, 16, 2).float() / 16)
+    assert scale == 1.0
+    assert torch.allclose(inv_freq[:4], plain[:4])  # short waves kept
+    assert torch.allclose(inv_freq[-3:], plain[-3:] / 8)  # long waves slowed by the factor
+    assert plain[4] / 8 < inv_freq[4] < plain[4]  # one in the blended band
