@@ -114,6 +114,20 @@ def _llama_weights(params: dict[str, torch.Tensor], pre: str) -> _Weights:
     return _Weights(q, k, v, o, gate, up, down, q_b, k_b, v_b)
 
 
+def _phi3_weights(params: dict[str, torch.Tensor], pre: str) -> _Weights:
+    """Phi-3 layout: one fused ``qkv_proj`` (queries, then keys, then values) and one fused
+    ``gate_up_proj`` (gate rows, then up rows)."""
+    o = params[f"{pre}self_attn.o_proj.weight"]  # [d, H*hd]
+    qkv = params[f"{pre}self_attn.qkv_proj.weight"]  # [H*hd + 2*KV*hd, d]
+    kv_rows = (qkv.shape[0] - o.shape[1]) // 2
+    q, k, v = qkv.split([o.shape[1], kv_rows, kv_rows])
+    gate, up = params[f"{pre}mlp.gate_up_proj.weight"].chunk(2)  # [I, d] each
+    return _Weights(q, k, v, o, gate, up, params[f"{pre}mlp.down_proj.weight"])
+
+
+_READERS: dict[str, Callable[[dict[str, torch.Tensor], str], _Weights]] = {"phi3": _phi3_weights}
+
+
 class Arch:
     """Weights and layer math of an HF causal LM: views of its parameters, plus the packed GEMM
     weights of ``Linear`` on CPU. Build it with ``Arch.of(model)``, which packs once per model."""
@@ -148,7 +162,7 @@ class Arch:
         if self.model_type not in SUPPORTED_MODEL_TYPES:
             raise ModelError(f"Architecture {self.model_type!r} is not supported; supported: {', '.join(SUPPORTED_MODEL_TYPES)}.")
         self.gemma = self.model_type == "gemma3_text"
-        params = _by_name((name, p.detach()) for name, p in hf_model.named_parameters())
+        params = _by_name((name, p.detach()) for name, p in hf_model.named_parameters(remove_duplicate=False))
         self.n_layers: int = config.num_hidden_layers
         self.n_heads: int = config.num_attention_heads
         self.n_kv_heads: int = config.num_key_value_heads
@@ -188,7 +202,7 @@ class Arch:
 
     def _layer(self, params: dict[str, torch.Tensor], index: int, window: int | None, layer_type: str) -> Layer:
         pre = f"model.layers.{index}."
-        w = _llama_weights(params, pre)
+        w = _READERS.get(self.model_type, _llama_weights)(params, pre)
         norm = {name: self._norm(p) for name, p in params.items() if name.startswith(pre) and name.endswith("norm.weight")}
         return Layer(
             attn_norm=norm[pre + "input_layernorm.weight"],

@@ -35,7 +35,7 @@ from density_nb.errors import DensityNBError
 
 BUILTIN_MODELS = ("smollm2-135m", "gemma3-270m", "tiny-llama", "tiny-gemma3")
 DEFAULT_MODEL = "smollm2-135m"
-SUPPORTED_MODEL_TYPES = ("llama", "mistral", "qwen2", "qwen3", "gemma3_text")
+SUPPORTED_MODEL_TYPES = ("llama", "mistral", "qwen2", "qwen3", "phi3", "gemma3_text")
 _CACHE_FORMAT = 1
 
 
@@ -266,6 +266,16 @@ def _tiny_config(family: str, tok: Any, overrides: dict[str, Any]) -> Any:
         # q/k/v biases; layers 2 and 3 slide (Qwen2's use_sliding_window from max_window_layers on)
         "qwen2": (transformers.Qwen2Config, {**common, "use_sliding_window": True, "sliding_window": 4, "max_window_layers": 2}),
         "qwen3": (transformers.Qwen3Config, common),  # per-head q/k RMSNorm
+        # fused qkv_proj and gate_up_proj; half of each head rotates; every layer slides
+        "phi3": (
+            transformers.Phi3Config,
+            {
+                **common,
+                "pad_token_id": tok.eos_token_id,
+                "sliding_window": 5,
+                "rope_parameters": {"rope_type": "default", "rope_theta": 10_000.0, "partial_rotary_factor": 0.5},
+            },
+        ),
         "gemma3_text": (
             transformers.Gemma3TextConfig,
             {
@@ -286,7 +296,7 @@ def _tiny_config(family: str, tok: Any, overrides: dict[str, Any]) -> Any:
     return config_class(**{**settings, **overrides})
 
 
-TINY_FAMILIES = ("llama", "llama3", "mistral", "qwen2", "qwen3", "gemma3_text")
+TINY_FAMILIES = ("llama", "llama3", "mistral", "qwen2", "qwen3", "phi3", "gemma3_text")
 _TINY_BUILTINS = {"tiny-llama": "llama", "tiny-gemma3": "gemma3_text"}
 
 

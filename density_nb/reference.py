@@ -39,7 +39,7 @@ import heapq
 import itertools
 import math
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import Any, TypedDict
+from typing import Any, TypedDict, cast
 
 import networkx as nx
 import numpy as np
@@ -125,16 +125,37 @@ class _LayerWeights(_LayerWeightsBase, total=False):
 def _window(cfg: Any, l: int) -> int | None:
     """Layer l's sliding window, from HF's mask rules: Mistral slides on every layer when
     ``sliding_window`` is set; families with ``layer_types`` on their "sliding_attention" layers."""
-    if cfg.model_type == "mistral":
-        return getattr(cfg, "sliding_window", None)
     kinds = getattr(cfg, "layer_types", None)
-    return cfg.sliding_window if kinds is not None and kinds[l] == "sliding_attention" else None
+    if kinds is None:  # Mistral, Phi-3: every layer
+        return getattr(cfg, "sliding_window", None)
+    return cfg.sliding_window if kinds[l] == "sliding_attention" else None
+
+
+def _w(p: torch.Tensor) -> torch.Tensor:
+    """A parameter as a float64 copy."""
+    return p.detach().to(DTYPE).clone()
+
+
+def _projections(layer: Any, cfg: Any, dh: int) -> dict[str, torch.Tensor]:
+    """q, k, v, o, gate, up, down [out, in] (and q/k/v biases where present) of one decoder layer."""
+    a, mlp = layer.self_attn, layer.mlp
+    if cfg.model_type == "phi3":  # fused: rows [queries | keys | values] and [gate | up]
+        q_rows, kv_rows = cfg.num_attention_heads * dh, cfg.num_key_value_heads * dh
+        q, k, v = _w(a.qkv_proj.weight).split([q_rows, kv_rows, kv_rows])
+        gate, up = _w(mlp.gate_up_proj.weight).chunk(2)
+        return {"q": q, "k": k, "v": v, "o": _w(a.o_proj.weight), "gate": gate, "up": up, "down": _w(mlp.down_proj.weight)}
+    out = {n: _w(getattr(a, f"{n}_proj").weight) for n in "qkvo"}
+    out.update({n: _w(getattr(mlp, f"{n}_proj").weight) for n in ("gate", "up", "down")})
+    if a.o_proj.bias is not None:
+        raise NotImplementedError("reference.py does not handle an o_proj bias here")
+    out.update({f"{n}_b": _w(getattr(a, f"{n}_proj").bias) for n in "qkv" if getattr(a, f"{n}_proj").bias is not None})
+    return out
 
 
 class _Params:
     """All weights of the model as float64 tensors, plus the config values the math needs."""
 
-    FAMILIES = ("llama", "mistral", "qwen2", "qwen3", "gemma3_text")
+    FAMILIES = ("llama", "mistral", "qwen2", "qwen3", "phi3", "gemma3_text")
 
     def __init__(self, bridge: Any) -> None:
         hf = _hf_model(bridge)
@@ -150,10 +171,7 @@ class _Params:
         self.d: int = cfg.hidden_size
         self.dh: int = getattr(cfg, "head_dim", None) or self.d // self.H
         self.eps: float = cfg.rms_norm_eps
-
-        def w(p: torch.Tensor) -> torch.Tensor:
-            return p.detach().to(DTYPE).clone()
-
+        w = _w
         inner = hf.model
         self.embed = w(inner.embed_tokens.weight)  # [V, d]
         if self.gemma:
@@ -169,30 +187,22 @@ class _Params:
         self.layers: list[_LayerWeights] = []
         for l, layer in enumerate(inner.layers):
             a = layer.self_attn
-            if a.o_proj.bias is not None:
-                raise NotImplementedError("reference.py does not handle an o_proj bias here")
             if self.gemma:
                 rope = cfg.rope_parameters[cfg.layer_types[l]]
             else:
                 rope = cfg.rope_parameters
-            P: _LayerWeights = {
-                "q": w(a.q_proj.weight),  # [H*dh, d]
-                "k": w(a.k_proj.weight),  # [KV*dh, d]
-                "v": w(a.v_proj.weight),  # [KV*dh, d]
-                "o": w(a.o_proj.weight),  # [d, H*dh]
-                "in_norm": w(layer.input_layernorm.weight),  # [d]
-                # Gemma: pre_feedforward_layernorm; Llama & co: post_attention_layernorm is the pre-MLP norm
-                "mlp_norm": w(layer.pre_feedforward_layernorm.weight if self.gemma else layer.post_attention_layernorm.weight),
-                "gate": w(layer.mlp.gate_proj.weight),  # [I, d]
-                "up": w(layer.mlp.up_proj.weight),  # [I, d]
-                "down": w(layer.mlp.down_proj.weight),  # [d, I]
-                "window": _window(cfg, l),
-                "scaling": cfg.query_pre_attn_scalar**-0.5 if self.gemma else self.dh**-0.5,
-                "inv_freq": _inv_freq(rope, self.dh),
-            }
-            for name, lin in (("q_b", a.q_proj), ("k_b", a.k_proj), ("v_b", a.v_proj)):
-                if lin.bias is not None:
-                    P[name] = w(lin.bias)  # type: ignore[literal-required]
+            P = cast(
+                _LayerWeights,
+                {
+                    **_projections(layer, cfg, self.dh),  # q [H*dh, d], k/v [KV*dh, d], o [d, H*dh], gate/up [I, d], down [d, I]
+                    "in_norm": w(layer.input_layernorm.weight),  # [d]
+                    # Gemma: pre_feedforward_layernorm; Llama & co: post_attention_layernorm is the pre-MLP norm
+                    "mlp_norm": w(layer.pre_feedforward_layernorm.weight if self.gemma else layer.post_attention_layernorm.weight),
+                    "window": _window(cfg, l),
+                    "scaling": cfg.query_pre_attn_scalar**-0.5 if self.gemma else self.dh**-0.5,
+                    "inv_freq": _inv_freq(rope, self.dh),
+                },
+            )
             if hasattr(a, "q_norm"):
                 P["q_norm"] = w(a.q_norm.weight)  # [dh]
                 P["k_norm"] = w(a.k_norm.weight)  # [dh]

@@ -21,7 +21,7 @@ from density_nb.stratify import edge_order, expand, stratify
 from density_nb.tracing import trace
 from helpers import TEXT, token_ids
 
-FAMILIES = ("llama3", "mistral", "qwen2", "qwen3")
+FAMILIES = ("llama3", "mistral", "qwen2", "qwen3", "phi3")
 
 
 def _tv(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -235,3 +235,12 @@ def test_llama3_rope_scaling_slows_the_long_wavelengths():
     assert torch.allclose(inv_freq[:4], plain[:4])  # short waves kept
     assert torch.allclose(inv_freq[-3:], plain[-3:] / 8)  # long waves slowed by the factor
     assert plain[4] / 8 < inv_freq[4] < plain[4]  # one in the blended band
+
+
+def test_phi3_fused_projections_and_partial_rotary():
+    bridge = _bridge("phi3")
+    arch = Arch.of(bridge.original_model)
+    assert arch._rotary["default"][0].shape == (4,)  # 8 of each head's 16 dims rotate
+    assert all(layer.sliding_window == 5 for layer in arch.layers)
+    fused = bridge.original_model.model.layers[0].self_attn.qkv_proj.weight
+    assert torch.equal(arch.layers[0].q.weights[0], fused[:64]) and torch.equal(arch.layers[0].kv.weights[1], fused[96:])

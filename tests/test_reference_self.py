@@ -13,7 +13,7 @@ import torch
 from density_nb import reference as R
 from density_nb.models import hf_tokenizer, load_model, tiny_model
 
-FAMILIES = ("llama", "gemma3_text", "mistral", "qwen2", "qwen3", "llama3")  # tiny_model types ("llama": tiny-llama's weights)
+FAMILIES = ("llama", "gemma3_text", "mistral", "qwen2", "qwen3", "llama3", "phi3")  # tiny_model types ("llama": tiny-llama's weights)
 # Long enough (> 8 tokens, the tiny Gemma sliding window) for the window to matter.
 TEXT = "A small lamp on the desk lit the map of the harbour."
 
