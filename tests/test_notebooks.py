@@ -39,6 +39,49 @@ def test_committed_notebook_is_clean(path):
     assert not errors, f"committed outputs contain an error: {errors[:1]}"
 
 
+def chart_outputs(nb: dict) -> list[dict]:
+    """Every output of a code cell that holds an Altair (Vega-Lite / Vega) chart."""
+    return [
+        o
+        for c in nb["cells"]
+        if c["cell_type"] == "code"
+        for o in c.get("outputs", [])
+        if any(m.startswith(("application/vnd.vegalite", "application/vnd.vega.")) for m in o.get("data", {}))
+    ]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_committed_notebook_renders_without_a_kernel(path):
+    """No CDN anywhere (charts blank offline and on GitHub), and every chart carries a static image."""
+    text = path.read_text()
+    assert "cdn." not in text, "a committed output loads a script from a CDN"
+    nb = json.loads(text)
+    for out in chart_outputs(nb):
+        assert {"image/png", "image/svg+xml"} & set(out["data"]), "a chart output has no static PNG/SVG image"
+    html = [
+        o
+        for c in nb["cells"]
+        if c["cell_type"] == "code"
+        for o in c.get("outputs", [])
+        if "<script" in str(o.get("data", {}).get("text/html", ""))
+    ]
+    assert not html, "an output holds a <script>: it needs a live front end"
+
+
+def test_charts_carry_a_static_image():
+    """The density_nb renderer gives Vega-Lite's mimetype and a PNG drawn offline."""
+    import base64
+
+    import pandas as pd
+
+    from density_nb import charts
+
+    bundle = charts.density_histogram(pd.DataFrame({"density": [0.2, 0.4, 0.5]}))._repr_mimebundle_()
+    bundle = bundle[0] if isinstance(bundle, tuple) else bundle
+    assert charts.VEGALITE_MIME in bundle and "text/html" not in bundle
+    assert base64.b64decode(bundle["image/png"]).startswith(b"\x89PNG")
+
+
 @pytest.fixture(scope="session")
 def runs_dir(tmp_path_factory):
     return tmp_path_factory.mktemp("notebook-runs")
