@@ -1,7 +1,8 @@
 """A uniform view of a supported HF decoder's weights, and the layer math density_nb runs on them.
 
 Each family differs only in where its weights live and which pieces exist (docs/method.md §9): pre-
-and post-norms (RMSNorm with a gain ``w`` or Gemma's ``1 + w``), q/k norms, q/k/v biases, sliding
+and post-norms (RMSNorm with a gain ``w`` or Gemma's ``1 + w``), q/k norms per head or over all
+heads, q/k/v biases, sliding
 windows, soft-capping, scaled embeddings, the rotary frequencies. A reader per weight layout fills one
 ``Layer`` per decoder layer; everything else in density_nb goes through here. The math calls plain
 ``torch`` ops on the weight tensors, not the model's modules (TransformerBridge wraps those with
@@ -58,12 +59,12 @@ class Norm:
 class Layer:
     """One decoder layer's weights; norms, post-norms and biases are None where the family has none."""
 
-    attn_norm: Norm  # before attention
-    mlp_norm: Norm  # before the MLP
-    post_attn_norm: Norm | None  # after attention (Gemma)
-    post_mlp_norm: Norm | None  # after the MLP (Gemma)
-    q_norm: Norm | None  # [hd] per head (Qwen3, Gemma-3)
-    k_norm: Norm | None  # [hd]
+    attn_norm: Norm | None  # before attention (OLMo-2 has none)
+    mlp_norm: Norm | None  # before the MLP
+    post_attn_norm: Norm | None  # after attention (Gemma, OLMo-2)
+    post_mlp_norm: Norm | None  # after the MLP (Gemma, OLMo-2)
+    q_norm: Norm | None  # [hd] per head (Qwen3, Gemma-3), or [H*hd] over all heads (OLMo-2)
+    k_norm: Norm | None  # [hd] or [KV*hd]
     o_w: torch.Tensor  # [d, H*hd]
     sliding_window: int | None
     rope_key: str  # which rotary table the layer uses
@@ -127,6 +128,18 @@ def _phi3_weights(params: dict[str, torch.Tensor], pre: str) -> _Weights:
 
 _READERS: dict[str, Callable[[dict[str, torch.Tensor], str], _Weights]] = {"phi3": _phi3_weights}
 
+# per family: the norms before attention, before the MLP, after attention, after the MLP (None: absent)
+_LLAMA_NORMS = ("input_layernorm", "post_attention_layernorm", None, None)
+_NORMS: dict[str, tuple[str | None, ...]] = {
+    "gemma3_text": ("input_layernorm", "pre_feedforward_layernorm", "post_attention_layernorm", "post_feedforward_layernorm"),
+    "olmo2": (None, None, "post_attention_layernorm", "post_feedforward_layernorm"),
+}
+
+
+def _apply(norm: Norm | None, x: torch.Tensor) -> torch.Tensor:
+    """A pre-norm, or the raw stream where the family has none."""
+    return x if norm is None else norm(x)
+
 
 class Arch:
     """Weights and layer math of an HF causal LM: views of its parameters, plus the packed GEMM
@@ -162,6 +175,7 @@ class Arch:
         if self.model_type not in SUPPORTED_MODEL_TYPES:
             raise ModelError(f"Architecture {self.model_type!r} is not supported; supported: {', '.join(SUPPORTED_MODEL_TYPES)}.")
         self.gemma = self.model_type == "gemma3_text"
+        self.qk_norm_full = self.model_type == "olmo2"  # q/k norms over all heads at once
         params = _by_name((name, p.detach()) for name, p in hf_model.named_parameters(remove_duplicate=False))
         self.n_layers: int = config.num_hidden_layers
         self.n_heads: int = config.num_attention_heads
@@ -188,7 +202,7 @@ class Arch:
     def _norm(self, weight: torch.Tensor) -> Norm:
         """The family's RMSNorm around a stored weight."""
         gain = 1.0 + weight.float() if self.gemma else weight.float()
-        return Norm(weight, gain, self.eps, scale_in_float=self.gemma)
+        return Norm(weight, gain, self.eps, scale_in_float=self.gemma or self.model_type == "olmo2")
 
     @staticmethod
     def _activation(name: str) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -203,14 +217,17 @@ class Arch:
     def _layer(self, params: dict[str, torch.Tensor], index: int, window: int | None, layer_type: str) -> Layer:
         pre = f"model.layers.{index}."
         w = _READERS.get(self.model_type, _llama_weights)(params, pre)
-        norm = {name: self._norm(p) for name, p in params.items() if name.startswith(pre) and name.endswith("norm.weight")}
+        attn_norm, mlp_norm, post_attn, post_mlp = (
+            None if name is None else self._norm(params[f"{pre}{name}.weight"]) for name in _NORMS.get(self.model_type, _LLAMA_NORMS)
+        )
+        q_norm, k_norm = (params.get(f"{pre}self_attn.{n}_norm.weight") for n in "qk")
         return Layer(
-            attn_norm=norm[pre + "input_layernorm.weight"],
-            mlp_norm=norm[pre + ("pre_feedforward_layernorm.weight" if self.gemma else "post_attention_layernorm.weight")],
-            post_attn_norm=norm[pre + "post_attention_layernorm.weight"] if self.gemma else None,
-            post_mlp_norm=norm.get(pre + "post_feedforward_layernorm.weight"),
-            q_norm=norm.get(pre + "self_attn.q_norm.weight"),
-            k_norm=norm.get(pre + "self_attn.k_norm.weight"),
+            attn_norm=attn_norm,
+            mlp_norm=mlp_norm,
+            post_attn_norm=post_attn,
+            post_mlp_norm=post_mlp,
+            q_norm=None if q_norm is None else self._norm(q_norm),
+            k_norm=None if k_norm is None else self._norm(k_norm),
             o_w=w.o,
             sliding_window=window,
             rope_key=layer_type if self.gemma else "default",
@@ -277,17 +294,21 @@ class Arch:
 
     def queries(self, layer: Layer, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
         """Residual rows x: [N, d] -> scaled, roped queries [N, H, hd]."""
-        q = layer.q(layer.attn_norm(x)).view(-1, self.n_heads, self.head_dim)
-        if layer.q_norm is not None:
-            q = layer.q_norm(q)
+        q = self._qk_norm(layer.q_norm, layer.q(_apply(layer.attn_norm, x)), self.n_heads)  # [N, H, hd]
         return self.apply_rope(q, cos * self.scaling, sin * self.scaling)  # the scaling rides on the tables
 
     def keys_values(self, layer: Layer, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Residual rows x: [N, d] -> roped keys [N, KV, hd] and values [N, KV, hd]."""
-        k, v = (kv.view(-1, self.n_kv_heads, self.head_dim) for kv in layer.kv.split(layer.attn_norm(x)))
-        if layer.k_norm is not None:
-            k = layer.k_norm(k)
-        return self.apply_rope(k, cos, sin), v
+        k, v = layer.kv.split(_apply(layer.attn_norm, x))  # [N, KV*hd] each
+        k = self._qk_norm(layer.k_norm, k, self.n_kv_heads)  # [N, KV, hd]
+        return self.apply_rope(k, cos, sin), v.view(-1, self.n_kv_heads, self.head_dim)
+
+    def _qk_norm(self, norm: Norm | None, x: torch.Tensor, heads: int) -> torch.Tensor:
+        """[N, heads*hd] -> [N, heads, hd], normalised per head or (OLMo-2) over all heads at once."""
+        if norm is not None and self.qk_norm_full:
+            return norm(x).view(-1, heads, self.head_dim)
+        x = x.view(-1, heads, self.head_dim)
+        return x if norm is None else norm(x)
 
     def attention_bias(self, layer: Layer, n_pos: int) -> torch.Tensor:
         """Additive causal (+ sliding-window) mask: [P, P], 0 where target t may see source s."""
@@ -329,7 +350,7 @@ class Arch:
 
     def mlp(self, layer: Layer, h: torch.Tensor) -> torch.Tensor:
         """Raw MLP output (before any post-norm) for residual rows h: [N, d] -> [N, d]."""
-        gate, up = layer.gate_up.split(layer.mlp_norm(h))  # [N, I] each
+        gate, up = layer.gate_up.split(_apply(layer.mlp_norm, h))  # [N, I] each
         return layer.down(self.act(gate) * up)
 
     def logits(self, x_final: torch.Tensor) -> torch.Tensor:

@@ -35,7 +35,7 @@ from density_nb.errors import DensityNBError
 
 BUILTIN_MODELS = ("smollm2-135m", "gemma3-270m", "tiny-llama", "tiny-gemma3")
 DEFAULT_MODEL = "smollm2-135m"
-SUPPORTED_MODEL_TYPES = ("llama", "mistral", "qwen2", "qwen3", "phi3", "gemma3_text")
+SUPPORTED_MODEL_TYPES = ("llama", "mistral", "qwen2", "qwen3", "phi3", "olmo2", "gemma3_text")
 _CACHE_FORMAT = 1
 
 
@@ -276,6 +276,7 @@ def _tiny_config(family: str, tok: Any, overrides: dict[str, Any]) -> Any:
                 "rope_parameters": {"rope_type": "default", "rope_theta": 10_000.0, "partial_rotary_factor": 0.5},
             },
         ),
+        "olmo2": (transformers.Olmo2Config, common),  # norms after attention and the MLP only; q/k norms over all heads
         "gemma3_text": (
             transformers.Gemma3TextConfig,
             {
@@ -296,7 +297,7 @@ def _tiny_config(family: str, tok: Any, overrides: dict[str, Any]) -> Any:
     return config_class(**{**settings, **overrides})
 
 
-TINY_FAMILIES = ("llama", "llama3", "mistral", "qwen2", "qwen3", "phi3", "gemma3_text")
+TINY_FAMILIES = ("llama", "llama3", "mistral", "qwen2", "qwen3", "phi3", "olmo2", "gemma3_text")
 _TINY_BUILTINS = {"tiny-llama": "llama", "tiny-gemma3": "gemma3_text"}
 
 

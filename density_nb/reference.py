@@ -100,8 +100,6 @@ class _LayerWeightsBase(TypedDict):
     k: torch.Tensor  # [KV*dh, d]
     v: torch.Tensor  # [KV*dh, d]
     o: torch.Tensor  # [d, H*dh]
-    in_norm: torch.Tensor  # [d]  the norm before attention
-    mlp_norm: torch.Tensor  # [d]  the norm before the MLP
     gate: torch.Tensor  # [I, d]
     up: torch.Tensor  # [I, d]
     down: torch.Tensor  # [d, I]
@@ -113,13 +111,15 @@ class _LayerWeightsBase(TypedDict):
 class _LayerWeights(_LayerWeightsBase, total=False):
     """One layer's float64 weights and settings; the optional ones depend on the family."""
 
+    in_norm: torch.Tensor  # [d]  the norm before attention (all but OLMo-2)
+    mlp_norm: torch.Tensor  # [d]  the norm before the MLP (all but OLMo-2)
     q_b: torch.Tensor  # [H*dh]  Qwen2
     k_b: torch.Tensor  # [KV*dh]
     v_b: torch.Tensor  # [KV*dh]
     post_attn_norm: torch.Tensor  # [d]  Gemma
     post_ff_norm: torch.Tensor  # [d]  Gemma
-    q_norm: torch.Tensor  # [dh]  Gemma-3, Qwen3 (per head)
-    k_norm: torch.Tensor  # [dh]
+    q_norm: torch.Tensor  # [dh]  Gemma-3, Qwen3 (per head); [H*dh] OLMo-2 (all heads at once)
+    k_norm: torch.Tensor  # [dh] or [KV*dh]
 
 
 def _window(cfg: Any, l: int) -> int | None:
@@ -155,7 +155,7 @@ def _projections(layer: Any, cfg: Any, dh: int) -> dict[str, torch.Tensor]:
 class _Params:
     """All weights of the model as float64 tensors, plus the config values the math needs."""
 
-    FAMILIES = ("llama", "mistral", "qwen2", "qwen3", "phi3", "gemma3_text")
+    FAMILIES = ("llama", "mistral", "qwen2", "qwen3", "phi3", "olmo2", "gemma3_text")
 
     def __init__(self, bridge: Any) -> None:
         hf = _hf_model(bridge)
@@ -164,7 +164,8 @@ class _Params:
         if self.model_type not in self.FAMILIES:
             raise NotImplementedError(f"reference.py supports {', '.join(self.FAMILIES)}, not {self.model_type!r}")
         self.gemma = self.model_type == "gemma3_text"
-        self.post_norms = self.gemma  # norms after attention and after the MLP
+        self.olmo = self.model_type == "olmo2"
+        self.post_norms = self.gemma or self.olmo  # norms after attention and after the MLP
         self.L: int = cfg.num_hidden_layers
         self.H: int = cfg.num_attention_heads
         self.KV: int = cfg.num_key_value_heads
@@ -195,18 +196,19 @@ class _Params:
                 _LayerWeights,
                 {
                     **_projections(layer, cfg, self.dh),  # q [H*dh, d], k/v [KV*dh, d], o [d, H*dh], gate/up [I, d], down [d, I]
-                    "in_norm": w(layer.input_layernorm.weight),  # [d]
-                    # Gemma: pre_feedforward_layernorm; Llama & co: post_attention_layernorm is the pre-MLP norm
-                    "mlp_norm": w(layer.pre_feedforward_layernorm.weight if self.gemma else layer.post_attention_layernorm.weight),
                     "window": _window(cfg, l),
                     "scaling": cfg.query_pre_attn_scalar**-0.5 if self.gemma else self.dh**-0.5,
                     "inv_freq": _inv_freq(rope, self.dh),
                 },
             )
             if hasattr(a, "q_norm"):
-                P["q_norm"] = w(a.q_norm.weight)  # [dh]
-                P["k_norm"] = w(a.k_norm.weight)  # [dh]
-            if self.gemma:
+                P["q_norm"] = w(a.q_norm.weight)  # [dh], or [H*dh] for OLMo-2
+                P["k_norm"] = w(a.k_norm.weight)
+            if not self.olmo:  # OLMo-2 has no norms before attention and the MLP
+                P["in_norm"] = w(layer.input_layernorm.weight)  # [d]
+                # Gemma: pre_feedforward_layernorm; Llama & co: post_attention_layernorm is the pre-MLP norm
+                P["mlp_norm"] = w(layer.pre_feedforward_layernorm.weight if self.gemma else layer.post_attention_layernorm.weight)
+            if self.post_norms:
                 P["post_attn_norm"] = w(layer.post_attention_layernorm.weight)
                 P["post_ff_norm"] = w(layer.post_feedforward_layernorm.weight)
             self.layers.append(P)
@@ -316,7 +318,12 @@ def _run(
     for l, W in enumerate(P.layers):
         cache["x"].append(x)
         # ---- attention ----
-        xn = P.rmsnorm(x, W["in_norm"])  # [T, d]
+        xn = P.rmsnorm(x, W["in_norm"]) if "in_norm" in W else x  # [T, d]
+        Q = xn @ W["q"].T + W.get("q_b", 0.0)  # [T, H*dh]  (+ Qwen2's biases)
+        K = xn @ W["k"].T + W.get("k_b", 0.0)  # [T, KV*dh]
+        V = xn @ W["v"].T + W.get("v_b", 0.0)  # [T, KV*dh]
+        if P.olmo:  # q/k RMSNorm over all heads at once
+            Q, K = P.rmsnorm(Q, W["q_norm"]), P.rmsnorm(K, W["k_norm"])
         allowed = causal.clone()
         if W["window"] is not None:  # HF: source s visible from target t iff s > t - window
             allowed &= pos[None, :] > pos[:, None] - W["window"]  # [T, T]
@@ -325,14 +332,10 @@ def _run(
         o = torch.zeros(T, P.d, dtype=DTYPE)  # [T, d]  o_proj output
         for h in range(H):
             g = h // group  # KV group of query head h (repeat_kv)
-            q = xn @ W["q"][h * dh : (h + 1) * dh].T  # [T, dh]
-            k = xn @ W["k"][g * dh : (g + 1) * dh].T  # [T, dh]
-            v = xn @ W["v"][g * dh : (g + 1) * dh].T  # [T, dh]
-            if "q_b" in W:  # Qwen2's q/k/v biases
-                q = q + W["q_b"][h * dh : (h + 1) * dh]
-                k = k + W["k_b"][g * dh : (g + 1) * dh]
-                v = v + W["v_b"][g * dh : (g + 1) * dh]
-            if "q_norm" in W:  # per-head q/k RMSNorm
+            q = Q[:, h * dh : (h + 1) * dh]  # [T, dh]
+            k = K[:, g * dh : (g + 1) * dh]  # [T, dh]
+            v = V[:, g * dh : (g + 1) * dh]  # [T, dh]
+            if "q_norm" in W and not P.olmo:  # per-head q/k RMSNorm
                 q = P.rmsnorm(q, W["q_norm"])
                 k = P.rmsnorm(k, W["k_norm"])
             q = _rope(q, W["inv_freq"])
@@ -356,7 +359,7 @@ def _run(
         res_attn = 1.0 if keep is None else keep["res_attn"][l][:, None]  # [T, 1]
         h_state = res_attn * x + a  # [T, d]
         # ---- MLP ----
-        hn = P.rmsnorm(h_state, W["mlp_norm"])  # [T, d]
+        hn = P.rmsnorm(h_state, W["mlp_norm"]) if "mlp_norm" in W else h_state  # [T, d]
         m = (P.act(hn @ W["gate"].T) * (hn @ W["up"].T)) @ W["down"].T  # [T, d]  raw MLP output
         inv_rms_m = P.inv_rms(m)  # [T, 1]
         f = _post_norm(

@@ -21,7 +21,7 @@ from density_nb.stratify import edge_order, expand, stratify
 from density_nb.tracing import trace
 from helpers import TEXT, token_ids
 
-FAMILIES = ("llama3", "mistral", "qwen2", "qwen3", "phi3")
+FAMILIES = ("llama3", "mistral", "qwen2", "qwen3", "phi3", "olmo2")
 
 
 def _tv(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -117,9 +117,13 @@ def test_random_subsets_match_reference(family, words, fraction, seed):
     arch = Arch.of(family.original_model)
     ranks, n_edges = random_ranks(arch, len(ids), np.random.default_rng(seed))
     n = int(fraction * n_edges)
-    fast = masked_logits(arch, ids, ranks, torch.tensor([0]), torch.tensor([n]))[0]
-    ref = reference.masked_logits(family, ids.tolist(), len(ids) - 1, kept_set(ranks, n))
-    assert _tv(fast, ref) <= 1e-5, (n, _tv(fast, ref))
+    w = edge_weights(family, ids)
+    post_norms = arch.layers[0].post_attn_norm is not None
+    for norms in ("live", "frozen") if post_norms else ("live",):
+        scales = (w.attn_inv_rms, w.mlp_inv_rms) if norms == "frozen" else (None, None)
+        fast = masked_logits(arch, ids, ranks, torch.tensor([0]), torch.tensor([n]), *scales)[0]
+        ref = reference.masked_logits(family, ids.tolist(), len(ids) - 1, kept_set(ranks, n), norms=norms)
+        assert _tv(fast, ref) <= 1e-5, (norms, n, _tv(fast, ref))
 
 
 def test_removing_one_heavy_attention_edge_changes_output(family):
@@ -244,3 +248,11 @@ def test_phi3_fused_projections_and_partial_rotary():
     assert all(layer.sliding_window == 5 for layer in arch.layers)
     fused = bridge.original_model.model.layers[0].self_attn.qkv_proj.weight
     assert torch.equal(arch.layers[0].q.weights[0], fused[:64]) and torch.equal(arch.layers[0].kv.weights[1], fused[96:])
+
+
+def test_olmo2_has_post_norms_only_and_full_width_qk_norms():
+    arch = Arch.of(_bridge("olmo2").original_model)
+    layer = arch.layers[0]
+    assert layer.attn_norm is None and layer.mlp_norm is None
+    assert layer.post_attn_norm is not None and layer.post_mlp_norm is not None
+    assert layer.q_norm is not None and layer.q_norm.weight.shape == (arch.n_heads * arch.head_dim,)
