@@ -131,6 +131,7 @@ _READERS: dict[str, Callable[[dict[str, torch.Tensor], str], _Weights]] = {"phi3
 # per family: the norms before attention, before the MLP, after attention, after the MLP (None: absent)
 _LLAMA_NORMS = ("input_layernorm", "post_attention_layernorm", None, None)
 _NORMS: dict[str, tuple[str | None, ...]] = {
+    "gemma2": ("input_layernorm", "pre_feedforward_layernorm", "post_attention_layernorm", "post_feedforward_layernorm"),
     "gemma3_text": ("input_layernorm", "pre_feedforward_layernorm", "post_attention_layernorm", "post_feedforward_layernorm"),
     "olmo2": (None, None, "post_attention_layernorm", "post_feedforward_layernorm"),
 }
@@ -174,7 +175,7 @@ class Arch:
         self.model_type: str = config.model_type
         if self.model_type not in SUPPORTED_MODEL_TYPES:
             raise ModelError(f"Architecture {self.model_type!r} is not supported; supported: {', '.join(SUPPORTED_MODEL_TYPES)}.")
-        self.gemma = self.model_type == "gemma3_text"
+        self.gemma = self.model_type in ("gemma2", "gemma3_text")
         self.qk_norm_full = self.model_type == "olmo2"  # q/k norms over all heads at once
         params = _by_name((name, p.detach()) for name, p in hf_model.named_parameters(remove_duplicate=False))
         self.n_layers: int = config.num_hidden_layers
@@ -192,10 +193,13 @@ class Arch:
         act = getattr(config, "hidden_activation", None) or config.hidden_act
         self.act = self._activation(act)
         self.scaling: float = (config.query_pre_attn_scalar if self.gemma else self.head_dim) ** -0.5
+        rotary = next(m for name, m in _by_name(hf_model.named_modules()).items() if name.endswith("rotary_emb"))
+        per_type = isinstance(rotary.rope_type, dict)  # Gemma-3: one rotary table per layer type
         layer_types = getattr(config, "layer_types", None) or ["full_attention"] * self.n_layers
+        rope_keys = layer_types if per_type else ["default"] * self.n_layers
         windows = sliding_windows(config)
-        self.layers = [self._layer(params, i, windows[i], layer_types[i]) for i in range(self.n_layers)]
-        self._rotary = self._rotary_frequencies(hf_model, sorted({layer.rope_key for layer in self.layers}))
+        self.layers = [self._layer(params, i, windows[i], rope_keys[i]) for i in range(self.n_layers)]
+        self._rotary = self._rotary_frequencies(rotary, sorted(set(rope_keys)))
         self._tables: dict[tuple[Any, ...], Any] = {}  # rotary tables and attention masks, per length and device
 
     # ---- reading the weights ----------------------------------------------------------------------------
@@ -214,7 +218,7 @@ class Arch:
         act: Callable[[torch.Tensor], torch.Tensor] = ACT2FN[name]
         return act
 
-    def _layer(self, params: dict[str, torch.Tensor], index: int, window: int | None, layer_type: str) -> Layer:
+    def _layer(self, params: dict[str, torch.Tensor], index: int, window: int | None, rope_key: str) -> Layer:
         pre = f"model.layers.{index}."
         w = _READERS.get(self.model_type, _llama_weights)(params, pre)
         attn_norm, mlp_norm, post_attn, post_mlp = (
@@ -230,7 +234,7 @@ class Arch:
             k_norm=None if k_norm is None else self._norm(k_norm),
             o_w=w.o,
             sliding_window=window,
-            rope_key=layer_type if self.gemma else "default",
+            rope_key=rope_key,
             q=Linear(w.q, biases=(w.q_b,)),
             kv=Linear(w.k, w.v, biases=(w.k_b, w.v_b)),
             o=Linear(w.o),
@@ -239,11 +243,9 @@ class Arch:
         )
 
     @staticmethod
-    def _rotary_frequencies(hf_model: Any, keys: list[str]) -> dict[str, tuple[torch.Tensor, float]]:
+    def _rotary_frequencies(rotary: Any, keys: list[str]) -> dict[str, tuple[torch.Tensor, float]]:
         """Per rotary table: the inverse frequencies [rot/2] and cos/sin scaling of the model's own
         rotary module (so Llama-3 scaling and partial rotary come as HF computes them)."""
-        modules = _by_name(hf_model.named_modules())
-        rotary = next(m for name, m in modules.items() if name.endswith("rotary_emb"))
         out = {}
         for key in keys:
             prefix = "" if key == "default" else f"{key}_"

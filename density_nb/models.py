@@ -35,7 +35,7 @@ from density_nb.errors import DensityNBError
 
 BUILTIN_MODELS = ("smollm2-135m", "gemma3-270m", "tiny-llama", "tiny-gemma3")
 DEFAULT_MODEL = "smollm2-135m"
-SUPPORTED_MODEL_TYPES = ("llama", "mistral", "qwen2", "qwen3", "phi3", "olmo2", "gemma3_text")
+SUPPORTED_MODEL_TYPES = ("llama", "mistral", "qwen2", "qwen3", "phi3", "olmo2", "gemma2", "gemma3_text")
 _CACHE_FORMAT = 1
 
 
@@ -277,6 +277,18 @@ def _tiny_config(family: str, tok: Any, overrides: dict[str, Any]) -> Any:
             },
         ),
         "olmo2": (transformers.Olmo2Config, common),  # norms after attention and the MLP only; q/k norms over all heads
+        # post-norms, soft-capped attention scores and logits, sliding and full layers alternating, tied unembedding
+        "gemma2": (
+            transformers.Gemma2Config,
+            {
+                **common,
+                "query_pre_attn_scalar": 16,
+                "sliding_window": 4,
+                "attn_logit_softcapping": 2.0,
+                "final_logit_softcapping": 3.0,
+                "tie_word_embeddings": True,
+            },
+        ),
         "gemma3_text": (
             transformers.Gemma3TextConfig,
             {
@@ -297,7 +309,7 @@ def _tiny_config(family: str, tok: Any, overrides: dict[str, Any]) -> Any:
     return config_class(**{**settings, **overrides})
 
 
-TINY_FAMILIES = ("llama", "llama3", "mistral", "qwen2", "qwen3", "phi3", "olmo2", "gemma3_text")
+TINY_FAMILIES = ("llama", "llama3", "mistral", "qwen2", "qwen3", "phi3", "olmo2", "gemma2", "gemma3_text")
 _TINY_BUILTINS = {"tiny-llama": "llama", "tiny-gemma3": "gemma3_text"}
 
 

@@ -155,7 +155,7 @@ def _projections(layer: Any, cfg: Any, dh: int) -> dict[str, torch.Tensor]:
 class _Params:
     """All weights of the model as float64 tensors, plus the config values the math needs."""
 
-    FAMILIES = ("llama", "mistral", "qwen2", "qwen3", "phi3", "olmo2", "gemma3_text")
+    FAMILIES = ("llama", "mistral", "qwen2", "qwen3", "phi3", "olmo2", "gemma2", "gemma3_text")
 
     def __init__(self, bridge: Any) -> None:
         hf = _hf_model(bridge)
@@ -163,7 +163,7 @@ class _Params:
         self.model_type: str = cfg.model_type
         if self.model_type not in self.FAMILIES:
             raise NotImplementedError(f"reference.py supports {', '.join(self.FAMILIES)}, not {self.model_type!r}")
-        self.gemma = self.model_type == "gemma3_text"
+        self.gemma = self.model_type in ("gemma2", "gemma3_text")
         self.olmo = self.model_type == "olmo2"
         self.post_norms = self.gemma or self.olmo  # norms after attention and after the MLP
         self.L: int = cfg.num_hidden_layers
@@ -184,11 +184,12 @@ class _Params:
         self.final_norm = w(inner.norm.weight)  # [d]
         self.lm_head = w(hf.lm_head.weight)  # [V, d]
         self.softcap: float | None = getattr(cfg, "final_logit_softcapping", None) if self.gemma else None
+        self.attn_softcap: float | None = getattr(cfg, "attn_logit_softcapping", None) if self.gemma else None
 
         self.layers: list[_LayerWeights] = []
         for l, layer in enumerate(inner.layers):
             a = layer.self_attn
-            if self.gemma:
+            if self.model_type == "gemma3_text":  # one rope per layer type
                 rope = cfg.rope_parameters[cfg.layer_types[l]]
             else:
                 rope = cfg.rope_parameters
@@ -341,6 +342,8 @@ def _run(
             q = _rope(q, W["inv_freq"])
             k = _rope(k, W["inv_freq"])
             scores = (q @ k.T) * W["scaling"]  # [T, T]
+            if P.attn_softcap is not None:  # Gemma-2: cap · tanh(score / cap), before the mask
+                scores = torch.tanh(scores / P.attn_softcap) * P.attn_softcap
             scores = scores.masked_fill(~allowed, float("-inf"))
             A = torch.softmax(scores, dim=-1)  # [T, T]  live softmax, all s <= t (in the window)
             A_used = A if keep is None else A * keep["attn"][l, h]  # zero ablation, no renormalisation

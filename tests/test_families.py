@@ -21,7 +21,7 @@ from density_nb.stratify import edge_order, expand, stratify
 from density_nb.tracing import trace
 from helpers import TEXT, token_ids
 
-FAMILIES = ("llama3", "mistral", "qwen2", "qwen3", "phi3", "olmo2")
+FAMILIES = ("llama3", "mistral", "qwen2", "qwen3", "phi3", "olmo2", "gemma2")
 
 
 def _tv(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -256,3 +256,14 @@ def test_olmo2_has_post_norms_only_and_full_width_qk_norms():
     assert layer.attn_norm is None and layer.mlp_norm is None
     assert layer.post_attn_norm is not None and layer.post_mlp_norm is not None
     assert layer.q_norm is not None and layer.q_norm.weight.shape == (arch.n_heads * arch.head_dim,)
+
+
+def test_gemma2_soft_caps_and_alternating_windows():
+    bridge = _bridge("gemma2")
+    ids = token_ids(bridge)
+    _, final, arch = cached_layers(bridge, ids)
+    assert arch.attn_softcap == 2.0 and arch.logits(final).abs().max() <= 3.0  # capped logits
+    assert arch.unembed_w.data_ptr() == arch.embed_w.data_ptr()  # tied
+    w = edge_weights(bridge, ids)
+    t = len(ids) - 1
+    assert (w.attn[0::2, :, t, : t - 3] == 0).all() and (w.attn[1::2, :, t, : t - 3] > 0).all()

@@ -22,6 +22,7 @@ FAMILIES = (
     "llama3",
     "phi3",
     "olmo2",
+    "gemma2",
 )  # tiny_model types ("llama": tiny-llama's weights)
 # Long enough (> 8 tokens, the tiny Gemma sliding window) for the window to matter.
 TEXT = "A small lamp on the desk lit the map of the harbour."
@@ -265,7 +266,7 @@ def test_frozen_differs_from_live_on_post_norm_models_only():
         live = R.masked_logits(bridge, ids, len(ids) - 1, kept, "live")
         frozen = R.masked_logits(bridge, ids, len(ids) - 1, kept, "frozen")
         diff = (live - frozen).abs().max()
-        if name in ("gemma3_text", "olmo2"):
+        if name in ("gemma3_text", "olmo2", "gemma2"):
             assert diff > 1e-4
         else:
             assert diff == 0
