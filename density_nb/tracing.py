@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -170,8 +170,12 @@ def _batches(work: list[tuple[int, int, int]], n_strata: int, max_rows: int) -> 
     return groups
 
 
+How = Literal["stratum", "residual", "inverse"]
+_HOW: dict[Baseline, How] = {"random": "stratum", "random_residual": "residual", "inverse": "inverse"}
+
+
 def _evaluate(
-    arch: Arch, texts: list[_Text], strata: list[Strata], which: list[tuple[int, int]], frozen: bool, how: str = "stratum"
+    arch: Arch, texts: list[_Text], strata: list[Strata], which: list[tuple[int, int]], frozen: bool, how: How = "stratum"
 ) -> list[torch.Tensor]:
     """Logits [K, V] of every stratum of each root (root j: root ``which[j][1]`` of text ``which[j][0]``).
 
@@ -365,8 +369,7 @@ def trace_many(
             baselines: dict[Baseline, list[torch.Tensor]] = {}
             for name in config.baselines:
                 subgraphs = strata if name == "inverse" else rand_strata
-                how = {"random": "stratum", "random_residual": "residual", "inverse": "inverse"}[name]
-                baselines[name] = _evaluate(arch, prepared, subgraphs, which, frozen, how)  # type: ignore[arg-type]
+                baselines[name] = _evaluate(arch, prepared, subgraphs, which, frozen, _HOW[name])  # type: ignore[arg-type]
             for j, ((t, i), s, lg, rs) in enumerate(zip(which, strata, logits, rand_strata)):
                 mine = {name: values[j] for name, values in baselines.items()}
                 prepared[t].rows.append(_row(prepared[t], i, s, lg, mine, rs, config.topk))
