@@ -3,14 +3,16 @@
 Each batch row b is one subgraph of one root: it keeps the edges whose rank (from ``stratify``) is
 below ``n_keep[b]``. Roots may come from different texts (each root has its own token ids). Per layer and position:
 
-    o_t = Σ_h W_O^h Σ_s keep[h,t,s] · A[h,t,s] · v_s       A: softmax of the masked stream, no renormalisation
-    h_t = keep_ra[t] · x_t + post_attn_norm(o_t)            (post-norm only for Gemma-3; live or frozen)
+    o_t = Σ_h W_O^h Σ_s keep[h,t,s] · A[h,t,s] · v_s + m_t · b_O   A: softmax of the masked stream, no renormalisation;
+                                                             m_t = (1/H) Σ_{h,s} keep · A, the kept attention mass
+    h_t = keep_ra[t] · x_t + post_attn_norm(o_t)            (post-norms: Gemma, OLMo-2; live or frozen)
     x'_t = keep_rm[t] · h_t + keep_mlp[t] · post_mlp_norm(MLP(mlp_norm(h_t)))
 
 Norms are recomputed live on the masked stream (``norms="live"``); ``norms="frozen"`` holds the
 post-norms at the full run's per-position scale. Work follows the subgraph: queries, the output
 projection and the MLP run only on (row, position) pairs whose node has a kept in-edge, keys and
-values only where the state is non-zero, and logits only at each row's root.
+values only where the state is non-zero (everywhere when biases or LayerNorm's β make a zero state's
+keys non-zero), and logits only at each row's root.
 """
 
 from __future__ import annotations
@@ -104,7 +106,8 @@ def masked_logits(
 
     attn_inv = None if attn_inv_rms is None else per_row(attn_inv_rms, 2)  # [B, L, P]
     mlp_inv = None if mlp_inv_rms is None else per_row(mlp_inv_rms, 2)  # [B, L, P]
-    x = arch.embed(per_row(token_ids, 1).reshape(-1)).view(n_rows, n_pos, -1)  # [B, P, d]
+    row_pos = pos.repeat(n_rows)  # [B*P] position of each flattened row
+    x = arch.embed(per_row(token_ids, 1).reshape(-1), row_pos).view(n_rows, n_pos, -1)  # [B, P, d]
     attn_r = _never_last(ranks.attn, dev)  # [Rb, L, H, P, P]
     first_attn = attn_r.amin(dim=(2, 4))  # [Rb, L, P] first-taken in-edge of each attention node
     ra_r, mlp_r, rm_r = (_never_last(r, dev) for r in (ranks.res_attn, ranks.mlp, ranks.res_mlp))  # [Rb, L, P] each
@@ -114,7 +117,6 @@ def masked_logits(
     active = pos[None, :] <= root_pos[:, None]  # [B, P] rows whose state may be non-zero
     in_prefix = active.clone()  # [B, P]
     x[~active] = 0
-    row_pos = pos.repeat(n_rows)  # [B*P] position of each flattened row
     for index, layer in enumerate(arch.layers):
         # kept: rank < n_keep, or (inverted rows) the opposite
         drop_attn = (attn_r[row_root, index] >= n_keep.view(-1, 1, 1, 1)) ^ inv.view(-1, 1, 1, 1)  # [B, H, P, P]
@@ -122,7 +124,7 @@ def masked_logits(
         keep_mlp = ((mlp_r[row_root, index] < n_col) ^ inv) & in_prefix  # [B, P]
         keep_rm = (((rm_r[row_root, index] < n_col) ^ inv) | res) & in_prefix  # [B, P]
         target = torch.where(inv, in_prefix, first_attn[row_root, index] < n_col)  # [B, P] attention nodes with a kept in-edge
-        if layer.kv.has_bias:  # biased projections: zero states still give keys
+        if layer.kv_of_zero:  # biases or LayerNorm's β: zero states still give keys
             active = pos[None, :] <= root_pos[:, None]
         cos, sin = arch.rope(layer, n_pos)  # [P, hd]
         xf = x.view(n_rows * n_pos, -1)  # [B*P, d]
@@ -144,6 +146,9 @@ def masked_logits(
         )  # [B, H, P, P]
         z = arch.mix(probs.masked_fill_(drop_attn, 0.0), values.view(n_rows, n_pos, arch.n_kv_heads, arch.head_dim))  # [B, P, H, hd]
         o = layer.o(z[q_idx // n_pos, p_q].flatten(1))  # [n_q, d]
+        if layer.o_bias is not None:  # b_O in proportion to the kept attention mass (docs/method.md §9.2)
+            mass = probs.sum(-1).mean(1).view(-1)[q_idx]  # [n_q]
+            o = o + mass[:, None].to(o.dtype) * layer.o_bias
         o = arch.post_norm(o, layer.post_attn_norm, None if attn_inv is None else attn_inv[:, index].reshape(-1)[q_idx, None])
         h = (x * keep_ra[..., None]).view(n_rows * n_pos, -1).index_add_(0, q_idx, o)  # [B*P, d]
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import threading
 import weakref
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
 import torch
@@ -28,19 +28,28 @@ STATIC_ROPE_TYPES = ("default", "linear", "llama3", "yarn", "proportional")  # f
 
 @dataclass
 class Norm:
-    """An RMSNorm exactly as HF computes it (float32 inside): ``w · x̂`` (Llama) or ``(1 + w) · x̂`` (Gemma)."""
+    """A norm exactly as HF computes it: RMSNorm (float32 inside) ``w · x̂`` (Llama) or ``(1 + w) · x̂``
+    (Gemma), or LayerNorm ``γ · (x − mean) / σ + β`` (GPT-2, GPT-NeoX; ``bias`` is β)."""
 
     weight: torch.Tensor  # [n] as stored
     gain: torch.Tensor  # [n] float32: w, or 1 + w
     eps: float
     scale_in_float: bool  # Gemma: (x̂ · gain).to(dtype); Llama: w · x̂.to(dtype)
+    bias: torch.Tensor | None = None  # [n] LayerNorm's β (a LayerNorm when set)
+
+    def _centred(self, x: torch.Tensor) -> torch.Tensor:
+        """x in float32, minus its mean over the last axis for a LayerNorm."""
+        x = x.float()
+        return x - x.mean(-1, keepdim=True) if self.bias is not None else x
 
     def inv_scale(self, x: torch.Tensor) -> torch.Tensor:
-        """1/rms over the last axis, in float32: [..., 1]."""
-        return torch.rsqrt(x.float().pow(2).mean(-1, keepdim=True) + self.eps)
+        """1/rms (RMSNorm) or 1/σ (LayerNorm) over the last axis, in float32: [..., 1]."""
+        return torch.rsqrt(self._centred(x).pow(2).mean(-1, keepdim=True) + self.eps)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """[..., n] -> [..., n] in x's dtype."""
+        if self.bias is not None:
+            return F.layer_norm(x, self.weight.shape, self.weight, self.bias, self.eps)
         normed = x.float() * self.inv_scale(x)
         if self.scale_in_float:
             return (normed * self.gain).to(x.dtype)
@@ -51,8 +60,9 @@ class Norm:
         return (x.float() * inv * self.gain).to(x.dtype)
 
     def linearised(self, e: torch.Tensor, inv: torch.Tensor) -> torch.Tensor:
-        """The norm's linear map at a fixed 1/rms, applied to an edge vector: float32 [..., n]."""
-        return self.gain * e.float() * inv
+        """The norm's linear part at a fixed 1/rms or 1/σ ([..., 1]), applied to an edge vector:
+        ``gain · centred(e) · inv`` (β belongs to no edge, docs/method.md §9.3): float32 [..., n]."""
+        return self.gain * self._centred(e) * inv
 
 
 @dataclass
@@ -66,13 +76,21 @@ class Layer:
     q_norm: Norm | None  # [hd] per head (Qwen3, Gemma-3), or [H*hd] over all heads (OLMo-2)
     k_norm: Norm | None  # [hd] or [KV*hd]
     o_w: torch.Tensor  # [d, H*hd]
+    o_bias: torch.Tensor | None  # [d] output-projection bias (GPT-2): added in proportion to the kept attention mass
     sliding_window: int | None
     rope_key: str  # which rotary table the layer uses
+    scaling: float  # query scaling (GPT-2 may divide it by the layer's number)
     q: Linear  # -> [N, H*hd]
     kv: Linear  # -> keys [N, KV*hd], values [N, KV*hd]
-    o: Linear  # [N, H*hd] -> [N, d]
-    gate_up: Linear  # -> gate [N, I], up [N, I]
-    down: Linear  # [N, I] -> [N, d]
+    o: Linear  # [N, H*hd] -> [N, d], without its bias
+    gated: bool  # SwiGLU/GeGLU MLP (act(gate) · up); else act(up) (GPT-2)
+    gate_up: Linear  # -> gate [N, I], up [N, I]; ungated: up [N, I] only
+    down: Linear  # [N, I] -> [N, d] (with its bias)
+
+    @property
+    def kv_of_zero(self) -> bool:
+        """Whether a zero state has non-zero keys and values (projection biases, LayerNorm's β)."""
+        return self.kv.has_bias or (self.attn_norm is not None and self.attn_norm.bias is not None)
 
 
 @dataclass
@@ -83,12 +101,15 @@ class _Weights:
     k: torch.Tensor
     v: torch.Tensor
     o: torch.Tensor
-    gate: torch.Tensor
+    gate: torch.Tensor | None  # None: an ungated MLP
     up: torch.Tensor
     down: torch.Tensor
     q_b: torch.Tensor | None = None
     k_b: torch.Tensor | None = None
     v_b: torch.Tensor | None = None
+    o_b: torch.Tensor | None = None
+    up_b: torch.Tensor | None = None
+    down_b: torch.Tensor | None = None
 
 
 def sliding_windows(config: Any) -> list[int | None]:
@@ -126,15 +147,49 @@ def _phi3_weights(params: dict[str, torch.Tensor], pre: str) -> _Weights:
     return _Weights(q, k, v, o, gate, up, params[f"{pre}mlp.down_proj.weight"])
 
 
-_READERS: dict[str, Callable[[dict[str, torch.Tensor], str], _Weights]] = {"phi3": _phi3_weights}
+def _gpt2_weights(params: dict[str, torch.Tensor], pre: str) -> _Weights:
+    """GPT-2 layout: Conv1D weights stored [in, out] (transposed here), one fused ``c_attn`` (queries,
+    keys, values), biases everywhere, an ungated MLP."""
 
-# per family: the norms before attention, before the MLP, after attention, after the MLP (None: absent)
-_LLAMA_NORMS = ("input_layernorm", "post_attention_layernorm", None, None)
-_NORMS: dict[str, tuple[str | None, ...]] = {
-    "gemma2": ("input_layernorm", "pre_feedforward_layernorm", "post_attention_layernorm", "post_feedforward_layernorm"),
-    "gemma3_text": ("input_layernorm", "pre_feedforward_layernorm", "post_attention_layernorm", "post_feedforward_layernorm"),
-    "olmo2": (None, None, "post_attention_layernorm", "post_feedforward_layernorm"),
+    def conv(name: str) -> torch.Tensor:
+        return params[f"{pre}{name}.weight"].t().contiguous()  # [out, in]
+
+    q, k, v = conv("attn.c_attn").chunk(3)
+    q_b, k_b, v_b = params[f"{pre}attn.c_attn.bias"].chunk(3)
+    return _Weights(
+        q, k, v, conv("attn.c_proj"), None, conv("mlp.c_fc"), conv("mlp.c_proj"),
+        q_b, k_b, v_b, params[f"{pre}attn.c_proj.bias"], params[f"{pre}mlp.c_fc.bias"], params[f"{pre}mlp.c_proj.bias"],
+    )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """Where a family keeps its weights: names of the embeddings, the final norm, each layer's prefix
+    ({} = the layer's number), its norms (before attention, before the MLP, after attention, after
+    the MLP; None: absent) and the reader of its projections."""
+
+    embed: str
+    final_norm: str
+    layer: str
+    norms: tuple[str | None, str | None, str | None, str | None]
+    read: Callable[[dict[str, torch.Tensor], str], _Weights]
+    positions: str | None = None  # learned position embeddings
+
+
+_LLAMA = _Layout(
+    "model.embed_tokens", "model.norm", "model.layers.{}.", ("input_layernorm", "post_attention_layernorm", None, None), _llama_weights
+)
+_GEMMA_NORMS = ("input_layernorm", "pre_feedforward_layernorm", "post_attention_layernorm", "post_feedforward_layernorm")
+_LAYOUTS: dict[str, _Layout] = {
+    "phi3": replace(_LLAMA, read=_phi3_weights),
+    "gemma2": replace(_LLAMA, norms=_GEMMA_NORMS),
+    "gemma3_text": replace(_LLAMA, norms=_GEMMA_NORMS),
+    "olmo2": replace(_LLAMA, norms=(None, None, "post_attention_layernorm", "post_feedforward_layernorm")),
+    "gpt2": _Layout(
+        "transformer.wte", "transformer.ln_f", "transformer.h.{}.", ("ln_1", "ln_2", None, None), _gpt2_weights, "transformer.wpe"
+    ),
 }
+LAYER_NORM_FAMILIES = ("gpt2",)
 
 
 def _apply(norm: Norm | None, x: torch.Tensor) -> torch.Tensor:
@@ -177,36 +232,52 @@ class Arch:
             raise ModelError(f"Architecture {self.model_type!r} is not supported; supported: {', '.join(SUPPORTED_MODEL_TYPES)}.")
         self.gemma = self.model_type in ("gemma2", "gemma3_text")
         self.qk_norm_full = self.model_type == "olmo2"  # q/k norms over all heads at once
+        layout = _LAYOUTS.get(self.model_type, _LLAMA)
         params = _by_name((name, p.detach()) for name, p in hf_model.named_parameters(remove_duplicate=False))
         self.n_layers: int = config.num_hidden_layers
         self.n_heads: int = config.num_attention_heads
-        self.n_kv_heads: int = config.num_key_value_heads
+        self.n_kv_heads: int = getattr(config, "num_key_value_heads", None) or self.n_heads
         self.d_model: int = config.hidden_size
         self.head_dim: int = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
-        self.eps: float = float(getattr(config, "rms_norm_eps", 1e-6))
-        self.embed_w: torch.Tensor = params["model.embed_tokens.weight"]  # [V, d]
+        self.layer_norm = self.model_type in LAYER_NORM_FAMILIES
+        eps = (getattr(config, name, None) for name in ("rms_norm_eps", "layer_norm_epsilon", "layer_norm_eps"))
+        self.eps: float = float(next((e for e in eps if e is not None), 1e-6))
+        self.embed_w: torch.Tensor = params[layout.embed + ".weight"]  # [V, d]
         self.embed_scale: float = self.d_model**0.5 if self.gemma else 1.0
-        self.final_norm: Norm = self._norm(params["model.norm.weight"])
+        self.pos_w: torch.Tensor | None = None if layout.positions is None else params[layout.positions + ".weight"]  # [n_ctx, d]
+        self.final_norm: Norm = self._norm(params, layout.final_norm)
         self.unembed_w: torch.Tensor = params.get("lm_head.weight", self.embed_w)  # [V, d] (tied when absent)
         self.final_softcap: float | None = getattr(config, "final_logit_softcapping", None)
         self.attn_softcap: float | None = getattr(config, "attn_logit_softcapping", None)
-        act = getattr(config, "hidden_activation", None) or config.hidden_act
+        act = next(
+            getattr(config, name) for name in ("hidden_activation", "hidden_act", "activation_function") if getattr(config, name, None)
+        )
         self.act = self._activation(act)
-        self.scaling: float = (config.query_pre_attn_scalar if self.gemma else self.head_dim) ** -0.5
-        rotary = next(m for name, m in _by_name(hf_model.named_modules()).items() if name.endswith("rotary_emb"))
-        per_type = isinstance(rotary.rope_type, dict)  # Gemma-3: one rotary table per layer type
+        rotary = next((m for name, m in _by_name(hf_model.named_modules()).items() if name.endswith("rotary_emb")), None)
+        per_type = rotary is not None and isinstance(rotary.rope_type, dict)  # Gemma-3: one rotary table per layer type
         layer_types = getattr(config, "layer_types", None) or ["full_attention"] * self.n_layers
         rope_keys = layer_types if per_type else ["default"] * self.n_layers
         windows = sliding_windows(config)
-        self.layers = [self._layer(params, i, windows[i], rope_keys[i]) for i in range(self.n_layers)]
+        self.layers = [self._layer(params, layout, i, windows[i], rope_keys[i], self._scaling(config, i)) for i in range(self.n_layers)]
         self._rotary = self._rotary_frequencies(rotary, sorted(set(rope_keys)))
         self._tables: dict[tuple[Any, ...], Any] = {}  # rotary tables and attention masks, per length and device
 
     # ---- reading the weights ----------------------------------------------------------------------------
-    def _norm(self, weight: torch.Tensor) -> Norm:
-        """The family's RMSNorm around a stored weight."""
+    def _norm(self, params: dict[str, torch.Tensor], name: str) -> Norm:
+        """The family's norm (RMSNorm, or LayerNorm with its β) stored under ``name``."""
+        weight = params[name + ".weight"]
         gain = 1.0 + weight.float() if self.gemma else weight.float()
-        return Norm(weight, gain, self.eps, scale_in_float=self.gemma or self.model_type == "olmo2")
+        bias = params[name + ".bias"] if self.layer_norm else None
+        return Norm(weight, gain, self.eps, scale_in_float=self.gemma or self.model_type == "olmo2", bias=bias)
+
+    def _scaling(self, config: Any, index: int) -> float:
+        """The query scaling of layer ``index``."""
+        if self.gemma:
+            return float(config.query_pre_attn_scalar**-0.5)
+        if self.model_type != "gpt2":
+            return float(self.head_dim**-0.5)
+        scaling = self.head_dim**-0.5 if config.scale_attn_weights else 1.0
+        return scaling / (index + 1) if config.scale_attn_by_inverse_layer_idx else scaling
 
     @staticmethod
     def _activation(name: str) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -218,34 +289,42 @@ class Arch:
         act: Callable[[torch.Tensor], torch.Tensor] = ACT2FN[name]
         return act
 
-    def _layer(self, params: dict[str, torch.Tensor], index: int, window: int | None, rope_key: str) -> Layer:
-        pre = f"model.layers.{index}."
-        w = _READERS.get(self.model_type, _llama_weights)(params, pre)
-        attn_norm, mlp_norm, post_attn, post_mlp = (
-            None if name is None else self._norm(params[f"{pre}{name}.weight"]) for name in _NORMS.get(self.model_type, _LLAMA_NORMS)
+    def _layer(
+        self, params: dict[str, torch.Tensor], layout: _Layout, index: int, window: int | None, rope_key: str, scaling: float
+    ) -> Layer:
+        pre = layout.layer.format(index)
+        w = layout.read(params, pre)
+        attn_norm, mlp_norm, post_attn, post_mlp = (None if name is None else self._norm(params, pre + name) for name in layout.norms)
+        q_norm, k_norm = (
+            self._norm(params, f"{pre}self_attn.{n}_norm") if f"{pre}self_attn.{n}_norm.weight" in params else None for n in "qk"
         )
-        q_norm, k_norm = (params.get(f"{pre}self_attn.{n}_norm.weight") for n in "qk")
         return Layer(
             attn_norm=attn_norm,
             mlp_norm=mlp_norm,
             post_attn_norm=post_attn,
             post_mlp_norm=post_mlp,
-            q_norm=None if q_norm is None else self._norm(q_norm),
-            k_norm=None if k_norm is None else self._norm(k_norm),
+            q_norm=q_norm,
+            k_norm=k_norm,
             o_w=w.o,
+            o_bias=w.o_b,
             sliding_window=window,
             rope_key=rope_key,
+            scaling=scaling,
             q=Linear(w.q, biases=(w.q_b,)),
             kv=Linear(w.k, w.v, biases=(w.k_b, w.v_b)),
             o=Linear(w.o),
-            gate_up=Linear(w.gate, w.up),
-            down=Linear(w.down),
+            gated=w.gate is not None,
+            gate_up=Linear(w.up, biases=(w.up_b,)) if w.gate is None else Linear(w.gate, w.up),
+            down=Linear(w.down, biases=(w.down_b,)),
         )
 
     @staticmethod
     def _rotary_frequencies(rotary: Any, keys: list[str]) -> dict[str, tuple[torch.Tensor, float]]:
         """Per rotary table: the inverse frequencies [rot/2] and cos/sin scaling of the model's own
-        rotary module (so Llama-3 scaling and partial rotary come as HF computes them)."""
+        rotary module (so Llama-3 scaling and partial rotary come as HF computes them); no rotary
+        module (GPT-2's learned positions): no rotating dims."""
+        if rotary is None:
+            return {"default": (torch.zeros(0), 1.0)}
         out = {}
         for key in keys:
             prefix = "" if key == "default" else f"{key}_"
@@ -266,10 +345,20 @@ class Arch:
         return self.embed_w.dtype
 
     # ---- pieces of a layer ---------------------------------------------------------------------------
-    def embed(self, token_ids: torch.Tensor) -> torch.Tensor:
-        """[P] -> [P, d]."""
+    def embed(self, token_ids: torch.Tensor, positions: torch.Tensor | None = None) -> torch.Tensor:
+        """Token ids [N] at positions [N] (default 0..N-1) -> input states [N, d]."""
         x = F.embedding(token_ids.to(self.device), self.embed_w)
-        return x * torch.tensor(self.embed_scale, dtype=x.dtype) if self.gemma else x
+        if self.gemma:
+            return x * torch.tensor(self.embed_scale, dtype=x.dtype)
+        if self.pos_w is None:
+            return x
+        positions = torch.arange(len(token_ids), device=self.device) if positions is None else positions.to(self.device)
+        if len(positions) and int(positions.max()) >= self.pos_w.shape[0]:
+            raise ModelError(
+                f"{self.model_type} has learned positions for {self.pos_w.shape[0]} tokens, and the text needs "
+                f"{int(positions.max()) + 1}: shorten the text."
+            )
+        return x + F.embedding(positions, self.pos_w)
 
     def rope(self, layer: Layer, n_pos: int) -> tuple[torch.Tensor, torch.Tensor]:
         """cos [n_pos, hd] and sin [n_pos, rot] for positions 0..n_pos-1, as HF's rotary module gives
@@ -297,7 +386,7 @@ class Arch:
     def queries(self, layer: Layer, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
         """Residual rows x: [N, d] -> scaled, roped queries [N, H, hd]."""
         q = self._qk_norm(layer.q_norm, layer.q(_apply(layer.attn_norm, x)), self.n_heads)  # [N, H, hd]
-        return self.apply_rope(q, cos * self.scaling, sin * self.scaling)  # the scaling rides on the tables
+        return self.apply_rope(q, cos * layer.scaling, sin * layer.scaling)  # the scaling rides on the tables
 
     def keys_values(self, layer: Layer, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Residual rows x: [N, d] -> roped keys [N, KV, hd] and values [N, KV, hd]."""
@@ -352,6 +441,8 @@ class Arch:
 
     def mlp(self, layer: Layer, h: torch.Tensor) -> torch.Tensor:
         """Raw MLP output (before any post-norm) for residual rows h: [N, d] -> [N, d]."""
+        if not layer.gated:
+            return layer.down(self.act(layer.gate_up(_apply(layer.mlp_norm, h))))  # [N, I] -> [N, d]
         gate, up = layer.gate_up.split(_apply(layer.mlp_norm, h))  # [N, I] each
         return layer.down(self.act(gate) * up)
 

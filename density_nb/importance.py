@@ -42,7 +42,7 @@ class _Layer:
     x: torch.Tensor  # [T, d] resid_pre
     h: torch.Tensor  # [T, d] resid_mid
     pattern: torch.Tensor  # [H, T, T]
-    head_out: torch.Tensor  # [H, T, d] γ ⊙ W_O^h v_{h,s}, per head and source s (γ = 1 for pre-norm models)
+    head_out: torch.Tensor  # [H, T, d] γ ⊙ u_{h,s}, u = W_O^h v_{h,s} + b_O / H, per head and source s (γ = 1 without a post-norm)
     attn_inv: torch.Tensor  # [T] 1/rms of the raw o_proj output for post-norm models, else ones
     mlp: torch.Tensor  # [T, d] MLP branch output as added to the stream (after post-norm)
     mlp_inv: torch.Tensor  # [T] 1/rms of the raw MLP output for post-norm models, else ones
@@ -56,7 +56,7 @@ def cached_layers(bridge: Any, token_ids: torch.Tensor) -> tuple[list[_Layer], t
     No unembedding: callers take logits only where they need them (``arch.logits(final[roots])``)."""
     arch = Arch.of(bridge.original_model)
     n_pos = len(token_ids)
-    x = arch.embed(token_ids)  # [T, d]
+    x = arch.embed(token_ids)  # [T, d] (+ learned positions)
     layers = []
     for layer in arch.layers:
         cos, sin = arch.rope(layer, n_pos)  # [T, hd]
@@ -64,12 +64,16 @@ def cached_layers(bridge: Any, token_ids: torch.Tensor) -> tuple[list[_Layer], t
         k, v = arch.keys_values(layer, x, cos, sin)  # [T, KV, hd]
         probs = arch.pattern(q[None], k[None], arch.attention_bias(layer, n_pos))[0]  # [H, T, T]
         attn_raw = layer.o(arch.mix(probs[None], v[None])[0].flatten(1))  # [T, d]
+        if layer.o_bias is not None:
+            attn_raw = attn_raw + layer.o_bias
         h = x + arch.post_norm(attn_raw, layer.post_attn_norm, None)  # [T, d]
         mlp_raw = arch.mlp(layer, h)  # [T, d]
         f = arch.post_norm(mlp_raw, layer.post_mlp_norm, None)  # [T, d]
         v_heads = v.float().repeat_interleave(arch.n_heads // arch.n_kv_heads, dim=1).transpose(0, 1)  # [H, T, hd]
         w_o = layer.o_w.float().view(arch.d_model, arch.n_heads, arch.head_dim).permute(1, 2, 0)  # [H, hd, d]
         head_out = torch.matmul(v_heads, w_o)  # [H, T, d]
+        if layer.o_bias is not None:  # b_O rides on the attention edges, b_O / H per head (docs/method.md §9.2)
+            head_out = head_out + layer.o_bias.float() / arch.n_heads
         ones = torch.ones(n_pos, device=x.device)
         if layer.post_attn_norm is not None:
             head_out = head_out * layer.post_attn_norm.gain
@@ -85,22 +89,24 @@ def cached_layers(bridge: Any, token_ids: torch.Tensor) -> tuple[list[_Layer], t
     return layers, x, arch
 
 
-def _final_scale(arch: Arch, last: _Layer) -> torch.Tensor:
-    """The linearised final norm γ_f / rms(x_L): [T, d]."""
-    return arch.final_norm.gain * arch.final_norm.inv_scale(last.out)
+def _final_linear(arch: Arch, last: _Layer, vectors: torch.Tensor) -> torch.Tensor:
+    """Edge vectors [T, d] into the root mapped through the final norm linearised at each position:
+    γ_f ⊙ centred(v) / σ(x_L) (RMSNorm: no centring); β_f is on no edge (docs/method.md §9.3)."""
+    return arch.final_norm.linearised(vectors, arch.final_norm.inv_scale(last.out))
 
 
 @torch.no_grad()
 def in_edge_sums(bridge: Any, token_ids: torch.Tensor) -> list[dict[str, torch.Tensor]]:
     """Per layer, the sum of each node's in-edge vectors, rebuilt from the factorised pieces:
     {"attn_node": [T, d] (= resid_mid), "mlp_node": [T, d] (= resid_post; for the last layer the
-    final-normed state)}. Tests compare these with TransformerLens's cache of the real run."""
+    final-normed state minus the final norm's bias)}. Tests compare these with TransformerLens's
+    cache of the real run."""
     layers, _, arch = cached_layers(bridge, token_ids)
     out = []
     for index, layer in enumerate(layers):
         attn_edges = torch.einsum("hts,hsd->td", layer.pattern, layer.head_out) * layer.attn_inv[:, None]  # [T, d]
-        scale = _final_scale(arch, layer) if index == arch.n_layers - 1 else 1.0
-        out.append({"attn_node": layer.x + attn_edges, "mlp_node": scale * layer.h + scale * layer.mlp})
+        h, f = (_final_linear(arch, layer, v) for v in (layer.h, layer.mlp)) if index == arch.n_layers - 1 else (layer.h, layer.mlp)
+        out.append({"attn_node": layer.x + attn_edges, "mlp_node": h + f})
     return out
 
 
@@ -146,9 +152,8 @@ def edge_weights(bridge: Any, token_ids: torch.Tensor, weighting: Weighting = "l
     attn_w, ra_w, mlp_w, rm_w = [], [], [], []
     for index, layer in enumerate(layers):
         last = index == arch.n_layers - 1
-        if last:  # the linearised final norm scales the last layer's MLP and residual-MLP edges
-            scale = _final_scale(arch, layer)  # [T, d]
-            h_vec, f_vec = layer.h * scale, layer.mlp * scale  # residual-MLP, MLP edge vectors [T, d]
+        if last:  # the last layer's MLP and residual-MLP edges go through the linearised final norm
+            h_vec, f_vec = _final_linear(arch, layer, layer.h), _final_linear(arch, layer, layer.mlp)  # [T, d] each
         else:
             h_vec, f_vec = layer.h, layer.mlp
         if weighting == "l1":

@@ -44,7 +44,6 @@ from typing import Any, TypedDict, cast
 import networkx as nx
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 DTYPE = torch.float64
 
@@ -100,7 +99,6 @@ class _LayerWeightsBase(TypedDict):
     k: torch.Tensor  # [KV*dh, d]
     v: torch.Tensor  # [KV*dh, d]
     o: torch.Tensor  # [d, H*dh]
-    gate: torch.Tensor  # [I, d]
     up: torch.Tensor  # [I, d]
     down: torch.Tensor  # [d, I]
     window: int | None  # sliding window (None: full causal attention)
@@ -111,11 +109,17 @@ class _LayerWeightsBase(TypedDict):
 class _LayerWeights(_LayerWeightsBase, total=False):
     """One layer's float64 weights and settings; the optional ones depend on the family."""
 
+    gate: torch.Tensor  # [I, d]  gated MLPs (all but GPT-2)
     in_norm: torch.Tensor  # [d]  the norm before attention (all but OLMo-2)
     mlp_norm: torch.Tensor  # [d]  the norm before the MLP (all but OLMo-2)
-    q_b: torch.Tensor  # [H*dh]  Qwen2
+    in_norm_b: torch.Tensor  # [d]  LayerNorm biases (GPT-2)
+    mlp_norm_b: torch.Tensor  # [d]
+    q_b: torch.Tensor  # [H*dh]  Qwen2, GPT-2
     k_b: torch.Tensor  # [KV*dh]
     v_b: torch.Tensor  # [KV*dh]
+    o_b: torch.Tensor  # [d]  GPT-2
+    up_b: torch.Tensor  # [I]  GPT-2
+    down_b: torch.Tensor  # [d]  GPT-2
     post_attn_norm: torch.Tensor  # [d]  Gemma
     post_ff_norm: torch.Tensor  # [d]  Gemma
     q_norm: torch.Tensor  # [dh]  Gemma-3, Qwen3 (per head); [H*dh] OLMo-2 (all heads at once)
@@ -134,6 +138,34 @@ def _window(cfg: Any, l: int) -> int | None:
 def _w(p: torch.Tensor) -> torch.Tensor:
     """A parameter as a float64 copy."""
     return p.detach().to(DTYPE).clone()
+
+
+def _gpt2_layer(block: Any, cfg: Any, l: int) -> dict[str, Any]:
+    """One GPT-2 block. Its Conv1D layers compute x @ W + b with W stored [in, out]."""
+    a, mlp, d = block.attn, block.mlp, cfg.n_embd
+    qkv, qkv_b = _w(a.c_attn.weight).T, _w(a.c_attn.bias)  # [3d, d], [3d]: queries, keys, values
+    scaling = (d // cfg.n_head) ** -0.5 if cfg.scale_attn_weights else 1.0
+    if cfg.scale_attn_by_inverse_layer_idx:
+        scaling /= l + 1
+    return {
+        "q": qkv[:d], "k": qkv[d : 2 * d], "v": qkv[2 * d :], "q_b": qkv_b[:d], "k_b": qkv_b[d : 2 * d], "v_b": qkv_b[2 * d :],
+        "o": _w(a.c_proj.weight).T, "o_b": _w(a.c_proj.bias),
+        "up": _w(mlp.c_fc.weight).T, "up_b": _w(mlp.c_fc.bias), "down": _w(mlp.c_proj.weight).T, "down_b": _w(mlp.c_proj.bias),
+        "in_norm": _w(block.ln_1.weight), "in_norm_b": _w(block.ln_1.bias),
+        "mlp_norm": _w(block.ln_2.weight), "mlp_norm_b": _w(block.ln_2.bias),
+        "window": None, "scaling": scaling, "inv_freq": torch.zeros(0, dtype=DTYPE),  # learned positions, no rotary
+    }  # fmt: skip
+
+
+def _act(name: str, x: torch.Tensor) -> torch.Tensor:
+    """The MLP activations, from their formulas."""
+    if name == "silu":
+        return x * torch.sigmoid(x)
+    if name == "gelu":  # exact: x·Φ(x)
+        return 0.5 * x * (1.0 + torch.erf(x / math.sqrt(2.0)))
+    if name in ("gelu_new", "gelu_pytorch_tanh"):  # the tanh approximation
+        return 0.5 * x * (1.0 + torch.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x**3)))
+    raise NotImplementedError(f"activation {name!r} is not supported here")
 
 
 def _projections(layer: Any, cfg: Any, dh: int) -> dict[str, torch.Tensor]:
@@ -155,7 +187,7 @@ def _projections(layer: Any, cfg: Any, dh: int) -> dict[str, torch.Tensor]:
 class _Params:
     """All weights of the model as float64 tensors, plus the config values the math needs."""
 
-    FAMILIES = ("llama", "mistral", "qwen2", "qwen3", "phi3", "olmo2", "gemma2", "gemma3_text")
+    FAMILIES = ("llama", "mistral", "qwen2", "qwen3", "phi3", "olmo2", "gemma2", "gemma3_text", "gpt2")
 
     def __init__(self, bridge: Any) -> None:
         hf = _hf_model(bridge)
@@ -166,12 +198,28 @@ class _Params:
         self.gemma = self.model_type in ("gemma2", "gemma3_text")
         self.olmo = self.model_type == "olmo2"
         self.post_norms = self.gemma or self.olmo  # norms after attention and after the MLP
+        self.layer_norm = self.model_type == "gpt2"  # LayerNorm (with β) instead of RMSNorm
         self.L: int = cfg.num_hidden_layers
         self.H: int = cfg.num_attention_heads
-        self.KV: int = cfg.num_key_value_heads
+        self.KV: int = getattr(cfg, "num_key_value_heads", None) or self.H
         self.d: int = cfg.hidden_size
         self.dh: int = getattr(cfg, "head_dim", None) or self.d // self.H
-        self.eps: float = cfg.rms_norm_eps
+        self.eps: float = cfg.layer_norm_epsilon if self.layer_norm else cfg.rms_norm_eps
+        self.act_name: str = next(
+            getattr(cfg, n) for n in ("hidden_activation", "hidden_act", "activation_function") if getattr(cfg, n, None)
+        )
+        self.final_norm_b: torch.Tensor | None = None  # [d] LayerNorm's β
+        self.positions: torch.Tensor | None = None  # [n_ctx, d] learned position embeddings (GPT-2)
+        self.softcap: float | None = getattr(cfg, "final_logit_softcapping", None) if self.gemma else None
+        self.attn_softcap: float | None = getattr(cfg, "attn_logit_softcapping", None) if self.gemma else None
+        self.lm_head = _w(hf.lm_head.weight)  # [V, d]
+        self.layers: list[_LayerWeights] = []
+        if self.model_type == "gpt2":
+            tr = hf.transformer
+            self.embed, self.embed_scale, self.positions = _w(tr.wte.weight), 1.0, _w(tr.wpe.weight)
+            self.final_norm, self.final_norm_b = _w(tr.ln_f.weight), _w(tr.ln_f.bias)
+            self.layers = [cast(_LayerWeights, _gpt2_layer(block, cfg, l)) for l, block in enumerate(tr.h)]
+            return
         w = _w
         inner = hf.model
         self.embed = w(inner.embed_tokens.weight)  # [V, d]
@@ -182,11 +230,6 @@ class _Params:
         else:
             self.embed_scale = 1.0
         self.final_norm = w(inner.norm.weight)  # [d]
-        self.lm_head = w(hf.lm_head.weight)  # [V, d]
-        self.softcap: float | None = getattr(cfg, "final_logit_softcapping", None) if self.gemma else None
-        self.attn_softcap: float | None = getattr(cfg, "attn_logit_softcapping", None) if self.gemma else None
-
-        self.layers: list[_LayerWeights] = []
         for l, layer in enumerate(inner.layers):
             a = layer.self_attn
             if self.model_type == "gemma3_text":  # one rope per layer type
@@ -227,8 +270,22 @@ class _Params:
     def rmsnorm(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
         return self.gain(weight) * (x * self.inv_rms(x))
 
+    def centre(self, x: torch.Tensor) -> torch.Tensor:
+        """x minus its mean over the last axis for LayerNorm families (RMSNorm: x)."""
+        return x - x.mean(-1, keepdim=True) if self.layer_norm else x
+
+    def inv_scale(self, x: torch.Tensor) -> torch.Tensor:
+        """The final norm's 1/rms (RMSNorm) or 1/σ (LayerNorm, biased variance): [..., 1]."""
+        return self.inv_rms(self.centre(x))
+
+    def norm(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        """A pre-norm or the final norm: RMSNorm, or LayerNorm γ·(x − mean)/σ + β."""
+        if bias is None:
+            return self.rmsnorm(x, weight)
+        return weight * self.centre(x) * self.inv_scale(x) + bias
+
     def act(self, x: torch.Tensor) -> torch.Tensor:
-        return F.gelu(x, approximate="tanh") if self.gemma else F.silu(x)
+        return _act(self.act_name, x)
 
 
 def _inv_freq(rope: Mapping[str, Any], dh: int) -> torch.Tensor:
@@ -316,10 +373,12 @@ def _run(
 
     cache: dict[str, Any] = {k: [] for k in ("x", "A", "v", "o", "inv_rms_o", "a", "h", "m", "inv_rms_m", "f")}
     x = P.embed[ids] * P.embed_scale  # [T, d]   never masked
+    if P.positions is not None:  # GPT-2's learned positions belong to the input node
+        x = x + P.positions[:T]
     for l, W in enumerate(P.layers):
         cache["x"].append(x)
         # ---- attention ----
-        xn = P.rmsnorm(x, W["in_norm"]) if "in_norm" in W else x  # [T, d]
+        xn = P.norm(x, W["in_norm"], W.get("in_norm_b")) if "in_norm" in W else x  # [T, d]
         Q = xn @ W["q"].T + W.get("q_b", 0.0)  # [T, H*dh]  (+ Qwen2's biases)
         K = xn @ W["k"].T + W.get("k_b", 0.0)  # [T, KV*dh]
         V = xn @ W["v"].T + W.get("v_b", 0.0)  # [T, KV*dh]
@@ -349,6 +408,8 @@ def _run(
             A_used = A if keep is None else A * keep["attn"][l, h]  # zero ablation, no renormalisation
             W_O_h = W["o"][:, h * dh : (h + 1) * dh]  # [d, dh]
             o = o + (A_used @ v) @ W_O_h.T  # [T, d]
+            if "o_b" in W:  # b_O: b_O / H per head, in proportion to its kept attention (docs/method.md §9.2)
+                o = o + A_used.sum(-1, keepdim=True) * W["o_b"] / H
             A_all[h] = A
             v_all[h] = v
         inv_rms_o = P.inv_rms(o)  # [T, 1]
@@ -362,8 +423,11 @@ def _run(
         res_attn = 1.0 if keep is None else keep["res_attn"][l][:, None]  # [T, 1]
         h_state = res_attn * x + a  # [T, d]
         # ---- MLP ----
-        hn = P.rmsnorm(h_state, W["mlp_norm"]) if "mlp_norm" in W else h_state  # [T, d]
-        m = (P.act(hn @ W["gate"].T) * (hn @ W["up"].T)) @ W["down"].T  # [T, d]  raw MLP output
+        hn = P.norm(h_state, W["mlp_norm"], W.get("mlp_norm_b")) if "mlp_norm" in W else h_state  # [T, d]
+        if "gate" in W:  # act(gate) · up
+            m = (P.act(hn @ W["gate"].T) * (hn @ W["up"].T)) @ W["down"].T  # [T, d]  raw MLP output
+        else:  # GPT-2: act(up), with biases
+            m = P.act(hn @ W["up"].T + W["up_b"]) @ W["down"].T + W["down_b"]  # [T, d]
         inv_rms_m = P.inv_rms(m)  # [T, 1]
         f = _post_norm(
             P, W.get("post_ff_norm"), m, inv_rms_m, frozen["inv_rms_m"][l] if norms == "frozen" and frozen is not None else None
@@ -384,8 +448,8 @@ def _run(
         ):
             cache[name].append(val)
     cache["x_final"] = x  # [T, d]  x_L
-    cache["inv_rms_final"] = P.inv_rms(x)  # [T, 1]
-    cache["normed_final"] = P.rmsnorm(x, P.final_norm)  # [T, d]
+    cache["inv_rms_final"] = P.inv_scale(x)  # [T, 1]  (1/σ for LayerNorm)
+    cache["normed_final"] = P.norm(x, P.final_norm, P.final_norm_b)  # [T, d]
     logits = cache["normed_final"] @ P.lm_head.T  # [T, V]
     if P.softcap is not None:
         logits = torch.tanh(logits / P.softcap) * P.softcap
@@ -430,15 +494,18 @@ def _in_edges(g: int, t: int, n_heads: int) -> list[tuple[Key, Node]]:
 def _iter_edge_vectors(P: _Params, C: dict[str, Any]) -> Iterator[tuple[Node, list[Key], torch.Tensor, torch.Tensor]]:
     """Yield (node, keys, vectors [n_in, d], node_state [d]) for every non-embedding node of the text.
 
-    The in-edge vectors of a node sum to its state (for nodes (2L, t) the final-normed state).
+    The in-edge vectors of a node sum to its state (for nodes (2L, t) the final-normed state, minus
+    the final norm's bias for LayerNorm families).
     """
     L, H, dh = P.L, P.H, P.dh
     T = C["x"][0].shape[0]
     for l in range(L):
         W = P.layers[l]
         last = l == L - 1
-        # W_O^h v_{h,s} for every head and source: [H, T, d]
+        # u_{h,s} = W_O^h v_{h,s} (+ b_O / H) for every head and source: [H, T, d]
         WOv = torch.stack([C["v"][l][h] @ W["o"][:, h * dh : (h + 1) * dh].T for h in range(H)])
+        if "o_b" in W:
+            WOv = WOv + W["o_b"] / H
         for t in range(T):
             # ---- attention node (2l+1, t) ----
             block = C["A"][l][:, t, : t + 1, None] * WOv[:, : t + 1, :]  # [H, t+1, d]
@@ -450,10 +517,11 @@ def _iter_edge_vectors(P: _Params, C: dict[str, Any]) -> Iterator[tuple[Node, li
             yield (2 * l + 1, t), keys, vecs, C["h"][l][t]
             # ---- MLP node (2l+2, t) ----
             f_vec, h_vec = C["f"][l][t], C["h"][l][t]
-            if last:  # linearised final norm on the last layer's MLP and residual-MLP edges
+            if last:  # linearised final norm on the last layer's MLP and residual-MLP edges (centred for LayerNorm)
                 lin = P.gain(P.final_norm) * C["inv_rms_final"][t]
-                f_vec, h_vec = lin * f_vec, lin * h_vec
-                state = C["normed_final"][t]
+                f_vec, h_vec = lin * P.centre(f_vec), lin * P.centre(h_vec)
+                # the final norm's β is on no edge: the in-edges sum to the normed state minus β
+                state = C["normed_final"][t] - (0.0 if P.final_norm_b is None else P.final_norm_b)
             else:
                 state = C["x"][l + 1][t]
             yield (2 * l + 2, t), [(MLP, l, t, 0, t), (RES_MLP, l, t, 0, t)], torch.stack([f_vec, h_vec]), state

@@ -16,12 +16,12 @@ from density_nb import reference
 from density_nb.ablation import RankBatch, full_ranks, masked_logits
 from density_nb.arch import Arch
 from density_nb.importance import cached_layers, edge_weights, in_edge_sums
-from density_nb.models import load_model, tiny_model
+from density_nb.models import ModelError, load_model, tiny_model
 from density_nb.stratify import edge_order, expand, stratify
 from density_nb.tracing import trace
 from helpers import TEXT, token_ids
 
-FAMILIES = ("llama3", "mistral", "qwen2", "qwen3", "phi3", "olmo2", "gemma2")
+FAMILIES = ("llama3", "mistral", "qwen2", "qwen3", "phi3", "olmo2", "gemma2", "gpt2")
 
 
 def _tv(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -76,13 +76,15 @@ def test_full_graph_reproduces_hf_logits(family, root):
 
 def test_in_edges_sum_to_real_states(family):
     """resid_mid and resid_post from TransformerLens's cache of the real run; the root's state is
-    the final-normed one."""
+    the final-normed one, less the final norm's bias (a constant on no edge, docs/method.md §9.2)."""
     ids = token_ids(family)
     _, cache = family.run_with_cache(ids[None])
     n_layers = family.original_model.config.num_hidden_layers
+    final_bias = Arch.of(family.original_model).final_norm.bias
+    root_state = cache["ln_final.hook_out"][0] - (0.0 if final_bias is None else final_bias)
     for layer, sums in enumerate(in_edge_sums(family, ids)):
         real_mid = cache[f"blocks.{layer}.hook_resid_mid"][0]
-        real_post = cache[f"blocks.{layer}.hook_resid_post" if layer < n_layers - 1 else "ln_final.hook_out"][0]
+        real_post = cache[f"blocks.{layer}.hook_resid_post"][0] if layer < n_layers - 1 else root_state
         assert (sums["attn_node"] - real_mid).abs().max() <= 1e-4
         assert (sums["mlp_node"] - real_post).abs().max() <= 1e-4
 
@@ -267,3 +269,19 @@ def test_gemma2_soft_caps_and_alternating_windows():
     w = edge_weights(bridge, ids)
     t = len(ids) - 1
     assert (w.attn[0::2, :, t, : t - 3] == 0).all() and (w.attn[1::2, :, t, : t - 3] > 0).all()
+
+
+def test_gpt2_empty_graph_outputs_the_final_norms_bias_and_positions_are_bounded():
+    """Zero states are not silent under LayerNorm (docs/method.md §9.2): the empty graph's root
+    state is 0, whose final LayerNorm is β_f, so it outputs softmax(W_U β_f), not the uniform."""
+    bridge = _bridge("gpt2")
+    ids = token_ids(bridge)
+    arch = Arch.of(bridge.original_model)
+    assert arch.pos_w is not None and arch.final_norm.bias is not None
+    ranks = expand(edge_weights(bridge, ids), len(ids) - 1)
+    empty = masked_logits(arch, ids, RankBatch.stack([ranks], len(ids)), torch.tensor([0]), torch.tensor([0]))[0]
+    expected = (arch.unembed_w @ arch.final_norm.bias).float()  # [V]
+    assert torch.allclose(empty, expected, atol=1e-5) and expected.std() > 0.1
+    short = _bridge("gpt2", n_positions=16)
+    with pytest.raises(ModelError, match="learned positions for 16 tokens"):
+        trace(short, TEXT, roots="last", progress=False)

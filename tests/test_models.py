@@ -47,12 +47,15 @@ def test_unknown_model_lists_known_ones():
         load_model("gpt-7")
 
 
-def test_unsupported_architecture_says_so():
-    from transformers import GPT2Config, GPT2LMHeadModel
+def test_unsupported_architecture_names_the_supported_ones():
+    from transformers import BloomConfig, BloomForCausalLM
 
-    model = GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=16, n_head=2, vocab_size=50))
-    with pytest.raises(ModelError, match="'gpt2' is not supported"):
-        load_model(model)
+    from density_nb.models import SUPPORTED_MODEL_TYPES
+
+    model = BloomForCausalLM(BloomConfig(n_layer=1, hidden_size=16, n_head=2, vocab_size=50))
+    with pytest.raises(ModelError, match="'bloom' is not supported") as err:
+        load_model(model, tokenizer=object())
+    assert all(name in str(err.value) for name in SUPPORTED_MODEL_TYPES)
 
 
 def test_not_a_model():

@@ -23,6 +23,7 @@ FAMILIES = (
     "phi3",
     "olmo2",
     "gemma2",
+    "gpt2",
 )  # tiny_model types ("llama": tiny-llama's weights)
 # Long enough (> 8 tokens, the tiny Gemma sliding window) for the window to matter.
 TEXT = "A small lamp on the desk lit the map of the harbour."
@@ -137,6 +138,7 @@ def test_decomposition_sums_back(tiny):
     T = len(ids)
     C = R.forward(bridge, ids)
     ev = R.edge_vectors(bridge, ids)
+    beta = R._Params(bridge).final_norm_b
     assert set(ev) == {(g, t) for g in range(1, 2 * L + 1) for t in range(T)}
     for (g, t), (keys, vecs, state) in ev.items():
         assert keys == [k for k, _ in R._in_edges(g, t, H)]
@@ -147,8 +149,8 @@ def test_decomposition_sums_back(tiny):
             real = C["h"][(g - 1) // 2][t]
         elif g < 2 * L:
             real = out.hidden_states[g // 2][0, t].double()
-        else:
-            real = out.hidden_states[L][0, t].double()  # final-normed state
+        else:  # the final-normed state, less the final norm's bias (on no edge)
+            real = out.hidden_states[L][0, t].double() - (0.0 if beta is None else beta)
         assert (vecs.sum(0) - real).abs().max() < 1e-4, (g, t)
 
 
