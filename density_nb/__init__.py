@@ -22,6 +22,7 @@ _LAZY = {
     "TraceConfig": "density_nb.config",
     "trace": "density_nb.tracing",
     "trace_many": "density_nb.tracing",
+    "trace_steps": "density_nb.tracing",
     "TraceInputError": "density_nb.tracing",
     "DensityResult": "density_nb.result",
     "RootResult": "density_nb.result",

@@ -8,7 +8,7 @@ tokenize → edge weights (``importance``) → strata (``stratify``) → masked 
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -231,10 +231,11 @@ def _row(
 # ---- 6. the result ---------------------------------------------------------------------------------------
 def _result(bridge: Any, arch: Arch, text: _Text, config: TraceConfig) -> DensityResult:
     rows, ids = text.rows, text.ids
-    logp_full = torch.log_softmax(text.full.float(), -1)  # [R, V]
-    nxt = np.array([-1 if (t := text.target(p)) is None else t for p in text.positions], dtype=np.int64)
+    positions, full = text.positions[: len(rows)], text.full[: len(rows)]  # the roots traced so far
+    logp_full = torch.log_softmax(full.float(), -1)  # [R, V]
+    nxt = np.array([-1 if (t := text.target(p)) is None else t for p in positions], dtype=np.int64)
     loss_full = np.array([-float(logp_full[i, t]) if t >= 0 else float("nan") for i, t in enumerate(nxt)])
-    top = text.full.argmax(-1)  # [R]
+    top = full.argmax(-1)  # [R]
     topk_full = torch.topk(logp_full.exp(), min(config.topk, logp_full.shape[-1]), dim=-1)  # [R, k]
     tok = hf_tokenizer(bridge)
 
@@ -255,7 +256,7 @@ def _result(bridge: Any, arch: Arch, text: _Text, config: TraceConfig) -> Densit
         grid=config.sizes,
         n_layers=arch.n_layers,
         n_heads=arch.n_heads,
-        roots=np.array(text.positions, dtype=np.int64),
+        roots=np.array(positions, dtype=np.int64),
         total_edges=np.array([row.strata.ranks.total_edges for row in rows], dtype=np.int64),
         entropy_full=(-(logp_full.exp() * logp_full).sum(-1)).double().numpy(),
         top_token_full=top.numpy().astype(np.int64),
@@ -275,7 +276,7 @@ def _result(bridge: Any, arch: Arch, text: _Text, config: TraceConfig) -> Densit
         layer_edges=per_stratum(lambda row: row.composition.layer_edges, np.int64),
         top_token=per_stratum(lambda row: row.top_token, np.int64),
         input_edges=np.array([row.strata.input_edges for row in rows], dtype=np.int64),
-        tv_empty=tv_uniform(text.full),
+        tv_empty=tv_uniform(full),
         topk_token=per_stratum(lambda row: row.metrics.topk_token, np.int64),
         topk_prob=per_stratum(lambda row: row.metrics.topk_prob),
         topk_token_full=topk_full.indices.numpy().astype(np.int64),
@@ -341,6 +342,30 @@ def trace_many(
     per_text: list[Roots] = [roots] * len(texts) if isinstance(roots, str) else list(roots)  # type: ignore[arg-type]
     if len(per_text) != len(texts):
         raise TraceInputError(f"roots has {len(per_text)} entries for {len(texts)} texts: give one per text, or 'all' / 'last'.")
+    bridge, arch, prepared = _setup(model, texts, per_text, config)
+    with tqdm(total=sum(len(t.positions) for t in prepared), desc="trace", unit="root", disable=not progress) as bar:
+        for done in _passes(arch, prepared, config):
+            bar.update(done)
+    return [_result(bridge, arch, text, config) for text in prepared]
+
+
+def trace_steps(model: Any, text: str, roots: Roots = "all", config: TraceConfig | None = None, **settings: Any) -> Iterator[DensityResult]:
+    """``trace`` that shows its work: after each masked pass, a ``DensityResult`` of the roots traced so
+    far (the first pass holds one root, so something shows within about a second; the last result
+    equals ``trace``'s). Stop iterating to cancel: every result already yielded stays valid.
+
+        for partial in trace_steps(model, text):
+            strip.update(partial)
+    """
+    config = resolve(config, settings)
+    bridge, arch, prepared = _setup(model, [text], [roots], config)
+    for _ in _passes(arch, prepared, config, first=1):
+        yield _result(bridge, arch, prepared[0], config)
+
+
+def _setup(model: Any, texts: list[str], per_text: list[Roots], config: TraceConfig) -> tuple[Any, Arch, list[_Text]]:
+    """Check every text and its roots (before any model work), then load the model and run each
+    text's one forward (edge weights, full logits)."""
     for index, (text, text_roots) in enumerate(zip(texts, per_text)):
         try:
             _check_text(text)
@@ -355,23 +380,28 @@ def trace_many(
             prepared.append(_prepare(bridge, arch, text, text_roots, config))
         except TraceInputError as err:
             raise (TraceInputError(f"Text {index}: {err}") if len(texts) > 1 else err) from None
+    return bridge, arch, prepared
+
+
+def _passes(arch: Arch, prepared: list[_Text], config: TraceConfig, first: int = 0) -> Iterator[int]:
+    """Strata, masked passes and metrics of every root, one group of roots at a time (the first
+    ``first`` roots alone); appends each root's row to its text and yields the group's size."""
     grid = config.sizes
     frozen = config.norms == "frozen"
     work = [(t, i, p) for t, text in enumerate(prepared) for i, p in enumerate(text.positions)]
-    with tqdm(total=len(work), desc="trace", unit="root", disable=not progress) as bar:
-        for group in _batches(work, len(grid), config.max_rows):
-            which = [(t, i) for t, i, _ in group]
-            strata = [stratify(prepared[t].weights, p, grid, arch.n_layers, arch.n_heads) for t, _, p in group]
-            logits = _evaluate(arch, prepared, strata, which, frozen)
-            rand_strata: list[Strata | None] = [None] * len(group)
-            if prepared[0].rand is not None:
-                rand_strata = [stratify(prepared[t].rand, p, grid, arch.n_layers, arch.n_heads) for t, _, p in group]  # type: ignore[arg-type]
-            baselines: dict[Baseline, list[torch.Tensor]] = {}
-            for name in config.baselines:
-                subgraphs = strata if name == "inverse" else rand_strata
-                baselines[name] = _evaluate(arch, prepared, subgraphs, which, frozen, _HOW[name])  # type: ignore[arg-type]
-            for j, ((t, i), s, lg, rs) in enumerate(zip(which, strata, logits, rand_strata)):
-                mine = {name: values[j] for name, values in baselines.items()}
-                prepared[t].rows.append(_row(prepared[t], i, s, lg, mine, rs, config.topk))
-            bar.update(len(group))
-    return [_result(bridge, arch, text, config) for text in prepared]
+    groups = ([work[:first]] if first else []) + _batches(work[first:], len(grid), config.max_rows)
+    for group in groups:
+        which = [(t, i) for t, i, _ in group]
+        strata = [stratify(prepared[t].weights, p, grid, arch.n_layers, arch.n_heads) for t, _, p in group]
+        logits = _evaluate(arch, prepared, strata, which, frozen)
+        rand_strata: list[Strata | None] = [None] * len(group)
+        if prepared[0].rand is not None:
+            rand_strata = [stratify(prepared[t].rand, p, grid, arch.n_layers, arch.n_heads) for t, _, p in group]  # type: ignore[arg-type]
+        baselines: dict[Baseline, list[torch.Tensor]] = {}
+        for name in config.baselines:
+            subgraphs = strata if name == "inverse" else rand_strata
+            baselines[name] = _evaluate(arch, prepared, subgraphs, which, frozen, _HOW[name])  # type: ignore[arg-type]
+        for j, ((t, i), s, lg, rs) in enumerate(zip(which, strata, logits, rand_strata)):
+            mine = {name: values[j] for name, values in baselines.items()}
+            prepared[t].rows.append(_row(prepared[t], i, s, lg, mine, rs, config.topk))
+        yield len(group)

@@ -155,3 +155,20 @@ def test_trace_many_errors_name_the_text(tiny_llama):
         trace_many(tiny_llama, [TEXT] * 3, ["last", "all"], progress=False)
     with pytest.raises(TraceInputError, match="list of texts"):
         trace_many(tiny_llama, TEXT, "last", progress=False)
+
+
+def test_trace_steps_shows_its_work(tiny_llama):
+    """Each step is a valid result of the roots done so far; the first holds one root; stopping early
+    keeps what was done; the last equals trace's."""
+    from density_nb import trace_steps
+
+    steps = list(trace_steps(tiny_llama, TEXT, roots="all", grid="fast", max_rows=2000))
+    assert len(steps[0].roots) == 1 and len(steps) > 2
+    assert [len(s.roots) for s in steps] == sorted(len(s.roots) for s in steps)
+    whole = trace(tiny_llama, TEXT, roots="all", grid="fast", progress=False)
+    last = steps[-1]
+    assert last.roots.tolist() == whole.roots.tolist()
+    np.testing.assert_allclose(last.tv, whole.tv, atol=1e-5)
+    np.testing.assert_array_equal(last.n_edges, whole.n_edges)
+    first = next(iter(trace_steps(tiny_llama, TEXT, roots="all", grid="fast")))
+    assert len(first.summary()) == 1 and first.at(0).tv.shape == (len(first.grid),)
