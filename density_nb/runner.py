@@ -134,6 +134,7 @@ def _passage_tables(
             comp = edges.reshape(-1, 3)
             curves[f"edges_attn{suffix}"], curves[f"edges_mlp{suffix}"], curves[f"edges_res{suffix}"] = comp[:, 0], comp[:, 1], comp[:, 2]
             curves[f"layer_edges{suffix}"] = list(layers.reshape(rows, -1))
+    curves["head_share"] = list(result.head_share.reshape(rows, -1))  # [L * H] share of each head's edges kept
     for name in ("topk_token", "topk_prob"):
         value = getattr(result, name)
         if value is not None:

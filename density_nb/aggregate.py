@@ -1,0 +1,96 @@
+"""Corpus-level summaries of a run's tables: mean curves on a common log grid, composition against
+its base rate, head inclusion frequencies, and two runs joined on their prompts. Plain pandas/numpy,
+no torch: what a dashboard draws, computed here and sent small."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+from density_nb.errors import DensityNBError
+from density_nb.metrics import LOG_S_MIN
+from density_nb.stats import Correlation, spearman
+
+COMMON_GRID = np.logspace(LOG_S_MIN, 0.0, 51)  # 10 points a decade, 1e-5 … 1
+CONSTRUCTION = (1e-4, 1e-2)  # the published phases: a sparse core is built …
+REFINEMENT = (1e-2, 1.0)  # … then refined
+
+
+def _need(frame: pd.DataFrame, columns: Sequence[str], what: str) -> None:
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise DensityNBError(
+            f"{what} needs the column(s) {', '.join(missing)}, which this run's tables lack; run it again with this density_nb."
+        )
+
+
+def mean_curve(
+    curves: pd.DataFrame, value: str = "tv", grid: np.ndarray = COMMON_GRID, passages: Sequence[int] | None = None
+) -> pd.DataFrame:
+    """Mean and 25–75 % band of ``value`` across passages, each passage's curve first interpolated
+    (linearly in log10 s, over its actual sizes ``s_actual``) onto ``grid``, as the papers average
+    curves. A passage's curve is held at its first value below its smallest size.
+    Returns columns ``s``, ``mean``, ``q25``, ``q75``, ``n``."""
+    _need(curves, ["passage_id", "s_actual", value], "mean_curve")
+    frame = curves if passages is None else curves[curves["passage_id"].isin(list(passages))]
+    x = np.log10(grid)
+    rows = []
+    for _pid, one in frame.groupby("passage_id", sort=True):
+        one = one[one["s_actual"] > 0].sort_values("s_actual")
+        if len(one):
+            rows.append(np.interp(x, np.log10(one["s_actual"].to_numpy()), one[value].to_numpy(dtype=float)))
+    values = np.array(rows).reshape(len(rows), len(grid))  # [passages, grid]
+    with np.errstate(all="ignore"):
+        stats = {
+            "mean": values.mean(0) if len(rows) else np.full(len(grid), np.nan),
+            "q25": np.quantile(values, 0.25, axis=0) if len(rows) else np.full(len(grid), np.nan),
+            "q75": np.quantile(values, 0.75, axis=0) if len(rows) else np.full(len(grid), np.nan),
+        }
+    return pd.DataFrame({"s": grid, **stats, "n": len(rows)})
+
+
+def composition(curves: pd.DataFrame, random: bool = False, passages: Sequence[int] | None = None) -> pd.DataFrame:
+    """Mean share of attention, MLP and residual edges, and of edges in each quarter of the layers,
+    per stratum (``s``) across passages; the last stratum (s = 1, the full graph) is the base rate.
+    ``random``: of the random baseline's strata. Shares are of each stratum's own edges (empty
+    strata left out)."""
+    suffix = "_random" if random else ""
+    columns = [f"edges_attn{suffix}", f"edges_mlp{suffix}", f"edges_res{suffix}", f"layer_edges{suffix}"]
+    _need(curves, ["passage_id", "s", *columns], "composition")
+    frame = curves if passages is None else curves[curves["passage_id"].isin(list(passages))]
+    parts = frame[columns[:3]].to_numpy(dtype=float)  # [rows, 3]
+    layers = np.stack(list(frame[columns[3]].to_numpy())).astype(float)  # [rows, L]
+    quarters = np.stack([part.sum(-1) for part in np.array_split(layers, 4, axis=-1)], axis=-1)  # [rows, 4]
+    total = parts.sum(-1, keepdims=True)
+    kept = total[:, 0] > 0
+    with np.errstate(all="ignore"):
+        shares = np.concatenate([parts / total, quarters / total], axis=-1)[kept]
+    names = ["attention", "mlp", "residual", "depth_q1", "depth_q2", "depth_q3", "depth_q4"]
+    table = pd.DataFrame(shares, columns=names)
+    table["s"] = frame["s"].to_numpy()[kept]
+    return table.groupby("s", as_index=False)[names].mean()
+
+
+def head_frequency(curves: pd.DataFrame, s: float, n_layers: int, n_heads: int, passages: Sequence[int] | None = None) -> np.ndarray:
+    """[L, H] mean share of each head's edges kept at the grid size nearest ``s``, across passages."""
+    _need(curves, ["passage_id", "s", "head_share"], "head_frequency")
+    frame = curves if passages is None else curves[curves["passage_id"].isin(list(passages))]
+    sizes = np.unique(frame["s"].to_numpy())
+    if not len(sizes):
+        return np.full((n_layers, n_heads), np.nan)
+    nearest = sizes[np.argmin(np.abs(np.log10(sizes) - np.log10(s)))]
+    shares = np.stack(list(frame.loc[frame["s"] == nearest, "head_share"].to_numpy())).astype(float)  # [passages, L*H]
+    return shares.mean(0).reshape(n_layers, n_heads)
+
+
+def join_runs(
+    a: pd.DataFrame, b: pd.DataFrame, value: str = "density", suffixes: tuple[str, str] = ("_a", "_b")
+) -> tuple[pd.DataFrame, Correlation]:
+    """Two runs' summaries (e.g. two models on the same prompts) joined on ``passage_id``, with the
+    Spearman correlation of ``value`` across the prompts both traced."""
+    _need(a, ["passage_id", value], "join_runs")
+    _need(b, ["passage_id", value], "join_runs")
+    both = a.merge(b, on="passage_id", suffixes=suffixes)
+    return both, spearman(both[value + suffixes[0]], both[value + suffixes[1]])
