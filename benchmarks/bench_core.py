@@ -23,7 +23,7 @@ from density_nb.config import PAPER_GRID
 from density_nb.examples import QUICKSTART_TEXT
 from density_nb.models import load_model
 from density_nb.stratify import stratify
-from density_nb.tracing import tokenize, trace
+from density_nb.tracing import tokenize, trace, trace_steps
 
 
 def timed(fn, repeat: int = 1) -> tuple[float, object]:
@@ -105,6 +105,12 @@ def main() -> None:
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     print(
         f"   {len(res.roots)} roots in {t_all:.2f} s (target <= 15 s); peak RSS {peak / 1024:.0f} MiB (+{(peak - before) / 1024:.0f} MiB in this step)"
+    )
+
+    start = time.perf_counter()
+    elapsed = [(time.perf_counter() - start, len(partial.roots)) for partial in trace_steps(model, text40, roots="all", grid="fast")]
+    print(
+        f"   shown as it fills (trace_steps): first root after {elapsed[0][0]:.2f} s (target < 1 s), all {elapsed[-1][1]} after {elapsed[-1][0]:.2f} s"
     )
 
     print("\n3. Cost growth with text length (last root, paper grid)")
