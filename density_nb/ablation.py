@@ -7,6 +7,7 @@ below ``n_keep[b]``. Roots may come from different texts (each root has its own 
                                                              m_t = (1/H) Σ_{h,s} keep · A, the kept attention mass
     h_t = keep_ra[t] · x_t + post_attn_norm(o_t)            (post-norms: Gemma, OLMo-2; live or frozen)
     x'_t = keep_rm[t] · h_t + keep_mlp[t] · post_mlp_norm(MLP(mlp_norm(h_t)))
+    parallel blocks (docs/method.md §9.1): x'_t = keep_ra[t] · x_t + o_t + keep_mlp[t] · MLP(mlp_norm(x_t))
 
 Norms are recomputed live on the masked stream (``norms="live"``); ``norms="frozen"`` holds the
 post-norms at the full run's per-position scale. Work follows the subgraph: queries, the output
@@ -24,6 +25,7 @@ import numpy as np
 import torch
 
 from density_nb.arch import Arch
+from density_nb.errors import TraceInputError
 from density_nb.stratify import Ranks
 
 
@@ -54,13 +56,14 @@ class RankBatch:
         )
 
 
-def full_ranks(n_layers: int, n_heads: int, n_pos: int) -> RankBatch:
-    """Ranks under which every edge of every node up to position n_pos - 1 is kept (n_keep ≥ 1)."""
+def full_ranks(n_layers: int, n_heads: int, n_pos: int, parallel: bool = False) -> RankBatch:
+    """Ranks under which every edge of every node up to position n_pos - 1 is kept (n_keep ≥ 1);
+    ``parallel``: the graph of parallel blocks, which has no residual-MLP edges."""
     return RankBatch(
         attn=torch.zeros(1, n_layers, n_heads, n_pos, n_pos, dtype=torch.int32),
         res_attn=torch.zeros(1, n_layers, n_pos, dtype=torch.int32),
         mlp=torch.zeros(1, n_layers, n_pos, dtype=torch.int32),
-        res_mlp=torch.zeros(1, n_layers, n_pos, dtype=torch.int32),
+        res_mlp=torch.full((1, n_layers, n_pos), -1 if parallel else 0, dtype=torch.int32),
         roots=torch.tensor([n_pos - 1]),
     )
 
@@ -93,6 +96,11 @@ def masked_logits(
     whatever the stratum (the published baselines; inverted rows should set it too).
     Returns [B, V] float32.
     """
+    if arch.parallel and bool((ranks.res_mlp >= 0).any()):
+        raise TraceInputError(
+            f"These ranks keep residual-MLP edges, which a {arch.model_type} model with parallel blocks does not have: "
+            "rank the edges of its own graph (edge_weights, or random_weights(..., parallel=True))."
+        )
     dev = arch.device
     n_pos = ranks.attn.shape[-1]
     n_rows = row_root.shape[0]
@@ -153,9 +161,13 @@ def masked_logits(
         h = (x * keep_ra[..., None]).view(n_rows * n_pos, -1).index_add_(0, q_idx, o)  # [B*P, d]
 
         m_idx = keep_mlp.view(-1).nonzero().squeeze(1)  # [n_m]
-        f = arch.mlp(layer, h[m_idx])  # [n_m, d]
+        f = arch.mlp(layer, (xf if arch.parallel else h)[m_idx])  # [n_m, d]: a parallel block's MLP reads its input
         f = arch.post_norm(f, layer.post_mlp_norm, None if mlp_inv is None else mlp_inv[:, index].reshape(-1)[m_idx, None])
-        x = (h * keep_rm.view(-1, 1)).index_add_(0, m_idx, f).view(n_rows, n_pos, -1)
-        active = keep_rm | keep_mlp
+        if arch.parallel:  # one node: residual, attention and MLP edges add up
+            x = h.index_add_(0, m_idx, f).view(n_rows, n_pos, -1)
+            active = keep_ra | target | keep_mlp
+        else:
+            x = (h * keep_rm.view(-1, 1)).index_add_(0, m_idx, f).view(n_rows, n_pos, -1)
+            active = keep_rm | keep_mlp
     final = x[torch.arange(n_rows, device=dev), root_pos]  # [B, d]
     return arch.logits(final)

@@ -128,7 +128,7 @@ def _by_name(items: Any) -> dict[str, Any]:
     return {name.replace("._original_component", ""): item for name, item in items}
 
 
-def _llama_weights(params: dict[str, torch.Tensor], pre: str) -> _Weights:
+def _llama_weights(params: dict[str, torch.Tensor], pre: str, config: Any) -> _Weights:
     """Llama layout (Mistral, Qwen2/3, Gemma): separate q/k/v/o and gate/up/down projections."""
     q, k, v, o = (params[f"{pre}self_attn.{n}_proj.weight"] for n in "qkvo")
     q_b, k_b, v_b = (params.get(f"{pre}self_attn.{n}_proj.bias") for n in "qkv")
@@ -136,7 +136,7 @@ def _llama_weights(params: dict[str, torch.Tensor], pre: str) -> _Weights:
     return _Weights(q, k, v, o, gate, up, down, q_b, k_b, v_b)
 
 
-def _phi3_weights(params: dict[str, torch.Tensor], pre: str) -> _Weights:
+def _phi3_weights(params: dict[str, torch.Tensor], pre: str, config: Any) -> _Weights:
     """Phi-3 layout: one fused ``qkv_proj`` (queries, then keys, then values) and one fused
     ``gate_up_proj`` (gate rows, then up rows)."""
     o = params[f"{pre}self_attn.o_proj.weight"]  # [d, H*hd]
@@ -147,7 +147,7 @@ def _phi3_weights(params: dict[str, torch.Tensor], pre: str) -> _Weights:
     return _Weights(q, k, v, o, gate, up, params[f"{pre}mlp.down_proj.weight"])
 
 
-def _gpt2_weights(params: dict[str, torch.Tensor], pre: str) -> _Weights:
+def _gpt2_weights(params: dict[str, torch.Tensor], pre: str, config: Any) -> _Weights:
     """GPT-2 layout: Conv1D weights stored [in, out] (transposed here), one fused ``c_attn`` (queries,
     keys, values), biases everywhere, an ungated MLP."""
 
@@ -162,6 +162,24 @@ def _gpt2_weights(params: dict[str, torch.Tensor], pre: str) -> _Weights:
     )  # fmt: skip
 
 
+def _neox_weights(params: dict[str, torch.Tensor], pre: str, config: Any) -> _Weights:
+    """GPT-NeoX layout: one fused ``query_key_value`` whose rows are per head [q_h | k_h | v_h],
+    biases everywhere, an ungated MLP."""
+    n_heads = config.num_attention_heads
+
+    def split(fused: torch.Tensor) -> tuple[torch.Tensor, ...]:  # [H*3*hd, ...] -> q, k, v [H*hd, ...]
+        per_head = fused.view(n_heads, 3, -1, *fused.shape[1:])  # [H, 3, hd, ...]
+        return tuple(part.reshape(-1, *fused.shape[1:]) for part in per_head.unbind(1))
+
+    q, k, v = split(params[f"{pre}attention.query_key_value.weight"])
+    q_b, k_b, v_b = split(params[f"{pre}attention.query_key_value.bias"])
+    return _Weights(
+        q, k, v, params[f"{pre}attention.dense.weight"], None,
+        params[f"{pre}mlp.dense_h_to_4h.weight"], params[f"{pre}mlp.dense_4h_to_h.weight"],
+        q_b, k_b, v_b, params[f"{pre}attention.dense.bias"], params[f"{pre}mlp.dense_h_to_4h.bias"], params[f"{pre}mlp.dense_4h_to_h.bias"],
+    )  # fmt: skip
+
+
 @dataclass(frozen=True)
 class _Layout:
     """Where a family keeps its weights: names of the embeddings, the final norm, each layer's prefix
@@ -172,7 +190,7 @@ class _Layout:
     final_norm: str
     layer: str
     norms: tuple[str | None, str | None, str | None, str | None]
-    read: Callable[[dict[str, torch.Tensor], str], _Weights]
+    read: Callable[[dict[str, torch.Tensor], str, Any], _Weights]
     positions: str | None = None  # learned position embeddings
 
 
@@ -188,8 +206,15 @@ _LAYOUTS: dict[str, _Layout] = {
     "gpt2": _Layout(
         "transformer.wte", "transformer.ln_f", "transformer.h.{}.", ("ln_1", "ln_2", None, None), _gpt2_weights, "transformer.wpe"
     ),
+    "gpt_neox": _Layout(
+        "gpt_neox.embed_in",
+        "gpt_neox.final_layer_norm",
+        "gpt_neox.layers.{}.",
+        ("input_layernorm", "post_attention_layernorm", None, None),
+        _neox_weights,
+    ),
 }
-LAYER_NORM_FAMILIES = ("gpt2",)
+LAYER_NORM_FAMILIES = ("gpt2", "gpt_neox")
 
 
 def _apply(norm: Norm | None, x: torch.Tensor) -> torch.Tensor:
@@ -232,6 +257,7 @@ class Arch:
             raise ModelError(f"Architecture {self.model_type!r} is not supported; supported: {', '.join(SUPPORTED_MODEL_TYPES)}.")
         self.gemma = self.model_type in ("gemma2", "gemma3_text")
         self.qk_norm_full = self.model_type == "olmo2"  # q/k norms over all heads at once
+        self.parallel: bool = bool(getattr(config, "use_parallel_residual", False))  # GPT-NeoX: attention and MLP read one input
         layout = _LAYOUTS.get(self.model_type, _LLAMA)
         params = _by_name((name, p.detach()) for name, p in hf_model.named_parameters(remove_duplicate=False))
         self.n_layers: int = config.num_hidden_layers
@@ -258,7 +284,7 @@ class Arch:
         layer_types = getattr(config, "layer_types", None) or ["full_attention"] * self.n_layers
         rope_keys = layer_types if per_type else ["default"] * self.n_layers
         windows = sliding_windows(config)
-        self.layers = [self._layer(params, layout, i, windows[i], rope_keys[i], self._scaling(config, i)) for i in range(self.n_layers)]
+        self.layers = [self._layer(params, layout, config, i, windows[i], rope_keys[i]) for i in range(self.n_layers)]
         self._rotary = self._rotary_frequencies(rotary, sorted(set(rope_keys)))
         self._tables: dict[tuple[Any, ...], Any] = {}  # rotary tables and attention masks, per length and device
 
@@ -289,11 +315,9 @@ class Arch:
         act: Callable[[torch.Tensor], torch.Tensor] = ACT2FN[name]
         return act
 
-    def _layer(
-        self, params: dict[str, torch.Tensor], layout: _Layout, index: int, window: int | None, rope_key: str, scaling: float
-    ) -> Layer:
+    def _layer(self, params: dict[str, torch.Tensor], layout: _Layout, config: Any, index: int, window: int | None, rope_key: str) -> Layer:
         pre = layout.layer.format(index)
-        w = layout.read(params, pre)
+        w = layout.read(params, pre, config)
         attn_norm, mlp_norm, post_attn, post_mlp = (None if name is None else self._norm(params, pre + name) for name in layout.norms)
         q_norm, k_norm = (
             self._norm(params, f"{pre}self_attn.{n}_norm") if f"{pre}self_attn.{n}_norm.weight" in params else None for n in "qk"
@@ -309,7 +333,7 @@ class Arch:
             o_bias=w.o_b,
             sliding_window=window,
             rope_key=rope_key,
-            scaling=scaling,
+            scaling=self._scaling(config, index),
             q=Linear(w.q, biases=(w.q_b,)),
             kv=Linear(w.k, w.v, biases=(w.k_b, w.v_b)),
             o=Linear(w.o),

@@ -35,7 +35,7 @@ from density_nb.errors import DensityNBError
 
 BUILTIN_MODELS = ("smollm2-135m", "gemma3-270m", "tiny-llama", "tiny-gemma3")
 DEFAULT_MODEL = "smollm2-135m"
-SUPPORTED_MODEL_TYPES = ("llama", "mistral", "qwen2", "qwen3", "phi3", "olmo2", "gemma2", "gemma3_text", "gpt2")
+SUPPORTED_MODEL_TYPES = ("llama", "mistral", "qwen2", "qwen3", "phi3", "olmo2", "gemma2", "gemma3_text", "gpt2", "gpt_neox")
 _CACHE_FORMAT = 1
 
 
@@ -319,6 +319,24 @@ def _tiny_config(family: str, tok: Any, overrides: dict[str, Any]) -> Any:
                 "eos_token_id": tok.eos_token_id,
             },
         ),
+        # Pythia: parallel attention and MLP, a quarter of each head rotating, LayerNorm, biases
+        "gpt_neox": (
+            transformers.GPTNeoXConfig,
+            {
+                "vocab_size": len(tok),
+                "hidden_size": 64,
+                "intermediate_size": 128,
+                "num_hidden_layers": 4,
+                "num_attention_heads": 4,
+                "max_position_embeddings": 512,
+                "rotary_pct": 0.25,
+                "use_parallel_residual": True,
+                "initializer_range": 0.15,
+                "tie_word_embeddings": False,
+                "bos_token_id": tok.bos_token_id,
+                "eos_token_id": tok.eos_token_id,
+            },
+        ),
     }
     if family not in families:
         raise ModelError(f"No tiny model of the family {family!r}; tiny models exist for: {', '.join(families)}.")
@@ -326,7 +344,7 @@ def _tiny_config(family: str, tok: Any, overrides: dict[str, Any]) -> Any:
     return config_class(**{**settings, **overrides})
 
 
-TINY_FAMILIES = ("llama", "llama3", "mistral", "qwen2", "qwen3", "phi3", "olmo2", "gemma2", "gemma3_text", "gpt2")
+TINY_FAMILIES = ("llama", "llama3", "mistral", "qwen2", "qwen3", "phi3", "olmo2", "gemma2", "gemma3_text", "gpt2", "gpt_neox")
 _TINY_BUILTINS = {"tiny-llama": "llama", "tiny-gemma3": "gemma3_text"}
 
 

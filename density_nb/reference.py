@@ -19,9 +19,11 @@ Graph (docs/method.md §1). Text of T tokens, L layers, H query heads.
     kind 1  residual-attention (2l, t)  -> (2l+1, t)   key (1, l, t, 0, t)
     kind 2  MLP               (2l+1, t) -> (2l+2, t)   key (2, l, t, 0, t)
     kind 3  residual-MLP      (2l+1, t) -> (2l+2, t)   key (3, l, t, 0, t)
+  Parallel blocks (GPT-NeoX, docs/method.md §9.1): no node 2l+1; kinds 0, 1, 2 run (2l, ·) -> (2l+2, t).
+  The functions that take (n_layers, n_heads, root) take ``parallel=True`` for that graph.
 
 Public functions:
-  edge_count(n_layers, n_heads, n_positions) -> int
+  edge_count(n_layers, n_heads, n_positions, parallel=False) -> int
   forward(bridge, token_ids) -> dict                       (unmasked forward, float64 cache)
   unmasked_logits(bridge, token_ids) -> Tensor [T, V]
   edge_vectors(bridge, token_ids) -> dict{node: (keys, vectors [n_in, d], state [d])}
@@ -157,6 +159,23 @@ def _gpt2_layer(block: Any, cfg: Any, l: int) -> dict[str, Any]:
     }  # fmt: skip
 
 
+def _neox_layer(layer: Any, cfg: Any, dh: int) -> dict[str, Any]:
+    """One GPT-NeoX layer. ``query_key_value`` computes, per head, [q_h | k_h | v_h] side by side."""
+    a, mlp, H = layer.attention, layer.mlp, cfg.num_attention_heads
+    qkv, qkv_b = _w(a.query_key_value.weight), _w(a.query_key_value.bias)  # [H*3*dh, d], [H*3*dh]
+    rows = [torch.arange(h * 3 * dh, h * 3 * dh + dh) for h in range(H)]  # head h's query rows
+    q_rows, k_rows, v_rows = (torch.cat([r + j * dh for r in rows]) for j in range(3))
+    return {
+        "q": qkv[q_rows], "k": qkv[k_rows], "v": qkv[v_rows], "q_b": qkv_b[q_rows], "k_b": qkv_b[k_rows], "v_b": qkv_b[v_rows],
+        "o": _w(a.dense.weight), "o_b": _w(a.dense.bias),
+        "up": _w(mlp.dense_h_to_4h.weight), "up_b": _w(mlp.dense_h_to_4h.bias),
+        "down": _w(mlp.dense_4h_to_h.weight), "down_b": _w(mlp.dense_4h_to_h.bias),
+        "in_norm": _w(layer.input_layernorm.weight), "in_norm_b": _w(layer.input_layernorm.bias),
+        "mlp_norm": _w(layer.post_attention_layernorm.weight), "mlp_norm_b": _w(layer.post_attention_layernorm.bias),
+        "window": None, "scaling": dh**-0.5, "inv_freq": _inv_freq(cfg.rope_parameters, dh),
+    }  # fmt: skip
+
+
 def _act(name: str, x: torch.Tensor) -> torch.Tensor:
     """The MLP activations, from their formulas."""
     if name == "silu":
@@ -187,7 +206,7 @@ def _projections(layer: Any, cfg: Any, dh: int) -> dict[str, torch.Tensor]:
 class _Params:
     """All weights of the model as float64 tensors, plus the config values the math needs."""
 
-    FAMILIES = ("llama", "mistral", "qwen2", "qwen3", "phi3", "olmo2", "gemma2", "gemma3_text", "gpt2")
+    FAMILIES = ("llama", "mistral", "qwen2", "qwen3", "phi3", "olmo2", "gemma2", "gemma3_text", "gpt2", "gpt_neox")
 
     def __init__(self, bridge: Any) -> None:
         hf = _hf_model(bridge)
@@ -198,13 +217,15 @@ class _Params:
         self.gemma = self.model_type in ("gemma2", "gemma3_text")
         self.olmo = self.model_type == "olmo2"
         self.post_norms = self.gemma or self.olmo  # norms after attention and after the MLP
-        self.layer_norm = self.model_type == "gpt2"  # LayerNorm (with β) instead of RMSNorm
+        self.layer_norm = self.model_type in ("gpt2", "gpt_neox")  # LayerNorm (with β) instead of RMSNorm
+        self.parallel = bool(getattr(cfg, "use_parallel_residual", False))  # attention and MLP both read x
         self.L: int = cfg.num_hidden_layers
         self.H: int = cfg.num_attention_heads
         self.KV: int = getattr(cfg, "num_key_value_heads", None) or self.H
         self.d: int = cfg.hidden_size
         self.dh: int = getattr(cfg, "head_dim", None) or self.d // self.H
-        self.eps: float = cfg.layer_norm_epsilon if self.layer_norm else cfg.rms_norm_eps
+        eps_name = {"gpt2": "layer_norm_epsilon", "gpt_neox": "layer_norm_eps"}.get(self.model_type, "rms_norm_eps")
+        self.eps: float = getattr(cfg, eps_name)
         self.act_name: str = next(
             getattr(cfg, n) for n in ("hidden_activation", "hidden_act", "activation_function") if getattr(cfg, n, None)
         )
@@ -219,6 +240,12 @@ class _Params:
             self.embed, self.embed_scale, self.positions = _w(tr.wte.weight), 1.0, _w(tr.wpe.weight)
             self.final_norm, self.final_norm_b = _w(tr.ln_f.weight), _w(tr.ln_f.bias)
             self.layers = [cast(_LayerWeights, _gpt2_layer(block, cfg, l)) for l, block in enumerate(tr.h)]
+            return
+        if self.model_type == "gpt_neox":
+            nx_ = hf.gpt_neox
+            self.embed, self.embed_scale = _w(nx_.embed_in.weight), 1.0
+            self.final_norm, self.final_norm_b = _w(nx_.final_layer_norm.weight), _w(nx_.final_layer_norm.bias)
+            self.layers = [cast(_LayerWeights, _neox_layer(layer, cfg, self.dh)) for layer in nx_.layers]
             return
         w = _w
         inner = hf.model
@@ -422,8 +449,9 @@ def _run(
         )  # [T, d]
         res_attn = 1.0 if keep is None else keep["res_attn"][l][:, None]  # [T, 1]
         h_state = res_attn * x + a  # [T, d]
-        # ---- MLP ----
-        hn = P.norm(h_state, W["mlp_norm"], W.get("mlp_norm_b")) if "mlp_norm" in W else h_state  # [T, d]
+        # ---- MLP ---- (a parallel block's MLP reads the block's input x, not h)
+        mlp_in = x if P.parallel else h_state
+        hn = P.norm(mlp_in, W["mlp_norm"], W.get("mlp_norm_b")) if "mlp_norm" in W else mlp_in  # [T, d]
         if "gate" in W:  # act(gate) · up
             m = (P.act(hn @ W["gate"].T) * (hn @ W["up"].T)) @ W["down"].T  # [T, d]  raw MLP output
         else:  # GPT-2: act(up), with biases
@@ -433,8 +461,11 @@ def _run(
             P, W.get("post_ff_norm"), m, inv_rms_m, frozen["inv_rms_m"][l] if norms == "frozen" and frozen is not None else None
         )  # [T, d]
         k_mlp = 1.0 if keep is None else keep["mlp"][l][:, None]  # [T, 1]
-        k_res = 1.0 if keep is None else keep["res_mlp"][l][:, None]  # [T, 1]
-        x = k_res * h_state + k_mlp * f  # [T, d]
+        if P.parallel:  # one node: kept residual + kept attention + kept MLP
+            x = h_state + k_mlp * f  # [T, d]
+        else:
+            k_res = 1.0 if keep is None else keep["res_mlp"][l][:, None]  # [T, 1]
+            x = k_res * h_state + k_mlp * f  # [T, d]
         for name, val in (
             ("A", A_all),
             ("v", v_all),
@@ -472,16 +503,23 @@ def unmasked_logits(bridge: Any, token_ids: TokenIds) -> torch.Tensor:
 # ----------------------------------------------------------------------------------------------
 
 
-def edge_count(n_layers: int, n_heads: int, n_positions: int) -> int:
-    """|E| of the prefix graph with T' = n_positions, root at the last position (docs/method.md §1)."""
-    L, H, T = n_layers, n_heads, n_positions
-    return L * (H * T * (T + 1) // 2 + 3 * T) - H * T * (T - 1) // 2 - 3 * (T - 1)
+def edge_count(n_layers: int, n_heads: int, n_positions: int, parallel: bool = False) -> int:
+    """|E| of the prefix graph with T' = n_positions, root at the last position (docs/method.md §1;
+    parallel blocks §9.1: two non-attention in-edges per node instead of three)."""
+    L, H, T, n = n_layers, n_heads, n_positions, 2 if parallel else 3
+    return L * (H * T * (T + 1) // 2 + n * T) - H * T * (T - 1) // 2 - n * (T - 1)
 
 
-def _in_edges(g: int, t: int, n_heads: int) -> list[tuple[Key, Node]]:
+def _in_edges(g: int, t: int, n_heads: int, parallel: bool = False) -> list[tuple[Key, Node]]:
     """In-edges of node (g, t) as (key, source node), in ascending key order. None for g = 0."""
     if g == 0:
         return []
+    if parallel:  # node (2l+2, t): attention, residual and MLP edges, all from (2l, ·)
+        if g % 2 == 1:
+            raise ValueError(f"a parallel block has no node {g} (after its attention)")
+        l = (g - 2) // 2
+        edges: list[tuple[Key, Node]] = [((ATTN, l, t, h, s), (2 * l, s)) for h in range(n_heads) for s in range(t + 1)]
+        return [*edges, ((RES_ATTN, l, t, 0, t), (2 * l, t)), ((MLP, l, t, 0, t), (2 * l, t))]
     if g % 2 == 1:  # attention node of layer l
         l = (g - 1) // 2
         out: list[tuple[Key, Node]] = [((ATTN, l, t, h, s), (2 * l, s)) for h in range(n_heads) for s in range(t + 1)]
@@ -512,6 +550,9 @@ def _iter_edge_vectors(P: _Params, C: dict[str, Any]) -> Iterator[tuple[Node, li
             if P.post_norms:  # linearised post-attention norm at target t
                 block = P.gain(W["post_attn_norm"]) * block * C["inv_rms_o"][l][t]
             keys: list[Key] = [(ATTN, l, t, h, s) for h in range(H) for s in range(t + 1)]
+            if P.parallel:  # one node (2l+2, t): attention, residual, MLP
+                yield _parallel_node(P, C, l, t, block, keys)
+                continue
             vecs = torch.cat([block.reshape(H * (t + 1), -1), C["x"][l][t][None, :]])  # [H(t+1)+1, d]
             keys.append((RES_ATTN, l, t, 0, t))
             yield (2 * l + 1, t), keys, vecs, C["h"][l][t]
@@ -525,6 +566,20 @@ def _iter_edge_vectors(P: _Params, C: dict[str, Any]) -> Iterator[tuple[Node, li
             else:
                 state = C["x"][l + 1][t]
             yield (2 * l + 2, t), [(MLP, l, t, 0, t), (RES_MLP, l, t, 0, t)], torch.stack([f_vec, h_vec]), state
+
+
+def _parallel_node(
+    P: _Params, C: dict[str, Any], l: int, t: int, block: torch.Tensor, keys: list[Key]
+) -> tuple[Node, list[Key], torch.Tensor, torch.Tensor]:
+    """Node (2l+2, t) of a parallel block: its attention edge vectors ``block`` [H, t+1, d], the
+    residual x_t and the MLP's f_t, all through the linearised final norm at the root."""
+    vecs = torch.cat([block.reshape(-1, P.d), C["x"][l][t][None, :], C["f"][l][t][None, :]])  # [H(t+1)+2, d]
+    keys = [*keys, (RES_ATTN, l, t, 0, t), (MLP, l, t, 0, t)]
+    if l < P.L - 1:
+        return (2 * l + 2, t), keys, vecs, C["x"][l + 1][t]
+    lin = P.gain(P.final_norm) * C["inv_rms_final"][t]  # [d]
+    state = C["normed_final"][t] - (0.0 if P.final_norm_b is None else P.final_norm_b)
+    return (2 * l + 2, t), keys, lin * P.centre(vecs), state
 
 
 def edge_vectors(bridge: Any, token_ids: TokenIds) -> dict[Node, tuple[list[Key], torch.Tensor, torch.Tensor]]:
@@ -569,20 +624,21 @@ def edge_weights(bridge: Any, token_ids: TokenIds, weighting: str = "l1") -> dic
     return _weights_from_cache(P, _run(P, _ids(token_ids)), weighting)
 
 
-def build_graph(weights: Mapping[Key, float], n_layers: int, n_heads: int, root: int) -> nx.MultiDiGraph:
+def build_graph(weights: Mapping[Key, float], n_layers: int, n_heads: int, root: int, parallel: bool = False) -> nx.MultiDiGraph:
     """The prefix graph for root r: positions 0..r, output (2L, r), only edges that reach the output.
 
     Edges carry key = edge key tuple and attribute weight = weights[key]. ``weights`` must cover
     every edge that reaches the output (extra keys, e.g. for later positions, are ignored).
     """
     L, H, Tp = n_layers, n_heads, root + 1
+    slots = range(0, 2 * L + 1, 2) if parallel else range(2 * L + 1)  # parallel blocks: no node 2l+1
     G = nx.MultiDiGraph()
-    for g in range(2 * L + 1):
+    for g in slots:
         for t in range(Tp):
             G.add_node((g, t))
-    for g in range(1, 2 * L + 1):
+    for g in slots[1:]:
         for t in range(Tp):
-            for key, src in _in_edges(g, t, H):
+            for key, src in _in_edges(g, t, H, parallel):
                 G.add_edge(src, (g, t), key=key, weight=weights.get(key))
     out = (2 * L, root)
     keep = nx.ancestors(G, out) | {out}
@@ -590,7 +646,7 @@ def build_graph(weights: Mapping[Key, float], n_layers: int, n_heads: int, root:
     missing = [k for _s, _d, k, w in G.edges(keys=True, data="weight") if w is None]
     if missing:
         raise KeyError(f"weights lack {len(missing)} edges of the prefix graph, e.g. {missing[0]}")
-    expected = edge_count(L, H, Tp)
+    expected = edge_count(L, H, Tp, parallel)
     assert G.number_of_edges() == expected, (G.number_of_edges(), expected)
     return G
 
@@ -607,7 +663,7 @@ def _check_sizes(sizes: Iterable[float]) -> list[float]:
 
 
 def stratify_weights(
-    weights: Mapping[Key, float], n_layers: int, n_heads: int, root: int, sizes: Iterable[float]
+    weights: Mapping[Key, float], n_layers: int, n_heads: int, root: int, sizes: Iterable[float], parallel: bool = False
 ) -> tuple[list[Key], list[int]]:
     """Best-first backward expansion from (2L, root) (docs/method.md §3).
 
@@ -617,7 +673,7 @@ def stratify_weights(
     n_edges[k] = floor(sizes[k] * |E|), stratum k = order[:n_edges[k]].
     """
     sizes = _check_sizes(sizes)
-    G = build_graph(weights, n_layers, n_heads, root)
+    G = build_graph(weights, n_layers, n_heads, root, parallel)
     total = G.number_of_edges()
     n_edges = [math.floor(s * total) for s in sizes]
     order = [key for key, _src in itertools.islice(_best_first(G, (2 * n_layers, root)), max(n_edges))]
@@ -642,9 +698,9 @@ def _best_first(G: nx.MultiDiGraph, out: Node) -> Iterator[tuple[Key, Node]]:
             push_in_edges(heap, src)  # embedding nodes have no in-edges
 
 
-def graph_keys(n_layers: int, n_heads: int, root: int) -> set[Key]:
+def graph_keys(n_layers: int, n_heads: int, root: int, parallel: bool = False) -> set[Key]:
     """Every edge of the root's prefix graph."""
-    G = build_graph(_AnyWeight(), n_layers, n_heads, root)
+    G = build_graph(_AnyWeight(), n_layers, n_heads, root, parallel)
     return {key for _src, _dst, key in G.edges(keys=True)}
 
 
@@ -655,20 +711,21 @@ class _AnyWeight(dict[Key, float]):
         return 0.0
 
 
-def residual_keys(n_layers: int, n_heads: int, root: int) -> set[Key]:
+def residual_keys(n_layers: int, n_heads: int, root: int, parallel: bool = False) -> set[Key]:
     """The residual edges of the root's prefix graph (what the published baselines always keep)."""
-    return {key for key in graph_keys(n_layers, n_heads, root) if key[0] in (RES_ATTN, RES_MLP)}
+    return {key for key in graph_keys(n_layers, n_heads, root, parallel) if key[0] in (RES_ATTN, RES_MLP)}
 
 
-def inverse_kept(order: Sequence[Key], n: int, n_layers: int, n_heads: int, root: int) -> set[Key]:
+def inverse_kept(order: Sequence[Key], n: int, n_layers: int, n_heads: int, root: int, parallel: bool = False) -> set[Key]:
     """The published inverse of stratum ``order[:n]``: every other edge of the graph, and every residual edge."""
-    return (graph_keys(n_layers, n_heads, root) - set(order[:n])) | residual_keys(n_layers, n_heads, root)
+    everything = graph_keys(n_layers, n_heads, root, parallel)
+    return (everything - set(order[:n])) | residual_keys(n_layers, n_heads, root, parallel)
 
 
-def input_edges(weights: Mapping[Key, float], n_layers: int, n_heads: int, root: int) -> int:
+def input_edges(weights: Mapping[Key, float], n_layers: int, n_heads: int, root: int, parallel: bool = False) -> int:
     """Edges of the smallest best-first subgraph that holds an edge leaving an input embedding
     (a node (0, s)): expand until the first such edge is taken."""
-    G = build_graph(weights, n_layers, n_heads, root)
+    G = build_graph(weights, n_layers, n_heads, root, parallel)
     for count, (_key, src) in enumerate(_best_first(G, (2 * n_layers, root)), start=1):
         if src[0] == 0:
             return count
@@ -680,7 +737,7 @@ def input_edges(weights: Mapping[Key, float], n_layers: int, n_heads: int, root:
 # ----------------------------------------------------------------------------------------------
 
 
-def _masks_from_set(kept: Iterable[Key] | None, L: int, H: int, root: int) -> dict[str, torch.Tensor]:
+def _masks_from_set(kept: Iterable[Key] | None, L: int, H: int, root: int, parallel: bool) -> dict[str, torch.Tensor]:
     """Explicit 0/1 masks for the prefix 0..root from a set of kept keys (None = keep all)."""
     Tp = root + 1
     if kept is None:
@@ -710,6 +767,8 @@ def _masks_from_set(kept: Iterable[Key] | None, L: int, H: int, root: int) -> di
         elif kind == MLP:
             M["mlp"][l, t] = 1.0
         elif kind == RES_MLP:
+            if parallel:
+                raise ValueError(f"edge key {key}: a parallel block has no residual-MLP edge")
             M["res_mlp"][l, t] = 1.0
         else:
             raise ValueError(f"edge key {key}: unknown kind")
@@ -730,7 +789,7 @@ def _masked_logits(
     if norms == "frozen" and P.post_norms and frozen is None:
         full = _run(P, prefix)
         frozen = {"inv_rms_o": full["inv_rms_o"], "inv_rms_m": full["inv_rms_m"]}
-    keep = _masks_from_set(kept, P.L, P.H, root)
+    keep = _masks_from_set(kept, P.L, P.H, root, P.parallel)
     C = _run(P, prefix, keep=keep, norms=norms, frozen=frozen)
     return C["logits"][root]  # [V]
 
@@ -785,8 +844,8 @@ def trace_root(
         raise ValueError(f"root {root} is outside 0..{ids.shape[0] - 1}")
     C = _run(P, ids)  # one unmasked forward over the whole text
     weights = _weights_from_cache(P, C, weighting)
-    order, n_edges = stratify_weights(weights, P.L, P.H, root, sizes)
-    total = edge_count(P.L, P.H, root + 1)
+    order, n_edges = stratify_weights(weights, P.L, P.H, root, sizes, P.parallel)
+    total = edge_count(P.L, P.H, root + 1, P.parallel)
     frozen: dict[str, list[torch.Tensor]] | None = None
     if norms == "frozen":  # causal model: the whole-text run's values at positions <= root are the prefix's
         frozen = {"inv_rms_o": [v[: root + 1] for v in C["inv_rms_o"]], "inv_rms_m": [v[: root + 1] for v in C["inv_rms_m"]]}
@@ -795,7 +854,7 @@ def trace_root(
         "order": order,
         "n_edges": n_edges,
         "total_edges": total,
-        "input_edges": input_edges(weights, P.L, P.H, root),
+        "input_edges": input_edges(weights, P.L, P.H, root, P.parallel),
         "sizes": sizes,
         "tv": [],
         "kl": [],

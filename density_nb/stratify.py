@@ -8,6 +8,8 @@ so strata are nested, connected to the root and of exact size.
 
 Edge key (also the tie-break order): the tuple (kind, layer, target, head, source), kind 0 =
 attention, 1 = residual-attention, 2 = MLP, 3 = residual-MLP (head = 0, source = target for kinds 1–3).
+Parallel blocks (docs/method.md §9.1) have one node per layer, (2l+2, t): its in-edges are attention,
+the residual (kind 1) and the MLP (kind 2), all leaving (2l, ·); there are no residual-MLP edges.
 """
 
 from __future__ import annotations
@@ -20,10 +22,10 @@ import numpy as np
 from density_nb.importance import EdgeWeights
 
 
-def edge_count(n_layers: int, n_heads: int, n_pos: int) -> int:
-    """|E| of the graph of a root at position n_pos - 1 (docs/method.md §1)."""
-    t = n_pos
-    return n_layers * (n_heads * t * (t + 1) // 2 + 3 * t) - n_heads * t * (t - 1) // 2 - 3 * (t - 1)
+def edge_count(n_layers: int, n_heads: int, n_pos: int, parallel: bool = False) -> int:
+    """|E| of the graph of a root at position n_pos - 1 (docs/method.md §1; parallel blocks §9.1)."""
+    t, per_node = n_pos, 2 if parallel else 3  # in-edges other than attention, per layer and position
+    return n_layers * (n_heads * t * (t + 1) // 2 + per_node * t) - n_heads * t * (t - 1) // 2 - per_node * (t - 1)
 
 
 @dataclass
@@ -33,8 +35,9 @@ class Ranks:
     attn: np.ndarray  # [L, H, P, P] int32 (target, source)
     res_attn: np.ndarray  # [L, P] int32
     mlp: np.ndarray  # [L, P] int32
-    res_mlp: np.ndarray  # [L, P] int32
+    res_mlp: np.ndarray  # [L, P] int32 (parallel blocks: all -1)
     total_edges: int
+    parallel: bool = False  # the graph of parallel blocks (docs/method.md §9.1)
 
 
 _Int = int | np.int64  # an index in the compiled code: Python ints and numpy int64 both compile to int64
@@ -102,13 +105,15 @@ def _sorted_in_edges(
     res_attn: np.ndarray,  # [L, P]
     mlp: np.ndarray,  # [L, P]
     res_mlp: np.ndarray,  # [L, P]
+    parallel: bool,
 ) -> int:
     """Append node (g, t)'s in-edges to ew/ek from ``used`` on, best first (ties: smaller key); -> new end."""
     layer = (g - 1) // 2
-    w = np.empty(attn.shape[1] * (t + 1) + 1 if g % 2 == 1 else 2, np.float64)
+    with_attn = g % 2 == 1 or parallel
+    w = np.empty(attn.shape[1] * (t + 1) + 1 + parallel if with_attn else 2, np.float64)
     k = np.empty(w.shape[0], np.int64)
     n = 0
-    if g % 2 == 1:  # attention node (2l+1, t): head-major, then the residual edge = increasing key
+    if with_attn:  # attention node (2l+1, t) or parallel node (2l+2, t): head-major, residual, (MLP) = increasing key
         for h in range(attn.shape[1]):
             for s in range(t + 1):
                 w[n] = attn[layer, h, t, s]
@@ -116,6 +121,9 @@ def _sorted_in_edges(
                 n += 1
         w[n] = res_attn[layer, t]
         k[n] = _key(1, layer, t, 0, t)
+        if parallel:
+            w[n + 1] = mlp[layer, t]
+            k[n + 1] = _key(2, layer, t, 0, t)
     else:  # MLP node (2l+2, t)
         w[0] = mlp[layer, t]
         k[0] = _key(2, layer, t, 0, t)
@@ -136,6 +144,7 @@ def _expand(
     res_mlp: np.ndarray,  # [L, P]
     n_max: int,
     total: int,
+    parallel: bool,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """A k-way merge of the reached nodes' sorted in-edge lists: the same order as one heap over
     every frontier edge, with a heap of nodes (≤ (2L+1)·P) instead of edges (up to |E|)."""
@@ -156,7 +165,7 @@ def _expand(
     hn = np.empty(n_nodes, np.int64)
     node = 2 * n_layers * n_pos + root
     reached[node] = True
-    used = _sorted_in_edges(ew, ek, 0, 2 * n_layers, root, attn, res_attn, mlp, res_mlp)
+    used = _sorted_in_edges(ew, ek, 0, 2 * n_layers, root, attn, res_attn, mlp, res_mlp, parallel)
     stop[node] = used
     hw[0], hk[0], hn[0] = ew[0], ek[0], node
     size = 1
@@ -182,9 +191,9 @@ def _expand(
         elif kind == 1:
             r_ra[layer, t] = taken
             g_src, t_src = 2 * layer, t
-        elif kind == 2:
+        elif kind == 2:  # a parallel block's MLP reads the block's input
             r_mlp[layer, t] = taken
-            g_src, t_src = 2 * layer + 1, t
+            g_src, t_src = 2 * layer + 1 - parallel, t
         else:
             r_rm[layer, t] = taken
             g_src, t_src = 2 * layer + 1, t
@@ -193,7 +202,7 @@ def _expand(
         if g_src > 0 and not reached[src]:  # a new node: its best in-edge joins the heap
             reached[src] = True
             cursor[src] = used
-            used = _sorted_in_edges(ew, ek, used, g_src, t_src, attn, res_attn, mlp, res_mlp)
+            used = _sorted_in_edges(ew, ek, used, g_src, t_src, attn, res_attn, mlp, res_mlp, parallel)
             stop[src] = used
             hw[size], hk[size], hn[size] = ew[cursor[src]], ek[cursor[src]], src
             _sift_up(hw, hk, hn, size)
@@ -205,7 +214,7 @@ def expand(weights: EdgeWeights, root: int, n_max: int | None = None) -> Ranks:
     """Best-first expansion from root position ``root``; ranks of the first ``n_max`` edges (default all)."""
     n_layers, n_heads = weights.attn.shape[:2]
     n_pos = root + 1
-    total = edge_count(n_layers, n_heads, n_pos)
+    total = edge_count(n_layers, n_heads, n_pos, weights.parallel)
     if n_layers >= 1 << 12 or n_heads >= 1 << 14 or n_pos >= 1 << 16:
         raise ValueError("Graph too large for the edge key (layers < 4096, heads < 16384, positions < 65536).")
     sl = slice(0, n_pos)
@@ -216,8 +225,9 @@ def expand(weights: EdgeWeights, root: int, n_max: int | None = None) -> Ranks:
         np.ascontiguousarray(weights.res_mlp[:, sl]),
         total if n_max is None else min(n_max, total),
         total,
+        weights.parallel,
     )
-    return Ranks(r_attn, r_ra, r_mlp, r_rm, total_edges=total)
+    return Ranks(r_attn, r_ra, r_mlp, r_rm, total_edges=total, parallel=weights.parallel)
 
 
 def stratum_sizes(grid: np.ndarray, total_edges: int) -> np.ndarray:
@@ -237,8 +247,9 @@ class Strata:
 
 def first_input_edge(ranks: Ranks) -> int | None:
     """The rank of the first edge taken that leaves an input-embedding node (layer 0's attention
-    and residual-attention edges: the only edges whose source is node (0, s)); None if none is ranked."""
-    taken = np.concatenate([ranks.attn[0].ravel(), ranks.res_attn[0]])
+    and residual-attention edges, and a parallel block's MLP edges: the only edges whose source is
+    node (0, s)); None if none is ranked."""
+    taken = np.concatenate([ranks.attn[0].ravel(), ranks.res_attn[0]] + ([ranks.mlp[0]] if ranks.parallel else []))
     taken = taken[taken >= 0]
     return int(taken.min()) if taken.size else None
 
@@ -247,7 +258,7 @@ def stratify(weights: EdgeWeights, position: int, grid: np.ndarray, n_layers: in
     """Strata of the root at ``position`` for the grid's sizes; edges are ranked only up to the
     largest stratum short of the full graph (which needs no ranks), or further if none of those
     reaches the input (then exactly as far as the first edge that does)."""
-    total = edge_count(n_layers, n_heads, position + 1)
+    total = edge_count(n_layers, n_heads, position + 1, weights.parallel)
     sizes = stratum_sizes(grid, total)
     ranks = expand(weights, position, n_max=int(sizes[-2]) if len(sizes) > 1 else 0)
     first = first_input_edge(ranks)
@@ -286,10 +297,12 @@ def composition(strata: Strata) -> Composition:
     head_total[-1] = n_pos  # the last layer only has the root's attention node
     node_total = np.full(n_layers, n_pos)  # MLP, residual-attention and residual-MLP edges per layer
     node_total[-1] = 1
+    rm_total = 0 if ranks.parallel else node_total  # parallel blocks have no residual-MLP edges
     att_kept = _kept_counts(ranks.attn.reshape(n_layers, n_heads, -1), sizes)  # [K, L, H]
     mlp_kept, ra_kept, rm_kept = (_kept_counts(r, sizes) for r in (ranks.mlp, ranks.res_attn, ranks.res_mlp))  # [K, L] each
     att_kept[-1] = head_total[:, None]
-    mlp_kept[-1] = ra_kept[-1] = rm_kept[-1] = node_total
+    mlp_kept[-1] = ra_kept[-1] = node_total
+    rm_kept[-1] = rm_total
     return Composition(
         head_share=(att_kept / head_total[None, :, None]).astype(np.float32),
         mlp_share=(mlp_kept / node_total[None, :]).astype(np.float32),

@@ -15,13 +15,14 @@ from test_vs_reference import WORDS, as_dict, kept_set, random_ranks
 from density_nb import reference
 from density_nb.ablation import RankBatch, full_ranks, masked_logits
 from density_nb.arch import Arch
+from density_nb.errors import TraceInputError
 from density_nb.importance import cached_layers, edge_weights, in_edge_sums
 from density_nb.models import ModelError, load_model, tiny_model
-from density_nb.stratify import edge_order, expand, stratify
+from density_nb.stratify import composition, edge_order, expand, stratify
 from density_nb.tracing import trace
 from helpers import TEXT, token_ids
 
-FAMILIES = ("llama3", "mistral", "qwen2", "qwen3", "phi3", "olmo2", "gemma2", "gpt2")
+FAMILIES = ("llama3", "mistral", "qwen2", "qwen3", "phi3", "olmo2", "gemma2", "gpt2", "gpt_neox")
 
 
 def _tv(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -70,7 +71,8 @@ def test_full_graph_reproduces_hf_logits(family, root):
     ids = token_ids(family)
     arch = Arch.of(family.original_model)
     root = root % len(ids)
-    out = masked_logits(arch, ids, full_ranks(arch.n_layers, arch.n_heads, root + 1), torch.tensor([0]), torch.tensor([1]))
+    ranks = full_ranks(arch.n_layers, arch.n_heads, root + 1, arch.parallel)
+    out = masked_logits(arch, ids, ranks, torch.tensor([0]), torch.tensor([1]))
     assert _tv(out[0], _hf_logits(family, ids)[root]) <= 1e-6
 
 
@@ -83,10 +85,12 @@ def test_in_edges_sum_to_real_states(family):
     final_bias = Arch.of(family.original_model).final_norm.bias
     root_state = cache["ln_final.hook_out"][0] - (0.0 if final_bias is None else final_bias)
     for layer, sums in enumerate(in_edge_sums(family, ids)):
-        real_mid = cache[f"blocks.{layer}.hook_resid_mid"][0]
         real_post = cache[f"blocks.{layer}.hook_resid_post"][0] if layer < n_layers - 1 else root_state
-        assert (sums["attn_node"] - real_mid).abs().max() <= 1e-4
-        assert (sums["mlp_node"] - real_post).abs().max() <= 1e-4
+        assert (sums["out_node"] - real_post).abs().max() <= 1e-4
+        if Arch.of(family.original_model).parallel:  # one node per layer: no resid_mid
+            assert "attn_node" not in sums
+        else:
+            assert (sums["attn_node"] - cache[f"blocks.{layer}.hook_resid_mid"][0]).abs().max() <= 1e-4
 
 
 @pytest.mark.parametrize("weighting", ["l1", "ifr"])
@@ -104,7 +108,7 @@ def test_edge_order_matches_reference(family, root):
     ids = token_ids(family)
     w = edge_weights(family, ids)
     root = root % len(ids)
-    ref_order, _ = reference.stratify_weights(as_dict(w), w.attn.shape[0], w.attn.shape[1], root, [1.0])
+    ref_order, _ = reference.stratify_weights(as_dict(w), w.attn.shape[0], w.attn.shape[1], root, [1.0], w.parallel)
     assert edge_order(expand(w, root)) == [tuple(k) for k in ref_order]
 
 
@@ -132,7 +136,7 @@ def test_removing_one_heavy_attention_edge_changes_output(family):
     ids = token_ids(family)
     arch = Arch.of(family.original_model)
     n_pos = len(ids)
-    ranks = full_ranks(arch.n_layers, arch.n_heads, n_pos)
+    ranks = full_ranks(arch.n_layers, arch.n_heads, n_pos, arch.parallel)
     w = edge_weights(family, ids)
     last = arch.n_layers - 1
     into_root = w.attn[last, :, n_pos - 1, :]  # [H, T]
@@ -155,11 +159,10 @@ def test_strata_nested_exact_and_root_connected(family):
     assert strata.sizes.tolist() == [int(np.floor(s * total)) for s in grid]
     order = edge_order(expand(w, root))
     assert len(order) == total == len(set(order))
-    reached = {("root",)}
-    for kind, layer, target, _head, source in order:  # each edge enters the root or a reached node
-        node = ("root",) if _enters_root(arch, kind, layer) else _target_node(arch, kind, layer, target)
-        assert node in reached, (kind, layer, target, source)
-        reached.add(_source_node(arch, kind, layer, target, source))
+    reached = {(2 * arch.n_layers, root)}
+    for kind, layer, target, _head, source in order:  # each edge enters the root or a node reached before
+        assert _target(arch, kind, layer, target) in reached, (kind, layer, target, source)
+        reached.add(_source(arch, kind, layer, target, source))
     prev: set = set()
     for n in strata.sizes:
         kept = set(order[:n])
@@ -167,16 +170,14 @@ def test_strata_nested_exact_and_root_connected(family):
         prev = kept
 
 
-def _enters_root(arch: Arch, kind: int, layer: int) -> bool:
-    return layer == arch.n_layers - 1 and kind >= 2
+def _target(arch: Arch, kind: int, layer: int, target: int) -> tuple[int, int]:
+    """The node an edge enters: the attention node (kinds 0, 1) or the MLP node; a parallel block's one node."""
+    return (2 * layer + 2 if arch.parallel or kind >= 2 else 2 * layer + 1, target)
 
 
-def _target_node(arch: Arch, kind: int, layer: int, target: int) -> tuple[int, int]:
-    return (2 * layer + 1 if kind <= 1 else 2 * layer + 2, target)
-
-
-def _source_node(arch: Arch, kind: int, layer: int, target: int, source: int) -> tuple[int, int]:
-    return (2 * layer, source) if kind <= 1 else (2 * layer + 1, target)
+def _source(arch: Arch, kind: int, layer: int, target: int, source: int) -> tuple[int, int]:
+    """The node an edge leaves: the layer's input (kinds 0, 1; all kinds in a parallel block) or its attention node."""
+    return (2 * layer if arch.parallel or kind <= 1 else 2 * layer + 1, source if kind == 0 else target)
 
 
 def test_trace_matches_reference(family):
@@ -185,6 +186,7 @@ def test_trace_matches_reference(family):
     result = trace(family, TEXT, roots=[root], grid="fast", progress=False)
     ref = reference.trace_root(family, ids.tolist(), root, list(result.grid))
     assert result.n_edges[0].tolist() == list(ref["n_edges"])
+    assert result.total_edges[0] == ref["total_edges"] and result.input_edges[0] == ref["input_edges"]
     np.testing.assert_allclose(result.tv[0], ref["tv"], atol=1e-5)
     with torch.no_grad():
         hf = _hf_logits(family, ids)[root].log_softmax(-1)
@@ -285,3 +287,35 @@ def test_gpt2_empty_graph_outputs_the_final_norms_bias_and_positions_are_bounded
     short = _bridge("gpt2", n_positions=16)
     with pytest.raises(ModelError, match="learned positions for 16 tokens"):
         trace(short, TEXT, roots="last", progress=False)
+
+
+def test_gpt_neox_parallel_blocks_have_one_node_per_layer():
+    bridge = _bridge("gpt_neox")
+    ids = token_ids(bridge)
+    arch = Arch.of(bridge.original_model)
+    assert arch.parallel and arch._rotary["default"][0].shape == (2,)  # a quarter of 16 dims rotates
+    w = edge_weights(bridge, ids)
+    assert w.parallel and (w.res_mlp == 0).all()
+    node = w.attn.sum(axis=(1, 3)) + w.res_attn + w.mlp  # [L, T]: attention, residual and MLP share one node
+    assert np.allclose(node, 1.0, atol=1e-5)
+    root = len(ids) - 1
+    strata = stratify(w, root, np.array([0.01, 0.1, 1.0]), arch.n_layers, arch.n_heads)
+    assert strata.ranks.total_edges == reference.edge_count(arch.n_layers, arch.n_heads, root + 1, parallel=True)
+    assert (strata.ranks.res_mlp == -1).all()
+    kept = composition(strata)
+    assert kept.component_edges[-1].sum() == strata.ranks.total_edges  # the full graph, counted by component
+    with pytest.raises(TraceInputError, match="parallel blocks"):  # ranks of the sequential graph are refused
+        masked_logits(arch, ids, full_ranks(arch.n_layers, arch.n_heads, len(ids)), torch.tensor([0]), torch.tensor([1]))
+
+
+def test_gpt_neox_without_parallel_residual_is_sequential():
+    bridge = _bridge("gpt_neox", use_parallel_residual=False)
+    ids = token_ids(bridge)
+    arch = Arch.of(bridge.original_model)
+    assert not arch.parallel
+    full = masked_logits(arch, ids, full_ranks(arch.n_layers, arch.n_heads, len(ids)), torch.tensor([0]), torch.tensor([1]))[0]
+    assert _tv(full, _hf_logits(bridge, ids)[-1]) <= 1e-6
+    ranks, n_edges = random_ranks(arch, len(ids), np.random.default_rng(0))
+    fast = masked_logits(arch, ids, ranks, torch.tensor([0]), torch.tensor([n_edges // 3]))[0]
+    ref = reference.masked_logits(bridge, ids.tolist(), len(ids) - 1, kept_set(ranks, n_edges // 3))
+    assert _tv(fast, ref) <= 1e-5

@@ -23,7 +23,7 @@ def test_in_edges_sum_to_real_residual_states(tiny):
     mid, post = _real_states(tiny, ids)
     for layer, sums in enumerate(in_edge_sums(tiny, ids)):
         assert (sums["attn_node"] - mid[layer]).abs().max() <= 1e-4
-        assert (sums["mlp_node"] - post[layer]).abs().max() <= 1e-4
+        assert (sums["out_node"] - post[layer]).abs().max() <= 1e-4
 
 
 @pytest.mark.real
@@ -33,7 +33,7 @@ def test_in_edges_sum_to_real_residual_states_smollm2(smollm2):
     ids = token_ids(smollm2)
     mid, post = _real_states(smollm2, ids)
     for layer, sums in enumerate(in_edge_sums(smollm2, ids)):
-        for got, real in ((sums["attn_node"], mid[layer]), (sums["mlp_node"], post[layer])):
+        for got, real in ((sums["attn_node"], mid[layer]), (sums["out_node"], post[layer])):
             assert (got - real).abs().max() <= 1e-4 * max(1.0, real.abs().max().item())
 
 

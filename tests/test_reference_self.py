@@ -24,6 +24,7 @@ FAMILIES = (
     "olmo2",
     "gemma2",
     "gpt2",
+    "gpt_neox",
 )  # tiny_model types ("llama": tiny-llama's weights)
 # Long enough (> 8 tokens, the tiny Gemma sliding window) for the window to matter.
 TEXT = "A small lamp on the desk lit the map of the harbour."
@@ -48,8 +49,14 @@ def _hf(bridge, ids):
 
 
 def _dims(bridge):
+    """Layers, heads, and whether blocks are parallel (one node per layer: no slots 2l+1)."""
     cfg = bridge.original_model.config
-    return cfg.num_hidden_layers, cfg.num_attention_heads
+    return cfg.num_hidden_layers, cfg.num_attention_heads, bool(getattr(cfg, "use_parallel_residual", False))
+
+
+def _slots(L: int, par: bool) -> range:
+    """The non-embedding node slots g of the graph."""
+    return range(2, 2 * L + 1, 2) if par else range(1, 2 * L + 1)
 
 
 # ---------------------------------------------------------------------------- unmasked forward
@@ -60,7 +67,7 @@ def test_unmasked_forward_matches_hf(tiny):
     out = _hf(bridge, ids)
     C = R.forward(bridge, ids)
     assert (C["logits"] - out.logits[0].double()).abs().max() < 1e-4
-    L, _ = _dims(bridge)
+    L, _, _ = _dims(bridge)
     for l in range(L):  # residual stream before every layer
         assert (C["x"][l] - out.hidden_states[l][0].double()).abs().max() < 1e-4
     assert (C["normed_final"] - out.hidden_states[L][0].double()).abs().max() < 1e-4
@@ -131,17 +138,36 @@ def test_edge_count_formula(L, H, T):
     assert G.number_of_nodes() == T + 2 * L * T - 2 * (T - 1)
 
 
+@pytest.mark.parametrize("L,H,T", [(1, 1, 1), (1, 2, 3), (2, 3, 4), (3, 2, 6)])
+def test_edge_count_formula_parallel(L, H, T):
+    """Parallel blocks: one node per layer with H(t+1) attention, a residual and an MLP in-edge."""
+
+    def in_edges(g, t):
+        return [] if g == 0 else [(g - 2, s) for _h in range(H) for s in range(t + 1)] + [(g - 2, t), (g - 2, t)]
+
+    seen, stack, count = {(2 * L, T - 1)}, [(2 * L, T - 1)], 0
+    while stack:
+        for src in in_edges(*stack.pop()):
+            count += 1
+            if src not in seen:
+                seen.add(src)
+                stack.append(src)
+    assert count == R.edge_count(L, H, T, parallel=True)
+    G = R.build_graph(R._AnyWeight(), L, H, T - 1, parallel=True)
+    assert G.number_of_edges() == count and G.number_of_nodes() == T + L * T - (T - 1)
+
+
 def test_decomposition_sums_back(tiny):
     bridge, ids = tiny
     out = _hf(bridge, ids)
-    L, H = _dims(bridge)
+    L, H, par = _dims(bridge)
     T = len(ids)
     C = R.forward(bridge, ids)
     ev = R.edge_vectors(bridge, ids)
     beta = R._Params(bridge).final_norm_b
-    assert set(ev) == {(g, t) for g in range(1, 2 * L + 1) for t in range(T)}
+    assert set(ev) == {(g, t) for g in _slots(L, par) for t in range(T)}
     for (g, t), (keys, vecs, state) in ev.items():
-        assert keys == [k for k, _ in R._in_edges(g, t, H)]
+        assert keys == [k for k, _ in R._in_edges(g, t, H, par)]
         assert vecs.shape == (len(keys), C["x"][0].shape[1])
         assert (vecs.sum(0) - state).abs().max() < 1e-4, (g, t)
         # the node state is the real residual state
@@ -157,12 +183,12 @@ def test_decomposition_sums_back(tiny):
 @pytest.mark.parametrize("weighting", ["l1", "ifr"])
 def test_weights_normalised_per_node(tiny, weighting):
     bridge, ids = tiny
-    L, H = _dims(bridge)
+    L, H, par = _dims(bridge)
     w = R.edge_weights(bridge, ids, weighting)
-    assert len(w) == sum(len(R._in_edges(g, t, H)) for g in range(1, 2 * L + 1) for t in range(len(ids)))
-    for g in range(1, 2 * L + 1):
+    assert len(w) == sum(len(R._in_edges(g, t, H, par)) for g in _slots(L, par) for t in range(len(ids)))
+    for g in _slots(L, par):
         for t in range(len(ids)):
-            vals = [w[k] for k, _ in R._in_edges(g, t, H)]
+            vals = [w[k] for k, _ in R._in_edges(g, t, H, par)]
             assert min(vals) >= 0
             assert math.isclose(sum(vals), 1.0, abs_tol=1e-9)
 
@@ -186,24 +212,24 @@ def _naive_order(G, out):
 
 def test_strata_nested_exact_connected(tiny):
     bridge, ids = tiny
-    L, H = _dims(bridge)
+    L, H, par = _dims(bridge)
     weights = R.edge_weights(bridge, ids, "l1")
     root = 6
     sizes = [0.001, 0.01, 0.05, 0.1, 0.3, 0.5, 1.0]
-    order, n_edges = R.stratify_weights(weights, L, H, root, sizes)
-    total = R.edge_count(L, H, root + 1)
+    order, n_edges = R.stratify_weights(weights, L, H, root, sizes, par)
+    total = R.edge_count(L, H, root + 1, par)
     assert n_edges == [math.floor(s * total) for s in sizes]
     assert n_edges[0] == 0 and n_edges[-1] == total  # an empty stratum and the full graph
     assert len(order) == total and len(set(order)) == total
-    G = R.build_graph(weights, L, H, root)
+    G = R.build_graph(weights, L, H, root, par)
     assert set(order) == {k for _s, _d, k in G.edges(keys=True)}
     out = (2 * L, root)
     assert order == _naive_order(G, out)
     # weights restricted to the prefix graph's own edges give the same order; missing ones are an error
     own = {k: weights[k] for k in order}
-    assert R.stratify_weights(own, L, H, root, sizes) == (order, n_edges)
+    assert R.stratify_weights(own, L, H, root, sizes, par) == (order, n_edges)
     with pytest.raises(KeyError):
-        R.stratify_weights({k: own[k] for k in order[1:]}, L, H, root, sizes)
+        R.stratify_weights({k: own[k] for k in order[1:]}, L, H, root, sizes, par)
     # connected to the root: every edge's target is the output or the source of an earlier edge
     src_of = {k: s for s, _d, k in G.edges(keys=True)}
     dst_of = {k: d for _s, d, k in G.edges(keys=True)}
@@ -227,11 +253,11 @@ def test_strata_nested_exact_connected(tiny):
 
 def test_masked_full_graph_reproduces_hf(tiny):
     bridge, ids = tiny
-    L, H = _dims(bridge)
+    L, H, par = _dims(bridge)
     out = _hf(bridge, ids)
     root = len(ids) - 2
     weights = R.edge_weights(bridge, ids)
-    full_set = {k for _s, _d, k in R.build_graph(weights, L, H, root).edges(keys=True)}
+    full_set = {k for _s, _d, k in R.build_graph(weights, L, H, root, par).edges(keys=True)}
     ref = out.logits[0, root].double()
     for norms in ("live", "frozen"):
         assert (R.masked_logits(bridge, ids, root, None, norms) - ref).abs().max() < 1e-4
@@ -246,10 +272,10 @@ def test_masked_full_graph_reproduces_hf(tiny):
 
 def test_removing_heaviest_last_layer_attention_edge_changes_logits(tiny):
     bridge, ids = tiny
-    L, H = _dims(bridge)
+    L, H, par = _dims(bridge)
     root = len(ids) - 1
     weights = R.edge_weights(bridge, ids)
-    full_set = {k for _s, _d, k in R.build_graph(weights, L, H, root).edges(keys=True)}
+    full_set = {k for _s, _d, k in R.build_graph(weights, L, H, root, par).edges(keys=True)}
     into_root = [k for k in full_set if k[0] == 0 and k[1] == L - 1 and k[2] == root]
     heaviest = max(into_root, key=lambda k: (weights[k], [-x for x in k]))
     full = R.masked_logits(bridge, ids, root, full_set)
@@ -261,9 +287,9 @@ def test_frozen_differs_from_live_on_post_norm_models_only():
     for name in FAMILIES:
         bridge = _load(name)
         ids = hf_tokenizer(bridge)(TEXT)["input_ids"][:12]
-        L, H = _dims(bridge)
+        L, H, par = _dims(bridge)
         weights = R.edge_weights(bridge, ids)
-        order, (n,) = R.stratify_weights(weights, L, H, len(ids) - 1, [0.2])
+        order, (n,) = R.stratify_weights(weights, L, H, len(ids) - 1, [0.2], par)
         kept = set(order[:n])
         live = R.masked_logits(bridge, ids, len(ids) - 1, kept, "live")
         frozen = R.masked_logits(bridge, ids, len(ids) - 1, kept, "frozen")
@@ -276,11 +302,11 @@ def test_frozen_differs_from_live_on_post_norm_models_only():
 
 def test_trace_root_shapes_and_full_graph(tiny):
     bridge, ids = tiny
-    L, H = _dims(bridge)
+    L, H, par = _dims(bridge)
     root = len(ids) - 1
     sizes = [1e-3, 0.01, 0.1, 0.5, 1.0]
     res = R.trace_root(bridge, ids, root, sizes)
-    total = R.edge_count(L, H, root + 1)
+    total = R.edge_count(L, H, root + 1, par)
     assert res["total_edges"] == total
     assert res["n_edges"] == [math.floor(s * total) for s in sizes]
     assert len(res["order"]) == total

@@ -51,7 +51,8 @@ def as_dict(w: EdgeWeights) -> dict[tuple, float]:
                     out[(0, l, t, h, s)] = float(w.attn[l, h, t, s])
             out[(1, l, t, 0, t)] = float(w.res_attn[l, t])
             out[(2, l, t, 0, t)] = float(w.mlp[l, t])
-            out[(3, l, t, 0, t)] = float(w.res_mlp[l, t])
+            if not w.parallel:  # parallel blocks have no residual-MLP edge
+                out[(3, l, t, 0, t)] = float(w.res_mlp[l, t])
     return out
 
 
@@ -76,14 +77,17 @@ def test_edge_order_matches_reference_on_same_weights(tiny, root):
 
 def random_ranks(arch: Arch, n_pos: int, rng: np.random.Generator) -> tuple[RankBatch, int]:
     """Every edge of a root's graph (and some beyond it) gets a random rank: 'keep rank < n' is a
-    random edge subset. Returns the ranks and how many were handed out."""
+    random edge subset. Returns the ranks and how many were handed out (parallel blocks have no
+    residual-MLP edges: theirs are never kept)."""
     n_edges = arch.n_layers * (arch.n_heads * n_pos * n_pos + 3 * n_pos)
     perm = torch.from_numpy(rng.permutation(n_edges).astype(np.int32))
     a = arch.n_layers * arch.n_heads * n_pos * n_pos
     attn = perm[:a].view(1, arch.n_layers, arch.n_heads, n_pos, n_pos).clone()
     attn[..., torch.ones(n_pos, n_pos).triu(1).bool()] = -1  # no edges from later sources
-    rest = perm[a:].view(3, 1, arch.n_layers, n_pos)
-    return RankBatch(attn, rest[0].clone(), rest[1].clone(), rest[2].clone(), torch.tensor([n_pos - 1])), n_edges
+    rest = perm[a:].view(3, 1, arch.n_layers, n_pos).clone()
+    if arch.parallel:
+        rest[2] = -1
+    return RankBatch(attn, rest[0], rest[1], rest[2], torch.tensor([n_pos - 1])), n_edges
 
 
 def kept_set(ranks: RankBatch, n: int) -> set[tuple]:
