@@ -1,10 +1,12 @@
 """Slider response of the exported explorer HTML in headless Chromium.
 
 Builds the 128-token × 27-strata explorer on SmolLM2-135M's shape (30 layers × 9 heads) from the
-synthetic factory in tests/widget_data.py, writes it with ``to_html``, opens it from disk and times
-100 slider ``input`` events with performance.now(). Each event redraws the curve marker, the whole
-layer × head grid (300 cells + 30 bars) and the readout; "with layout" also forces style/layout after
-each event (what the next frame would pay). Target: < 16 ms per move.
+synthetic factory in tests/helpers.py, with the prediction preview's top-5 and all three baselines,
+writes it with ``to_html``, opens it from disk and times 100 slider ``input`` events with
+performance.now(). Each event redraws the curve marker, the readout (with the baselines' values),
+the preview (the subgraph's top-5 beside the full model's) and the whole layer × head grid (300
+cells + 30 bars); "with layout" also forces style/layout after each event (what the next frame
+would pay). Target: < 16 ms per move.
 
     python benchmarks/bench_widget_slider.py [--moves 100] [--html out.html]
 """
@@ -28,6 +30,7 @@ async (moves) => {
   const input = document.querySelector('input.dnb-range');
   const K = Number(input.max) + 1;
   const cells = document.querySelectorAll('.dnb-cell');
+  const rows = document.querySelectorAll('.dnb-pv-row');
   const run = (forceLayout) => {
     const times = [];
     for (let i = 0; i < moves; i++) {
@@ -35,7 +38,7 @@ async (moves) => {
       const t0 = performance.now();
       input.value = String(k);
       input.dispatchEvent(new Event('input', { bubbles: true }));
-      if (forceLayout) { document.body.offsetHeight; getComputedStyle(cells[cells.length - 1]).backgroundColor; }
+      if (forceLayout) { document.body.offsetHeight; getComputedStyle(cells[cells.length - 1]).backgroundColor; getComputedStyle(rows[rows.length - 1]).display; }
       times.push(performance.now() - t0);
     }
     return times;
@@ -66,7 +69,8 @@ async (moves) => {
     };
     requestAnimationFrame(step);
   });
-  return { sync, layout, frames, idle, cells: cells.length, K,
+  return { sync, layout, frames, idle, cells: cells.length, rows: rows.length, K,
+           baselines: document.querySelectorAll('.dnb-curve-base').length,
            readout: document.querySelector('.dnb-readout').textContent };
 }
 """
@@ -79,11 +83,15 @@ def main() -> None:
     args = ap.parse_args()
 
     from playwright.sync_api import sync_playwright
-    from widget_data import smollm2_sized
 
     from density_nb.widgets import DensityExplorer
+    from helpers import smollm2_sized, with_measures
 
-    widget = DensityExplorer(smollm2_sized())
+    class Tokenizer:  # names the top-5 tokens, as a model's tokenizer would
+        def decode(self, ids: list[int]) -> str:
+            return f" token{ids[0]}"
+
+    widget = DensityExplorer(with_measures(smollm2_sized()), tokenizer=Tokenizer())
     out = args.html or Path(tempfile.mkdtemp()) / "bench_explorer.html"
     widget.to_html(out)
     print(f"state {widget.state_nbytes() / 1e6:.3f} MB (live widget), HTML {out.stat().st_size / 1e6:.3f} MB: {out}")
@@ -103,7 +111,10 @@ def main() -> None:
             f"p95 {xs[int(0.95 * (len(xs) - 1))]:6.2f}   max {xs[-1]:6.2f}"
         )
 
-    print(f"page ready after {load_ms:.0f} ms; {res['cells']} grid cells, {res['K']} strata, {args.moves} moves")
+    print(
+        f"page ready after {load_ms:.0f} ms; {res['cells']} grid cells, {res['rows']} preview rows, "
+        f"{res['baselines']} baseline curves, {res['K']} strata, {args.moves} moves"
+    )
     print(line("input → redraw (sync JS)", res["sync"]))
     print(line("input → redraw + layout", res["layout"]))
     print(line("frame interval, moving (rAF)", res["frames"]))

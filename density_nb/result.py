@@ -397,15 +397,16 @@ class DensityResult:
         return sub
 
     # ---- views ---------------------------------------------------------------------------------
-    def widget(self) -> Any:
-        """The linked explorer (token strip, s-slider with TV/KL curve, layer × head grid)."""
+    def widget(self, tokenizer: Any = None) -> Any:
+        """The linked explorer (token strip, s-slider with TV/KL curve and baselines, what the subgraph
+        predicts, layer × head grid); ``tokenizer`` (or the loaded model) names the predicted tokens."""
         from density_nb.widgets import DensityExplorer
 
-        return DensityExplorer(self)
+        return DensityExplorer(self, tokenizer=tokenizer)
 
-    def to_html(self, path: str | os.PathLike[str]) -> Path:
+    def to_html(self, path: str | os.PathLike[str], tokenizer: Any = None) -> Path:
         """A standalone HTML file with the explorer that works offline from disk."""
-        return self.widget().to_html(path)
+        return self.widget(tokenizer).to_html(path)
 
     def __repr__(self) -> str:
         return (

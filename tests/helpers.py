@@ -183,3 +183,49 @@ def make_result(
 def smollm2_sized(seed: int = 0) -> DensityResult:
     """128 tokens × 27 strata on SmolLM2-135M's shape (30 layers × 9 heads)."""
     return make_result(n_tokens=128, n_strata=27, n_layers=30, n_heads=9, seed=seed)
+
+
+def with_measures(result: DensityResult, k: int = 5, seed: int = 0) -> DensityResult:
+    """A copy of a synthetic result with the newer measures: where each root first reaches the input
+    (strata below output the uniform distribution: flat TV, tokens 0..k-1), top-k per stratum and
+    of the full model (the text's next token among them for most roots), and all three baselines."""
+    import dataclasses
+
+    rng = np.random.default_rng(seed)
+    r_count, k_count = result.tv.shape
+    vocab = 1000
+    input_edges = np.maximum(1, np.round(result.total_edges * 10 ** rng.uniform(-3.5, -2.0, r_count))).astype(np.int64)
+    plateau = result.n_edges < input_edges[:, None]  # [R, K]
+    tv_empty = rng.uniform(0.4, 0.95, r_count)
+    tv = np.where(plateau, tv_empty[:, None], result.tv)
+    full = np.stack([rng.choice(vocab, k, replace=False) for _ in range(r_count)])  # [R, k]
+    full[:, 0] = result.top_token_full
+    has_next = result.next_token >= 0
+    pick = has_next & (rng.uniform(size=r_count) < 0.7) & (k > 1)
+    full[pick, min(1, k - 1)] = result.next_token[pick]
+    probs_full = np.sort(rng.dirichlet(np.ones(k + 1), r_count)[:, :k], axis=1)[:, ::-1]
+    sub = np.where(rng.uniform(size=(r_count, k_count, k)) < 0.5, full[:, None, :], rng.integers(0, vocab, (r_count, k_count, k)))
+    sub[plateau] = np.arange(k)
+    probs = np.sort(rng.dirichlet(np.ones(k + 1), (r_count, k_count))[..., :k], axis=-1)[..., ::-1]
+    probs[plateau] = 1.0 / vocab
+    log_s = np.log10(result.grid)
+    residual = np.clip(tv * 0.9 + 0.05 * (log_s[None, :] < -1), 0, 1)
+    residual[:, -1] = 0.0
+    inverse = np.clip(1 - tv, 0, 1) * 0.8
+    inverse[:, 0] = 0.0
+    return dataclasses.replace(
+        result,
+        tv=tv,
+        input_edges=input_edges,
+        tv_empty=tv_empty,
+        topk_token=sub.astype(np.int64),
+        topk_prob=probs,
+        topk_token_full=full.astype(np.int64),
+        topk_prob_full=probs_full,
+        tv_random_residual=residual,
+        kl_random_residual=-np.log1p(-0.995 * residual),
+        top1_random_residual=residual < 0.3,
+        tv_inverse=inverse,
+        kl_inverse=-np.log1p(-0.995 * inverse),
+        top1_inverse=inverse < 0.3,
+    )

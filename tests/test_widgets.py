@@ -1,4 +1,5 @@
-"""State-level tests for the anywidget views (no browser): shapes, ranges, linking, size budget, export."""
+"""State-level tests for the anywidget views (no browser): shapes, ranges, linking, the share code,
+the prediction preview's data, size budget, export."""
 
 from __future__ import annotations
 
@@ -11,9 +12,16 @@ import numpy as np
 import pytest
 import traitlets
 
-from density_nb.widgets import DensityExplorer, HeadGrid, SubgraphSlider, TokenStrip, link
-from density_nb.widgets._data import decode_shares, sig4
-from helpers import EVIL_TOKENS, make_result, smollm2_sized
+from density_nb.widgets import (
+    DensityExplorer,
+    HeadGrid,
+    PredictionPreview,
+    SubgraphSlider,
+    TokenStrip,
+    link,
+)
+from density_nb.widgets._data import decode_shares, encode_shares, share_floor, sig4
+from helpers import EVIL_TOKENS, make_result, smollm2_sized, with_measures
 
 WIDGET_DIR = Path(__file__).resolve().parents[1] / "density_nb" / "widgets"
 
@@ -34,15 +42,19 @@ def test_explorer_state_shapes(result):
     assert d["n_layers"] == 3 and d["n_heads"] == 4
     for key in ("density", "s_top1", "entropy", "top_token", "top_prob", "total_edges"):
         assert len(d[key]) == r_count, key
-    for key in ("tv", "kl", "n_edges", "tv_random", "kl_random"):
+    for key in ("tv", "kl", "n_edges"):
         assert np.asarray(d[key]).shape == (r_count, k_count), key
+    assert list(d["baselines"]) == ["random"] and d["baselines"]["random"]["label"] == "random"
+    for key in ("tv", "kl"):
+        np.testing.assert_allclose(np.asarray(d["baselines"]["random"][key], dtype=float), getattr(result, f"{key}_random"), rtol=5e-4)
     assert all(len(b) == k_count and set(b) <= {"0", "1"} for b in d["top1"])
     assert d["top1"] == ["".join("1" if x else "0" for x in row) for row in result.top1]
-    shares = decode_shares(w.shares, r_count, k_count, 3, 4)
-    assert shares.dtype == np.uint8 and shares.max() <= 100
-    np.testing.assert_allclose(shares[..., :4], np.rint(result.head_share * 100), atol=0)
-    np.testing.assert_allclose(shares[..., 4], np.rint(result.mlp_share * 100), atol=0)
-    assert (shares[:, -1] == 100).all()  # the full graph includes everything
+    codes = np.frombuffer(w.shares, dtype=np.uint8).reshape(r_count, k_count, 3, 4 + 1)
+    shares = decode_shares(codes, d["share_floor"])
+    half_step = 10 ** (-np.log10(d["share_floor"]) / 253 / 2) - 1 + 1e-9  # the code's precision, from its floor
+    np.testing.assert_allclose(shares[..., :4], result.head_share, rtol=half_step)
+    np.testing.assert_allclose(shares[..., 4], result.mlp_share, rtol=half_step)
+    assert (codes[:, -1] == 255).all()  # the full graph includes everything, exactly
     # ranges
     assert all(0 <= x <= 1 for x in d["density"])
     assert all(0 <= x <= 1 for row in d["tv"] for x in row)
@@ -94,9 +106,76 @@ def test_selection_validation(result):
 def test_roots_subset_and_no_random_baseline():
     res = make_result(n_tokens=12, n_strata=6, random_baseline=False, seed=3)
     w = DensityExplorer(res)
-    assert "tv_random" not in w.data and "kl_random" not in w.data
+    assert w.data["baselines"] == {} and "topk" not in w.data and "input_edges" not in w.data
     with pytest.raises(traitlets.TraitError):
         DensityExplorer(res, root=99)
+
+
+def test_share_code_keeps_small_shares():
+    """Whole percents made every share below 0.5 % blank; the log code keeps 2 significant digits down
+    to the floor, and 0 and 1 exactly."""
+    x = np.array([0.0, 1.0, 1.2e-4, 3.3e-4, 0.0049, 0.012, 0.5, 0.97, 0.999])
+    floor = 1e-4
+    codes = encode_shares(x, floor)
+    back = decode_shares(codes, floor)
+    assert codes[0] == 0 and codes[1] == 255 and back[0] == 0 and back[1] == 1
+    assert (codes[2:] > 0).all() and (codes[2:] < 255).all()  # nonzero never reads as none, below 1 never as all
+    np.testing.assert_allclose(back[2:], x[2:], rtol=0.019)  # half a step of 4 decades / 253
+    dense = np.logspace(-4, 0, 5000, endpoint=False)
+    assert (np.diff(encode_shares(dense, floor).astype(int)) >= 0).all()  # monotone
+    res = make_result(n_tokens=6, n_strata=5, seed=2)
+    assert share_floor(res) <= min(res.head_share[res.head_share > 0].min(), res.mlp_share[res.mlp_share > 0].min())
+
+
+class _Tokenizer:
+    """A stand-in for a Hugging Face tokenizer: hostile text for every id."""
+
+    def decode(self, ids: list[int]) -> str:
+        return f"<b>{ids[0]}</b>"
+
+
+def test_preview_data_topk_plateau_and_next():
+    res = with_measures(make_result(n_tokens=16, n_strata=10, n_layers=2, n_heads=2, seed=4), k=5)
+    d = PredictionPreview(res, tokenizer=_Tokenizer()).data
+    tk = d["topk"]
+    assert tk["k"] == 5 and d["input_edges"] == res.input_edges.tolist()
+    vocab = dict(zip(tk["vocab_id"], tk["vocab"]))
+    plateau = res.n_edges < res.input_edges[:, None]
+    assert plateau.any() and (~plateau).any()
+    for r in range(len(res.roots)):
+        assert [tk["vocab_id"][i] for i in tk["full"][r]] == res.topk_token_full[r].tolist()
+        np.testing.assert_allclose(tk["full_p"][r], res.topk_prob_full[r], rtol=5e-3)
+        nxt = res.next_token[r]
+        assert tk["next"][r] == (-1 if nxt < 0 else tk["vocab_id"].index(nxt))
+        for k in range(len(res.grid)):
+            if plateau[r, k]:  # no path from the input: no tokens are sent, the view says so
+                assert tk["sub"][r][k] == [] and tk["sub_p"][r][k] == []
+            else:
+                assert [tk["vocab_id"][i] for i in tk["sub"][r][k]] == res.topk_token[r, k].tolist()
+    assert all(vocab[t] == f"<b>{t}</b>" for t in vocab)  # decoded by the tokenizer, kept literal
+    # without a tokenizer: what the result holds (its own token pieces, the full top-1 text), else None
+    bare = PredictionPreview(res).data["topk"]
+    known: dict[int, str] = {}
+    for token, text in [*zip(res.token_ids.tolist(), res.tokens), *zip(res.top_token_full.tolist(), res.top_text_full)]:
+        known.setdefault(token, text)  # the text's own pieces first
+    for token, text in zip(bare["vocab_id"], bare["vocab"]):
+        assert text == known.get(token)
+    # the three baselines, named for the legend
+    assert {k: v["label"] for k, v in DensityExplorer(res).data["baselines"].items()} == {
+        "random": "random",
+        "random_residual": "published random",
+        "inverse": "inverse",
+    }
+
+
+def test_scale():
+    res = make_result(n_tokens=8, n_strata=5, seed=5)
+    w = DensityExplorer(res)
+    assert w.scale == "log"
+    w.scale = "LINEAR"
+    assert w.scale == "linear"
+    with pytest.raises(traitlets.TraitError):
+        w.scale = "sqrt"
 
 
 def test_link_separate_widgets(result):
@@ -118,7 +197,8 @@ def test_result_widget_and_to_html(result, tmp_path):
 
 
 def test_size_budget_smollm2_shape(tmp_path):
-    res = smollm2_sized()
+    """128 tokens on the paper grid with the preview's top-k and three baselines."""
+    res = with_measures(smollm2_sized())
     assert res.head_share.shape == (128, 27, 30, 9)
     w = DensityExplorer(res)
     n = w.state_nbytes()
@@ -146,6 +226,14 @@ def test_export_is_self_contained_and_escaped(tmp_path):
     assert entry["state"]["data"]["tokens"] == EVIL_TOKENS
     assert entry["state"]["_esm"].startswith("// density_nb widgets")
     assert [b["path"] for b in entry["buffers"]] == [["shares"]]
+
+
+def test_preview_export_is_escaped(tmp_path):
+    a = make_result(tokens=EVIL_TOKENS, n_strata=4, n_layers=2, n_heads=2, seed=1)
+    text = DensityExplorer(with_measures(a), tokenizer=_Tokenizer()).to_html(tmp_path / "w.html").read_text(encoding="utf-8")
+    assert text.lower().count("</script") == 2 and "<img" not in text and "<b>" not in text
+    payload = re.search(r'<script type="application/json" id="dnb-state">(.*?)</script>', text, re.S).group(1)
+    assert json.loads(payload)  # the escaped JSON reads back
 
 
 def test_widget_modules_import_no_torch():

@@ -1,10 +1,18 @@
-"""Jupyter widgets (anywidget) for density results: token strip, s-slider, head grid, and the linked explorer.
+"""Jupyter widgets (anywidget) for density results: token strip, s-slider with baselines, prediction
+preview, head grid and the linked explorer.
 
-Imports numpy, traitlets and anywidget only (no torch). Every view is drawn by one plain ESM module,
-``static/density.js``, from compact data sent once; the explorer links its parts in the browser, so
-it also works in the standalone HTML that ``to_html`` writes.
+Imports numpy, traitlets and anywidget only (no torch). Every view is drawn by one plain ESM
+module, ``static/density.js``, from compact data sent once; the views link their parts in the
+browser, so they also work in the standalone HTML that ``to_html`` writes.
 """
 
-from density_nb.widgets._widgets import DensityExplorer, HeadGrid, SubgraphSlider, TokenStrip, link
+from density_nb.widgets._widgets import DensityExplorer, HeadGrid, PredictionPreview, SubgraphSlider, TokenStrip, link
 
-__all__ = ["DensityExplorer", "HeadGrid", "SubgraphSlider", "TokenStrip", "link"]
+__all__ = [
+    "DensityExplorer",
+    "HeadGrid",
+    "PredictionPreview",
+    "SubgraphSlider",
+    "TokenStrip",
+    "link",
+]

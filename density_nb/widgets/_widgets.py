@@ -14,39 +14,75 @@ import anywidget
 import numpy as np
 import traitlets
 
-from density_nb.widgets._data import compact_data, share_bytes
+from density_nb.widgets._data import compact_data, share_codes
 
 STATIC = Path(__file__).parent / "static"
-VIEWS = ("explorer", "strip", "slider", "grid")
 
 
-class _DensityWidget(anywidget.AnyWidget):
-    """Shared base: traits ``data`` (dict), ``shares`` (bytes), and the selection ``root``/``stratum``/``metric``."""
+class _Widget(anywidget.AnyWidget):
+    """Shared base: one ESM (``static/density.js``) draws the view named by ``view`` from ``data``."""
 
     _esm = STATIC / "density.js"
     _css = STATIC / "density.css"
-    _view: str = "explorer"
-    _needs_shares: bool = True
 
     view = traitlets.Unicode("explorer").tag(sync=True)
     data = traitlets.Dict().tag(sync=True)
+
+    def state_nbytes(self) -> int:
+        """Bytes this widget's synced state takes on the wire (JSON part + binary buffers)."""
+        from ipywidgets.widgets.widget import _remove_buffers
+
+        state, _paths, buffers = _remove_buffers(self.get_state())
+        return len(json.dumps(state, separators=(",", ":")).encode()) + sum(memoryview(b).nbytes for b in buffers)
+
+    def to_html(self, path: str | os.PathLike[str], title: str | None = None) -> Path:
+        """Write a standalone HTML file (no network: ESM, CSS and state inline) and return its path."""
+        return write_standalone_html(self, path, title=title)
+
+
+class _DensityWidget(_Widget):
+    """The views of one result: traits ``data`` (dict), ``shares`` (bytes) and the selection
+    ``root``/``stratum``/``metric``/``scale``. ``tokenizer`` (a tokenizer or the loaded model) names
+    the top-k tokens of the prediction preview."""
+
+    _view: str = "explorer"
+    _needs_shares: bool = True
+
     shares = traitlets.Bytes(b"").tag(sync=True)
     root = traitlets.Int(0).tag(sync=True)  # token position of the selected root (a value of result.roots)
     stratum = traitlets.Int(0).tag(sync=True)  # index into result.grid
     metric = traitlets.Unicode("tv").tag(sync=True)  # "tv" or "kl"
+    scale = traitlets.Unicode("log").tag(sync=True)  # head grid colours: "log" or "linear"
 
-    def __init__(self, result: Any, *, root: int | None = None, stratum: int | None = None, metric: str = "tv", **kwargs: Any) -> None:
-        data = compact_data(result)
-        shares = share_bytes(result) if self._needs_shares else b""
-        roots = data["roots"]
+    def __init__(
+        self,
+        result: Any,
+        *,
+        root: int | None = None,
+        stratum: int | None = None,
+        metric: str = "tv",
+        scale: str = "log",
+        tokenizer: Any = None,
+        **kwargs: Any,
+    ) -> None:
+        self._tokenizer = tokenizer
+        state = self._result_state(result, root, stratum)
+        super().__init__(view=self._view, metric=metric, scale=scale, **state, **kwargs)
+        self.result = result
+
+    def _result_state(self, result: Any, root: int | None, stratum: int | None) -> dict[str, Any]:
+        """The synced state that shows ``result`` (selection defaults: median-density root, its s_top1)."""
+        data = compact_data(result, self._tokenizer)
+        shares = b""
+        if self._needs_shares:
+            shares, data["share_floor"] = share_codes(result)
         if root is None:
             root = _default_root(result)
         if stratum is None:
             stratum = _default_stratum(result, root)
-        self._roots = set(roots)
+        self._roots = set(data["roots"])
         self._k = len(data["grid"])
-        super().__init__(data=data, shares=shares, view=self._view, root=int(root), stratum=int(stratum), metric=metric, **kwargs)
-        self.result = result
+        return {"data": data, "shares": shares, "root": int(root), "stratum": int(stratum)}
 
     # ---- validation --------------------------------------------------------------------------
     @traitlets.validate("root")
@@ -72,22 +108,17 @@ class _DensityWidget(anywidget.AnyWidget):
             raise traitlets.TraitError(f"metric must be 'tv' or 'kl', not {proposal['value']!r}.")
         return value
 
+    @traitlets.validate("scale")
+    def _check_scale(self, proposal: Any) -> str:
+        value = str(proposal["value"]).lower()
+        if value not in ("log", "linear"):
+            raise traitlets.TraitError(f"scale must be 'log' or 'linear', not {proposal['value']!r}.")
+        return value
+
     @property
     def s(self) -> float:
         """The nominal size of the current stratum."""
         return float(self.data["grid"][self.stratum])
-
-    # ---- size and export ------------------------------------------------------------------------
-    def state_nbytes(self) -> int:
-        """Bytes this widget's synced state takes on the wire (JSON part + binary buffers)."""
-        from ipywidgets.widgets.widget import _remove_buffers
-
-        state, _paths, buffers = _remove_buffers(self.get_state())
-        return len(json.dumps(state, separators=(",", ":")).encode()) + sum(memoryview(b).nbytes for b in buffers)
-
-    def to_html(self, path: str | os.PathLike[str], title: str | None = None) -> Path:
-        """Write a standalone HTML file (no network: ESM, CSS and state inline) and return its path."""
-        return write_standalone_html(self, path, title=title)
 
 
 def _default_root(result: Any) -> int:
@@ -110,7 +141,7 @@ def _default_stratum(result: Any, root: int) -> int:
 
 
 class DensityExplorer(_DensityWidget):
-    """Token strip + s-slider with TV/KL curve + layer × head grid, linked in the browser."""
+    """Token strip + s-slider with TV/KL curve and baselines + what the subgraph predicts + layer × head grid, linked in the browser."""
 
     _view = "explorer"
 
@@ -123,19 +154,26 @@ class TokenStrip(_DensityWidget):
 
 
 class SubgraphSlider(_DensityWidget):
-    """A range input over the size grid with the TV/KL curve of the selected root."""
+    """A range input over the size grid with the TV/KL curve of the selected root and its baselines."""
 
     _view = "slider"
     _needs_shares = False
 
 
+class PredictionPreview(_DensityWidget):
+    """What the subgraph at the current s predicts (its top-k) beside the full model's, the text's next token marked."""
+
+    _view = "preview"
+    _needs_shares = False
+
+
 class HeadGrid(_DensityWidget):
-    """Layers × heads (+ MLP): share of each component's edges in the subgraph at the current s."""
+    """Layers × heads (+ MLP): share of each component's edges in the subgraph at the current s (log or linear colours)."""
 
     _view = "grid"
 
 
-def link(*widgets: _DensityWidget, names: tuple[str, ...] = ("root", "stratum", "metric")) -> list[traitlets.link]:
+def link(*widgets: _DensityWidget, names: tuple[str, ...] = ("root", "stratum", "metric", "scale")) -> list[traitlets.link]:
     """Link the selection of separate widgets through the kernel (the explorer links in the browser)."""
     links = []
     for a, b in itertools.pairwise(widgets):
@@ -202,7 +240,7 @@ def _script_json(obj: Any) -> str:
     )
 
 
-def write_standalone_html(widget: _DensityWidget, path: str | os.PathLike[str], title: str | None = None) -> Path:
+def write_standalone_html(widget: _Widget, path: str | os.PathLike[str], title: str | None = None) -> Path:
     from ipywidgets.embed import dependency_state, embed_data
 
     state = dependency_state([widget], drop_defaults=False)
@@ -240,7 +278,7 @@ def write_standalone_html(widget: _DensityWidget, path: str | os.PathLike[str], 
 </head>
 <body class="dnb-page">
 <main id="dnb-root" aria-label="{html.escape(title, quote=True)}"></main>
-<noscript>This page needs JavaScript to draw the density explorer.</noscript>
+<noscript>This page needs JavaScript to draw the density views.</noscript>
 <script type="application/json" id="dnb-state">{_script_json(payload)}</script>
 <script type="module">{_BOOTSTRAP}</script>
 </body>

@@ -1,7 +1,9 @@
-// density_nb widgets: token strip, s-slider with TV/KL curve, layer × head grid, and the linked explorer.
+// density_nb widgets: token strip, s-slider with the TV/KL curve and baselines, what the subgraph predicts,
+// layer × head grid and the linked explorer.
 // Plain ESM, no dependencies, no network. Text from the data is only ever set with textContent.
-// Model traits: view ("explorer" | "strip" | "slider" | "grid"), data (dict), shares (bytes,
-// uint8 percent [R, K, L, H + 1], column H = MLP), root (token position), stratum (grid index), metric ("tv" | "kl").
+// Model traits: view ("explorer" | "strip" | "slider" | "preview" | "grid"), data (dict), shares (bytes:
+// log-coded uint8 [R, K, L, H + 1], column H = MLP, see widgets/_data.py), root (token position),
+// stratum (grid index), metric ("tv" | "kl"), scale ("log" | "linear").
 
 const SVG = "http://www.w3.org/2000/svg";
 
@@ -24,8 +26,11 @@ const luminance = (c) => {
   return 0.2126 * l[0] + 0.7152 * l[1] + 0.0722 * l[2];
 };
 const gradientCss = (stops) => `linear-gradient(to right, ${stops.map((c, i) => `${rgb(c)} ${(100 * i / (stops.length - 1)).toFixed(1)}%`).join(", ")})`;
-// 101 precomputed share colours (percent → css) so a slider move only assigns strings.
-const SHARE_BG = Array.from({ length: 101 }, (_, p) => rgb(interp(CIVIDIS, p / 100)));
+/** Background and readable text colour for a density in [0, 1] (null when there is none). */
+function densityColours(dens) {
+  const c = dens === null || dens === undefined ? null : interp(VIRIDIS, dens);
+  return c ? [rgb(c), luminance(c) > 0.22 ? "#111" : "#fff"] : null;
+}
 
 // ---- formatting -------------------------------------------------------------------------------
 const fmt = (x, d = 3) => (x === null || x === undefined || !Number.isFinite(x) ? "–" : Number(x.toPrecision(d)).toString());
@@ -36,6 +41,7 @@ const fmtS = (s) => {
   return `${m}e${Number(e)}`;
 };
 const fmtInt = (n) => (Number.isFinite(n) ? Math.round(n).toLocaleString("en-US") : "–");
+const fmtPct = (v) => { const p = v * 100; return `${p >= 10 ? p.toFixed(0) : Number(p.toPrecision(2))} %`; };
 // A token whose text is "" continues a character split over several tokens (the first shows it).
 const CONTINUATION = "◌";
 // Visible whitespace: "·" for spaces, "→" for tabs, "↵" for newlines (the line break follows the token).
@@ -52,60 +58,38 @@ function h(tag, cls, text) {
   if (text !== undefined) e.textContent = text;
   return e;
 }
-
-/** A colour-bar legend: label, low tick, gradient, high tick (decorative: numbers are in tooltips). */
-function gradientLegend(label, lo, hi, stops) {
-  const legend = h("div", "dnb-legend");
-  legend.setAttribute("aria-hidden", "true");
-  legend.appendChild(h("span", "dnb-legend-label", label));
-  legend.appendChild(h("span", "dnb-legend-tick", lo));
-  const bar = h("span", "dnb-legend-bar");
-  bar.style.backgroundImage = gradientCss(stops);
-  legend.appendChild(bar);
-  legend.appendChild(h("span", "dnb-legend-tick", hi));
-  return legend;
-}
 function s(tag, attrs) {
   const e = document.createElementNS(SVG, tag);
   if (attrs) for (const k in attrs) e.setAttribute(k, attrs[k]);
   return e;
 }
-
-// ---- shared state --------------------------------------------------------------------------------
-function makeContext(model, rootEl) {
-  const d = model.get("data") || {};
-  const tokens = d.tokens || [];
-  const roots = d.roots || [];
-  const grid = d.grid || [];
-  const R = roots.length, K = grid.length, L = d.n_layers || 0, H = d.n_heads || 0;
-  const rootIndex = new Map(roots.map((r, i) => [r, i]));
-  let shares = model.get("shares");
-  if (shares && !(shares instanceof Uint8Array)) {
-    if (shares instanceof DataView) shares = new Uint8Array(shares.buffer, shares.byteOffset, shares.byteLength);
-    else if (shares instanceof ArrayBuffer) shares = new Uint8Array(shares);
-    else if (shares.buffer instanceof ArrayBuffer) shares = new Uint8Array(shares.buffer, shares.byteOffset || 0, shares.byteLength);
-    else shares = null;
-  }
-  if (shares && shares.length !== R * K * L * (H + 1)) shares = null;
+/** A button of ours: plain type, keys stay with the widget, described for screen readers. */
+function button(cls, text, label) {
+  const b = h("button", cls, text);
+  b.type = "button";
+  b.setAttribute("data-lm-suppress-shortcuts", "true");
+  if (label) { b.title = label; b.setAttribute("aria-label", label); }
+  return b;
+}
+/** A colour-bar legend: label, low tick, gradient, high tick (decorative: numbers are in tooltips). */
+function gradientLegend(label, lo, hi, stops) {
+  const legend = h("div", "dnb-legend");
+  legend.setAttribute("aria-hidden", "true");
+  const text = h("span", "dnb-legend-label", label);
+  const tickLo = h("span", "dnb-legend-tick", lo), tickHi = h("span", "dnb-legend-tick", hi);
+  const bar = h("span", "dnb-legend-bar");
+  bar.style.backgroundImage = gradientCss(stops);
+  legend.append(text, tickLo, bar, tickHi);
+  return { legend, text, tickLo, tickHi };
+}
+/** A tooltip inside ``rootEl``, placed under a target element. */
+function makeTip(rootEl) {
   const tip = h("div", "dnb-tip");
   tip.setAttribute("role", "tooltip");
   tip.hidden = true;
-  rootEl.appendChild(tip);
-  const ctx = {
-    model, d, tokens, roots, grid, R, K, L, H, rootIndex, shares, tip,
-    logGrid: grid.map((g) => Math.log10(Math.max(g, 1e-12))),
-    rootIdx() {
-      const i = rootIndex.get(model.get("root"));
-      return i === undefined ? (R ? 0 : -1) : i;
-    },
-    stratum() { return Math.min(Math.max(0, model.get("stratum") | 0), Math.max(0, K - 1)); },
-    metric() { return model.get("metric") === "kl" ? "kl" : "tv"; },
-    select(name, value, save = true) {
-      model.set(name, value);
-      if (save) model.save_changes();
-    },
-    tokenLabel(pos) { return pos >= 0 && pos < tokens.length ? `“${showText(tokens[pos])}”` : "(end of text)"; },
-    showTip(target, lines) {
+  return {
+    el: tip,
+    show(target, lines) {
       tip.replaceChildren();
       lines.forEach((line, i) => tip.appendChild(h("div", i === 0 ? "dnb-tip-head" : "", line)));
       tip.hidden = false;
@@ -117,12 +101,88 @@ function makeContext(model, rootEl) {
       tip.style.left = `${left}px`;
       tip.style.top = `${t.bottom - box.top + 6}px`;
     },
-    hideTip() { tip.hidden = true; },
+    hide() { tip.hidden = true; },
   };
-  return ctx;
+}
+/** Roving focus over the elements ``items`` (arrow keys, Home/End); Enter or Space calls ``choose``. */
+function rovingKeys(container, items, choose) {
+  container.addEventListener("keydown", (e) => {
+    const list = items;
+    const cur = list.indexOf(e.target);
+    if (cur < 0) return;
+    let j = -1;
+    if (e.key === "ArrowRight" || e.key === "ArrowDown") j = Math.min(list.length - 1, cur + 1);
+    else if (e.key === "ArrowLeft" || e.key === "ArrowUp") j = Math.max(0, cur - 1);
+    else if (e.key === "Home") j = 0;
+    else if (e.key === "End") j = list.length - 1;
+    else if (e.key === "Enter" || e.key === " " || e.key === "Spacebar") { e.preventDefault(); choose(e.target); return; }
+    else return;
+    e.preventDefault();
+    list[cur].tabIndex = -1;
+    list[j].tabIndex = 0;
+    list[j].focus();
+  });
+}
+/** Bytes of a binary trait as a Uint8Array (the kernel sends a DataView, the exported page a DataView too). */
+function asBytes(v) {
+  if (!v) return null;
+  if (v instanceof Uint8Array) return v;
+  if (v instanceof DataView) return new Uint8Array(v.buffer, v.byteOffset, v.byteLength);
+  if (v instanceof ArrayBuffer) return new Uint8Array(v);
+  if (v.buffer instanceof ArrayBuffer) return new Uint8Array(v.buffer, v.byteOffset || 0, v.byteLength);
+  return null;
+}
+
+// ---- shared state of the explorer views --------------------------------------------------------------
+function makeContext(model, rootEl) {
+  const d = model.get("data") || {};
+  const tokens = d.tokens || [];
+  const roots = d.roots || [];
+  const grid = d.grid || [];
+  const R = roots.length, K = grid.length, L = d.n_layers || 0, H = d.n_heads || 0;
+  const rootIndex = new Map(roots.map((r, i) => [r, i]));
+  let shares = asBytes(model.get("shares"));
+  if (shares && shares.length !== R * K * L * (H + 1)) shares = null;
+  const tip = makeTip(rootEl);
+  return {
+    model, d, tokens, roots, grid, R, K, L, H, rootIndex, shares, tip,
+    logGrid: grid.map((g) => Math.log10(Math.max(g, 1e-12))),
+    rootIdx() {
+      const i = rootIndex.get(model.get("root"));
+      return i === undefined ? (R ? 0 : -1) : i;
+    },
+    stratum() { return Math.min(Math.max(0, model.get("stratum") | 0), Math.max(0, K - 1)); },
+    metric() { return model.get("metric") === "kl" ? "kl" : "tv"; },
+    /** True when stratum k of root ri has no path from the input (uniform output). */
+    plateau(ri, k) { return d.input_edges ? d.n_edges[ri][k] < d.input_edges[ri] : false; },
+    select(name, value, save = true) {
+      model.set(name, value);
+      if (save) model.save_changes();
+    },
+    tokenLabel(pos) { return pos >= 0 && pos < tokens.length ? `“${showText(tokens[pos])}”` : "(end of text)"; },
+    showTip: tip.show,
+    hideTip: tip.hide,
+  };
 }
 
 // ---- TokenStrip -------------------------------------------------------------------------------------
+/** The spans of one token's text with visible whitespace marks. */
+function fillToken(span, text) {
+  if (!text.length) {
+    span.classList.add("dnb-cont");
+    span.appendChild(h("span", "dnb-ws", CONTINUATION));
+  }
+  for (const part of text.split(/(\s)/)) {
+    if (!part) continue;
+    if (part === " ") span.appendChild(h("span", "dnb-ws", "·"));
+    else if (part === "\t") span.appendChild(h("span", "dnb-ws", "→"));
+    else if (part === "\n") span.appendChild(h("span", "dnb-ws", "↵"));
+    else if (part === "\r") continue;
+    else if (/\s/.test(part)) span.appendChild(h("span", "dnb-ws", "␣"));
+    else span.appendChild(document.createTextNode(part));
+  }
+}
+
 function makeStrip(ctx) {
   const { d, tokens, roots, rootIndex } = ctx;
   const wrap = h("section", "dnb-part dnb-strip-part");
@@ -139,24 +199,11 @@ function makeStrip(ctx) {
     const span = h("span", "dnb-tok");
     span.dataset.pos = String(i);
     const text = tokens[i];
-    if (!text.length) {
-      span.classList.add("dnb-cont");
-      span.appendChild(h("span", "dnb-ws", CONTINUATION));
-    }
-    for (const part of text.split(/(\s)/)) {
-      if (!part) continue;
-      if (part === " ") span.appendChild(h("span", "dnb-ws", "·"));
-      else if (part === "\t") span.appendChild(h("span", "dnb-ws", "→"));
-      else if (part === "\n") span.appendChild(h("span", "dnb-ws", "↵"));
-      else if (part === "\r") continue;
-      else if (/\s/.test(part)) span.appendChild(h("span", "dnb-ws", "␣"));
-      else span.appendChild(document.createTextNode(part));
-    }
+    fillToken(span, text);
     const dens = ri >= 0 ? d.density[ri] : null;
-    if (ri >= 0 && dens !== null && Number.isFinite(dens)) {
-      const c = interp(VIRIDIS, dens);
-      span.style.backgroundColor = rgb(c);
-      span.style.color = luminance(c) > 0.22 ? "#111" : "#fff";
+    const colours = ri >= 0 ? densityColours(dens) : null;
+    if (colours) {
+      [span.style.backgroundColor, span.style.color] = colours;
       span.classList.add("dnb-pred");
       span.setAttribute("role", "option");
       span.setAttribute("aria-selected", "false");
@@ -182,8 +229,8 @@ function makeStrip(ctx) {
   if (lastRi >= 0) {
     after = h("span", "dnb-next", "⋯");
     after.dataset.pos = String(tokens.length);
-    const c = interp(VIRIDIS, d.density[lastRi]);
-    if (c) { after.style.backgroundColor = rgb(c); after.style.color = luminance(c) > 0.22 ? "#111" : "#fff"; }
+    const colours = densityColours(d.density[lastRi]);
+    if (colours) [after.style.backgroundColor, after.style.color] = colours;
     after.setAttribute("role", "option");
     after.setAttribute("aria-selected", "false");
     after.setAttribute("aria-label", `prediction after the text: density ${fmt(d.density[lastRi])}`);
@@ -212,29 +259,15 @@ function makeStrip(ctx) {
   strip.addEventListener("focusin", onOver);
   strip.addEventListener("focusout", onOut);
   strip.addEventListener("click", (e) => { const t = e.target.closest(".dnb-tok, .dnb-next"); if (t) choose(t); });
-  strip.addEventListener("keydown", (e) => {
-    const cur = e.target.closest(".dnb-pred, .dnb-next");
-    if (!cur) return;
-    const i = focusable.indexOf(cur);
-    let j = -1;
-    if (e.key === "ArrowRight" || e.key === "ArrowDown") j = Math.min(focusable.length - 1, i + 1);
-    else if (e.key === "ArrowLeft" || e.key === "ArrowUp") j = Math.max(0, i - 1);
-    else if (e.key === "Home") j = 0;
-    else if (e.key === "End") j = focusable.length - 1;
-    else if (e.key === "Enter" || e.key === " " || e.key === "Spacebar") { e.preventDefault(); choose(cur); return; }
-    else return;
-    e.preventDefault();
-    cur.tabIndex = -1;
-    focusable[j].tabIndex = 0;
-    focusable[j].focus();
-  });
+  rovingKeys(strip, focusable, choose);
 
-  const legend = gradientLegend("density", "0", "1", VIRIDIS);
+  const { legend } = gradientLegend("density", "0", "1", VIRIDIS);
   legend.appendChild(h("span", "dnb-legend-sep", ""));
   legend.appendChild(h("span", "dnb-legend-swatch", "abc"));
   legend.appendChild(h("span", "dnb-legend-label", "no prediction"));
   legend.appendChild(h("span", "dnb-legend-note", "· space  ↵ newline — colour = density of the step predicting the token (hover for numbers)"));
-  const mean = d.density && d.density.length ? d.density.filter(Number.isFinite).reduce((a, b) => a + b, 0) / d.density.filter(Number.isFinite).length : NaN;
+  const finite = (d.density || []).filter(Number.isFinite);
+  const mean = finite.length ? finite.reduce((a, b) => a + b, 0) / finite.length : NaN;
   const head = h("div", "dnb-title", `${d.model || "model"} · ${tokens.length} tokens · ${roots.length} steps · mean density ${fmt(mean)}`);
   wrap.append(head, strip, legend);
 
@@ -254,12 +287,20 @@ function makeStrip(ctx) {
     } else if (focusable.length && !focusable.some((f) => f.tabIndex === 0)) focusable[0].tabIndex = 0;
   }
   if (focusable.length) focusable[0].tabIndex = 0;
-  return { el: wrap, update, strip };
+  return { el: wrap, update, on: ["root"] };
 }
 
 // ---- SubgraphSlider -------------------------------------------------------------------------------
+const BASELINE_HELP = {
+  random: "random connected subgraphs of the same size, grown by the same rules (like for like)",
+  random_residual: "the same random subgraphs with every residual edge kept (the published random baseline)",
+  inverse: "the stratum's attention and MLP edges ablated, everything else kept (the published inverse)",
+};
+
 function makeSlider(ctx) {
-  const { d, roots, grid, K, tokens, logGrid } = ctx;
+  const { d, roots, grid, K, logGrid } = ctx;
+  const baselines = Object.entries(d.baselines || {});
+  const hidden = new Set();  // baselines switched off in the legend
   const wrap = h("section", "dnb-part dnb-slider-part");
   wrap.setAttribute("aria-label", "Subgraph size");
   const title = h("div", "dnb-title");
@@ -269,11 +310,7 @@ function makeSlider(ctx) {
   group.setAttribute("aria-label", "Distance shown in the chart");
   const btn = {};
   for (const [m, label, desc] of [["tv", "TV", "total variation distance"], ["kl", "KL", "KL divergence (full ‖ subgraph)"]]) {
-    const b = h("button", "dnb-btn", label);
-    b.type = "button";
-    b.setAttribute("data-lm-suppress-shortcuts", "true");
-    b.title = desc;
-    b.setAttribute("aria-label", `Show ${desc}`);
+    const b = button("dnb-btn", label, `Show ${desc}`);
     b.addEventListener("click", () => ctx.select("metric", m));
     btn[m] = b;
     group.appendChild(b);
@@ -286,17 +323,18 @@ function makeSlider(ctx) {
   const xmin = K ? Math.min(...logGrid, -0.0001) : -5, xmax = 0;
   const X = (lx) => ml + (xmax === xmin ? 0 : (lx - xmin) / (xmax - xmin)) * pw;
   const svg = s("svg", { viewBox: `0 0 ${W} ${Hh}`, class: "dnb-chart", role: "img" });
+  const gPlateau = s("rect", { class: "dnb-plateau", y: mt, height: ph, x: ml, width: 0 });
   const gBands = s("g", { class: "dnb-bands" });
   const gAxes = s("g", { class: "dnb-axes" });
   const gY = s("g", { class: "dnb-yaxis" });
   const sTop = s("line", { class: "dnb-stop1", y1: mt - 4, y2: mt + ph });
   const sTopLabel = s("text", { class: "dnb-stop1-label", y: mt - 6, "text-anchor": "start" });
-  const pathRand = s("path", { class: "dnb-curve-random" });
+  const basePaths = new Map(baselines.map(([name]) => [name, s("path", { class: `dnb-curve-base dnb-base-${name}` })]));
   const path = s("path", { class: "dnb-curve" });
   const gDots = s("g", { class: "dnb-dots" });
   const marker = s("line", { class: "dnb-marker", y1: mt, y2: mt + ph });
   const markerDot = s("circle", { class: "dnb-marker-dot", r: 4.5 });
-  svg.append(gBands, gAxes, gY, sTop, sTopLabel, pathRand, path, gDots, marker, markerDot);
+  svg.append(gPlateau, gBands, gAxes, gY, sTop, sTopLabel, ...basePaths.values(), path, gDots, marker, markerDot);
   // x axis: decades
   gAxes.appendChild(s("line", { x1: ml, x2: ml + pw, y1: mt + ph, y2: mt + ph, class: "dnb-axis" }));
   for (let e = Math.ceil(xmin); e <= 0; e++) {
@@ -313,11 +351,27 @@ function makeSlider(ctx) {
   const yl = s("text", { x: 11, y: mt + ph / 2, "text-anchor": "middle", class: "dnb-axislabel", transform: `rotate(-90 11 ${mt + ph / 2})` });
   gAxes.appendChild(yl);
 
+  // legend: the traced curve, each baseline (a toggle), the agreement band, s_top1, the plateau, current s
   const legend = h("div", "dnb-chart-legend");
-  legend.setAttribute("aria-hidden", "true");
-  const li = (cls, text) => { const e = h("span", "dnb-li"); e.append(h("span", `dnb-key ${cls}`), h("span", "", text)); return e; };
-  const liRandom = li("dnb-key-random", "random subgraph");
-  legend.append(li("dnb-key-curve", "traced subgraph"), liRandom, li("dnb-key-band", "top-1 agrees"), li("dnb-key-stop1", "s_top1"), li("dnb-key-marker", "current s"));
+  legend.setAttribute("role", "group");
+  legend.setAttribute("aria-label", "Chart legend; the baselines can be switched on and off");
+  const li = (cls, text) => { const e = h("span", "dnb-li"); e.setAttribute("aria-hidden", "true"); e.append(h("span", `dnb-key ${cls}`), h("span", "", text)); return e; };
+  const liPlateau = li("dnb-key-plateau", "no path from the input");
+  legend.append(li("dnb-key-curve", "traced subgraph"));
+  for (const [name, b] of baselines) {
+    const t = button("dnb-li dnb-li-toggle", "", `Show the ${b.label} baseline: ${BASELINE_HELP[name] || name}`);
+    t.dataset.baseline = name;
+    t.setAttribute("aria-pressed", "true");
+    t.append(h("span", `dnb-key dnb-key-base dnb-base-${name}`), h("span", "", b.label));
+    t.addEventListener("click", () => {
+      if (hidden.has(name)) hidden.delete(name); else hidden.add(name);
+      t.setAttribute("aria-pressed", String(!hidden.has(name)));
+      drawCurve();
+      drawMarker();
+    });
+    legend.appendChild(t);
+  }
+  legend.append(li("dnb-key-band", "top-1 agrees"), li("dnb-key-stop1", "s_top1"), liPlateau, li("dnb-key-marker", "current s"));
 
   const input = h("input", "dnb-range");
   input.type = "range";
@@ -336,20 +390,30 @@ function makeSlider(ctx) {
   wrap.append(title, controls, svg, legend, input, ends, readout);
 
   let Y = (v) => v, ri = -1, metric = "", ys = [];
+  const line = (vals) => {
+    let p = "", pen = false;
+    for (let k = 0; k < K; k++) {
+      const v = vals[k];
+      if (v === null || v === undefined || !Number.isFinite(v)) { pen = false; continue; }
+      p += `${pen ? "L" : "M"}${X(logGrid[k]).toFixed(1)},${Y(v).toFixed(1)}`;
+      pen = true;
+    }
+    return p;
+  };
   function drawCurve() {
     ri = ctx.rootIdx();
     metric = ctx.metric();
     btn.tv.setAttribute("aria-pressed", String(metric === "tv"));
     btn.kl.setAttribute("aria-pressed", String(metric === "kl"));
     gBands.replaceChildren(); gY.replaceChildren(); gDots.replaceChildren();
-    if (ri < 0) { path.setAttribute("d", ""); pathRand.setAttribute("d", ""); title.textContent = "no roots"; return; }
+    if (ri < 0) { path.setAttribute("d", ""); for (const p of basePaths.values()) p.setAttribute("d", ""); title.textContent = "no roots"; return; }
     const pos = roots[ri];
     title.textContent = `Step ${pos}: after ${ctx.tokenLabel(pos)} → predicts ${ctx.tokenLabel(pos + 1)}; full model's top: “${showText(d.top_token[ri] ?? "")}”`;
     ys = (d[metric] || [])[ri] || [];
-    const rand = d[`${metric}_random`] ? d[`${metric}_random`][ri] : null;
+    const shown = baselines.filter(([name]) => !hidden.has(name)).map(([name, b]) => [name, (b[metric] || [])[ri] || []]);
     let ymax = 1;
     if (metric === "kl") {
-      ymax = Math.max(1e-6, ...ys.filter(Number.isFinite), ...(rand || []).filter(Number.isFinite));
+      ymax = Math.max(1e-6, ...ys.filter(Number.isFinite), ...shown.flatMap(([, v]) => v.filter(Number.isFinite)));
       const mag = Math.pow(10, Math.floor(Math.log10(ymax)));
       ymax = Math.ceil(ymax / mag * 2) / 2 * mag;
     }
@@ -369,6 +433,15 @@ function makeSlider(ctx) {
       const x1 = X(k < K - 1 ? (logGrid[k] + logGrid[k + 1]) / 2 : logGrid[K - 1]);
       gBands.appendChild(s("rect", { x: x0, y: mt, width: Math.max(0.5, x1 - x0), height: ph, class: "dnb-band" }));
     }
+    // the plateau: strata with no path from the input output the uniform distribution
+    let last = -1;
+    for (let k = 0; k < K; k++) if (ctx.plateau(ri, k)) last = k;
+    const sInput = d.input_edges ? d.input_edges[ri] / d.total_edges[ri] : NaN;
+    if (last >= 0) {
+      const edge = Number.isFinite(sInput) && sInput > 0 ? Math.min(0, Math.log10(sInput)) : logGrid[last];
+      gPlateau.setAttribute("width", Math.max(0, X(Math.max(edge, xmin)) - ml).toFixed(1));
+    } else gPlateau.setAttribute("width", "0");
+    liPlateau.style.display = last >= 0 ? "" : "none";
     const st = d.s_top1[ri];
     if (st !== null && Number.isFinite(st)) {
       const x = X(Math.log10(st));
@@ -376,24 +449,15 @@ function makeSlider(ctx) {
       sTopLabel.setAttribute("x", x + 3); sTopLabel.textContent = `s_top1 ${fmtS(st)}`; sTopLabel.style.display = "";
       if (x > ml + pw - 70) { sTopLabel.setAttribute("text-anchor", "end"); sTopLabel.setAttribute("x", x - 3); } else sTopLabel.setAttribute("text-anchor", "start");
     } else { sTop.style.display = "none"; sTopLabel.style.display = "none"; }
-    const line = (vals) => {
-      let p = "", pen = false;
-      for (let k = 0; k < K; k++) {
-        const v = vals[k];
-        if (v === null || v === undefined || !Number.isFinite(v)) { pen = false; continue; }
-        p += `${pen ? "L" : "M"}${X(logGrid[k]).toFixed(1)},${Y(v).toFixed(1)}`;
-        pen = true;
-      }
-      return p;
-    };
     path.setAttribute("d", line(ys));
-    pathRand.setAttribute("d", rand ? line(rand) : "");
-    liRandom.style.display = rand ? "" : "none";
+    for (const [name, p] of basePaths) p.setAttribute("d", hidden.has(name) ? "" : line((d.baselines[name][metric] || [])[ri] || []));
     for (let k = 0; k < K; k++) {
       if (!Number.isFinite(ys[k])) continue;
       gDots.appendChild(s("circle", { cx: X(logGrid[k]).toFixed(1), cy: Y(ys[k]).toFixed(1), r: 1.8, class: "dnb-dot" }));
     }
-    svg.setAttribute("aria-label", `${metric === "tv" ? "TV" : "KL"} versus log subgraph size for step ${pos}; top-1 first agrees at s = ${fmtS(st)}`);
+    const named = shown.length ? `; baselines shown: ${shown.map(([name]) => d.baselines[name].label).join(", ")}` : "";
+    const plateauText = last >= 0 ? `; no path from the input below s = ${fmtS(sInput)}` : "";
+    svg.setAttribute("aria-label", `${metric === "tv" ? "TV" : "KL"} versus log subgraph size for step ${pos}; top-1 first agrees at s = ${fmtS(st)}${plateauText}${named}`);
   }
   function drawMarker() {
     const k = ctx.stratum();
@@ -407,16 +471,107 @@ function makeSlider(ctx) {
     const ne = d.n_edges[ri][k], te = d.total_edges[ri];
     const ok = (d.top1[ri] || "")[k] === "1";
     const tv = d.tv[ri][k], kl = d.kl[ri][k];
+    const flat = ctx.plateau(ri, k);
     let text = `s = ${fmtS(grid[k])}, |S| = ${fmtInt(ne)} of ${fmtInt(te)} edges, TV = ${fmt(tv)}, KL = ${fmt(kl)}, top-1 ${ok ? "✓" : "✗"}`;
-    if (d.tv_random) text += ` (random subgraph: TV = ${fmt(d.tv_random[ri][k])})`;
+    if (flat) text += " — no path from the input yet";
+    const base = baselines.filter(([name]) => !hidden.has(name)).map(([, b]) => `${b.label} ${fmt((b[metric] || [])[ri]?.[k])}`);
+    if (base.length) text += ` · ${metric === "tv" ? "TV" : "KL"} of ${base.join(", ")}`;
     readout.textContent = text;
-    input.setAttribute("aria-valuetext", `s = ${fmtS(grid[k])}, ${fmtInt(ne)} edges, TV ${fmt(tv)}, KL ${fmt(kl)}, top-1 ${ok ? "agrees" : "differs"}`);
+    input.setAttribute("aria-valuetext", `s = ${fmtS(grid[k])}, ${fmtInt(ne)} edges, TV ${fmt(tv)}, KL ${fmt(kl)}, top-1 ${ok ? "agrees" : "differs"}${flat ? ", no path from the input yet" : ""}`);
   }
   function update(what) {
     if (what !== "stratum") drawCurve();
     drawMarker();
   }
-  return { el: wrap, update, input };
+  return { el: wrap, update, on: ["root", "metric", "stratum"] };
+}
+
+// ---- Prediction preview -----------------------------------------------------------------------------
+function makePreview(ctx) {
+  const { d, grid, roots } = ctx;
+  const wrap = h("section", "dnb-part dnb-preview-part");
+  wrap.setAttribute("aria-label", "What the subgraph predicts");
+  const title = h("div", "dnb-title");
+  wrap.appendChild(title);
+  const tk = d.topk;
+  if (!tk) {
+    title.textContent = "No top-k in this result: trace it again with this version of density_nb to see what each subgraph predicts.";
+    return { el: wrap, update() {}, on: [] };
+  }
+  const k = tk.k;
+  const tokText = (v) => (tk.vocab[v] === null || tk.vocab[v] === undefined ? `#${tk.vocab_id[v]}` : showText(tk.vocab[v]));
+  const columns = h("div", "dnb-pv");
+  const column = (heading, withNote) => {
+    const col = h("div", "dnb-pv-col");
+    const head = h("div", "dnb-pv-head", heading);
+    const list = h("ol", "dnb-pv-list");
+    const rows = [];
+    for (let i = 0; i < k; i++) {
+      const row = h("li", "dnb-pv-row");
+      const tok = h("span", "dnb-pv-tok");
+      const bar = h("span", "dnb-pv-bar");
+      const fill = h("span", "dnb-pv-fill");
+      bar.setAttribute("aria-hidden", "true");
+      bar.appendChild(fill);
+      const p = h("span", "dnb-pv-p");
+      const mark = h("span", "dnb-pv-mark");
+      row.append(tok, bar, p, mark);
+      list.appendChild(row);
+      rows.push({ row, tok, fill, p, mark });
+    }
+    col.append(head, list);
+    const note = withNote ? col.appendChild(h("div", "dnb-pv-note")) : null;
+    columns.appendChild(col);
+    return { head, rows, note };
+  };
+  const sub = column("", true);
+  const full = column(`full model — top-${k}`, false);
+  const foot = h("div", "dnb-pv-foot");
+  wrap.append(columns, foot);
+
+  const fill = (col, ids, probs, next) => {
+    let found = false;
+    col.rows.forEach((r, i) => {
+      const v = ids[i];
+      const has = v !== undefined;
+      r.row.hidden = !has;
+      if (!has) return;
+      const isNext = v === next && next >= 0;
+      found ||= isNext;
+      r.tok.textContent = tokText(v);
+      r.tok.title = tk.vocab[v] === null ? `token id ${tk.vocab_id[v]} (give the widget a tokenizer to see its text)` : "";
+      r.p.textContent = fmt(probs[i], 2);
+      r.fill.style.width = `${Math.max(0, Math.min(1, probs[i] || 0)) * 100}%`;
+      r.row.classList.toggle("dnb-pv-next", isNext);
+      r.mark.textContent = isNext ? "◂ next" : "";
+      r.row.setAttribute("aria-label", `${i + 1}. ${tokText(v)}, p = ${fmt(probs[i], 2)}${isNext ? ", the text's next token" : ""}`);
+    });
+    return found;
+  };
+  function update() {
+    const ri = ctx.rootIdx(), kk = ctx.stratum();
+    if (ri < 0) { title.textContent = "no roots"; return; }
+    const next = tk.next[ri];
+    title.textContent = `What step ${roots[ri]} predicts`;
+    sub.head.textContent = `subgraph at s = ${fmtS(grid[kk])} — top-${k}`;
+    const flat = ctx.plateau(ri, kk);
+    let inSub = false;
+    if (flat) {
+      fill(sub, [], [], next);
+      sub.note.textContent = `No path from the input yet (${fmtInt(d.n_edges[ri][kk])} of the ${fmtInt(d.input_edges[ri])} edges needed to reach it): the subgraph outputs the uniform distribution and predicts nothing.`;
+      sub.note.hidden = false;
+    } else {
+      inSub = fill(sub, tk.sub[ri][kk], tk.sub_p[ri][kk], next);
+      sub.note.hidden = true;
+    }
+    const inFull = fill(full, tk.full[ri], tk.full_p[ri], next);
+    if (next < 0) foot.textContent = "The text ends here: no next token to compare with.";
+    else {
+      const where = [!flat && !inSub ? "the subgraph's" : "", !inFull ? "the full model's" : ""].filter(Boolean).join(" nor ");
+      foot.textContent = `◂ the text's next token “${tokText(next)}”${where ? ` (not in ${where} top-${k})` : ""}`;
+    }
+  }
+  return { el: wrap, update, on: ["root", "stratum"] };
 }
 
 // ---- HeadGrid ---------------------------------------------------------------------------------------
@@ -428,12 +583,39 @@ function makeGrid(ctx) {
   wrap.appendChild(title);
   if (!shares || !L) {
     title.textContent = "No head/MLP shares in this result.";
-    return { el: wrap, update() {} };
+    return { el: wrap, update() {}, on: [] };
   }
+  // the byte code of widgets/_data.py: 0 none, 255 all, 1–254 log-spaced from the floor to 1
+  const floor = d.share_floor || 1e-4, lf = Math.log10(floor);
+  const VALUE = Float64Array.from({ length: 256 }, (_, c) => (c === 0 ? 0 : c === 255 ? 1 : Math.pow(10, lf * (254 - c) / 253)));
+  const LOGPOS = Float64Array.from({ length: 256 }, (_, c) => (c === 0 ? 0 : Math.min(1, (c - 1) / 253)));
+  const NONE = "transparent";
+  const BG = {
+    linear: Array.from(VALUE, (v, c) => (c ? rgb(interp(CIVIDIS, v)) : NONE)),
+    log: Array.from(LOGPOS, (t, c) => (c ? rgb(interp(CIVIDIS, t)) : NONE)),
+  };
+  const logPos = (v) => (v > 0 ? Math.min(1, Math.max(0, (Math.log10(v) - lf) / -lf)) : 0);
+  const shareText = (c) => (c === 0 ? "none" : c === 255 ? "all" : `≈ ${fmtPct(VALUE[c])}`);
+  const scaleOf = () => (ctx.model.get("scale") === "linear" ? "linear" : "log");
+
+  const controls = h("div", "dnb-controls");
+  const group = h("div", "dnb-toggle");
+  group.setAttribute("role", "group");
+  group.setAttribute("aria-label", "Colour scale of the grid");
+  const btn = {};
+  for (const [m, label, desc] of [["log", "log", "a log colour scale (small shares visible)"], ["linear", "linear", "a linear colour scale"]]) {
+    const b = button("dnb-btn dnb-scale-btn", label, `Colour the grid on ${desc}`);
+    b.addEventListener("click", () => ctx.select("scale", m));
+    btn[m] = b;
+    group.appendChild(b);
+  }
+  controls.append(h("span", "dnb-controls-label", "scale"), group);
+  wrap.appendChild(controls);
+
   const table = h("div", "dnb-grid");
   table.setAttribute("role", "img");
   table.style.gridTemplateColumns = `auto repeat(${H}, var(--dnb-cell)) calc(var(--dnb-cell) + 6px) 56px`;
-  const hdr = (t, cls = "") => { const e = h("div", `dnb-gh ${cls}`, t); return e; };
+  const hdr = (t, cls = "") => h("div", `dnb-gh ${cls}`, t);
   table.appendChild(hdr("layer"));
   for (let j = 0; j < H; j++) table.appendChild(hdr(String(j), "dnb-gh-head"));
   table.appendChild(hdr("MLP", "dnb-gh-mlp"));
@@ -455,12 +637,16 @@ function makeGrid(ctx) {
     bars.push([a, m]);
     table.appendChild(bar);
   }
-  const legend = gradientLegend("share of edges included", "0%", "100%", CIVIDIS);
+  const grad = gradientLegend("", "", "100 %", CIVIDIS);
+  const legend = grad.legend;
+  legend.classList.add("dnb-grid-legend");
+  const none = h("span", "dnb-li");
+  none.append(h("span", "dnb-key dnb-key-none"), h("span", "", "none"));
   const lk = h("span", "dnb-li");
   lk.append(h("span", "dnb-key dnb-key-attn"), h("span", "", "attention (mean of heads)"));
   const lm = h("span", "dnb-li");
   lm.append(h("span", "dnb-key dnb-key-mlp"), h("span", "", "MLP"));
-  legend.append(lk, lm);
+  legend.append(none, lk, lm);
   wrap.append(table, legend);
 
   const base = () => (ctx.rootIdx() * K + ctx.stratum()) * L * (H + 1);
@@ -471,37 +657,47 @@ function makeGrid(ctx) {
     const k = ctx.stratum();
     if (c.classList.contains("dnb-bars")) {
       let sum = 0;
-      for (let j = 0; j < H; j++) sum += shares[o + j];
-      ctx.showTip(c, [`layer ${l} at s = ${fmtS(grid[k])}`, `attention: ${fmt(sum / H)}% of head edges (mean of ${H} heads)`, `MLP: ${shares[o + H]}% of its edges`]);
+      for (let j = 0; j < H; j++) sum += VALUE[shares[o + j]];
+      ctx.showTip(c, [`layer ${l} at s = ${fmtS(grid[k])}`, `attention: ≈ ${fmtPct(sum / H)} of head edges (mean of ${H} heads)`, `MLP: ${shareText(shares[o + H])} of its edges`]);
     } else {
       const j = Number(c.dataset.h);
-      ctx.showTip(c, [j === H ? `layer ${l}, MLP` : `layer ${l}, head ${j}`, `${shares[o + j]}% of its edges included at s = ${fmtS(grid[k])}`]);
+      ctx.showTip(c, [j === H ? `layer ${l}, MLP` : `layer ${l}, head ${j}`, `${shareText(shares[o + j])} of its edges included at s = ${fmtS(grid[k])}`]);
     }
   });
   table.addEventListener("mouseout", () => ctx.hideTip());
 
+  let drawnScale = "";
   function update() {
     const ri = ctx.rootIdx(), k = ctx.stratum();
     if (ri < 0) return;
+    const scale = scaleOf();
+    if (scale !== drawnScale) {
+      drawnScale = scale;
+      btn.log.setAttribute("aria-pressed", String(scale === "log"));
+      btn.linear.setAttribute("aria-pressed", String(scale === "linear"));
+      grad.text.textContent = `share of each head's (MLP's) edges in the subgraph, ${scale} scale`;
+      grad.tickLo.textContent = scale === "log" ? fmtPct(floor) : "0 %";
+    }
+    const bg = BG[scale];
     const o0 = base();
     let attnAll = 0, mlpAll = 0;
     for (let l = 0; l < L; l++) {
       const o = o0 + l * (H + 1);
       let sum = 0;
       for (let j = 0; j <= H; j++) {
-        const v = shares[o + j];
-        cells[l * (H + 1) + j].style.backgroundColor = SHARE_BG[v];
-        if (j < H) sum += v;
+        const c = shares[o + j];
+        cells[l * (H + 1) + j].style.backgroundColor = bg[c];
+        if (j < H) sum += VALUE[c];
       }
-      const attn = H ? sum / H : 0, mlp = shares[o + H];
+      const attn = H ? sum / H : 0, mlp = VALUE[shares[o + H]];
       attnAll += attn; mlpAll += mlp;
-      bars[l][0].style.width = `${attn}%`;
-      bars[l][1].style.width = `${mlp}%`;
+      bars[l][0].style.width = `${(scale === "log" ? logPos(attn) : attn) * 100}%`;
+      bars[l][1].style.width = `${(scale === "log" ? LOGPOS[shares[o + H]] : mlp) * 100}%`;
     }
     title.textContent = `Edges included per head and MLP — step ${roots[ri]}, s = ${fmtS(grid[k])}`;
-    table.setAttribute("aria-label", `Layer × head grid at s = ${fmtS(grid[k])}: attention heads include ${fmt(attnAll / L)}% and MLPs ${fmt(mlpAll / L)}% of their edges on average; hover a cell for its number`);
+    table.setAttribute("aria-label", `Layer × head grid at s = ${fmtS(grid[k])} (${scale} colour scale): attention heads include ≈ ${fmtPct(attnAll / L)} and MLPs ≈ ${fmtPct(mlpAll / L)} of their edges on average; hover a cell for its number`);
   }
-  return { el: wrap, update, cells };
+  return { el: wrap, update, on: ["root", "stratum", "scale"] };
 }
 
 // ---- render -------------------------------------------------------------------------------------------
@@ -520,28 +716,30 @@ function render({ model, el }) {
   root.addEventListener("keydown", keepKeys);
   el.appendChild(root);
   let parts = [];
-  let ctx = null;
   const build = () => {
     root.replaceChildren();
-    ctx = makeContext(model, root);
     const view = model.get("view") || "explorer";
     root.dataset.view = view;
     parts = [];
-    if (view === "explorer" || view === "strip") parts.push(makeStrip(ctx));
+    const ctx = makeContext(model, root);
+    const all = view === "explorer";
+    if (all || view === "strip") parts.push(makeStrip(ctx));
+    if (all || view === "slider") parts.push(makeSlider(ctx));
+    if (all || view === "preview") parts.push(makePreview(ctx));
+    if (all || view === "grid") parts.push(makeGrid(ctx));
     const row = h("div", "dnb-row");
-    if (view === "explorer" || view === "slider") parts.push(makeSlider(ctx));
-    if (view === "explorer" || view === "grid") parts.push(makeGrid(ctx));
     for (const p of parts) {
       if (p.el.classList.contains("dnb-strip-part")) root.appendChild(p.el);
       else row.appendChild(p.el);
     }
     if (row.childElementCount) root.appendChild(row);
-    root.appendChild(ctx.tip);
+    root.appendChild(ctx.tip.el);
     for (const p of parts) p.update("all");
   };
-  const update = (what) => () => { for (const p of parts) p.update(what); };
+  const update = (what) => () => { for (const p of parts) if (p.on.includes(what)) p.update(what); };
   const listeners = [
     ["change:root", update("root")], ["change:stratum", update("stratum")], ["change:metric", update("metric")],
+    ["change:scale", update("scale")],
     ["change:data", build], ["change:shares", build], ["change:view", build],
   ];
   for (const [event, fn] of listeners) model.on(event, fn);
