@@ -249,7 +249,7 @@ _LLAMA3_ROPE = {
     "factor": 8.0,
     "low_freq_factor": 1.0,
     "high_freq_factor": 4.0,
-    "original_max_position_embeddings": 8192,
+    "original_max_position_embeddings": 256,
 }
 
 
@@ -260,7 +260,7 @@ def _tiny_config(family: str, tok: Any, overrides: dict[str, Any]) -> Any:
     common = _tiny_common(tok)
     families: dict[str, tuple[Any, dict[str, Any]]] = {
         "llama": (transformers.LlamaConfig, {**common, "rope_parameters": {"rope_type": "default", "rope_theta": 5000.0}}),
-        # Llama-3 rope scaling: head_dim 16's 8 frequencies fall in all three bands (kept, blended, slowed)
+        # Llama-3 rope scaling: head_dim 16's 8 frequencies fall in all three bands (2 kept, 1 blended, 5 slowed)
         "llama3": (transformers.LlamaConfig, {**common, "rope_parameters": _LLAMA3_ROPE}),
         "mistral": (transformers.MistralConfig, {**common, "sliding_window": 4}),
         # q/k/v biases; layers 2 and 3 slide (Qwen2's use_sliding_window from max_window_layers on)
