@@ -1,12 +1,13 @@
 """A uniform view of a supported HF decoder's weights, and the layer math density_nb runs on them.
 
 Each family differs only in where its weights live and which pieces exist (docs/method.md §9): pre-
-and post-norms (RMSNorm with a gain ``w`` or Gemma's ``1 + w``), q/k norms per head or over all
-heads, q/k/v biases, sliding
-windows, soft-capping, scaled embeddings, the rotary frequencies. A reader per weight layout fills one
-``Layer`` per decoder layer; everything else in density_nb goes through here. The math calls plain
-``torch`` ops on the weight tensors, not the model's modules (TransformerBridge wraps those with
-hooks, which costs more than the math itself).
+and post-norms (RMSNorm with a gain ``w`` or Gemma's ``1 + w``, or LayerNorm with its bias), q/k
+norms per head or over all heads, biases, fused projections, gated or plain MLPs, sliding windows,
+soft-capping, scaled embeddings or learned positions, the rotary frequencies, and whether attention
+and MLP run in parallel. A ``_Layout`` per family names its weights and a reader per weight layout
+fills one ``Layer`` per decoder layer; everything else in density_nb goes through here. The math
+calls plain ``torch`` ops on the weight tensors, not the model's modules (TransformerBridge wraps
+those with hooks, which costs more than the math itself).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ class Norm:
     weight: torch.Tensor  # [n] as stored
     gain: torch.Tensor  # [n] float32: w, or 1 + w
     eps: float
-    scale_in_float: bool  # Gemma: (x̂ · gain).to(dtype); Llama: w · x̂.to(dtype)
+    scale_in_float: bool  # Gemma, OLMo-2: (x̂ · gain).to(dtype); Llama: w · x̂.to(dtype)
     bias: torch.Tensor | None = None  # [n] LayerNorm's β (a LayerNorm when set)
 
     def _centred(self, x: torch.Tensor) -> torch.Tensor:

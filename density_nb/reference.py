@@ -1,6 +1,6 @@
 """A slow, plainly written, obviously-correct implementation of s-Trace (test oracle, speed baseline).
 
-Nothing here is optimised. Every step follows docs/method.md §1–§4 literally, with the published
+Nothing here is optimised. Every step follows docs/method.md §1–§4 and §9 literally, with the published
 attention-mask bug fixed (attention edges really are masked, per head, target and source, after
 the softmax). The fast path (importance / stratify / ablation / trace) is tested against this file,
 so it deliberately shares no code with it: the only project import is ``density_nb.models``.

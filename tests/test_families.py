@@ -393,3 +393,9 @@ def test_cuda_trace_equals_cpu_trace():
     a, b = (trace(bridge, TEXT, roots="all", grid="fast", progress=False) for bridge in (cpu, cuda))
     assert (a.n_edges == b.n_edges).all()
     np.testing.assert_allclose(a.tv, b.tv, atol=1e-4)
+
+
+def test_length_dependent_rope_is_refused_with_the_supported_types():
+    model, _ = tiny_model("llama", rope_parameters={"rope_type": "dynamic", "rope_theta": 10_000.0, "factor": 2.0})
+    with pytest.raises(ModelError, match="'dynamic' changes its frequencies with the text's length; supported: default"):
+        Arch.of(model)
