@@ -180,16 +180,17 @@ def _l1_scores(node: _Node) -> tuple[torch.Tensor | None, list[torch.Tensor]]:
 
 def _ifr_scores(node: _Node) -> tuple[torch.Tensor | None, list[torch.Tensor]]:
     """p_e = ||y||_1 - ||y - v_e||_1 (y: the node's state), shifted by |min| over the node's in-edges;
-    the attention edges one target row at a time."""
-    y = node.state  # [T, d]
-    others = [(_l1(y) - _l1(y - v)).cpu() for v in node.vectors]  # [T] each
+    the attention edges one target row at a time. In float64: p_e of a small edge is the difference
+    of two nearly equal norms."""
+    y = node.state.double()  # [T, d]
+    others = [(_l1(y) - _l1(y - v.double())).cpu() for v in node.vectors]  # [T] each
     if node.attn is None:
         return None, _ifr_shift(*others)
     pattern, head_out, inv = node.attn
     n_heads, n_pos = pattern.shape[:2]
-    attn = torch.full((n_heads, n_pos, n_pos), float("inf"))  # non-edges (s > t) stay +inf through the shift
+    attn = torch.full((n_heads, n_pos, n_pos), float("inf"), dtype=torch.float64)  # non-edges (s > t) stay +inf through the shift
     for t in range(n_pos):
-        vec = pattern[:, t, : t + 1, None] * head_out[:, : t + 1] * inv[t]  # [H, t+1, d]
+        vec = pattern[:, t, : t + 1, None].double() * head_out[:, : t + 1] * inv[t]  # [H, t+1, d]
         attn[:, t, : t + 1] = (_l1(y[t]) - _l1(y[t] - vec)).cpu()
     shifted = _ifr_shift(attn.permute(1, 0, 2), *others)
     causal = torch.ones(n_pos, n_pos).tril().bool()  # [T, T]
