@@ -23,6 +23,7 @@ _LAZY = {
     "trace": "density_nb.tracing",
     "trace_many": "density_nb.tracing",
     "trace_steps": "density_nb.tracing",
+    "compare": "density_nb.widgets",
     "TraceInputError": "density_nb.tracing",
     "DensityResult": "density_nb.result",
     "RootResult": "density_nb.result",

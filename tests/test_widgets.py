@@ -1,9 +1,10 @@
 """State-level tests for the anywidget views (no browser): shapes, ranges, linking, the share code,
-the prediction preview's data, size budget, export."""
+the prediction preview's data, the comparison's character alignment, size budget, export."""
 
 from __future__ import annotations
 
 import ast
+import dataclasses
 import json
 import re
 from pathlib import Path
@@ -12,14 +13,19 @@ import numpy as np
 import pytest
 import traitlets
 
+from density_nb.stats import spearman
 from density_nb.widgets import (
+    CompareError,
+    CompareView,
     DensityExplorer,
     HeadGrid,
     PredictionPreview,
     SubgraphSlider,
     TokenStrip,
+    compare,
     link,
 )
+from density_nb.widgets._compare import char_density, char_spans, char_widths
 from density_nb.widgets._data import decode_shares, encode_shares, share_floor, sig4
 from helpers import EVIL_TOKENS, make_result, smollm2_sized, with_measures
 
@@ -228,12 +234,108 @@ def test_export_is_self_contained_and_escaped(tmp_path):
     assert [b["path"] for b in entry["buffers"]] == [["shares"]]
 
 
-def test_preview_export_is_escaped(tmp_path):
+def test_compare_and_preview_exports_are_escaped(tmp_path):
     a = make_result(tokens=EVIL_TOKENS, n_strata=4, n_layers=2, n_heads=2, seed=1)
-    text = DensityExplorer(with_measures(a), tokenizer=_Tokenizer()).to_html(tmp_path / "w.html").read_text(encoding="utf-8")
-    assert text.lower().count("</script") == 2 and "<img" not in text and "<b>" not in text
-    payload = re.search(r'<script type="application/json" id="dnb-state">(.*?)</script>', text, re.S).group(1)
-    assert json.loads(payload)  # the escaped JSON reads back
+    b = make_result(tokens=["".join(EVIL_TOKENS[:3]), *EVIL_TOKENS[3:]], n_strata=4, n_layers=2, n_heads=2, seed=2)
+    for widget in (compare([a, b]), DensityExplorer(with_measures(a), tokenizer=_Tokenizer())):
+        text = widget.to_html(tmp_path / "w.html").read_text(encoding="utf-8")
+        assert text.lower().count("</script") == 2 and "<img" not in text and "<b>" not in text
+        payload = re.search(r'<script type="application/json" id="dnb-state">(.*?)</script>', text, re.S).group(1)
+        assert json.loads(payload)  # the escaped JSON reads back
+
+
+# ---- compare: character alignment -----------------------------------------------------------------
+def _pair(tokens_a: list[str], tokens_b: list[str], **kw):
+    a = make_result(tokens=tokens_a, n_strata=5, n_layers=2, n_heads=2, seed=1, **kw)
+    b = make_result(tokens=tokens_b, n_strata=5, n_layers=2, n_heads=2, seed=2, **kw)
+    return a, dataclasses.replace(b, text=a.text)
+
+
+SPLIT_A = ["The", " cat", " sat", " on", " 日本", "語", " mat", ".", " 👩\u200d💻", " ok"]
+SPLIT_B = ["<bos>", "The", " c", "at", " sat on", " 日", "本", "", "語", " ma", "t.", " 👩", "", "\u200d", "💻", "", " ok"]
+
+
+def test_char_spans_continuations_and_special_tokens():
+    a, b = _pair(SPLIT_A, SPLIT_B)
+    sa, sb = char_spans(a.tokens, a.text), char_spans(b.tokens, a.text)
+    assert sb[0] == (0, 0)  # <bos> holds no character
+    assert sb[7] == (sb[6][1], sb[6][1])  # a continuation: empty, right after the character it continues
+    for spans, tokens in ((sa, a.tokens), (sb, b.tokens)):
+        assert "".join(a.text[x:y] for x, y in spans) == a.text
+        assert all(a.text[x:y] == t for (x, y), t in zip(spans, tokens) if y > x)
+    assert char_widths("a 日\u0301👩\u200d\r") == "1120200"
+    with pytest.raises(CompareError, match="spell only"):
+        char_spans(["The", " dog"], "The cat")
+    # each character takes the density of the step predicting the token that shows it
+    dens = char_density(b)
+    i = b.tokens.index(" c")
+    x, y = sb[i]
+    assert np.isnan(char_density(a)[:3]).all()  # A's first token is predicted by no traced step
+    np.testing.assert_allclose(dens[x:y], b.density[list(b.roots).index(i - 1)])
+
+
+def test_compare_data_rho_points_and_selection():
+    a, b = _pair(SPLIT_A, SPLIT_B)
+    w = compare([a, b])
+    d = w.data
+    assert [r["tag"] for r in d["rows"]] == ["A", "B"] and d["chars"] == list(a.text)
+    assert d["rows"][1]["tokens"] == b.tokens and d["rows"][1]["start"][0] == 0 == d["rows"][1]["end"][0]
+    ca, cb = char_density(a), char_density(b)
+    both = np.isfinite(ca) & np.isfinite(cb)
+    pair = d["pairs"][0]
+    assert pair["n"] == both.sum() and pair["rho"] == pytest.approx(spearman(ca[both], cb[both], n_boot=0).rho, abs=1e-3)
+    assert w.rho(0, 1) == pytest.approx(pair["rho"])
+    # the points partition the characters both results have a density for, each run within one token of each
+    covered = sorted(c for *_, lo, hi in pair["points"] for c in range(lo, hi))
+    assert covered == np.flatnonzero(both).tolist()
+    for x, y, lo, hi in pair["points"]:
+        assert x == pytest.approx(ca[lo], rel=1e-3) and y == pytest.approx(cb[hi - 1], rel=1e-3)
+    w.span = [4, 7]
+    assert w.span == [4, 7]
+    for bad in ([5, 4], [0, len(a.text) + 1], [1]):
+        with pytest.raises(traitlets.TraitError):
+            w.span = bad
+    json.dumps(d, allow_nan=False)
+
+
+def test_compare_refuses_what_it_cannot_align():
+    a, b = _pair(SPLIT_A, SPLIT_B)
+    with pytest.raises(CompareError, match="at least two"):
+        compare([a])
+    other = make_result(tokens=["The", " dog"], n_strata=5, n_layers=2, n_heads=2)
+    with pytest.raises(CompareError, match="different text"):
+        compare([a, other])
+    with pytest.raises(CompareError, match="labels"):
+        compare([a, b], labels=["one"])
+    # one model under two settings: the labels say which
+    live = dataclasses.replace(a, model="m", settings={"norms": "live"})
+    frozen = dataclasses.replace(a, model="m", settings={"norms": "frozen"})
+    labels = [r["label"] for r in CompareView([live, frozen, b]).data["rows"]]
+    assert labels[:2] == ["m (norms='live')", "m (norms='frozen')"] and len(CompareView([live, frozen, b]).data["pairs"]) == 3
+
+
+@pytest.mark.real
+def test_compare_smollm2_and_gemma3_split_differently(smollm2):
+    """SmolLM2 (byte-level BPE: CJK and emoji split into continuation tokens) and Gemma-3
+    (SentencePiece, BOS, whole characters) on one text with multi-byte characters."""
+    from density_nb import load_model, trace
+
+    text = "Le café naïve: 日本語 and emoji 👩\u200d💻 — the river runs."
+    a = trace(smollm2, text, grid="fast", progress=False)
+    b = trace(load_model("gemma3-270m"), text, grid="fast", progress=False)
+    assert a.tokens != b.tokens and "" in a.tokens and b.tokens[0] == "<bos>"
+    spans = [char_spans(r.tokens, text) for r in (a, b)]
+    for sp in spans:
+        assert "".join(text[x:y] for x, y in sp) == text
+    # 日 is one character: one token in Gemma, a token and its continuations in SmolLM2
+    c = text.index("日")
+    holders = [[i for i, (x, y) in enumerate(sp) if x <= c < y] for sp in spans]
+    assert all(len(h) == 1 for h in holders)
+    i = holders[0][0]
+    assert a.tokens[i] == " 日" and a.tokens[i + 1] == "" and spans[0][i + 1] == (c + 1, c + 1)
+    w = compare([a, b])
+    assert [r["label"] for r in w.data["rows"]] == ["smollm2-135m", "gemma3-270m"]
+    assert -1 <= w.rho() <= 1 and w.data["pairs"][0]["n"] == len(text) - 2  # all but the first token's characters
 
 
 def test_widget_modules_import_no_torch():

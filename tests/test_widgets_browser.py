@@ -41,12 +41,17 @@ if not Path(CHROMIUM).exists():
     pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium, or set DENSITY_NB_CHROMIUM)", allow_module_level=True)
 
 TESTS = str(Path(__file__).resolve().parent)
+# compare: one text split two ways (hostile text, a multi-byte character split into a continuation, a BOS)
+CMP_A = ["Say", " <img src=x onerror=alert(1)>", " and", " 日本", "語", " done", "."]
+CMP_B = ["<bos>", "Say <", "img", " src=x onerror=", "alert(1)>", " and", " 日", "本", "", "語", " do", "ne."]
 NOTEBOOK_CELLS = [
     # 1. the explorer, with the three baselines and the model's tokenizer naming the top-k
     "import dataclasses, json, sys\n"
     f"sys.path.insert(0, {TESTS!r})\n"
     "import density_nb\n"
+    "from density_nb import compare\n"
     "from density_nb.tracing import trace\n"
+    "from density_nb.widgets._compare import char_spans\n"
     "model = density_nb.load_model('tiny-llama')\n"
     f"result = trace(model, {TEXT!r}, roots='all', grid='fast', baselines=['random', 'random_residual', 'inverse'], progress=False)\n"
     "w = result.widget(tokenizer=model)\n"
@@ -57,6 +62,15 @@ NOTEBOOK_CELLS = [
     "         'next_token': result.next_token.tolist(), 'topk_full': result.topk_token_full.tolist()}\n"
     "json.dump(facts, open('facts.json', 'w'))\n"
     "w",
+    # 2. compare: one text, two tokenizations
+    "from helpers import make_result\n"
+    f"a = make_result(tokens={CMP_A!r}, n_strata=5, n_layers=2, n_heads=2, seed=1)\n"
+    f"b = dataclasses.replace(make_result(tokens={CMP_B!r}, n_strata=5, n_layers=2, n_heads=2, seed=2), text=a.text)\n"
+    "c = compare([a, b], labels=['model A', 'model B'])\n"
+    "c.to_html('compare.html')\n"
+    "json.dump({'text': a.text, 'spans': [char_spans(r.tokens, a.text) for r in (a, b)], 'points': len(c.data['pairs'][0]['points'])},\n"
+    "          open('compare.json', 'w'))\n"
+    "c",
 ]
 
 
@@ -244,6 +258,54 @@ def check_preview_and_baselines(page, facts: dict, scope: str) -> None:
     assert "of its edges included" in root.locator(".dnb-tip").text_content()
 
 
+def check_compare(page, facts: dict, scope: str) -> None:
+    """Strips aligned by characters, the hostile text literal, a click or Enter selects the same
+    characters in both rows, the scatter with ρ."""
+    root = page.locator(scope).first
+    text, spans = facts["text"], facts["spans"]
+    assert root.locator(".dnb-cmp-line").count() >= 1
+    rows = root.locator(".dnb-cmp-row")
+    assert rows.count() == 2 * root.locator(".dnb-cmp-line").count()
+    assert root.locator("img, script, iframe, b").count() == 0
+    # every row shows the text, character by character (empty tokens draw nothing)
+    for m in (0, 1):
+        shown_text = "".join(root.locator(f".dnb-ctok[data-m='{m}']").evaluate_all("els => els.map(e => e.textContent)"))
+        assert shown_text == "".join(shown(ch) for ch in text)
+    # aligned: a token edge both results share sits at the same x in both rows
+    box = lambda m, i: root.locator(f".dnb-ctok[data-m='{m}'][data-i='{i}']").first.bounding_box()
+    starts_b = {a: i for i, (a, b) in enumerate(spans[1]) if b > a}
+    shared = [(i, starts_b[a]) for i, (a, b) in enumerate(spans[0]) if b > a and a in starts_b]
+    assert len(shared) >= 3
+    for i, j in shared:
+        assert abs(box(0, i)["x"] - box(1, j)["x"]) < 0.6, (i, j)
+    # a click on a token of A selects its characters in both rows
+    i_img = next(i for i, (a, b) in enumerate(spans[0]) if "<img" in text[a:b])
+    root.locator(f".dnb-ctok[data-m='0'][data-i='{i_img}']").click()
+    sel_b = root.locator(".dnb-ctok.dnb-sel[data-m='1']").evaluate_all("els => els.map(e => Number(e.dataset.i))")
+    a0, b0 = spans[0][i_img]
+    assert sorted(set(sel_b)) == [j for j, (a, b) in enumerate(spans[1]) if a < b0 and b > a0 and b > a]
+    detail = root.locator(".dnb-cmp-detail").text_content()
+    assert detail.startswith("Selected “·<img·src=x·onerror=alert(1)>”") and "A: 1 token" in detail and "B: 4 tokens" in detail
+    # keyboard: the row's tab stop, arrows move along the row, Enter selects, ↓ goes to the other row at the same character
+    first = root.locator(".dnb-ctok[data-m='0'][tabindex='0']")
+    assert first.count() == 1
+    first.focus()
+    page.keyboard.press("Home")
+    page.keyboard.press("ArrowRight")
+    page.keyboard.press("Enter")
+    assert page.evaluate("() => document.activeElement.dataset.i") == "1"
+    assert "Selected “·<img" in root.locator(".dnb-cmp-detail").text_content()
+    page.keyboard.press("ArrowDown")
+    assert page.evaluate("() => document.activeElement.dataset.m") == "1"
+    page.keyboard.press("Enter")  # B's token at that character is "Say <"
+    assert root.locator(".dnb-cmp-detail").text_content().startswith("Selected “Say·<”")
+    # the scatter: one point per run of characters in one token of each, ρ in its title
+    assert root.locator(".dnb-cmp-pt").count() == facts["points"]
+    assert root.locator(".dnb-cmp-rho").text_content().startswith("Spearman ρ = ")
+    root.locator(".dnb-cmp-pt").first.click()
+    assert root.locator(".dnb-cmp-pt-sel").count() >= 1
+
+
 def no_horizontal_overflow(page) -> None:
     assert page.evaluate("() => document.documentElement.scrollWidth <= window.innerWidth + 1")
 
@@ -363,11 +425,13 @@ def open_and_run(page, base: str, app: str = "lab") -> None:
             await app.commands.execute('notebook:run-all-cells');
         }"""
     )
+    for view in ("explorer", "compare"):
+        page.wait_for_selector(f"{OUT}[data-view='{view}']", state="attached", timeout=180_000)
     page.wait_for_selector(f"{EXPLORER} .dnb-tok", timeout=60_000)
 
 
 OUT = ".jp-OutputArea-output .dnb"
-EXPLORER = f"{OUT}[data-view='explorer']"
+EXPLORER, COMPARE = (f"{OUT}[data-view='{v}']" for v in ("explorer", "compare"))
 
 
 @pytest.fixture(scope="module")
@@ -409,10 +473,12 @@ def test_jupyterlab_views(lab, browser):
         news.first.click()
     page.wait_for_timeout(300)
     page.screenshot(path=str(ARTIFACTS / "lab-light.png"), full_page=True)
-    bg = page.locator(EXPLORER).first.evaluate("e => getComputedStyle(e).backgroundColor")
-    assert luminance(bg) > 0.8, bg
+    for scope in (EXPLORER, COMPARE):
+        bg = page.locator(scope).first.evaluate("e => getComputedStyle(e).backgroundColor")
+        assert luminance(bg) > 0.8, bg
     check_explorer(page, facts, EXPLORER, "lab")
     check_preview_and_baselines(page, facts, EXPLORER)
+    check_compare(page, json.loads((lab["root"] / "compare.json").read_text()), COMPARE)
     # dark theme: JupyterLab's command; every view follows the --jp-* variables
     page.evaluate("() => window.jupyterapp.commands.execute('apputils:change-theme', {theme: 'JupyterLab Dark'})")
     page.wait_for_function("document.body.dataset.jpThemeLight === 'false'", timeout=30_000)
@@ -428,11 +494,13 @@ def test_jupyterlab_views(lab, browser):
 
 
 def test_exported_html_offline(lab, browser):
-    """Depends on the notebook above having written explorer.html and facts.json."""
-    if not (lab["root"] / "explorer.html").exists():
-        pytest.skip("the JupyterLab test did not produce explorer.html")
-    shutil.copy(lab["root"] / "explorer.html", ARTIFACTS / "explorer.html")
+    """Depends on the notebook above having written explorer.html, compare.html and their facts."""
+    for name in ("explorer.html", "compare.html"):
+        if not (lab["root"] / name).exists():
+            pytest.skip(f"the JupyterLab test did not produce {name}")
+        shutil.copy(lab["root"] / name, ARTIFACTS / name)
     facts = json.loads((lab["root"] / "facts.json").read_text())
+    compare_facts = json.loads((lab["root"] / "compare.json").read_text())
     for scheme in ("light", "dark"):
         context = browser.new_context(viewport={"width": 1200, "height": 950}, color_scheme=scheme)
         page = context.new_page()
@@ -454,13 +522,20 @@ def test_exported_html_offline(lab, browser):
         page.keyboard.press("Enter")
         assert page.evaluate("() => window.dnbModel.get('root')") != before
         assert page.locator(".dnb-strip").first.text_content().replace("·", " ").find(EVIL) >= 0
+        page.goto((lab["root"] / "compare.html").as_uri())
+        page.wait_for_selector("body[data-dnb-ready]", timeout=20_000)
+        page.screenshot(path=str(ARTIFACTS / f"compare-html-{scheme}.png"), full_page=True)
+        check_compare(page, compare_facts, ".dnb")
+        # check_compare clicked a point last: its characters are the widget's selection
+        picked = page.locator(".dnb-cmp-pt-sel").evaluate_all("els => els.map(e => [Number(e.dataset.a), Number(e.dataset.b)])")
+        assert page.evaluate("() => window.dnbModel.get('span')") in picked
         assert dialogs == [] and errors == [], (dialogs, errors)
         bad = [u for u in requests if not (u.startswith(("file://", "data:")))]
         assert bad == [], bad
         context.close()
 
 
-@pytest.mark.parametrize("page_html", ["explorer.html"])
+@pytest.mark.parametrize("page_html", ["explorer.html", "compare.html"])
 @pytest.mark.parametrize("theme", ["class", "attribute"])
 def test_vscode_dark_and_narrow(lab, browser, page_html, theme):
     """VS Code marks its dark themes on the body (class ``vscode-dark``, ``data-vscode-theme-kind``); the
@@ -504,6 +579,7 @@ def test_notebook7_views(notebook7, browser):
     page.screenshot(path=str(ARTIFACTS / "nb7-light.png"), full_page=True)
     check_explorer(page, facts, EXPLORER, "nb7")
     check_preview_and_baselines(page, facts, EXPLORER)
+    check_compare(page, json.loads((notebook7["root"] / "compare.json").read_text()), COMPARE)
     page.evaluate("() => window.jupyterapp.commands.execute('apputils:change-theme', {theme: 'JupyterLab Dark'})")
     dark_background(page, OUT)
     page.screenshot(path=str(ARTIFACTS / "nb7-dark.png"), full_page=True)

@@ -1,18 +1,22 @@
 """Jupyter widgets (anywidget) for density results: token strip, s-slider with baselines, prediction
-preview, head grid and the linked explorer.
+preview, head grid, the linked explorer and the character-aligned comparison.
 
-Imports numpy, traitlets and anywidget only (no torch). Every view is drawn by one plain ESM
+Imports numpy, scipy, traitlets and anywidget only (no torch). Every view is drawn by one plain ESM
 module, ``static/density.js``, from compact data sent once; the views link their parts in the
 browser, so they also work in the standalone HTML that ``to_html`` writes.
 """
 
+from density_nb.widgets._compare import CompareError, CompareView, compare
 from density_nb.widgets._widgets import DensityExplorer, HeadGrid, PredictionPreview, SubgraphSlider, TokenStrip, link
 
 __all__ = [
+    "CompareError",
+    "CompareView",
     "DensityExplorer",
     "HeadGrid",
     "PredictionPreview",
     "SubgraphSlider",
     "TokenStrip",
+    "compare",
     "link",
 ]

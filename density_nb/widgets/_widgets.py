@@ -264,7 +264,7 @@ def write_standalone_html(widget: _Widget, path: str | os.PathLike[str], title: 
     if "</style" in css.lower():
         raise ValueError("widget CSS must not contain '</style'")
     data = widget.data
-    title = title or f"density_nb — {data.get('model', '')} ({len(data.get('tokens', []))} tokens)"
+    title = title or data.get("title") or f"density_nb — {data.get('model', '')} ({len(data.get('tokens', []))} tokens)"
     doc = f"""<!doctype html>
 <html lang="en">
 <head>

@@ -1,9 +1,11 @@
 // density_nb widgets: token strip, s-slider with the TV/KL curve and baselines, what the subgraph predicts,
-// layer × head grid and the linked explorer.
+// layer × head grid, the linked explorer and the comparison of several results of one text aligned by
+// characters.
 // Plain ESM, no dependencies, no network. Text from the data is only ever set with textContent.
-// Model traits: view ("explorer" | "strip" | "slider" | "preview" | "grid"), data (dict), shares (bytes:
-// log-coded uint8 [R, K, L, H + 1], column H = MLP, see widgets/_data.py), root (token position),
-// stratum (grid index), metric ("tv" | "kl"), scale ("log" | "linear").
+// Model traits: view ("explorer" | "strip" | "slider" | "preview" | "grid" | "compare"), data (dict),
+// shares (bytes: log-coded uint8 [R, K, L, H + 1], column H = MLP, see widgets/_data.py), root (token
+// position), stratum (grid index), metric ("tv" | "kl"), scale ("log" | "linear"),
+// span (compare view: selected characters [start, end)).
 
 const SVG = "http://www.w3.org/2000/svg";
 
@@ -50,6 +52,8 @@ function showText(s) {
   return String(s).replace(/ /g, "·").replace(/\t/g, "→").replace(/\r?\n/g, "↵")
     .replace(/[\u0000-\u001f\u007f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, "0")}`);
 }
+/** One character as the comparison view draws it (one column; see _compare.char_widths). */
+const showChar = (c) => (c === " " ? "·" : c === "\t" ? "→" : c === "\n" ? "↵" : c === "\r" ? "" : /[\u0000-\u001f\u007f]/.test(c) ? "�" : c);
 
 // ---- tiny DOM helpers (text is always set with textContent) --------------------------------------
 function h(tag, cls, text) {
@@ -700,6 +704,266 @@ function makeGrid(ctx) {
   return { el: wrap, update, on: ["root", "stratum", "scale"] };
 }
 
+// ---- Compare: several results of one text, aligned by characters ----------------------------------
+function makeCompare(model, rootEl) {
+  const d = model.get("data") || {};
+  const chars = d.chars || [];
+  const cw = Array.from(d.cw || "", Number);
+  const rows = d.rows || [];
+  const pairs = d.pairs || [];
+  const tip = makeTip(rootEl);
+  const wrap = h("section", "dnb-part dnb-compare-part");
+  wrap.setAttribute("aria-label", "Comparison of several results of one text, aligned by characters");
+  const title = h("div", "dnb-title", `The same text (${chars.length} characters) in ${rows.length} results, aligned by characters`);
+  const keys = h("div", "dnb-cmp-keys");
+  rows.forEach((r) => {
+    const k = h("div", "dnb-cmp-key");
+    k.append(h("span", "dnb-cmp-tag", r.tag), h("span", "", ` ${r.label} — ${r.tokens.length} tokens, mean density ${fmt(r.mean)}`));
+    keys.appendChild(k);
+  });
+  const lines = h("div", "dnb-cmp-lines");
+  const detail = h("div", "dnb-cmp-detail");
+  detail.setAttribute("aria-live", "polite");
+  const { legend } = gradientLegend("density", "0", "1", VIRIDIS);
+  legend.appendChild(h("span", "dnb-legend-note", "each token spans its characters; · space ↵ newline; click or press Enter on a token to select its characters in every row (↑/↓ move between rows)"));
+  // scatter
+  const scatter = h("div", "dnb-cmp-scatter");
+  const pick = h("select", "dnb-cmp-pair");
+  pick.setAttribute("aria-label", "Pair of results shown in the scatter plot");
+  pick.setAttribute("data-lm-suppress-shortcuts", "true");
+  pairs.forEach((p, i) => { const o = h("option", "", `${rows[p.a].tag} vs ${rows[p.b].tag}`); o.value = String(i); pick.appendChild(o); });
+  pick.hidden = pairs.length < 2;
+  const rho = h("div", "dnb-title dnb-cmp-rho");
+  const S = 230, m0 = 34, pw = S - m0 - 10;
+  const svg = s("svg", { viewBox: `0 0 ${S} ${S}`, class: "dnb-chart dnb-cmp-svg", role: "img" });
+  const Xs = (v) => m0 + v * pw, Ys = (v) => S - m0 - v * pw;
+  const gPts = s("g", { class: "dnb-cmp-pts" });
+  svg.appendChild(s("line", { x1: Xs(0), y1: Ys(0), x2: Xs(1), y2: Ys(1), class: "dnb-gridline" }));
+  for (const v of [0, 0.5, 1]) {
+    svg.appendChild(s("line", { x1: Xs(v), x2: Xs(v), y1: Ys(0), y2: Ys(0) + 4, class: "dnb-axis" }));
+    svg.appendChild(s("line", { x1: Xs(0) - 4, x2: Xs(0), y1: Ys(v), y2: Ys(v), class: "dnb-axis" }));
+    const tx = s("text", { x: Xs(v), y: Ys(0) + 14, "text-anchor": "middle", class: "dnb-ticklabel" }); tx.textContent = String(v);
+    const ty = s("text", { x: Xs(0) - 6, y: Ys(v) + 3, "text-anchor": "end", class: "dnb-ticklabel" }); ty.textContent = String(v);
+    svg.append(tx, ty);
+  }
+  svg.appendChild(s("line", { x1: Xs(0), x2: Xs(1), y1: Ys(0), y2: Ys(0), class: "dnb-axis" }));
+  svg.appendChild(s("line", { x1: Xs(0), x2: Xs(0), y1: Ys(0), y2: Ys(1), class: "dnb-axis" }));
+  const xl = s("text", { x: Xs(0.5), y: S - 2, "text-anchor": "middle", class: "dnb-axislabel" });
+  const yl = s("text", { x: 10, y: Ys(0.5), "text-anchor": "middle", class: "dnb-axislabel", transform: `rotate(-90 10 ${Ys(0.5)})` });
+  svg.append(xl, yl, gPts);
+  scatter.append(rho, pick, svg);
+  const body = h("div", "dnb-row");
+  const left = h("div", "dnb-cmp-left");
+  left.append(keys, lines, legend, detail);
+  body.append(left, scatter);
+  wrap.append(title, body);
+  rootEl.appendChild(tip.el);  // positioned against the widget's root, outside the part's layout containment
+
+  // per row: token -> its elements; char -> token index (empty spans hold no character)
+  const charTok = rows.map((r) => {
+    const a = new Int32Array(chars.length).fill(-1);
+    r.start.forEach((st, i) => { for (let c = st; c < r.end[i]; c++) a[c] = i; });
+    return a;
+  });
+  let tokEls = [];  // [row][token] -> elements (a token crossing a line break has two)
+  let breaks = [];  // lines as [first, end) characters
+  const x0 = new Float64Array(chars.length + 1);  // column of each character within its line
+  const colOf = (c) => x0[c] - x0[breaks.find(([a1, b1]) => c >= a1 && c < b1)?.[0] ?? 0];
+  const spanOf = (m, i) => (rows[m].end[i] > rows[m].start[i] ? [rows[m].start[i], rows[m].end[i]] : [Math.max(0, rows[m].start[i] - 1), rows[m].start[i]]);
+  const focusables = (m) => tokEls[m].map((els) => els[0]).filter(Boolean);
+  const choose = (el) => { const [a, b] = spanOf(Number(el.dataset.m), Number(el.dataset.i)); model.set("span", [a, b]); model.save_changes(); };
+  const tokenText = (m, i) => chars.slice(rows[m].start[i], rows[m].end[i]).join("");
+
+  function layout() {
+    const probe = h("span", "dnb-cmp-probe", "0000000000");
+    lines.appendChild(probe);
+    const chPx = probe.getBoundingClientRect().width / 10 || 8;
+    probe.remove();
+    const cols = Math.max(12, Math.floor((lines.clientWidth || 600) / chPx) - 4);
+    breaks = [];
+    let a = 0, w = 0, brk = -1;
+    for (let c = 0; c < chars.length; c++) {
+      if (w + cw[c] > cols && c > a) {
+        const b = brk > a ? brk : c;
+        breaks.push([a, b]);
+        a = b; w = 0; brk = -1;
+        for (let j = a; j < c; j++) w += cw[j];
+      }
+      w += cw[c];
+      if (chars[c] === " ") brk = c;
+      if (chars[c] === "\n") { breaks.push([a, c + 1]); a = c + 1; w = 0; brk = -1; }
+    }
+    if (a < chars.length || !breaks.length) breaks.push([a, chars.length]);
+    lines.replaceChildren();
+    tokEls = rows.map((r) => r.start.map(() => []));
+    for (const [a0, b0] of breaks) {
+      let x = 0;
+      for (let c = a0; c < b0; c++) { x0[c] = x; x += cw[c]; }
+      x0[b0] = x;
+      const block = h("div", "dnb-cmp-line");
+      rows.forEach((r, m) => {
+        const row = h("div", "dnb-cmp-row");
+        row.setAttribute("role", "listbox");
+        row.setAttribute("aria-label", `${r.label}: tokens of characters ${a0}–${b0}`);
+        row.style.width = `${x + 0.5}ch`;
+        const gutter = h("span", "dnb-cmp-tag", r.tag);
+        gutter.setAttribute("aria-hidden", "true");
+        block.appendChild(gutter);
+        for (let i = 0; i < r.start.length; i++) {
+          const st = r.start[i], en = r.end[i];
+          const zero = en === st;
+          if (zero ? !(st >= a0 && (st < b0 || (st === b0 && b0 === chars.length))) : en <= a0 || st >= b0) continue;
+          const lo = Math.max(st, a0), hi = Math.min(en, b0);
+          const el = h("span", zero ? "dnb-ctok dnb-ctok-zero" : "dnb-ctok");
+          el.style.left = `${x0[lo]}ch`;
+          if (!zero) {
+            el.style.width = `${x0[hi] - x0[lo]}ch`;
+            el.textContent = chars.slice(lo, hi).map(showChar).join("");
+          }
+          const colours = densityColours(r.density[i]);
+          if (colours) [el.style.backgroundColor, el.style.color] = colours;
+          else el.classList.add("dnb-none");
+          el.dataset.m = String(m);
+          el.dataset.i = String(i);
+          el.tabIndex = -1;
+          el.setAttribute("role", "option");
+          el.setAttribute("aria-selected", "false");
+          el.setAttribute("data-lm-suppress-shortcuts", "true");
+          el.setAttribute("aria-label", `${r.tag} token ${i} ${zero ? (r.tokens[i] ? `(special ${r.tokens[i]})` : "(rest of a character)") : showText(tokenText(m, i))}: density ${fmt(r.density[i])}`);
+          tokEls[m][i].push(el);
+          row.appendChild(el);
+        }
+        const mark = h("span", "dnb-cmp-span");  // outlines the selected characters on this line
+        mark.setAttribute("aria-hidden", "true");
+        mark.dataset.a = String(a0);
+        mark.dataset.b = String(b0);
+        row.appendChild(mark);
+        block.appendChild(row);
+      });
+      lines.appendChild(block);
+    }
+    rows.forEach((_, m) => { const f = focusables(m); if (f.length) f[0].tabIndex = 0; });
+    selectSpan();
+  }
+
+  lines.addEventListener("click", (e) => { const t = e.target.closest(".dnb-ctok"); if (t) choose(t); });
+  const tipLines = (el) => {
+    const m = Number(el.dataset.m), i = Number(el.dataset.i), r = rows[m];
+    const text = r.end[i] > r.start[i] ? `“${showText(tokenText(m, i))}”` : r.tokens[i] ? `special token “${showText(r.tokens[i])}”` : `${CONTINUATION} rest of the character before`;
+    const lines2 = [`${r.tag} ${r.label}: ${text} — token ${i}, characters ${r.start[i]}–${r.end[i]}`];
+    lines2.push(r.density[i] === null ? "no prediction traced for this token" : `density ${fmt(r.density[i])}   s_top1 ${fmtS(r.s_top1[i])}`);
+    return lines2;
+  };
+  lines.addEventListener("mouseover", (e) => { const t = e.target.closest(".dnb-ctok"); if (t) tip.show(t, tipLines(t)); });
+  lines.addEventListener("mouseout", (e) => { if (e.target.closest(".dnb-ctok")) tip.hide(); });
+  lines.addEventListener("focusin", (e) => { const t = e.target.closest(".dnb-ctok"); if (t) tip.show(t, tipLines(t)); });
+  lines.addEventListener("focusout", () => tip.hide());
+  // keys: ←/→ the row's previous/next token, ↑/↓ the token of the row above/below at the same character
+  lines.addEventListener("keydown", (e) => {
+    const el = e.target.closest(".dnb-ctok");
+    if (!el) return;
+    const m = Number(el.dataset.m), i = Number(el.dataset.i);
+    let target = null;
+    if (e.key === "Enter" || e.key === " " || e.key === "Spacebar") { e.preventDefault(); choose(el); return; }
+    if (e.key === "ArrowRight" || e.key === "ArrowLeft" || e.key === "Home" || e.key === "End") {
+      const f = focusables(m), at = f.indexOf(tokEls[m][i][0]);
+      const j = e.key === "Home" ? 0 : e.key === "End" ? f.length - 1 : e.key === "ArrowRight" ? Math.min(f.length - 1, at + 1) : Math.max(0, at - 1);
+      target = f[j];
+    } else if (e.key === "ArrowUp" || e.key === "ArrowDown") {
+      const m2 = e.key === "ArrowDown" ? Math.min(rows.length - 1, m + 1) : Math.max(0, m - 1);
+      const c = Math.min(chars.length - 1, spanOf(m, i)[0]);
+      let j = c >= 0 ? charTok[m2][c] : -1;
+      if (j < 0) j = 0;
+      target = tokEls[m2][j]?.[0];
+    } else return;
+    e.preventDefault();
+    if (!target) return;
+    for (const els of tokEls[Number(target.dataset.m)]) for (const x of els) x.tabIndex = -1;  // one tab stop per row
+    target.tabIndex = 0;
+    target.focus();
+  });
+
+  let pair = 0;
+  let ptEls = [];
+  function drawScatter() {
+    gPts.replaceChildren();
+    ptEls = [];
+    const p = pairs[pair];
+    if (!p) { rho.textContent = "Needs at least two results."; return; }
+    const A = rows[p.a], B = rows[p.b];
+    xl.textContent = `density, ${A.tag} (${A.label})`.slice(0, 60);
+    yl.textContent = `density, ${B.tag} (${B.label})`.slice(0, 60);
+    rho.textContent = `Spearman ρ = ${fmt(p.rho, 2)} over ${p.n} characters`;
+    svg.setAttribute("aria-label", `Per-character density of ${A.label} (x) against ${B.label} (y): Spearman rho ${fmt(p.rho, 2)} over ${p.n} characters, ${p.points.length} spans`);
+    for (const [x, y, a, b] of p.points) {
+      const c = s("circle", { cx: Xs(x).toFixed(1), cy: Ys(y).toFixed(1), r: (1.6 + Math.sqrt(b - a)).toFixed(1), class: "dnb-cmp-pt" });
+      c.dataset.a = String(a);
+      c.dataset.b = String(b);
+      gPts.appendChild(c);
+      ptEls.push(c);
+    }
+    selectSpan();
+  }
+  pick.addEventListener("change", () => { pair = Number(pick.value) || 0; drawScatter(); });
+  gPts.addEventListener("click", (e) => { const c = e.target.closest(".dnb-cmp-pt"); if (c) { model.set("span", [Number(c.dataset.a), Number(c.dataset.b)]); model.save_changes(); } });
+  gPts.addEventListener("mouseover", (e) => {
+    const c = e.target.closest(".dnb-cmp-pt");
+    if (!c) return;
+    const a = Number(c.dataset.a), b = Number(c.dataset.b), p = pairs[pair];
+    const pt = p.points.find((q) => q[2] === a && q[3] === b);
+    tip.show(c, [`“${showText(chars.slice(a, b).join(""))}” (characters ${a}–${b})`, `${rows[p.a].tag} ${fmt(pt[0])}   ${rows[p.b].tag} ${fmt(pt[1])}`]);
+  });
+  gPts.addEventListener("mouseout", () => tip.hide());
+
+  function selectSpan() {
+    const [a, b] = model.get("span") || [0, 0];
+    const has = b > a;
+    for (const mark of lines.querySelectorAll(".dnb-cmp-span")) {
+      const a0 = Number(mark.dataset.a), b0 = Number(mark.dataset.b);
+      const lo = Math.max(a, a0), up = Math.min(b, b0);
+      mark.hidden = !(has && up > lo);
+      if (!mark.hidden) { mark.style.left = `${colOf(lo)}ch`; mark.style.width = `${colOf(up - 1) - colOf(lo) + cw[up - 1]}ch`; }
+    }
+    const parts = [];
+    rows.forEach((r, m) => {
+      const hit = [];
+      tokEls[m].forEach((els, i) => {
+        const [ta, tb] = spanOf(m, i);
+        const on = has && ta < b && tb > a;
+        for (const el of els) { el.classList.toggle("dnb-sel", on); el.setAttribute("aria-selected", String(on)); }
+        if (on) hit.push(i);
+      });
+      if (has) {
+        const toks = hit.map((i) => (r.end[i] > r.start[i] ? `“${showText(tokenText(m, i))}”` : CONTINUATION));
+        const dens = hit.map((i) => fmt(r.density[i]));
+        parts.push(`${r.tag}: ${hit.length} token${hit.length === 1 ? "" : "s"} ${toks.join(" ")} — density ${dens.join(", ")}`);
+      }
+    });
+    detail.textContent = has ? `Selected “${showText(chars.slice(a, b).join(""))}” (characters ${a}–${b}). ${parts.join("; ")}.` : "Click a token (or press Enter on it) to select its characters in every row.";
+    for (const c of ptEls) {
+      const on = has && Number(c.dataset.a) < b && Number(c.dataset.b) > a;
+      c.classList.toggle("dnb-cmp-pt-sel", on);
+      if (on) c.parentNode.appendChild(c);  // draw on top
+    }
+  }
+  return {
+    el: wrap,
+    mount() {
+      layout();
+      drawScatter();
+      if (typeof ResizeObserver !== "undefined") {
+        let width = lines.clientWidth;
+        const ro = new ResizeObserver(() => { if (Math.abs(lines.clientWidth - width) > 4) { width = lines.clientWidth; layout(); } });
+        ro.observe(lines);
+        return () => ro.disconnect();
+      }
+      return () => {};
+    },
+    update: selectSpan,
+    on: ["span"],
+  };
+}
+
 // ---- render -------------------------------------------------------------------------------------------
 function render({ model, el }) {
   const root = h("div", "dnb");
@@ -716,11 +980,21 @@ function render({ model, el }) {
   root.addEventListener("keydown", keepKeys);
   el.appendChild(root);
   let parts = [];
+  let unmount = () => {};
   const build = () => {
+    unmount();
+    unmount = () => {};
     root.replaceChildren();
     const view = model.get("view") || "explorer";
     root.dataset.view = view;
     parts = [];
+    if (view === "compare") {
+      const cmp = makeCompare(model, root);
+      root.appendChild(cmp.el);
+      unmount = cmp.mount();
+      parts.push(cmp);
+      return;
+    }
     const ctx = makeContext(model, root);
     const all = view === "explorer";
     if (all || view === "strip") parts.push(makeStrip(ctx));
@@ -739,13 +1013,14 @@ function render({ model, el }) {
   const update = (what) => () => { for (const p of parts) if (p.on.includes(what)) p.update(what); };
   const listeners = [
     ["change:root", update("root")], ["change:stratum", update("stratum")], ["change:metric", update("metric")],
-    ["change:scale", update("scale")],
+    ["change:scale", update("scale")], ["change:span", update("span")],
     ["change:data", build], ["change:shares", build], ["change:view", build],
   ];
   for (const [event, fn] of listeners) model.on(event, fn);
   build();
   return () => {
     for (const [event, fn] of listeners) model.off(event, fn);
+    unmount();
     root.remove();
   };
 }
