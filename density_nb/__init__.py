@@ -23,6 +23,8 @@ _LAZY = {
     "trace": "density_nb.tracing",
     "trace_many": "density_nb.tracing",
     "trace_steps": "density_nb.tracing",
+    "generate": "density_nb.generation",
+    "trace_live": "density_nb.generation",
     "compare": "density_nb.widgets",
     "TraceInputError": "density_nb.tracing",
     "DensityResult": "density_nb.result",

@@ -99,6 +99,7 @@ class DensityResult:
     topk_prob: np.ndarray | None = None  # [R, K, k] their probabilities
     topk_token_full: np.ndarray | None = None  # [R, k] int64 the full model's
     topk_prob_full: np.ndarray | None = None  # [R, k]
+    generated: np.ndarray | None = None  # [T] bool: tokens the model wrote (generation.generate), None for a given text
     top_text_full: list[str] = field(default_factory=list)  # [R] the full model's top-1 token, decoded
     settings: dict[str, Any] = field(default_factory=dict)
 
@@ -290,6 +291,7 @@ class DensityResult:
             "n_heads": self.n_heads,
             "top_text_full": self.top_text_full,
             "settings": self.settings,
+            "generated": None if self.generated is None else self.generated.tolist(),
         }
         table = table.replace_schema_metadata({**(table.schema.metadata or {}), b"density_nb": json.dumps(meta).encode()})
         return atomic_write(path, lambda tmp: pq.write_table(table, tmp))
@@ -352,6 +354,7 @@ class DensityResult:
             "n_heads": n_heads,
             "top_text_full": list(meta["top_text_full"]),
             "settings": meta["settings"],
+            "generated": None if meta.get("generated") is None else np.array(meta["generated"], dtype=bool),
         }
         names = set(table.column_names)
         for name in _NESTED + _NESTED_OPTIONAL:

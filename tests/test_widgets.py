@@ -1,5 +1,5 @@
 """State-level tests for the anywidget views (no browser): shapes, ranges, linking, the share code,
-the prediction preview's data, the comparison's character alignment, size budget, export."""
+the prediction preview's data, the comparison's character alignment, the live view, size budget, export."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import ast
 import dataclasses
 import json
 import re
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +20,7 @@ from density_nb.widgets import (
     CompareView,
     DensityExplorer,
     HeadGrid,
+    LiveTrace,
     PredictionPreview,
     SubgraphSlider,
     TokenStrip,
@@ -174,14 +176,16 @@ def test_preview_data_topk_plateau_and_next():
     }
 
 
-def test_scale():
+def test_scale_and_generated_marks():
     res = make_result(n_tokens=8, n_strata=5, seed=5)
     w = DensityExplorer(res)
-    assert w.scale == "log"
+    assert w.scale == "log" and "generated" not in w.data
     w.scale = "LINEAR"
     assert w.scale == "linear"
     with pytest.raises(traitlets.TraitError):
         w.scale = "sqrt"
+    marked = dataclasses.replace(res, generated=np.arange(len(res.tokens)) >= 5)
+    assert DensityExplorer(marked).data["generated"] == "00000111"
 
 
 def test_link_separate_widgets(result):
@@ -336,6 +340,64 @@ def test_compare_smollm2_and_gemma3_split_differently(smollm2):
     w = compare([a, b])
     assert [r["label"] for r in w.data["rows"]] == ["smollm2-135m", "gemma3-270m"]
     assert -1 <= w.rho() <= 1 and w.data["pairs"][0]["n"] == len(text) - 2  # all but the first token's characters
+
+
+# ---- live view ------------------------------------------------------------------------------------------
+def test_live_view_shows_steps_cancels_and_keeps_what_is_done():
+    full = make_result(n_tokens=12, n_strata=5, n_layers=2, n_heads=2, seed=6)
+    view = LiveTrace("synthetic", full.tokens, total=len(full.roots), unit="roots")
+    assert view.result is None and view.data["roots"] == [] and view.status["state"] == "running"
+    gate = threading.Event()
+
+    def work(on_step, stop):
+        for n in range(1, len(full.roots) + 1):
+            if stop.is_set():
+                break
+            on_step(_first_roots(full, n), n)
+            if n == 3:
+                gate.set()
+                stop.wait(5)
+        return view.result
+
+    view.run(work)
+    assert gate.wait(10)
+    assert view.data["roots"] == full.roots[:3].tolist() and view.status["done"] == 3
+    assert view.root == full.roots[2]  # the selection follows the newest step
+    view._on_message(view, {"type": "cancel"}, [])  # what the Cancel button sends
+    result = view.wait(10)
+    assert view.done and view.status["state"] == "cancelled" and len(result.roots) == 3
+
+
+def _first_roots(result, n):
+    from density_nb.generation import ROOT_FIELDS
+
+    return dataclasses.replace(
+        result, **{f: getattr(result, f)[:n] for f in ROOT_FIELDS if getattr(result, f) is not None}, top_text_full=result.top_text_full[:n]
+    )
+
+
+def test_live_view_follows_the_newest_step_until_the_user_moves():
+    full = make_result(n_tokens=8, n_strata=6, n_layers=2, n_heads=2, seed=7)
+    view = LiveTrace("synthetic", full.tokens, total=len(full.roots), unit="steps")
+    s_top1_step = lambda r: int(np.flatnonzero(full.top1[r])[0])
+    for n in (1, 2, 3):
+        view.show(_first_roots(full, n), n)
+        assert view.root == full.roots[n - 1] and view.stratum == s_top1_step(n - 1)
+    view.root, view.stratum = int(full.roots[0]), 1
+    view.show(_first_roots(full, 4), 4)
+    assert view.root == full.roots[0] and view.stratum == 1 and view.status["done"] == 4
+
+
+def test_live_view_reports_a_failure():
+    view = LiveTrace("m", ["a", "b"], total=2, unit="steps")
+
+    def work(on_step, stop):
+        raise ValueError("boom")
+
+    view.run(work)
+    with pytest.raises(ValueError, match="boom"):
+        view.wait(10)
+    assert view.status["state"] == "failed" and "boom" in view.status["note"]
 
 
 def test_widget_modules_import_no_torch():

@@ -44,12 +44,14 @@ TESTS = str(Path(__file__).resolve().parent)
 # compare: one text split two ways (hostile text, a multi-byte character split into a continuation, a BOS)
 CMP_A = ["Say", " <img src=x onerror=alert(1)>", " and", " 日本", "語", " done", "."]
 CMP_B = ["<bos>", "Say <", "img", " src=x onerror=", "alert(1)>", " and", " 日", "本", "", "語", " do", "ne."]
+LIVE_TEXT = "The small boat drifted past the old mill, and the miller waved."
+GEN_STEPS = 80
 NOTEBOOK_CELLS = [
     # 1. the explorer, with the three baselines and the model's tokenizer naming the top-k
     "import dataclasses, json, sys\n"
     f"sys.path.insert(0, {TESTS!r})\n"
     "import density_nb\n"
-    "from density_nb import compare\n"
+    "from density_nb import compare, generate, trace_live\n"
     "from density_nb.tracing import trace\n"
     "from density_nb.widgets._compare import char_spans\n"
     "model = density_nb.load_model('tiny-llama')\n"
@@ -71,6 +73,10 @@ NOTEBOOK_CELLS = [
     "json.dump({'text': a.text, 'spans': [char_spans(r.tokens, a.text) for r in (a, b)], 'points': len(c.data['pairs'][0]['points'])},\n"
     "          open('compare.json', 'w'))\n"
     "c",
+    # 3. a long text traced live, a few roots at a time
+    f"live = trace_live(model, {LIVE_TEXT!r}, max_rows=400)\nlive",
+    # 4. generation, live, to be cancelled from the view
+    f"gen = generate(model, 'Once <b>upon</b> a time', max_new_tokens={GEN_STEPS}, live=True, grid='paper')\ngen",
 ]
 
 
@@ -425,13 +431,41 @@ def open_and_run(page, base: str, app: str = "lab") -> None:
             await app.commands.execute('notebook:run-all-cells');
         }"""
     )
-    for view in ("explorer", "compare"):
+    for view in ("explorer", "compare", "live"):
         page.wait_for_selector(f"{OUT}[data-view='{view}']", state="attached", timeout=180_000)
     page.wait_for_selector(f"{EXPLORER} .dnb-tok", timeout=60_000)
 
 
 OUT = ".jp-OutputArea-output .dnb"
-EXPLORER, COMPARE = (f"{OUT}[data-view='{v}']" for v in ("explorer", "compare"))
+EXPLORER, COMPARE, LIVE = (f"{OUT}[data-view='{v}']" for v in ("explorer", "compare", "live"))
+
+
+def check_live(page) -> None:
+    """The live views: trace_live fills its strip and ends "done"; generation runs until the Cancel
+    button (pressed from the keyboard) stops it, keeping the steps done, marked as written."""
+    traced, gen = page.locator(LIVE).nth(0), page.locator(LIVE).nth(1)
+    traced.locator(".dnb-live[data-state='done']").wait_for(timeout=180_000)
+    n_tokens = traced.locator(".dnb-tok").count()
+    assert traced.locator(".dnb-tok.dnb-pred").count() == n_tokens - 1  # every prediction in the text, traced
+    assert traced.locator(".dnb-live-text").text_content().startswith(f"done {n_tokens - 1} of {n_tokens - 1} roots")
+    assert traced.locator(".dnb-cancel").is_hidden() and traced.locator(".dnb-slider-part").count() == 1
+    page.wait_for_function(
+        f'() => /tracing ([2-9]|\\d\\d+) of {GEN_STEPS} steps/.test(document.querySelectorAll("{LIVE} .dnb-live-text")[1].textContent)',
+        timeout=180_000,
+    )
+    assert gen.locator(".dnb-tok.dnb-gen").count() >= 2 and gen.locator("b, img, script").count() == 0
+    cancel = gen.locator(".dnb-cancel")
+    cancel.focus()
+    before = gen.locator(".dnb-live-text").text_content()
+    page.wait_for_function(  # another step lands (the explorer below is rebuilt): the focus stays on Cancel
+        f'(t) => document.querySelectorAll("{LIVE} .dnb-live-text")[1].textContent !== t', arg=before, timeout=180_000
+    )
+    assert page.evaluate("() => document.activeElement.classList.contains('dnb-cancel')")
+    page.keyboard.press("Enter")
+    gen.locator(".dnb-live[data-state='cancelled']").wait_for(timeout=180_000)
+    kept = int(gen.locator(".dnb-live-text").text_content().split("kept ")[1].split(" of")[0])
+    assert 2 <= kept < GEN_STEPS and gen.locator(".dnb-tok.dnb-gen.dnb-pred").count() >= kept - 1
+    assert "Once·<b>upon</b>·a·time" in gen.locator(".dnb-strip").text_content()
 
 
 @pytest.fixture(scope="module")
@@ -473,12 +507,13 @@ def test_jupyterlab_views(lab, browser):
         news.first.click()
     page.wait_for_timeout(300)
     page.screenshot(path=str(ARTIFACTS / "lab-light.png"), full_page=True)
-    for scope in (EXPLORER, COMPARE):
+    for scope in (EXPLORER, COMPARE, LIVE):
         bg = page.locator(scope).first.evaluate("e => getComputedStyle(e).backgroundColor")
         assert luminance(bg) > 0.8, bg
     check_explorer(page, facts, EXPLORER, "lab")
     check_preview_and_baselines(page, facts, EXPLORER)
     check_compare(page, json.loads((lab["root"] / "compare.json").read_text()), COMPARE)
+    check_live(page)
     # dark theme: JupyterLab's command; every view follows the --jp-* variables
     page.evaluate("() => window.jupyterapp.commands.execute('apputils:change-theme', {theme: 'JupyterLab Dark'})")
     page.wait_for_function("document.body.dataset.jpThemeLight === 'false'", timeout=30_000)
@@ -580,6 +615,7 @@ def test_notebook7_views(notebook7, browser):
     check_explorer(page, facts, EXPLORER, "nb7")
     check_preview_and_baselines(page, facts, EXPLORER)
     check_compare(page, json.loads((notebook7["root"] / "compare.json").read_text()), COMPARE)
+    check_live(page)
     page.evaluate("() => window.jupyterapp.commands.execute('apputils:change-theme', {theme: 'JupyterLab Dark'})")
     dark_background(page, OUT)
     page.screenshot(path=str(ARTIFACTS / "nb7-dark.png"), full_page=True)
@@ -593,14 +629,33 @@ class _Tokenizer:
         return EVIL if ids[0] % 2 else f" tok{ids[0]}"
 
 
-@pytest.mark.parametrize("cls_name", ["TokenStrip", "SubgraphSlider", "PredictionPreview", "HeadGrid", "DensityExplorer"])
+def _finished_live():
+    """A live view after its last step (what to_html of a finished generation writes)."""
+    import dataclasses
+
+    import numpy as np
+
+    from density_nb.widgets import LiveTrace
+    from helpers import EVIL_TOKENS, make_result, with_measures
+
+    res = with_measures(make_result(tokens=[*EVIL_TOKENS, " more"], n_strata=7, n_layers=3, n_heads=2))
+    res = dataclasses.replace(res, generated=np.arange(len(res.tokens)) >= 4)
+    view = LiveTrace(res.model, res.tokens, total=len(res.roots), unit="steps", tokenizer=_Tokenizer())
+    view.run(lambda on_step, stop: on_step(res, len(res.roots))).wait(10)
+    return res, view
+
+
+@pytest.mark.parametrize("cls_name", ["TokenStrip", "SubgraphSlider", "PredictionPreview", "HeadGrid", "DensityExplorer", "LiveTrace"])
 def test_single_views_standalone(cls_name, browser, tmp_path):
     """Each view alone, exported and opened from disk (synthetic data with hostile token text)."""
     import density_nb.widgets as W
     from helpers import EVIL_TOKENS, make_result, with_measures
 
-    res = with_measures(make_result(tokens=[*EVIL_TOKENS, "\n", " tail"], n_strata=7, n_layers=3, n_heads=2))
-    widget = getattr(W, cls_name)(res, tokenizer=_Tokenizer())
+    if cls_name == "LiveTrace":
+        res, widget = _finished_live()
+    else:
+        res = with_measures(make_result(tokens=[*EVIL_TOKENS, "\n", " tail"], n_strata=7, n_layers=3, n_heads=2))
+        widget = getattr(W, cls_name)(res, tokenizer=_Tokenizer())
     html = widget.to_html(tmp_path / f"{cls_name}.html")
     page = browser.new_page(viewport={"width": 1000, "height": 800})
     requests, dialogs, errors = watch(page)
@@ -611,6 +666,7 @@ def test_single_views_standalone(cls_name, browser, tmp_path):
         "slider": ".dnb-slider-part",
         "preview": ".dnb-preview-part",
         "grid": ".dnb-grid-part",
+        "live": ".dnb-live",
     }
     expect = {
         "TokenStrip": {"strip"},
@@ -618,6 +674,7 @@ def test_single_views_standalone(cls_name, browser, tmp_path):
         "PredictionPreview": {"preview"},
         "HeadGrid": {"grid"},
         "DensityExplorer": {"strip", "slider", "preview", "grid"},
+        "LiveTrace": set(parts),
     }[cls_name]
     for name, sel in parts.items():
         assert page.locator(sel).count() == (1 if name in expect else 0), (name, cls_name)
@@ -628,6 +685,9 @@ def test_single_views_standalone(cls_name, browser, tmp_path):
         assert EVIL.replace(" ", "·") in "".join(page.locator(".dnb-pv-tok").evaluate_all("els => els.map(e => e.textContent)"))
     if "grid" in expect:
         assert page.locator(".dnb-cell").count() == 3 * 3
+    if cls_name == "LiveTrace":
+        assert page.locator(".dnb-live[data-state='done']").count() == 1 and page.locator(".dnb-cancel").is_hidden()
+        assert page.locator(".dnb-tok.dnb-gen").count() == int(res.generated.sum())
     page.screenshot(path=str(ARTIFACTS / f"standalone-{cls_name}.png"), full_page=True)
     assert page.locator(".dnb img, .dnb script").count() == 0
     assert dialogs == [] and errors == [], (dialogs, errors)

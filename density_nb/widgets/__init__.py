@@ -1,5 +1,5 @@
 """Jupyter widgets (anywidget) for density results: token strip, s-slider with baselines, prediction
-preview, head grid, the linked explorer and the character-aligned comparison.
+preview, head grid, the linked explorer, the live view and the character-aligned comparison.
 
 Imports numpy, scipy, traitlets and anywidget only (no torch). Every view is drawn by one plain ESM
 module, ``static/density.js``, from compact data sent once; the views link their parts in the
@@ -7,6 +7,7 @@ browser, so they also work in the standalone HTML that ``to_html`` writes.
 """
 
 from density_nb.widgets._compare import CompareError, CompareView, compare
+from density_nb.widgets._live import LiveTrace
 from density_nb.widgets._widgets import DensityExplorer, HeadGrid, PredictionPreview, SubgraphSlider, TokenStrip, link
 
 __all__ = [
@@ -14,6 +15,7 @@ __all__ = [
     "CompareView",
     "DensityExplorer",
     "HeadGrid",
+    "LiveTrace",
     "PredictionPreview",
     "SubgraphSlider",
     "TokenStrip",

@@ -114,6 +114,8 @@ def compact_data(result: Any, tokenizer: Any = None) -> dict[str, Any]:
         plateau = np.asarray(result.n_edges) < np.asarray(result.input_edges)[:, None]
     if result.topk_token is not None and result.topk_token_full is not None:
         data["topk"] = _topk(result, plateau, decoder(tokenizer))
+    if result.generated is not None:
+        data["generated"] = "".join("1" if g else "0" for g in np.asarray(result.generated, dtype=bool))
     return data
 
 

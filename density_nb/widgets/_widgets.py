@@ -41,9 +41,9 @@ class _Widget(anywidget.AnyWidget):
 
 
 class _DensityWidget(_Widget):
-    """The views of one result: traits ``data`` (dict), ``shares`` (bytes) and the selection
-    ``root``/``stratum``/``metric``/``scale``. ``tokenizer`` (a tokenizer or the loaded model) names
-    the top-k tokens of the prediction preview."""
+    """The views of one result (None: nothing yet, as in a live view before its first step): traits
+    ``data`` (dict), ``shares`` (bytes) and the selection ``root``/``stratum``/``metric``/``scale``.
+    ``tokenizer`` (a tokenizer or the loaded model) names the top-k tokens of the prediction preview."""
 
     _view: str = "explorer"
     _needs_shares: bool = True
@@ -66,7 +66,7 @@ class _DensityWidget(_Widget):
         **kwargs: Any,
     ) -> None:
         self._tokenizer = tokenizer
-        state = self._result_state(result, root, stratum)
+        state = {} if result is None else self._result_state(result, root, stratum)
         super().__init__(view=self._view, metric=metric, scale=scale, **state, **kwargs)
         self.result = result
 

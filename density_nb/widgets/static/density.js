@@ -1,10 +1,10 @@
 // density_nb widgets: token strip, s-slider with the TV/KL curve and baselines, what the subgraph predicts,
-// layer × head grid, the linked explorer and the comparison of several results of one text aligned by
-// characters.
+// layer × head grid, the linked explorer, the live view (generation, long traces) and the comparison of
+// several results of one text aligned by characters.
 // Plain ESM, no dependencies, no network. Text from the data is only ever set with textContent.
-// Model traits: view ("explorer" | "strip" | "slider" | "preview" | "grid" | "compare"), data (dict),
+// Model traits: view ("explorer" | "strip" | "slider" | "preview" | "grid" | "live" | "compare"), data (dict),
 // shares (bytes: log-coded uint8 [R, K, L, H + 1], column H = MLP, see widgets/_data.py), root (token
-// position), stratum (grid index), metric ("tv" | "kl"), scale ("log" | "linear"),
+// position), stratum (grid index), metric ("tv" | "kl"), scale ("log" | "linear"), status (live view),
 // span (compare view: selected characters [start, end)).
 
 const SVG = "http://www.w3.org/2000/svg";
@@ -189,6 +189,7 @@ function fillToken(span, text) {
 
 function makeStrip(ctx) {
   const { d, tokens, roots, rootIndex } = ctx;
+  const generated = d.generated || "";
   const wrap = h("section", "dnb-part dnb-strip-part");
   wrap.setAttribute("aria-label", "Token strip");
   const strip = h("div", "dnb-strip");
@@ -204,6 +205,8 @@ function makeStrip(ctx) {
     span.dataset.pos = String(i);
     const text = tokens[i];
     fillToken(span, text);
+    const gen = generated[i] === "1";
+    if (gen) span.classList.add("dnb-gen");
     const dens = ri >= 0 ? d.density[ri] : null;
     const colours = ri >= 0 ? densityColours(dens) : null;
     if (colours) {
@@ -211,7 +214,7 @@ function makeStrip(ctx) {
       span.classList.add("dnb-pred");
       span.setAttribute("role", "option");
       span.setAttribute("aria-selected", "false");
-      span.setAttribute("aria-label", `token ${i} ${showText(text)}: density ${fmt(dens)}`);
+      span.setAttribute("aria-label", `token ${i} ${showText(text)}${gen ? " (generated)" : ""}: density ${fmt(dens)}`);
       span.tabIndex = -1;
       span.setAttribute("data-lm-suppress-shortcuts", "true");
       focusable.push(span);
@@ -248,8 +251,9 @@ function makeStrip(ctx) {
   const tipLines = (el) => {
     const p = Number(el.dataset.pos);
     const ri = riOf(el);
-    if (ri < 0) return [`${ctx.tokenLabel(p)} (token ${p})`, "no prediction traced for this token"];
-    const lines = [p < tokens.length ? `${ctx.tokenLabel(p)} — token ${p}, predicted at step ${roots[ri]}` : `after the text — predicted at step ${roots[ri]}`];
+    const gen = generated[p] === "1" ? " (generated)" : "";
+    if (ri < 0) return [`${ctx.tokenLabel(p)} (token ${p})${gen}`, "no prediction traced for this token"];
+    const lines = [p < tokens.length ? `${ctx.tokenLabel(p)} — token ${p}${gen}, predicted at step ${roots[ri]}` : `after the text — predicted at step ${roots[ri]}`];
     lines.push(`density ${fmt(d.density[ri])}   s_top1 ${fmtS(d.s_top1[ri])}`);
     lines.push(`entropy ${fmt(d.entropy[ri])} nats`);
     lines.push(`full model's top prediction: “${showText(d.top_token[ri] ?? "")}” (p = ${fmt(d.top_prob[ri])})`);
@@ -269,10 +273,17 @@ function makeStrip(ctx) {
   legend.appendChild(h("span", "dnb-legend-sep", ""));
   legend.appendChild(h("span", "dnb-legend-swatch", "abc"));
   legend.appendChild(h("span", "dnb-legend-label", "no prediction"));
+  const nGen = (generated.match(/1/g) || []).length;
+  if (nGen) {
+    legend.appendChild(h("span", "dnb-legend-sep", ""));
+    legend.appendChild(h("span", "dnb-legend-swatch dnb-gen", "abc"));
+    legend.appendChild(h("span", "dnb-legend-label", "written by the model"));
+  }
   legend.appendChild(h("span", "dnb-legend-note", "· space  ↵ newline — colour = density of the step predicting the token (hover for numbers)"));
   const finite = (d.density || []).filter(Number.isFinite);
   const mean = finite.length ? finite.reduce((a, b) => a + b, 0) / finite.length : NaN;
-  const head = h("div", "dnb-title", `${d.model || "model"} · ${tokens.length} tokens · ${roots.length} steps · mean density ${fmt(mean)}`);
+  const counts = nGen ? `${tokens.length} tokens (${tokens.length - nGen} prompt + ${nGen} generated)` : `${tokens.length} tokens`;
+  const head = h("div", "dnb-title", `${d.model || "model"} · ${counts} · ${roots.length} steps · mean density ${fmt(mean)}`);
   wrap.append(head, strip, legend);
 
   let selected = null;
@@ -704,6 +715,32 @@ function makeGrid(ctx) {
   return { el: wrap, update, on: ["root", "stratum", "scale"] };
 }
 
+// ---- Live view: progress and cancel -------------------------------------------------------------------
+function makeStatus(model) {
+  const wrap = h("section", "dnb-part dnb-live");
+  wrap.setAttribute("aria-label", "Progress");
+  const bar = h("progress", "dnb-progress");
+  const text = h("span", "dnb-live-text");
+  text.setAttribute("aria-live", "polite");
+  const cancel = button("dnb-btn dnb-cancel", "Cancel", "Cancel: stop after the current step and keep what is done");
+  cancel.addEventListener("click", () => { cancel.disabled = true; text.textContent = "cancelling after the current step…"; model.send({ type: "cancel" }); });
+  wrap.append(bar, text, cancel);
+  function update() {
+    const st = model.get("status") || {};
+    const done = st.done | 0, total = Math.max(1, st.total | 0), unit = st.unit || "steps";
+    bar.max = total;
+    bar.value = Math.min(done, total);
+    bar.setAttribute("aria-label", `${done} of ${total} ${unit} traced`);
+    const running = st.state === "running";
+    cancel.disabled = !running;
+    cancel.hidden = !running;
+    const verb = { running: "tracing", done: "done", cancelled: "cancelled, kept", failed: "failed after" }[st.state] || "";
+    text.textContent = `${verb} ${done} of ${st.total | 0} ${unit}${st.note ? ` — ${st.note}` : ""}`;
+    wrap.dataset.state = st.state || "";
+  }
+  return { el: wrap, update, on: ["status"] };
+}
+
 // ---- Compare: several results of one text, aligned by characters ----------------------------------
 function makeCompare(model, rootEl) {
   const d = model.get("data") || {};
@@ -757,7 +794,6 @@ function makeCompare(model, rootEl) {
   left.append(keys, lines, legend, detail);
   body.append(left, scatter);
   wrap.append(title, body);
-  rootEl.appendChild(tip.el);  // positioned against the widget's root, outside the part's layout containment
 
   // per row: token -> its elements; char -> token index (empty spans hold no character)
   const charTok = rows.map((r) => {
@@ -948,6 +984,7 @@ function makeCompare(model, rootEl) {
   }
   return {
     el: wrap,
+    tip: tip.el,  // placed beside the part (outside its layout containment), positioned against the widget's root
     mount() {
       layout();
       drawScatter();
@@ -965,6 +1002,15 @@ function makeCompare(model, rootEl) {
 }
 
 // ---- render -------------------------------------------------------------------------------------------
+/** A selector that finds the focused element of ``container`` again after a rebuild (token position or label). */
+function focusKey(container) {
+  const e = document.activeElement;
+  if (!e || !container.contains(e)) return null;
+  if (e.dataset.pos !== undefined) return `.dnb-strip [data-pos="${e.dataset.pos}"]`;
+  const label = e.getAttribute("aria-label");
+  return label ? `[aria-label="${CSS.escape(label)}"]` : null;
+}
+
 function render({ model, el }) {
   const root = h("div", "dnb");
   // keys pressed inside the widget (arrows, Home/End, Enter, Space) are ours, not JupyterLab's shortcuts
@@ -979,41 +1025,50 @@ function render({ model, el }) {
   };
   root.addEventListener("keydown", keepKeys);
   el.appendChild(root);
+  // The live view's progress bar and Cancel button stay while the explorer below them is rebuilt after
+  // every step (so a focused Cancel button keeps its focus).
+  const status = model.get("view") === "live" ? makeStatus(model) : null;
+  const body = h("div", "dnb-body");
+  if (status) root.appendChild(status.el);
+  root.appendChild(body);
   let parts = [];
   let unmount = () => {};
   const build = () => {
+    const focused = focusKey(body);  // a live view rebuilds on every step: keep keyboard focus where it was
     unmount();
     unmount = () => {};
-    root.replaceChildren();
+    body.replaceChildren();
     const view = model.get("view") || "explorer";
     root.dataset.view = view;
-    parts = [];
+    parts = status ? [status] : [];
     if (view === "compare") {
       const cmp = makeCompare(model, root);
-      root.appendChild(cmp.el);
+      body.append(cmp.el, cmp.tip);
       unmount = cmp.mount();
       parts.push(cmp);
       return;
     }
     const ctx = makeContext(model, root);
-    const all = view === "explorer";
-    if (all || view === "strip") parts.push(makeStrip(ctx));
+    const all = view === "explorer" || (view === "live" && ctx.R > 0);
+    if (all || view === "strip" || view === "live") parts.push(makeStrip(ctx));
     if (all || view === "slider") parts.push(makeSlider(ctx));
     if (all || view === "preview") parts.push(makePreview(ctx));
     if (all || view === "grid") parts.push(makeGrid(ctx));
     const row = h("div", "dnb-row");
     for (const p of parts) {
-      if (p.el.classList.contains("dnb-strip-part")) root.appendChild(p.el);
+      if (p === status) continue;
+      if (p.el.classList.contains("dnb-strip-part")) body.appendChild(p.el);
       else row.appendChild(p.el);
     }
-    if (row.childElementCount) root.appendChild(row);
-    root.appendChild(ctx.tip.el);
+    if (row.childElementCount) body.appendChild(row);
+    body.appendChild(ctx.tip.el);
     for (const p of parts) p.update("all");
+    if (focused) body.querySelector(focused)?.focus();
   };
   const update = (what) => () => { for (const p of parts) if (p.on.includes(what)) p.update(what); };
   const listeners = [
     ["change:root", update("root")], ["change:stratum", update("stratum")], ["change:metric", update("metric")],
-    ["change:scale", update("scale")], ["change:span", update("span")],
+    ["change:scale", update("scale")], ["change:span", update("span")], ["change:status", update("status")],
     ["change:data", build], ["change:shares", build], ["change:view", build],
   ];
   for (const [event, fn] of listeners) model.on(event, fn);
