@@ -233,7 +233,7 @@ def plateau_chart(curve: pd.DataFrame, tv_empty: float, s_input: float, title: s
 def example_curves(curves: pd.DataFrame, value: str = "tv", label: str = "label", title: str = "", y_title: str | None = None) -> alt.Chart:
     """One line per example input (``label`` column), e.g. the sparsest and densest passages."""
     return (
-        alt.Chart(curves)
+        alt.Chart(curves[["s", value, label]])  # only what is drawn: the chart's data is embedded in the notebook
         .mark_line(point=True)
         .encode(
             x=alt.X("s:Q", scale=_s_scale(), axis=_S_AXIS),
@@ -369,14 +369,18 @@ def paired_chart(
     lines = (
         alt.Chart(d[d[id_col].isin(keep)])
         .mark_line(opacity=0.18, color="#777")
-        .encode(x=alt.X(f"{group}:N", sort=list(order), title=group), y=alt.Y(f"{value}:Q", title=y_title or value), detail=f"{id_col}:N")
+        .encode(
+            x=alt.X(f"{group}:N", sort=list(order), title=group, axis=alt.Axis(labelAngle=0)),
+            y=alt.Y(f"{value}:Q", title=y_title or value, scale=alt.Scale(zero=False)),
+            detail=f"{id_col}:N",
+        )
     )
     box = (
         alt.Chart(d)
         .mark_boxplot(size=36, opacity=0.7, extent=1.5)
         .encode(
             x=alt.X(f"{group}:N", sort=list(order)),
-            y=alt.Y(f"{value}:Q"),
+            y=alt.Y(f"{value}:Q", scale=alt.Scale(zero=False)),
             color=alt.Color(f"{group}:N", sort=list(order), scale=alt.Scale(range=PALETTE), legend=None),
         )
     )

@@ -55,6 +55,14 @@ def runs_dir() -> Path:
     return Path(os.environ.get(RUNS_ENV) or ROOT / "runs")
 
 
+def _shown(path: Path) -> str:
+    """``path`` relative to the checkout when it lies inside it (outputs should not carry a machine's paths)."""
+    try:
+        return str(Path(path).resolve().relative_to(ROOT))
+    except ValueError:
+        return str(path)
+
+
 # ---- the corpus runs behind the findings -----------------------------------------------------------
 @dataclass(frozen=True)
 class RunSpec:
@@ -70,7 +78,7 @@ class RunSpec:
     norms: str = "live"
     context: int | None = None
     data: Literal["wikitext", "teaching"] = "wikitext"
-    minutes: float = 0.0  # measured wall time of the full run on 2 CPU cores (for the notebooks' notes)
+    minutes: float = 0.0  # measured wall time of the full run on 2 CPU cores
     settings: dict[str, Any] = field(default_factory=dict)
 
     def describe(self) -> str:
@@ -81,14 +89,14 @@ class RunSpec:
         return f"{self.model}, {self.n_passages} WikiText-2 {SPLIT} passages of {self.words} words{cut}, {self.grid} grid, norms={self.norms}{base}"
 
 
-RUN_SPECS: dict[str, RunSpec] = {
-    "smollm2": RunSpec("smollm2-135m", baselines=ALL_BASELINES, minutes=120),
-    "smollm2_last10": RunSpec("smollm2-135m", context=10, minutes=20),
-    "smollm2_last20": RunSpec("smollm2-135m", context=20, minutes=30),
-    "gemma3_live": RunSpec("gemma3-270m", n_passages=120, norms="live", minutes=50),
-    "gemma3_frozen": RunSpec("gemma3-270m", n_passages=120, norms="frozen", minutes=60),
-    "teaching": RunSpec("smollm2-135m", n_passages=100, baselines=ALL_BASELINES, data="teaching", minutes=8),
-    "teaching_gemma3": RunSpec("gemma3-270m", n_passages=100, data="teaching", minutes=8),
+RUN_SPECS: dict[str, RunSpec] = {  # minutes: measured on this project's shared 2-core CPU
+    "smollm2": RunSpec("smollm2-135m", baselines=ALL_BASELINES, minutes=39),
+    "smollm2_last10": RunSpec("smollm2-135m", context=10, minutes=3),
+    "smollm2_last20": RunSpec("smollm2-135m", context=20, minutes=8),
+    "gemma3_live": RunSpec("gemma3-270m", norms="live", minutes=15),
+    "gemma3_frozen": RunSpec("gemma3-270m", norms="frozen", minutes=15),
+    "teaching": RunSpec("smollm2-135m", n_passages=32, baselines=ALL_BASELINES, data="teaching", minutes=6),
+    "teaching_gemma3": RunSpec("gemma3-270m", n_passages=32, data="teaching", minutes=2),
 }
 
 
@@ -181,21 +189,27 @@ def strip_text(df: pd.DataFrame) -> pd.DataFrame:
 @dataclass(frozen=True)
 class NotebookInfo:
     title: str
-    class_minutes: float  # measured on this project's 2-core CPU, kernel start included
+    class_minutes: float  # measured on this project's 2-core CPU (shared), kernel start included
     full_note: str  # what full mode recomputes, and how long that takes
 
 
 NOTEBOOKS: dict[str, NotebookInfo] = {
-    "00_anatomy": NotebookInfo("Anatomy of one prediction", 1.5, "the same as class mode (one sentence, traced live)"),
-    "00_quickstart": NotebookInfo("Quickstart: the tool", 1.0, "the same as class mode (one paragraph, traced live)"),
-    "01_dense_vs_random": NotebookInfo("Findings 1 and 9: dense computation; traced vs random subgraphs", 1.5, "the `smollm2` run: ~2 h"),
-    "02_dynamic_density": NotebookInfo("Finding 2: density varies across inputs", 1.5, "the `smollm2` run: ~2 h"),
-    "03_cross_model": NotebookInfo("Finding 3: correlation across models", 2.0, "the `smollm2` and both `gemma3` runs: ~4 h"),
-    "04_rarity": NotebookInfo("Finding 4: rarer predicted tokens", 1.5, "the `smollm2` run and unigram counts: ~2 h"),
-    "05_context_length": NotebookInfo("Finding 5: longer context", 1.5, "the `smollm2` run and two shorter-context runs: ~3 h"),
-    "06_two_phases": NotebookInfo("Finding 6: two phases", 1.5, "the `smollm2` run: ~2 h"),
-    "07_entropy": NotebookInfo("Finding 7: density and uncertainty", 1.5, "the `smollm2` run: ~2 h"),
-    "08_unigram": NotebookInfo("Finding 8: sparse subgraphs and unigram frequency", 1.5, "the `smollm2` run and unigram counts: ~2 h"),
+    "00_anatomy": NotebookInfo("Anatomy of one prediction", 2, "the same as class mode (one sentence, traced live)"),
+    "00_quickstart": NotebookInfo("Quickstart: the tool", 1, "the same as class mode (one paragraph, traced live)"),
+    "01_dense_vs_random": NotebookInfo(
+        "Findings 1 and 9: dense computation; traced vs random subgraphs", 2, "the `smollm2` run, about 40 min"
+    ),
+    "02_dynamic_density": NotebookInfo("Finding 2: density varies across inputs", 2, "the `smollm2` run, about 40 min"),
+    "03_cross_model": NotebookInfo(
+        "Finding 3: correlation across models", 1, "the `smollm2` run, both `gemma3` runs and the teaching runs, about 1.5 h"
+    ),
+    "04_rarity": NotebookInfo("Finding 4: rarer predicted tokens", 1, "the `smollm2` run and the unigram counts, about 40 min"),
+    "05_context_length": NotebookInfo("Finding 5: longer context", 2, "the `smollm2` run and two shorter-context runs, about 1 h"),
+    "06_two_phases": NotebookInfo("Finding 6: two phases", 1, "the `smollm2` run, about 40 min"),
+    "07_entropy": NotebookInfo("Finding 7: density and uncertainty", 1, "the `smollm2` run, about 40 min"),
+    "08_unigram": NotebookInfo(
+        "Finding 8: sparse subgraphs and unigram frequency", 1, "the `smollm2` run and the unigram counts, about 40 min"
+    ),
 }
 
 
@@ -217,11 +231,14 @@ def start(notebook: str) -> Mode:
     m = mode()
     lines = [f"Mode: {m}  (set DENSITY_NB_MODE=class|full before starting Jupyter)."]
     if info is not None:
-        lines.append(f"Expected time: about {info.class_minutes:g} min in class mode on 2 CPU cores; full mode: {info.full_note}.")
+        lines.append(
+            f"Expected time: about {info.class_minutes:g} min in class mode on 2 CPU cores; full mode: {info.full_note} "
+            "the first time (cached in the run folder afterwards)."
+        )
     if m == "class":
         lines.append("Corpus statistics: full-setting runs shipped in results/ (numbers and ids only); live runs: the teaching corpus.")
     else:
-        lines.append(f"Corpus statistics: computed here (resume-safe cache: {runs_dir()}).")
+        lines.append(f"Corpus statistics: computed here, or loaded when already computed (resume-safe cache: {_shown(runs_dir())}).")
     try:
         found = find_data()
     except Exception as err:  # a bad $DENSITY_NB_DATA: say so, and go on without text
@@ -231,7 +248,7 @@ def start(notebook: str) -> Mode:
     elif not show_corpus_text():
         lines.append("WikiText-2 found; its text is not shown in these outputs (DENSITY_NB_CORPUS_TEXT=hide).")
     else:
-        lines.append(f"WikiText-2 found at {found}: passage text is shown where it helps.")
+        lines.append(f"WikiText-2 found at {_shown(found)}: passage text is shown where it helps.")
     print("\n".join(lines))
     return m
 
@@ -290,12 +307,16 @@ def corpus(name: str) -> CorpusData:
 
         folder = compute_run(name)
         run = load_runs(folder)
-        summary, curves, source = run.summary, run.curves, str(folder)
+        summary, curves, source = run.summary, run.curves, _shown(folder)
     keep = summary.passage_id.iloc[: spec.n_passages]
     summary = summary[summary.passage_id.isin(keep)].reset_index(drop=True)
     curves = curves[curves.passage_id.isin(keep)].reset_index(drop=True)
     if spec.data != "teaching":
         summary, curves = strip_text(summary), strip_text(curves)  # the same columns in both modes
+    else:
+        from density_nb import teaching
+
+        summary = summary.merge(teaching.table()[["passage_id", "genre", "pair", "role"]], on="passage_id", how="left")
     data = CorpusData(name, spec, summary, curves, source)
     _LOADED[key] = data
     print(f"{data}  [{time.perf_counter() - start_time:.1f} s]")
@@ -590,14 +611,42 @@ def gap_verdict(compared: tuple[Any, list[float]], margin: float = 0.01) -> tupl
 MEASURES = ("density", "density_plateau_free", "auc_kl", "s_top1", "entropy_full", "tv_empty", "n_tokens", "top_token_full", "total_edges")
 
 
+def plateau_free_from(data: CorpusData, s_from: pd.Series) -> pd.Series:
+    """Per passage: the mean of TV / TV(uniform) over log10 s from the first grid size ≥ ``s_from[passage]``
+    to 1 (trapezoid rule): ``density_plateau_free`` over a range chosen by the caller, so that runs whose
+    plateaus end at different sizes can be compared over the same range."""
+    empty = data.summary.set_index("passage_id").tv_empty
+
+    def one(g: pd.DataFrame) -> float:
+        pid = int(g.passage_id.iloc[0])
+        g = g[g.s >= s_from.get(pid, np.nan)]
+        x = np.log10(g.s.to_numpy())
+        if len(x) < 2:
+            return float("nan")
+        return float(np.trapezoid(g.tv.to_numpy() / empty[pid], x) / (x[-1] - x[0]))
+
+    return data.curves.sort_values(["passage_id", "stratum"]).groupby("passage_id")[["passage_id", "s", "tv"]].apply(one)
+
+
 def context_table(cuts: Sequence[int] = CONTEXT_CUTS) -> pd.DataFrame:
     """The same passages and next words with the full prompt and with its last ``cuts`` words: one row per
-    passage, columns ``<measure>_<words>`` (e.g. ``density_40``, ``density_10``)."""
+    passage, columns ``<measure>_<words>`` (e.g. ``density_40``, ``density_10``), with ``edges_top1``
+    (edges the top-1 needs), ``plateau_density`` (the plateau's part of the density), ``s_tv01`` (the
+    smallest size with TV ≤ 0.1) and ``plateau_free_common`` (the plateau-free density over the range
+    that every length shares: from the largest of the passage's ``s_input`` on)."""
     parts = {WORDS: corpus("smollm2")} | {cut: corpus(f"smollm2_last{cut}") for cut in cuts}
+    s_common = pd.concat([d.summary.set_index("passage_id").s_input for d in parts.values()], axis=1).max(axis=1)
     wide = None
     for words, data in parts.items():
         s = data.summary.set_index("passage_id")[list(MEASURES)]
-        s = s.assign(edges_top1=s.s_top1 * s.total_edges).add_suffix(f"_{words}")
+        plateau = plateau_area(data.summary, data.curves.s.unique()) / 5  # on the density scale
+        s = s.assign(
+            edges_top1=s.s_top1 * s.total_edges,
+            plateau_density=plateau,
+            s_tv01=smallest_s(data.curves, "tv", 0.1),
+            plateau_free_common=plateau_free_from(data, s_common),
+        )
+        s = s.add_suffix(f"_{words}")
         wide = s if wide is None else wide.join(s, how="inner")
     assert wide is not None
     return wide.reset_index()
