@@ -22,10 +22,9 @@ import numpy as np
 import pandas as pd
 
 from density_nb import stats
+from density_nb.aggregate import CONSTRUCTION, REFINEMENT
 
 S_MIN, S_MAX = 1e-5, 1.0
-CONSTRUCTION = (1e-4, 1e-2)  # the papers' construction phase
-REFINEMENT = (1e-2, 1.0)  # and refinement phase
 TRACED_COLOR, RANDOM_COLOR = "#0072B2", "#D55E00"  # Okabe–Ito: colour-blind safe
 PALETTE = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000"]
 
