@@ -149,7 +149,7 @@ def _prepare(bridge: Any, arch: Arch, text: str, roots: Roots, config: TraceConf
     weights = edge_weights(bridge, ids, config.weighting, seed=config.seed)
     full = arch.logits(weights.final[positions]).cpu()  # [R, V]
     wants_random = any(name.startswith("random") for name in config.baselines)
-    rand = random_weights(arch.n_layers, arch.n_heads, n_tokens, seed=config.seed + 1) if wants_random else None
+    rand = random_weights(arch.n_layers, arch.n_heads, n_tokens, seed=config.seed + 1, parallel=arch.parallel) if wants_random else None
     return _Text(text, ids, pieces, positions, weights, full, rand)
 
 
