@@ -111,8 +111,9 @@ def _generate(
             f"The prompt has {len(ids)} tokens; with max_new_tokens={max_new_tokens} the text could exceed "
             f"max_tokens={config.max_tokens}. Shorten the prompt, lower max_new_tokens or raise max_tokens."
         )
-    rng = torch.Generator().manual_seed(seed)
+    rng = torch.Generator().manual_seed(seed)  # on the CPU: the same draws on any device
     special = set(tok.all_special_ids)
+    device = next(bridge.original_model.parameters()).device
     text, steps, stopped = prompt, 0, "max_new_tokens"
     pending: list[int] = []  # tokens of a character not yet complete
     traced: dict[tuple[int, ...], Pick] = {}  # the ids up to a root's next token -> that root, traced
@@ -125,7 +126,7 @@ def _generate(
                     break
                 context = torch.cat([ids, torch.tensor(pending, dtype=torch.long)])
                 with torch.no_grad():
-                    logits = bridge.original_model(context[None]).logits[0, -1].float()  # [V]
+                    logits = bridge.original_model(context[None].to(device)).logits[0, -1].float().cpu()  # [V]
                 token = _nucleus(logits, top_p, temperature, rng) if sample else int(logits.argmax())
                 if token in special:
                     stopped = "end_of_text"

@@ -270,15 +270,14 @@ function makeStrip(ctx) {
   rovingKeys(strip, focusable, choose);
 
   const { legend } = gradientLegend("density", "0", "1", VIRIDIS);
-  legend.appendChild(h("span", "dnb-legend-sep", ""));
-  legend.appendChild(h("span", "dnb-legend-swatch", "abc"));
-  legend.appendChild(h("span", "dnb-legend-label", "no prediction"));
+  const swatch = (cls, label) => {  // a swatch and its label wrap together
+    const item = h("span", "dnb-li");
+    item.append(h("span", `dnb-legend-swatch ${cls}`, "abc"), h("span", "dnb-legend-label", label));
+    legend.append(h("span", "dnb-legend-sep", ""), item);
+  };
+  swatch("", "no prediction");
   const nGen = (generated.match(/1/g) || []).length;
-  if (nGen) {
-    legend.appendChild(h("span", "dnb-legend-sep", ""));
-    legend.appendChild(h("span", "dnb-legend-swatch dnb-gen", "abc"));
-    legend.appendChild(h("span", "dnb-legend-label", "written by the model"));
-  }
+  if (nGen) swatch("dnb-gen", "written by the model");
   legend.appendChild(h("span", "dnb-legend-note", "· space  ↵ newline — colour = density of the step predicting the token (hover for numbers)"));
   const finite = (d.density || []).filter(Number.isFinite);
   const mean = finite.length ? finite.reduce((a, b) => a + b, 0) / finite.length : NaN;
