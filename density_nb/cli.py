@@ -198,6 +198,7 @@ def _parser() -> argparse.ArgumentParser:
 def _cmd_trace(args: argparse.Namespace) -> int:
     import pandas as pd
 
+    from density_nb.models import cached_model
     from density_nb.tracing import trace
 
     if args.out and Path(args.out).suffix.lower() not in (".parquet", ".html", ".htm"):
@@ -220,7 +221,7 @@ def _cmd_trace(args: argparse.Namespace) -> int:
     if args.out:
         out = Path(args.out)
         if out.suffix.lower() in (".html", ".htm"):
-            result.to_html(out)
+            result.to_html(out, tokenizer=cached_model(args.model))  # loaded once by trace: names the top-k
         else:
             result.to_parquet(out)
         print(f"saved {out}")

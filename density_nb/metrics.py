@@ -109,7 +109,7 @@ def shared_nucleus(p_full: torch.Tensor, p: torch.Tensor, levels: tuple[float, .
         later = torch.cat(
             [key.flip(-1).cummax(-1).values.flip(-1)[:, 1:], key.new_full((len(rows), 1), -1)], -1
         )  # [C, W] best key after each
-        rest = candidates.index_fill(1, order[:width], -1.0).amax(-1, keepdim=True)  # [C, 1] the best probability past the head
+        rest = keys(candidates, torch.arange(n_vocab)).index_fill(1, order[:width], -1).amax(-1)  # [C] the best key past the head
         prefix = (key[:, :-1] > key[:, 1:]).int().cumprod(-1).sum(-1) + 1  # [C] leading tokens in the full model's order
         mass = head.cumsum(-1)  # [C, W]; row 0 sums as the others do, so the full graph agrees with itself
         if width == n_vocab or int((mass[0] < max(levels)).sum()) < width:
@@ -118,9 +118,7 @@ def shared_nucleus(p_full: torch.Tensor, p: torch.Tensor, levels: tuple[float, .
     out = np.zeros(1 + p.shape[0])
     for q in levels:
         n = min(int((mass[0] < q).sum()) + 1, n_vocab)  # the full nucleus; every token if rounding leaves q unreached
-        beats_the_rest = (key[:, n - 1] > later[:, n - 1]) & (
-            head[:, n - 1] > rest[:, 0]
-        )  # a tie with a token past the head counts as a miss
+        beats_the_rest = (key[:, n - 1] > later[:, n - 1]) & (key[:, n - 1] > rest)  # ties ranked by id, inside the head or past it
         same = (prefix >= n) & beats_the_rest & ((mass[:, n - 1] >= q) | (n == n_vocab))
         if n > 1:
             same &= mass[:, n - 2] < q

@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"Saved {result.to_parquet(args.out)}  (DensityResult.from_parquet to load it)")
     if args.html:
         try:
-            print(f"Saved {result.to_html(args.html)}  (open it in a browser: token strip, s-slider, head grid)")
+            print(f"Saved {result.to_html(args.html, tokenizer=model)}  (open it in a browser: token strip, s-slider, head grid)")
         except ImportError as err:
             print(f"(no HTML explorer: {err}; install the widgets extra)")
     return 0

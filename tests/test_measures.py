@@ -213,7 +213,7 @@ def _nu_by_sorting(p_full: torch.Tensor, p: torch.Tensor, levels: tuple[float, .
     return out
 
 
-@settings(max_examples=60, deadline=None, derandomize=True)
+@settings(max_examples=300, deadline=None, derandomize=True)
 @given(
     vocab=st.integers(2, 300),
     temperature=st.sampled_from([0.3, 1.0, 3.0]),
@@ -238,5 +238,4 @@ def test_nucleus_equals_sorting_everything(vocab, temperature, ties, seed):
     expected = _nu_by_sorting(p_full, p, NU_LEVELS)
     got = shared_nucleus(p_full, p).tolist()
     assert got[0] == 99.0
-    # a tie between the n-th token and one past the full model's largest nucleus counts as a miss: allow only that
-    assert all(g == e or (g < e and ties) for g, e in zip(got, expected)), (got, expected)
+    assert got == expected
