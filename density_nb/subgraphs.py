@@ -27,7 +27,8 @@ EDGE_KINDS = ("attention", "residual_attention", "mlp", "residual_mlp")  # key k
 @dataclass(frozen=True)
 class Edge:
     """One kept edge. Nodes are residual states (g, t): g = 0 the embedding, 2l+1 after layer l's
-    attention, 2l+2 after its MLP; t the position."""
+    attention, 2l+2 after its MLP; t the position. In a model of parallel blocks (GPT-NeoX) there is
+    one node per layer, 2l+2, and every edge of layer l leaves 2l (docs/method.md §9.1)."""
 
     rank: int  # 0 = taken first
     kind: str  # one of EDGE_KINDS
@@ -36,10 +37,13 @@ class Edge:
     target: int  # position of the node the edge enters
     source: int  # position of the node it leaves (= target except for attention edges)
     weight: float
+    parallel: bool = False  # an edge of a parallel block
 
     @property
     def nodes(self) -> tuple[tuple[int, int], tuple[int, int]]:
         """(source node, target node) as (g, t)."""
+        if self.parallel:
+            return (2 * self.layer, self.source), (2 * self.layer + 2, self.target)
         g_in = 2 * self.layer + (1 if self.kind in ("attention", "residual_attention") else 2)
         return (g_in - 1, self.source), (g_in, self.target)
 
@@ -58,6 +62,7 @@ class Subgraph:
     n_heads: int
     weighting: str
     edges: tuple[Edge, ...]  # best first
+    parallel: bool = False  # the graph of parallel blocks (GPT-NeoX / Pythia): one node per layer
 
     @property
     def output(self) -> tuple[int, int]:
@@ -84,7 +89,8 @@ class Subgraph:
             "n_layers": self.n_layers,
             "n_heads": self.n_heads,
             "weighting": self.weighting,
-            "nodes": [_node(g, t, self.n_layers) for g, t in nodes],
+            "parallel": self.parallel,
+            "nodes": [_node(g, t, self.n_layers, self.parallel) for g, t in nodes],
             "edges": [
                 {
                     "rank": e.rank,
@@ -117,7 +123,10 @@ class Subgraph:
             raise DensityNBError(f"{str(path)!r} is not a subgraph JSON file ({err}).") from None
         if not isinstance(raw, dict) or raw.get("format") != FORMAT or raw.get("version") != VERSION:
             raise DensityNBError(f"{str(path)!r} is not a {FORMAT} file of version {VERSION}; write it again with Subgraph.to_json.")
-        edges = tuple(Edge(e["rank"], e["kind"], e["layer"], e["head"], e["target"], e["source"], float(e["weight"])) for e in raw["edges"])
+        parallel = bool(raw.get("parallel", False))
+        edges = tuple(
+            Edge(e["rank"], e["kind"], e["layer"], e["head"], e["target"], e["source"], float(e["weight"]), parallel) for e in raw["edges"]
+        )
         return cls(
             model=raw["model"],
             tokens=tuple(raw["tokens"]),
@@ -129,6 +138,7 @@ class Subgraph:
             n_heads=raw["n_heads"],
             weighting=raw["weighting"],
             edges=edges,
+            parallel=parallel,
         )
 
     def to_networkx(self) -> Any:
@@ -167,8 +177,9 @@ def _node_id(g: int, t: int) -> str:
     return f"g{g}t{t}"
 
 
-def _node(g: int, t: int, n_layers: int) -> dict[str, Any]:
-    kind = "embedding" if g == 0 else ("output" if g == 2 * n_layers else ("after_attention" if g % 2 else "after_mlp"))
+def _node(g: int, t: int, n_layers: int, parallel: bool) -> dict[str, Any]:
+    inner = "after_block" if parallel else ("after_attention" if g % 2 else "after_mlp")
+    kind = "embedding" if g == 0 else ("output" if g == 2 * n_layers else inner)
     return {"id": _node_id(g, t), "slot": g, "position": t, "kind": kind, "layer": None if g == 0 else (g - 1) // 2}
 
 
@@ -190,7 +201,7 @@ def subgraph(model: Any, text: str, position: int, s: float, config: TraceConfig
     ids, pieces = tokenize(bridge, text, config.prepend_bos)
     (root,) = root_positions([position], len(ids))
     weights = edge_weights(bridge, ids, config.weighting, seed=config.seed)
-    total = edge_count(arch.n_layers, arch.n_heads, root + 1)
+    total = edge_count(arch.n_layers, arch.n_heads, root + 1, arch.parallel)
     n = int(stratum_sizes(np.array([float(s)]), total)[0])
     order = edge_order(expand(weights, root, n_max=n))[:n]
     edges = tuple(
@@ -202,10 +213,13 @@ def subgraph(model: Any, text: str, position: int, s: float, config: TraceConfig
             target=target,
             source=source,
             weight=float(_weight(weights, kind, layer, target, head, source)),
+            parallel=arch.parallel,
         )
         for rank, (kind, layer, target, head, source) in enumerate(order)
     )
-    return Subgraph(model_name(bridge), tuple(pieces), root, float(s), n, total, arch.n_layers, arch.n_heads, config.weighting, edges)
+    return Subgraph(
+        model_name(bridge), tuple(pieces), root, float(s), n, total, arch.n_layers, arch.n_heads, config.weighting, edges, arch.parallel
+    )
 
 
 def _weight(w: Any, kind: int, layer: int, target: int, head: int, source: int) -> float:

@@ -7,6 +7,7 @@ import pytest
 
 from density_nb import DensityNBError, Subgraph, subgraph, trace
 from density_nb.importance import edge_weights
+from density_nb.models import load_model, tiny_model
 from density_nb.stratify import edge_order, expand
 from helpers import TEXT, token_ids
 
@@ -55,3 +56,22 @@ def test_the_wrong_model_or_a_bad_file_is_named(tiny_gemma3, tiny_llama, result,
         Subgraph.from_json(bad)
     with pytest.raises(DensityNBError, match=r"s must be"):
         subgraph(tiny_llama, TEXT, 3, 0.0)
+
+
+def test_parallel_blocks_give_one_node_per_layer(tmp_path):
+    """GPT-NeoX: every edge of layer l leaves node 2l and enters 2l+2 (docs/method.md §9.1); the
+    stratum is the traced one and stays connected to the root."""
+    model, tok = tiny_model("gpt_neox")
+    bridge = load_model(model, tokenizer=tok)
+    result = trace(bridge, TEXT, roots=[9], grid="fast", progress=False)
+    sub = result.subgraph(bridge, 9, 7)
+    assert sub.parallel and sub.total_edges == result.total_edges[0] and sub.n_edges == result.n_edges[0, 7]
+    assert sub.keys() == set(edge_order(expand(edge_weights(bridge, token_ids(bridge)), 9))[: sub.n_edges])
+    assert all(e.kind != "residual_mlp" and e.nodes[0][0] == 2 * e.layer and e.nodes[1][0] == 2 * e.layer + 2 for e in sub.edges)
+    reached = {sub.output}
+    for e in sub.edges:
+        assert e.nodes[1] in reached
+        reached.add(e.nodes[0])
+    layout = sub.to_dict()
+    assert layout["parallel"] and {n["kind"] for n in layout["nodes"]} <= {"embedding", "after_block", "output"}
+    assert Subgraph.from_json(sub.to_json(tmp_path / "neox.json")) == sub
