@@ -158,13 +158,14 @@ def smallest_at_least(sizes: np.ndarray, values: np.ndarray, level: float) -> fl
     return float(sizes[hits[0]]) if hits.size else float("nan")
 
 
-def tv_uniform(full_logits: torch.Tensor) -> np.ndarray:
-    """[R] TV(uniform, p_full): what every stratum that does not reach the input scores (zero
-    ablation leaves no signal at the root, so its logits are constant). full_logits: [R, V]."""
+def tv_empty_graph(full_logits: torch.Tensor, empty_logits: torch.Tensor) -> np.ndarray:
+    """[R] TV(p_empty, p_full), p_empty the output of the empty graph (a zero root state through the
+    final norm and unembedding): the uniform distribution for RMSNorm models, softmax(W_U β_f) under
+    LayerNorm (docs/method.md §8, §9.2). full_logits: [R, V]; empty_logits: [V]."""
     import torch
 
-    p_full = torch.softmax(full_logits.float(), dim=-1)  # [R, V]
-    return (0.5 * (p_full - 1.0 / p_full.shape[-1]).abs().sum(-1)).double().numpy()
+    p_full, p_empty = torch.softmax(full_logits.float(), dim=-1), torch.softmax(empty_logits.float(), dim=-1)  # [R, V], [V]
+    return (0.5 * (p_full - p_empty).abs().sum(-1)).double().numpy()
 
 
 def plateau_free_density(sizes: np.ndarray, tv: np.ndarray, tv_empty: float, s_input: float) -> float:

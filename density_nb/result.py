@@ -94,7 +94,7 @@ class DensityResult:
     component_edges_random: np.ndarray | None = None  # [R, K, 3] the random strata's composition
     layer_edges_random: np.ndarray | None = None  # [R, K, L]
     input_edges: np.ndarray | None = None  # [R] int64 edges of the smallest stratum that reaches the input
-    tv_empty: np.ndarray | None = None  # [R] TV(uniform, p_full): what every stratum short of the input scores
+    tv_empty: np.ndarray | None = None  # [R] TV(p_empty, p_full), the empty graph's output: uniform under RMSNorm (docs/method.md §5)
     topk_token: np.ndarray | None = None  # [R, K, k] int64 each subgraph's k most probable next tokens
     topk_prob: np.ndarray | None = None  # [R, K, k] their probabilities
     topk_token_full: np.ndarray | None = None  # [R, k] int64 the full model's
@@ -470,7 +470,7 @@ class RootResult:
     component_edges_random: np.ndarray | None = None  # [K, 3]
     layer_edges_random: np.ndarray | None = None  # [K, L]
     input_edges: int | None = None  # edges of the smallest stratum that reaches the input
-    tv_empty: float | None = None  # TV(uniform, p_full)
+    tv_empty: float | None = None  # TV(p_empty, p_full)
     topk_token: np.ndarray | None = None  # [K, k]
     topk_prob: np.ndarray | None = None  # [K, k]
     topk_token_full: np.ndarray | None = None  # [k]

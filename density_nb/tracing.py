@@ -22,7 +22,7 @@ from density_nb.arch import Arch
 from density_nb.config import Baseline, TraceConfig, resolve
 from density_nb.errors import TraceInputError
 from density_nb.importance import EdgeWeights, edge_weights, random_weights
-from density_nb.metrics import Metrics, distribution_metrics, tv_uniform
+from density_nb.metrics import Metrics, distribution_metrics, tv_empty_graph
 from density_nb.models import cached_model, hf_tokenizer, load_model, model_name
 from density_nb.result import DensityResult
 from density_nb.stratify import Composition, Strata, composition, stratify
@@ -276,7 +276,7 @@ def _result(bridge: Any, arch: Arch, text: _Text, config: TraceConfig) -> Densit
         layer_edges=per_stratum(lambda row: row.composition.layer_edges, np.int64),
         top_token=per_stratum(lambda row: row.top_token, np.int64),
         input_edges=np.array([row.strata.input_edges for row in rows], dtype=np.int64),
-        tv_empty=tv_uniform(full),
+        tv_empty=tv_empty_graph(full, arch.logits(torch.zeros(arch.d_model, dtype=arch.dtype, device=arch.device)).cpu()),
         topk_token=per_stratum(lambda row: row.metrics.topk_token, np.int64),
         topk_prob=per_stratum(lambda row: row.metrics.topk_prob),
         topk_token_full=topk_full.indices.numpy().astype(np.int64),

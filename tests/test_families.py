@@ -284,6 +284,9 @@ def test_gpt2_empty_graph_outputs_the_final_norms_bias_and_positions_are_bounded
     empty = masked_logits(arch, ids, RankBatch.stack([ranks], len(ids)), torch.tensor([0]), torch.tensor([0]))[0]
     expected = (arch.unembed_w @ arch.final_norm.bias).float()  # [V]
     assert torch.allclose(empty, expected, atol=1e-5) and expected.std() > 0.1
+    result = trace(bridge, TEXT, roots=[len(ids) - 1], grid="paper", progress=False)
+    assert result.n_edges[0, 0] == 0, "the grid starts with the empty graph"
+    assert result.tv_empty[0] == pytest.approx(result.tv[0, 0], abs=1e-6)  # TV of softmax(W_U β_f), not of the uniform
     short = _bridge("gpt2", n_positions=16)
     with pytest.raises(ModelError, match="learned positions for 16 tokens"):
         trace(short, TEXT, roots="last", progress=False)

@@ -13,7 +13,7 @@ from density_nb import reference, trace
 from density_nb.ablation import RankBatch, masked_logits
 from density_nb.arch import Arch
 from density_nb.importance import edge_weights
-from density_nb.metrics import plateau_free_density, shared_nucleus, smallest_at_least, tv_uniform
+from density_nb.metrics import plateau_free_density, shared_nucleus, smallest_at_least, tv_empty_graph
 from density_nb.stratify import expand, first_input_edge
 from helpers import TEXT, token_ids
 
@@ -74,7 +74,8 @@ def test_input_edges_and_the_uniform_plateau(tiny):
         assert (p - 1 / p.numel()).abs().max() <= 1e-7, "no path from the input: the uniform distribution"
     assert (logits[2].softmax(-1) - 1 / logits.shape[-1]).abs().max() > 1e-4
     full = torch.as_tensor(weights.final[[root]])
-    assert tv_uniform(arch.logits(full)) == pytest.approx(
+    empty = arch.logits(torch.zeros(arch.d_model))  # [V] the empty graph's logits: all zero under RMSNorm
+    assert tv_empty_graph(arch.logits(full), empty) == pytest.approx(
         0.5 * (arch.logits(full)[0].softmax(-1) - 1 / logits.shape[-1]).abs().sum().item()
     )
 
