@@ -26,6 +26,8 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
+from density_nb.aggregate import CONSTRUCTION
+
 Mode = Literal["class", "full"]
 MODES: tuple[Mode, ...] = ("class", "full")
 MODE_ENV = "DENSITY_NB_MODE"
@@ -653,9 +655,6 @@ def context_table(cuts: Sequence[int] = CONTEXT_CUTS) -> pd.DataFrame:
 
 
 # ---- composition (06) ------------------------------------------------------------------------------------
-CONSTRUCTION = (1e-4, 1e-2)  # the papers' construction phase; refinement: s > 1e-2
-
-
 def phase_of(s: Any) -> Any:
     """``"below"`` (s < 1e-4), ``"construction"`` (1e-4 ≤ s ≤ 1e-2) or ``"refinement"`` (s > 1e-2)."""
     s = np.asarray(s)
