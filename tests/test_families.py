@@ -10,7 +10,6 @@ import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_vs_reference import WORDS, as_dict, kept_set, random_ranks
 
 from density_nb import reference
 from density_nb.ablation import RankBatch, full_ranks, masked_logits
@@ -21,6 +20,7 @@ from density_nb.models import ModelError, load_model, tiny_model
 from density_nb.stratify import composition, edge_order, expand, stratify
 from density_nb.tracing import trace
 from helpers import TEXT, token_ids
+from test_vs_reference import WORDS, as_dict, kept_set, random_ranks
 
 FAMILIES = ("llama3", "mistral", "qwen2", "qwen3", "phi3", "olmo2", "gemma2", "gpt2", "gpt_neox")
 
