@@ -3,6 +3,7 @@
     density-nb trace "The cat sat on the" --model tiny-llama --roots last
     density-nb corpus --passages 100 --words 40 --model smollm2-135m --out runs/smollm2
     density-nb export r.parquet --out tables --format csv --subgraph 5:3
+    density-nb view runs/smollm2 --out smollm2.html [--compare runs/gemma3]
     density-nb models [--prepare smollm2-135m]
     density-nb lab
 
@@ -187,6 +188,21 @@ def _parser() -> argparse.ArgumentParser:
     )
     e.add_argument("--model", default=None, help="the model the result was traced with (default: the name recorded in it)")
 
+    v = sub.add_parser(
+        "view",
+        help="write a corpus run's dashboard as an offline HTML page",
+        description="Write the corpus dashboard of the run in DIR (distribution with brushing, density against a column "
+        "with Spearman rho, mean TV curve, composition, head frequencies) as a standalone HTML page that works offline. "
+        "The page has no kernel: a click on a passage shows its numbers; its explorer opens in a notebook (load_runs(DIR).widget()).",
+    )
+    v.add_argument("run", metavar="DIR", help="a corpus run directory (density-nb corpus --out DIR)")
+    v.add_argument("--out", metavar="FILE", default=None, help="the page to write (default: DIR/dashboard.html)")
+    v.add_argument("--compare", metavar="DIR2", default=None, help="a run of another model on the same prompts: per-prompt scatter and rho")
+    v.add_argument(
+        "--counts", metavar="FILE", default=None, help="unigram counts (parquet with token_id,count) for the next-token frequency column"
+    )
+    v.add_argument("--no-text", action="store_true", help="numbers and ids only: leave the prompts' text out of the page")
+
     sub.add_parser(
         "lab",
         help="open JupyterLab on the notebooks",
@@ -285,6 +301,28 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_view(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from density_nb.run_store import load_runs
+
+    out = Path(args.out) if args.out else Path(args.run) / "dashboard.html"
+    if out.suffix.lower() not in (".html", ".htm"):
+        raise _UsageError(f"--out must end in .html, got {str(out)!r}")
+    counts = None
+    if args.counts:
+        table = pd.read_parquet(args.counts)
+        if not {"token_id", "count"} <= set(table.columns):
+            raise _UsageError(
+                f"--counts needs a parquet file with token_id and count columns; {args.counts!r} has {', '.join(table.columns)}"
+            )
+        counts = pd.Series(table["count"].to_numpy(), index=table["token_id"].to_numpy())
+    run = load_runs(args.run)
+    other = load_runs(args.compare) if args.compare else None
+    print(f"saved {run.to_html(out, compare=other, counts=counts, text=not args.no_text)}")
+    return 0
+
+
 def _model_rows() -> list[tuple[str, str]]:
     from density_nb import models
 
@@ -340,7 +378,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if extra and args.command != "lab":
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     args.extra = extra
-    commands = {"trace": _cmd_trace, "corpus": _cmd_corpus, "export": _cmd_export, "models": _cmd_models, "lab": _cmd_lab}
+    commands = {
+        "trace": _cmd_trace,
+        "corpus": _cmd_corpus,
+        "export": _cmd_export,
+        "view": _cmd_view,
+        "models": _cmd_models,
+        "lab": _cmd_lab,
+    }
     try:
         code = commands[args.command](args)
     except DensityNBError as err:

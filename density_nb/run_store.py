@@ -53,6 +53,25 @@ class CorpusRun:
         yield self.summary
         yield self.curves
 
+    def passage(self, passage_id: int, model: Any = None) -> Any:
+        """One passage's ``DensityResult``, re-traced with the run's settings (the run stores only its
+        tables): the same numbers as its rows. ``model``: the loaded model (default: the recorded name)."""
+        from density_nb.runner import trace_recorded
+
+        return trace_recorded(self, passage_id, model)
+
+    def widget(self, compare: CorpusRun | None = None, **kwargs: Any) -> Any:
+        """The corpus dashboard (``density_nb.widgets.CorpusDashboard``); ``compare``: a run of another
+        model on the same prompts. ``model=`` (the loaded model) re-traces clicked passages without loading it again."""
+        from density_nb.widgets import CorpusDashboard
+
+        return CorpusDashboard(self, compare, **kwargs)
+
+    def to_html(self, path: str | os.PathLike[str], compare: CorpusRun | None = None, **kwargs: Any) -> Path:
+        """A standalone HTML page with the dashboard that works offline from disk (no kernel: a click
+        on a passage shows its numbers, not its explorer)."""
+        return Path(self.widget(compare, **kwargs).to_html(path))
+
 
 def write_parquet(df: pd.DataFrame, path: Path) -> None:
     """``df`` as a parquet file, written atomically."""

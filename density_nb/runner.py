@@ -4,6 +4,7 @@ writing each completed passage to the run store as it finishes."""
 from __future__ import annotations
 
 import concurrent.futures
+import dataclasses
 import os
 import time
 import warnings
@@ -18,7 +19,7 @@ from tqdm.auto import tqdm
 
 from density_nb.config import DEFAULT_MAX_TOKENS, TraceConfig, resolve
 from density_nb.data import data_source, passages, prompt_table, read_prompts
-from density_nb.models import BUILTIN_MODELS, load_model, model_name
+from density_nb.models import BUILTIN_MODELS, cached_model, load_model, model_name
 from density_nb.result import DensityResult
 from density_nb.run_store import MANIFEST, RUN_FORMAT, CorpusError, RunLock, ShardWriter, load_runs, read_manifest, write_json
 from density_nb.tracing import tokenize, trace_many
@@ -140,6 +141,26 @@ def _passage_tables(
         if value is not None:
             curves[name] = list(value.reshape(rows, -1))
     return summary, curves
+
+
+def trace_recorded(run: Any, passage_id: int, model: Any = None) -> DensityResult:
+    """The ``DensityResult`` of one passage of a ``CorpusRun``, traced again as the run traced it
+    (its recorded settings, prompt, next word and root): equal to the passage's rows."""
+    rows = run.summary[run.summary["passage_id"] == int(passage_id)]
+    if not len(rows):
+        raise CorpusError(f"Passage {passage_id} is not in this run; its passages are {len(run.summary)} ids from the summary table.")
+    row = rows.iloc[0]
+    if "prompt" not in row or not isinstance(row["prompt"], str):
+        raise CorpusError(
+            f"This run's summary holds no prompt text for passage {passage_id} (shipped results keep numbers only); "
+            "run the corpus again to trace it, or read its text from the corpus (density_nb.tutorial.corpus_text)."
+        )
+    recorded = _recorded_settings(run.manifest["settings"])
+    fields = {f.name for f in dataclasses.fields(TraceConfig)}
+    config = TraceConfig().replace(**{k: tuple(v) if isinstance(v, list) else v for k, v in recorded.items() if k in fields})
+    bridge = load_model(model) if model is not None else cached_model(recorded["model"])
+    text, root = (row["prompt"] + " " + row["next_word"], [int(row["n_tokens"]) - 1]) if row["aligned"] else (row["prompt"], "last")
+    return trace_many(bridge, [text], [root], config, progress=False)[0]
 
 
 def run_corpus(

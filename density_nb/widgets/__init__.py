@@ -1,5 +1,6 @@
 """Jupyter widgets (anywidget) for density results: token strip, s-slider with baselines, prediction
-preview, head grid, the linked explorer, the live view and the character-aligned comparison.
+preview, head grid, the linked explorer, the live view, the character-aligned comparison and the corpus
+dashboard (``static/dashboard.js``).
 
 Imports numpy, scipy, traitlets and anywidget only (no torch). Every view is drawn by one plain ESM
 module, ``static/density.js``, from compact data sent once; the views link their parts in the
@@ -7,12 +8,15 @@ browser, so they also work in the standalone HTML that ``to_html`` writes.
 """
 
 from density_nb.widgets._compare import CompareError, CompareView, compare
+from density_nb.widgets._dashboard import CorpusDashboard, DashboardError
 from density_nb.widgets._live import LiveTrace
 from density_nb.widgets._widgets import DensityExplorer, HeadGrid, PredictionPreview, SubgraphSlider, TokenStrip, link
 
 __all__ = [
     "CompareError",
     "CompareView",
+    "CorpusDashboard",
+    "DashboardError",
     "DensityExplorer",
     "HeadGrid",
     "LiveTrace",

@@ -1,0 +1,396 @@
+"""``CorpusDashboard``: a corpus run's density distribution, density against a column with Spearman ρ,
+mean TV curve, composition and head frequencies, linked by brushing in the browser; a click opens a
+passage's explorer. Numpy, pandas, scipy and traitlets only (no torch).
+
+The whole run's aggregates are computed here (``density_nb.aggregate``) and sent as JSON; what a
+brushed selection needs is sent once per passage, small and quantised, in one binary trait:
+
+    ids    int32   [N]            passage ids, in ``summary`` order (sorted by id)
+    cols   float32 [C, N]         the scalar columns of ``data["columns"]`` (NaN where missing)
+    tv     uint8   [N, G]         TV on ``data["grid"]``: round(254 · tv), 255 where the passage has no curve
+    comp   uint8   [N, K, 7]      per stratum: attention share (linear), MLP and residual shares (log code),
+                                  the four depth quarters' shares (linear); all 0 for an empty stratum
+    heads  uint8   [N, S, L · H]  share of each head's edges kept at ``data["heads"]["sizes"]`` (linear)
+    cmp_a  int32   [M]            (compare) index into the passages of each prompt both runs traced
+    cmp_b  float32 [D, M]         (compare) the other run's ``data["measures"]`` on those prompts
+
+Linear codes are round(255 · share) (±0.002); the log code is ``_data.encode_shares`` (±1.8 % of the share).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import traitlets
+
+from density_nb import aggregate
+from density_nb.errors import DensityNBError
+from density_nb.metrics import LOG_S_MIN
+from density_nb.stats import spearman
+from density_nb.widgets._data import encode_shares, sig4
+from density_nb.widgets._widgets import STATIC, _Widget
+
+GRID = np.logspace(LOG_S_MIN, 0.0, 26)  # the dashboard's common log grid: 5 points a decade (every other aggregate.COMMON_GRID point)
+LOG_FLOOR = 1e-4  # bottom of the MLP / residual share log code
+MEASURES = {"density": "density (published)", "density_plateau_free": "plateau-free density"}
+COLUMNS = {
+    "entropy_full": "entropy of the full distribution (nats)",
+    "top_prob_full": "top-1 probability of the full model",
+    "n_tokens": "prompt length (tokens)",
+    "log10_freq_next": "log10 unigram frequency of the next token",
+    "s_top1": "s_top1 (smallest s with the full top-1)",
+}
+PARTS = ["attention", "mlp", "residual", "depth_q1", "depth_q2", "depth_q3", "depth_q4"]
+HEAD_SIZES = (1e-3, 1e-2, 1e-1)  # default sizes of the head view: construction, the phase boundary, refinement
+TEXT_TAIL = 60  # characters of each prompt's end sent with the page (``text=True``)
+
+
+class DashboardError(DensityNBError):
+    """The run cannot be shown (empty, or its tables lack what a view needs); the message says what to do."""
+
+
+# ---- per-passage arrays -------------------------------------------------------------------------------
+def tv_on_grid(curves: pd.DataFrame, ids: np.ndarray, grid: np.ndarray = GRID) -> np.ndarray:
+    """[N, G] each passage's TV interpolated (linearly in log10 s, over ``s_actual``) onto ``grid``, as
+    ``aggregate.mean_curve`` does; NaN rows for passages without a curve."""
+    out = np.full((len(ids), len(grid)), np.nan)
+    row_of = {int(p): i for i, p in enumerate(ids)}
+    frame = curves[curves["s_actual"] > 0].sort_values(["passage_id", "s_actual"], kind="stable")
+    pids = frame["passage_id"].to_numpy()
+    x, y = np.log10(frame["s_actual"].to_numpy(dtype=float)), frame["tv"].to_numpy(dtype=float)
+    starts = np.flatnonzero(np.r_[True, pids[1:] != pids[:-1]])
+    for a, b in zip(starts, np.r_[starts[1:], len(pids)]):
+        i = row_of.get(int(pids[a]))
+        if i is not None:
+            out[i] = np.interp(np.log10(grid), x[a:b], y[a:b])
+    return out
+
+
+def _strata(curves: pd.DataFrame, ids: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Row and stratum index of each curves row (rows of passages not in ``ids`` get -1)."""
+    row_of = pd.Series(np.arange(len(ids)), index=ids)
+    rows = row_of.reindex(curves["passage_id"].to_numpy()).fillna(-1).to_numpy(dtype=np.int64, copy=True)
+    strata = curves["stratum"].to_numpy(dtype=np.int64)
+    rows[(strata < 0) | (strata >= k)] = -1
+    return rows, strata
+
+
+def composition_shares(curves: pd.DataFrame, ids: np.ndarray, k: int) -> np.ndarray:
+    """[N, K, 7] shares of ``PARTS`` per passage and stratum (of the stratum's own edges; NaN when empty)."""
+    out = np.full((len(ids), k, len(PARTS)), np.nan)
+    rows, strata = _strata(curves, ids, k)
+    parts = curves[["edges_attn", "edges_mlp", "edges_res"]].to_numpy(dtype=float)  # [rows, 3]
+    layers = np.stack(list(curves["layer_edges"].to_numpy())).astype(float)  # [rows, L]
+    quarters = np.stack([q.sum(-1) for q in np.array_split(layers, 4, axis=-1)], axis=-1)  # [rows, 4]
+    total = parts.sum(-1, keepdims=True)
+    with np.errstate(all="ignore"):
+        shares = np.where(total > 0, np.concatenate([parts, quarters], axis=-1) / total, np.nan)
+    ok = rows >= 0
+    out[rows[ok], strata[ok]] = shares[ok]
+    return out
+
+
+def encode_composition(shares: np.ndarray) -> np.ndarray:
+    """``composition_shares`` as uint8 codes (see the module docstring); empty strata all 0."""
+    x = np.nan_to_num(shares, nan=0.0)
+    codes = np.rint(255 * np.clip(x, 0, 1)).astype(np.uint8)
+    codes[..., 1:3] = encode_shares(x[..., 1:3], LOG_FLOOR)
+    return codes
+
+
+def head_shares(curves: pd.DataFrame, ids: np.ndarray, sizes: Sequence[float], n_cells: int) -> np.ndarray:
+    """[N, S, L · H] share of each head's edges kept at each of ``sizes`` (grid sizes), NaN where missing."""
+    out = np.full((len(ids), len(sizes), n_cells), np.nan)
+    row_of = pd.Series(np.arange(len(ids)), index=ids)
+    for j, size in enumerate(sizes):
+        at = curves[np.isclose(curves["s"].to_numpy(dtype=float), size)]
+        rows = row_of.reindex(at["passage_id"].to_numpy()).to_numpy()
+        ok = ~np.isnan(rows)
+        if ok.any():
+            out[rows[ok].astype(np.int64), j] = np.stack(list(at["head_share"].to_numpy()[ok])).astype(float)
+    return out
+
+
+def _pack(arrays: dict[str, np.ndarray]) -> tuple[bytes, dict[str, Any]]:
+    """Arrays as one little-endian buffer (each starting on a 4-byte boundary) and their layout."""
+    layout, chunks, offset = {}, [], 0
+    for name, arr in arrays.items():
+        dtype = {"int32": "<i4", "float32": "<f4", "uint8": "u1"}[str(arr.dtype)]
+        raw = np.ascontiguousarray(arr, dtype=dtype).tobytes()
+        layout[name] = {"offset": offset, "dtype": str(arr.dtype), "shape": list(arr.shape)}
+        pad = -len(raw) % 4
+        chunks.append(raw + b"\0" * pad)
+        offset += len(raw) + pad
+    return b"".join(chunks), layout
+
+
+# ---- what the page draws ---------------------------------------------------------------------------------
+def _rho(x: Any, y: Any) -> dict[str, Any]:
+    corr = spearman(np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64), n_boot=0)
+    return {"rho": sig4(corr.rho), "n": int(corr.n)}
+
+
+def _model(run: Any) -> str:
+    settings = run.manifest.get("settings", {})
+    return str(settings.get("model") or (run.summary["model"].iloc[0] if "model" in run.summary else "?"))
+
+
+def _run_label(run: Any) -> str:
+    settings = run.manifest.get("settings", {})
+    grid = settings.get("grid")
+    grid_text = grid if isinstance(grid, str) else f"{len(run.manifest.get('grid_sizes', []))} sizes"
+    return f"{_model(run)}, {grid_text} grid, norms {settings.get('norms', 'live')}"
+
+
+def _pair_labels(a: Any, b: Any) -> tuple[str, str]:
+    """The two runs' model names, or their full labels when the models are the same."""
+    return (_model(a), _model(b)) if _model(a) != _model(b) else (_run_label(a), _run_label(b))
+
+
+def _summary_columns(summary: pd.DataFrame, counts: pd.Series | None) -> pd.DataFrame:
+    """The run's summary with ``log10_freq_next`` added when unigram ``counts`` are given."""
+    if counts is None:
+        return summary
+    from density_nb.data import token_frequency
+
+    if "next_token" not in summary:
+        raise DashboardError("counts= needs the run's next_token column, which this run lacks; run it again with this density_nb.")
+    frame = summary.copy()
+    floor = 0.5 / float(counts.sum())  # a token never seen gets half a count
+    ids = frame["next_token"].to_numpy(dtype=np.int64)
+    freq = np.log10(np.maximum(token_frequency(counts, np.maximum(ids, 0)), floor))
+    frame["log10_freq_next"] = np.where(ids >= 0, freq, np.nan)
+    return frame
+
+
+def nearest_sizes(grid: Sequence[float], wanted: Sequence[float]) -> list[float]:
+    """The grid sizes nearest (in log s) to each of ``wanted``, without repeats, in increasing order."""
+    sizes = np.asarray(grid, dtype=float)
+    picked = {float(sizes[np.argmin(np.abs(np.log10(sizes) - np.log10(w)))]) for w in wanted}
+    return sorted(picked)
+
+
+def dashboard_state(
+    run: Any,
+    compare: Any = None,
+    *,
+    counts: pd.Series | None = None,
+    head_sizes: Sequence[float] = HEAD_SIZES,
+    text: bool = True,
+    labels: tuple[str, str] | None = None,
+) -> tuple[dict[str, Any], bytes]:
+    """The dashboard's JSON ``data`` and binary ``arrays`` for a ``CorpusRun`` (see the module docstring).
+    ``compare``: a second run of the same prompts (joined on ``passage_id``); ``counts``: unigram counts
+    (token id -> count, ``data.unigram_counts``) for the next-token frequency column; ``head_sizes``:
+    the sizes of the head view (the nearest grid sizes are used); ``text``: send each prompt's last
+    characters and next word (False: numbers and ids only)."""
+    summary, curves, manifest = run.summary, run.curves, run.manifest
+    if summary is None or not len(summary):
+        raise DashboardError("This run holds no passages yet; wait for its first shard (or run it) and load it again.")
+    missing = [c for c in ("passage_id", "density") if c not in summary]
+    if missing:
+        raise DashboardError(f"The run's summary lacks {', '.join(missing)}: it was not written by run_corpus.")
+    summary = _summary_columns(summary.drop_duplicates("passage_id").sort_values("passage_id", kind="stable"), counts)
+    ids = summary["passage_id"].to_numpy(dtype=np.int64)
+    sizes = [float(x) for x in manifest.get("grid_sizes") or np.unique(curves["s"]).tolist()]
+    k = len(sizes)
+    measures = [m for m in MEASURES if m in summary]
+    columns = [c for c in COLUMNS if c in summary]
+    names = measures + columns
+    cols = np.stack([summary[c].to_numpy(dtype=np.float64) for c in names])  # [C, N]
+    cols32 = cols.astype(np.float32)
+    arrays: dict[str, np.ndarray] = {"ids": ids.astype(np.int32), "cols": cols32}
+
+    tv = tv_on_grid(curves, ids)
+    arrays["tv"] = np.where(np.isnan(tv), 255, np.rint(254 * np.clip(np.nan_to_num(tv), 0, 1))).astype(np.uint8)
+    whole = aggregate.mean_curve(curves[curves["passage_id"].isin(ids)], grid=GRID)
+    data: dict[str, Any] = {
+        "title": f"density_nb — corpus run: {_run_label(run)} ({len(ids):,} passages)",
+        "model": str(manifest.get("settings", {}).get("model", "")),
+        "n": len(ids),
+        "grid": sig4(GRID),
+        "sizes": sig4(sizes),
+        "phases": {"construction": list(aggregate.CONSTRUCTION), "refinement": list(aggregate.REFINEMENT)},
+        "measures": [{"key": m, "label": MEASURES[m]} for m in measures],
+        "columns": [
+            {"key": c, "label": COLUMNS[c], "rho": {m: _rho(cols32[names.index(m)], cols32[names.index(c)]) for m in measures}}
+            for c in columns
+        ],
+        "curve": {"mean": sig4(whole["mean"]), "q25": sig4(whole["q25"]), "q75": sig4(whole["q75"]), "n": int(whole["n"].iloc[0])},
+    }
+    if "density_plateau_free" not in summary:
+        data["notes"] = ["This run has no plateau-free density (made before it was recorded); only the published density is shown."]
+    if counts is None:
+        data.setdefault("notes", []).append(
+            "No next-token frequency column: add it with unigram counts (widget(counts=...), or density-nb view --counts FILE)."
+        )
+
+    if {"edges_attn", "edges_mlp", "edges_res", "layer_edges", "stratum"} <= set(curves.columns):
+        shares = composition_shares(curves, ids, k)
+        arrays["comp"] = encode_composition(shares)
+        comp = aggregate.composition(curves[curves["passage_id"].isin(ids)])
+        data["comp"] = {"parts": PARTS, "s": sig4(comp["s"]), "values": {p: sig4(comp[p]) for p in PARTS}, "log_floor": LOG_FLOOR}
+    else:
+        data["comp"] = {"missing": "This run's curves lack edge counts per component and layer; run it again with this density_nb."}
+
+    if "head_share" in curves and "layer_edges" in curves and len(curves):
+        n_layers = len(curves["layer_edges"].iloc[0])
+        n_cells = len(curves["head_share"].iloc[0])
+        n_heads = n_cells // max(n_layers, 1)
+        chosen = nearest_sizes(sizes, head_sizes)
+        arrays["heads"] = np.rint(255 * np.clip(np.nan_to_num(head_shares(curves, ids, chosen, n_cells)), 0, 1)).astype(np.uint8)
+        data["heads"] = {
+            "L": n_layers,
+            "H": n_heads,
+            "sizes": sig4(chosen),
+            "freq": [sig4(aggregate.head_frequency(curves[curves["passage_id"].isin(ids)], s, n_layers, n_heads).ravel()) for s in chosen],
+        }
+    else:
+        data["heads"] = {"missing": "This run's curves hold no head shares (head_share), so the head view is empty."}
+
+    if text and {"prompt", "next_word"} <= set(summary.columns):
+        data["text"] = [[_tail(str(p)), str(w)] for p, w in zip(summary["prompt"], summary["next_word"])]
+
+    if compare is not None:
+        other = compare.summary.drop_duplicates("passage_id")
+        both_measures = [m for m in measures if m in other]
+        joined = summary[["passage_id"]].reset_index(drop=True).reset_index().merge(other[["passage_id", *both_measures]], on="passage_id")
+        arrays["cmp_a"] = joined["index"].to_numpy(dtype=np.int32)
+        arrays["cmp_b"] = (
+            np.stack([joined[m].to_numpy(dtype=np.float32) for m in both_measures]) if both_measures else np.zeros((0, 0), np.float32)
+        )
+        label_a, label_b = labels or _pair_labels(run, compare)
+        data["compare"] = {
+            "a": label_a,
+            "b": label_b,
+            "n": len(joined),
+            "measures": both_measures,
+            "rho": {m: _rho(cols32[names.index(m)][arrays["cmp_a"]], arrays["cmp_b"][i]) for i, m in enumerate(both_measures)},
+        }
+        if not len(joined):
+            data["compare"]["note"] = "The two runs share no passage ids: trace the same prompts with both models to compare them."
+    buffer, layout = _pack(arrays)
+    data["layout"] = layout
+    return data, buffer
+
+
+def _tail(prompt: str) -> str:
+    return prompt if len(prompt) <= TEXT_TAIL else "…" + prompt[-TEXT_TAIL:].lstrip()
+
+
+# ---- the widget -------------------------------------------------------------------------------------------
+class CorpusDashboard(_Widget):
+    """A corpus run's views, linked in the browser: density distribution (published and plateau-free) with
+    a brush, density against a column with Spearman ρ, mean TV curve with its 25–75 % band (phases marked),
+    composition against s beside its base rate, layer × head inclusion frequency, two runs' per-prompt
+    scatter. Traits: ``measure``, ``column``, ``head_size`` (index), ``brush`` (the selection) and
+    ``opened`` (the passage whose explorer is open). A click on a passage (or ``open_passage(passage_id)``)
+    shows its explorer below, re-traced with the run's settings."""
+
+    _esm = STATIC / "dashboard.js"
+    _css = "\n".join((STATIC / name).read_text(encoding="utf-8") for name in ("density.css", "dashboard.css"))  # type: ignore[assignment]  # CSS text: the shared base styles first
+
+    arrays = traitlets.Bytes(b"").tag(sync=True)
+    measure = traitlets.Unicode("density").tag(sync=True)
+    column = traitlets.Unicode("entropy_full").tag(sync=True)
+    head_size = traitlets.Int(0).tag(sync=True)
+    # {} (no selection), {"kind": "range", "measure", "lo", "hi"} or {"kind": "box", "measure", "column", "x": [lo, hi], "y": [lo, hi]}
+    brush = traitlets.Dict().tag(sync=True)
+    opened = traitlets.Dict().tag(sync=True)  # {"passage_id", "state": "tracing" | "done" | "failed", "note"}
+
+    def __init__(
+        self,
+        run: Any,
+        compare: Any = None,
+        *,
+        model: Any = None,
+        results: Mapping[int, Any] | None = None,
+        counts: pd.Series | None = None,
+        head_sizes: Sequence[float] = HEAD_SIZES,
+        text: bool = True,
+        labels: tuple[str, str] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        data, arrays = dashboard_state(run, compare, counts=counts, head_sizes=head_sizes, text=text, labels=labels)
+        kwargs.setdefault("head_size", len(data["heads"].get("sizes", [])) // 2)  # the middle size (1e-2 by default)
+        super().__init__(view="dashboard", data=data, arrays=arrays, **kwargs)
+        self.run, self.compare = run, compare
+        self._model = model
+        self._results: dict[int, Any] = dict(results or {})
+        self._summary = _summary_columns(run.summary.drop_duplicates("passage_id").sort_values("passage_id", kind="stable"), counts)
+        self.explorer: Any = None
+        self._panel: Any = None
+        self.on_msg(self._on_message)
+
+    # ---- validation ------------------------------------------------------------------------------
+    @traitlets.validate("measure")
+    def _check_measure(self, proposal: Any) -> str:
+        keys = [m["key"] for m in self.data.get("measures", [])] if self.data else list(MEASURES)
+        if proposal["value"] not in keys:
+            raise traitlets.TraitError(f"measure must be one of {', '.join(keys)}, not {proposal['value']!r}.")
+        return str(proposal["value"])
+
+    @traitlets.validate("column")
+    def _check_column(self, proposal: Any) -> str:
+        keys = [c["key"] for c in self.data.get("columns", [])] if self.data else list(COLUMNS)
+        if proposal["value"] not in keys:
+            raise traitlets.TraitError(f"column must be one of {', '.join(keys)}, not {proposal['value']!r}.")
+        return str(proposal["value"])
+
+    # ---- selection -------------------------------------------------------------------------------------
+    def selected(self) -> pd.DataFrame:
+        """The summary rows of the brushed passages (all rows when nothing is brushed), by the browser's
+        rule: bounds inclusive, on the values as float32 (what the page holds)."""
+        b = self.brush
+        frame = self._summary
+        if not b:
+            return frame
+        if b.get("kind") == "range":
+            v = frame[b["measure"]].to_numpy(dtype=np.float32)
+            keep = (v >= np.float32(b["lo"])) & (v <= np.float32(b["hi"]))
+        elif b.get("kind") == "box":
+            x = frame[b["column"]].to_numpy(dtype=np.float32)
+            y = frame[b["measure"]].to_numpy(dtype=np.float32)
+            keep = (x >= np.float32(b["x"][0])) & (x <= np.float32(b["x"][1])) & (y >= np.float32(b["y"][0])) & (y <= np.float32(b["y"][1]))
+        else:
+            raise DashboardError(f"brush must be {{}}, a 'range' or a 'box', got {b!r}.")
+        return frame[keep]
+
+    # ---- click-through ---------------------------------------------------------------------------------
+    def _on_message(self, _widget: Any, content: Any, _buffers: Any) -> None:
+        if isinstance(content, dict) and content.get("type") == "open":
+            self.open_passage(int(content["passage_id"]))
+
+    def open_passage(self, passage_id: int) -> Any:
+        """The explorer of one passage: from ``results`` (given or opened before), else re-traced with the
+        run's settings (``CorpusRun.passage``); shown below the dashboard and returned."""
+        pid = int(passage_id)
+        if pid not in set(self._summary["passage_id"].tolist()):
+            raise DashboardError(f"Passage {pid} is not in this run ({len(self._summary)} passages); pick one the dashboard shows.")
+        self.opened = {"passage_id": pid, "state": "tracing", "note": ""}
+        try:
+            if pid not in self._results:
+                self._results[pid] = self.run.passage(pid, model=self._model)
+            result = self._results[pid]
+            self.explorer = result.widget(tokenizer=self._model)
+        except Exception as err:
+            self.opened = {"passage_id": pid, "state": "failed", "note": f"{type(err).__name__}: {err}"}
+            raise
+        self.panel.children = (self, self.explorer)
+        self.opened = {"passage_id": pid, "state": "done", "note": ""}
+        return self.explorer
+
+    @property
+    def panel(self) -> Any:
+        """What a notebook displays: the dashboard, and below it the explorer of the passage last opened."""
+        if self._panel is None:
+            import ipywidgets
+
+            self._panel = ipywidgets.VBox([self])
+        return self._panel
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
+        return self.panel._repr_mimebundle_(**kwargs)
