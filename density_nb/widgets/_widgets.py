@@ -14,15 +14,18 @@ import anywidget
 import numpy as np
 import traitlets
 
+from density_nb.widgets import _svg
 from density_nb.widgets._data import compact_data, share_codes
+from density_nb.widgets._export import STATIC, esm, write_image
 
-STATIC = Path(__file__).parent / "static"
+SVG_MIME = "image/svg+xml"
 
 
 class _Widget(anywidget.AnyWidget):
-    """Shared base: one ESM (``static/density.js``) draws the view named by ``view`` from ``data``."""
+    """Shared base: one ESM (``static/density.js``, after ``static/export.js``) draws the view named by
+    ``view`` from ``data``; ``save`` and the notebook snapshot draw the same view in Python (``_svg``)."""
 
-    _esm = STATIC / "density.js"
+    _esm: str | os.PathLike[str] = esm("density.js")
     _css = STATIC / "density.css"
 
     view = traitlets.Unicode("explorer").tag(sync=True)
@@ -38,6 +41,22 @@ class _Widget(anywidget.AnyWidget):
     def to_html(self, path: str | os.PathLike[str], title: str | None = None) -> Path:
         """Write a standalone HTML file (no network: ESM, CSS and state inline) and return its path."""
         return write_standalone_html(self, path, title=title)
+
+    def to_svg(self) -> str:
+        """The view as it stands (selected root, current s) as an SVG document, drawn in Python."""
+        return _svg.render(self)
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Save the view as it stands as ``.svg`` or ``.png`` (offline, no browser; written atomically)."""
+        return write_image(self.to_svg(), path)
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> tuple[dict[str, Any], dict[str, Any]] | None:
+        """The live view, plus a static SVG snapshot of the views ``_svg`` draws, for readers without a
+        kernel (GitHub, nbviewer); front ends with widgets show the live view."""
+        bundle = super()._repr_mimebundle_(**kwargs)
+        if bundle is not None and self.view in _svg.VIEWS:
+            bundle[0][SVG_MIME] = self.to_svg()
+        return bundle
 
 
 class _DensityWidget(_Widget):

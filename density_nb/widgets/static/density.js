@@ -2,6 +2,7 @@
 // layer × head grid, the linked explorer, the live view (generation, long traces) and the comparison of
 // several results of one text aligned by characters.
 // Plain ESM, no dependencies, no network. Text from the data is only ever set with textContent.
+// static/export.js comes first in the same module (widgets/_export.py): it gives addExportButtons.
 // Model traits: view ("explorer" | "strip" | "slider" | "preview" | "grid" | "live" | "compare"), data (dict),
 // shares (bytes: log-coded uint8 [R, K, L, H + 1], column H = MLP, see widgets/_data.py), root (token
 // position), stratum (grid index), metric ("tv" | "kl"), scale ("log" | "linear"), status (live view),
@@ -1024,6 +1025,10 @@ function render({ model, el }) {
   };
   root.addEventListener("keydown", keepKeys);
   el.appendChild(root);
+  // Save as SVG / PNG (static/export.js, joined in front of this module): the view as it is shown
+  const tools = h("div", "dnb-export");
+  root.appendChild(tools);
+  addExportButtons(tools, root, `density_nb-${model.get("view") || "explorer"}`);
   // The live view's progress bar and Cancel button stay while the explorer below them is rebuilt after
   // every step (so a focused Cancel button keeps its focus).
   const status = model.get("view") === "live" ? makeStatus(model) : null;

@@ -1,0 +1,793 @@
+"""A static SVG of a widget's current view (selected root, current s), drawn in Python from the same compact
+data the browser draws, with the same colour maps: ``widget.save`` and the snapshot a notebook keeps for
+readers without a kernel (GitHub, nbviewer). Text is measured as monospace (0.6 em a column), so the
+strips line up wherever DejaVu Sans Mono, Menlo or Consolas draw them."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+import unicodedata
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+from xml.sax.saxutils import escape, quoteattr
+
+import numpy as np
+
+# the maps of static/density.js (matplotlib viridis / cividis, 9 stops each)
+VIRIDIS = [
+    (68, 1, 84),
+    (71, 44, 122),
+    (59, 81, 139),
+    (44, 113, 142),
+    (33, 144, 141),
+    (39, 173, 129),
+    (92, 200, 99),
+    (170, 220, 50),
+    (253, 231, 37),
+]
+CIVIDIS = [
+    (0, 34, 78),
+    (18, 53, 112),
+    (59, 73, 108),
+    (87, 93, 109),
+    (112, 113, 115),
+    (138, 134, 120),
+    (166, 156, 117),
+    (196, 180, 107),
+    (254, 232, 56),
+]
+# the light theme of static/density.css
+FG, FG2, BG, BG2, NEUTRAL, BORDER, GRIDLINE = "#222", "#555", "#fff", "#eee", "#e0e0e0", "#bbb", "#ddd"
+CURVE, ACCENT, MARKER, STOP1, GEN, ATTN, MLP, NEXT = "#111", "#1976d2", "#d55e00", "#009e73", "#d55e00", "#0072b2", "#e69f00", "#009e73"
+BASELINE_STYLE = {"random": ("#8c8c8c", "5 3"), "random_residual": ("#0072b2", "8 3 2 3"), "inverse": ("#cc79a7", "2 2")}
+SANS = "DejaVu Sans, Liberation Sans, Helvetica, Arial, sans-serif"
+MONO = "DejaVu Sans Mono, Menlo, Consolas, monospace"
+SIZE, MONO_SIZE = 13, 13
+COL = 0.6 * MONO_SIZE  # one monospace column
+VIEWS = ("explorer", "strip", "slider", "preview", "grid", "live", "compare")
+GAP = 24
+CONTINUATION = "◌"
+
+
+# ---- colours and numbers, as static/density.js has them -----------------------------------------------
+def interp(stops: Sequence[tuple[int, int, int]], t: float) -> tuple[int, int, int]:
+    t = min(1.0, max(0.0, t))
+    x = t * (len(stops) - 1)
+    i = min(len(stops) - 2, math.floor(x))
+    f = x - i
+    a, b = stops[i], stops[i + 1]
+    r, g, bl = (math.floor(a[j] + (b[j] - a[j]) * f + 0.5) for j in range(3))  # JS Math.round
+    return r, g, bl
+
+
+def rgb(c: tuple[int, int, int]) -> str:
+    return f"rgb({c[0]}, {c[1]}, {c[2]})"
+
+
+def _luminance(c: tuple[int, int, int]) -> float:
+    lin = [v / 255 / 12.92 if v / 255 <= 0.03928 else ((v / 255 + 0.055) / 1.055) ** 2.4 for v in c]
+    return 0.2126 * lin[0] + 0.7152 * lin[1] + 0.0722 * lin[2]
+
+
+def density_colours(dens: float | None) -> tuple[str, str] | None:
+    """Background and readable text colour of a density in [0, 1] (None where there is none)."""
+    if dens is None or not math.isfinite(dens):
+        return None
+    c = interp(VIRIDIS, dens)
+    return rgb(c), "#111" if _luminance(c) > 0.22 else "#fff"
+
+
+def fmt(x: float | None, digits: int = 3) -> str:
+    if x is None or not math.isfinite(x):
+        return "–"
+    return str(np.format_float_positional(float(f"{x:.{digits}g}"), trim="-"))
+
+
+def fmt_s(s: float | None) -> str:
+    if s is None or not math.isfinite(s):
+        return "–"
+    if s >= 0.01:
+        return fmt(s)
+    m, e = f"{s:.1e}".split("e")
+    return f"{m}e{int(e)}"
+
+
+def fmt_int(n: float | None) -> str:
+    return "–" if n is None or not math.isfinite(n) else f"{round(n):,}"
+
+
+def fmt_pct(v: float) -> str:
+    p = v * 100
+    return f"{p:.0f} %" if p >= 10 else f"{fmt(p, 2)} %"
+
+
+def show_text(s: str) -> str:
+    """Visible whitespace: · space, → tab, ↵ newline; control characters as \\xNN."""
+    if s == "":
+        return f"{CONTINUATION} (rest of the character before)"
+    s = s.replace(" ", "·").replace("\t", "→").replace("\r\n", "↵").replace("\n", "↵")
+    return re.sub(r"[\x00-\x1f\x7f]", lambda m: f"\\x{ord(m.group()):02x}", s)
+
+
+def show_char(c: str) -> str:
+    """One character as the comparison view draws it (one column)."""
+    marks = {" ": "·", "\t": "→", "\n": "↵", "\r": ""}
+    return marks.get(c, "�" if re.match(r"[\x00-\x1f\x7f]", c) else c)
+
+
+def columns(text: str) -> int:
+    """Monospace columns of ``text``: 2 for wide characters, 0 for combining and format characters."""
+    return sum(
+        0 if unicodedata.category(c) in ("Mn", "Me", "Cf") else 2 if unicodedata.east_asian_width(c) in ("W", "F") else 1 for c in text
+    )
+
+
+def text_width(text: str, size: float = SIZE, mono: bool = False) -> float:
+    return columns(text) * size * (0.6 if mono else 0.58)
+
+
+def _xml_text(text: str) -> str:
+    """Text as XML character data (characters XML 1.0 cannot hold become U+FFFD)."""
+    return escape(re.sub(r"[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]", "�", text))
+
+
+# ---- drawing -------------------------------------------------------------------------------------------
+def _attrs(attrs: dict[str, Any]) -> str:
+    return "".join(
+        f" {k.rstrip('_').replace('_', '-')}={quoteattr(v if isinstance(v, str) else f'{v:.6g}')}"
+        for k, v in attrs.items()
+        if v is not None
+    )
+
+
+def el(tag: str, **attrs: Any) -> str:
+    return f"<{tag}{_attrs(attrs)}/>"
+
+
+def text(x: float, y: float, body: str, *, size: float = SIZE, mono: bool = False, **attrs: Any) -> str:
+    font = {"font_family": MONO} if mono else {}
+    return f"<text{_attrs({'x': x, 'y': y, 'font_size': size, **font, **attrs})}>{_xml_text(body)}</text>"
+
+
+def wrap(body: str, width: float, size: float = SIZE) -> list[str]:
+    """``body`` broken at spaces into lines that fit ``width`` (a long word stays whole)."""
+    lines: list[str] = []
+    for word in body.split(" "):
+        if lines and text_width(f"{lines[-1]} {word}", size) <= width:
+            lines[-1] += f" {word}"
+        else:
+            lines.append(word)
+    return lines
+
+
+@dataclass
+class Part:
+    """A block of SVG drawn from (0, 0): its size and body."""
+
+    width: float
+    height: float
+    body: list[str]
+
+    def at(self, x: float, y: float) -> str:
+        return f'<g transform="translate({x:g},{y:g})">{"".join(self.body)}</g>'
+
+
+class Flow:
+    """Parts stacked top to bottom in a column ``width`` wide."""
+
+    def __init__(self, width: float) -> None:
+        self.width, self.y = width, 0.0
+        self.body: list[str] = []
+
+    def lines(self, body: str, *, size: float = SIZE, fill: str = FG, weight: str | None = None, gap: float = 4) -> None:
+        for line in wrap(body, self.width, size):
+            self.y += size * 1.3
+            self.body.append(text(0, self.y - size * 0.3, line, size=size, fill=fill, font_weight=weight))
+        self.y += gap
+
+    def title(self, body: str) -> None:
+        self.lines(body, weight="600", gap=6)
+
+    def part(self, part: Part, gap: float = 6) -> None:
+        self.body.append(part.at(0, self.y))
+        self.y += part.height + gap
+
+    def done(self) -> Part:
+        return Part(self.width, self.y, self.body)
+
+
+def legend_items(items: Sequence[tuple[str, str]], width: float, size: float = 11, glyph_width: float = 16) -> Part:
+    """Key glyphs (SVG drawn in a ``glyph_width`` × 12 box) and their labels, wrapped to ``width``."""
+    body, x, y = [], 0.0, 0.0
+    for glyph, label in items:
+        w = glyph_width + 4 + text_width(label, size) + 12
+        if x and x + w > width:
+            x, y = 0.0, y + size * 1.5
+        body.append(f'<g transform="translate({x:g},{y:g})">{glyph}</g>')
+        body.append(text(x + glyph_width + 4, y + 10, label, size=size, fill=FG2))
+        x += w
+    return Part(width, y + size * 1.5, body)
+
+
+def gradient_bar(grad: str, label: str, lo: str, hi: str, width: float = 120) -> Part:
+    """A colour-bar legend: label, low tick, the gradient ``grad`` (an id), high tick."""
+    x = text_width(label, 11) + 6 if label else 0
+    body = [text(0, 10, label, size=11, fill=FG2)] if label else []
+    body.append(text(x, 10, lo, size=11, fill=FG2))
+    x += text_width(lo, 11) + 4
+    body.append(el("rect", x=x, y=1, width=width, height=10, rx=2, fill=f"url(#{grad})"))
+    body.append(text(x + width + 4, 10, hi, size=11, fill=FG2))
+    return Part(x + width + 4 + text_width(hi, 11), 14, body)
+
+
+def gradient_def(gid: str, stops: Sequence[tuple[int, int, int]]) -> str:
+    inner = "".join(el("stop", offset=f"{100 * i / (len(stops) - 1):.1f}%", stop_color=rgb(c)) for i, c in enumerate(stops))
+    return f'<linearGradient id="{gid}">{inner}</linearGradient>'
+
+
+# ---- the views -------------------------------------------------------------------------------------------
+class View:
+    """The selection and data of one widget, as the browser reads them."""
+
+    def __init__(self, widget: Any) -> None:
+        self.d: dict[str, Any] = widget.data or {}
+        d = self.d
+        self.tokens: list[str] = d.get("tokens", [])
+        self.roots: list[int] = d.get("roots", [])
+        self.grid: list[float] = d.get("grid", [])
+        self.index = {r: i for i, r in enumerate(self.roots)}
+        self.L, self.H = int(d.get("n_layers", 0)), int(d.get("n_heads", 0))
+        self.ri = self.index.get(getattr(widget, "root", 0), 0 if self.roots else -1)
+        self.k = min(max(0, int(getattr(widget, "stratum", 0))), max(0, len(self.grid) - 1))
+        self.metric = getattr(widget, "metric", "tv")
+        self.scale = getattr(widget, "scale", "log")
+        shares = getattr(widget, "shares", b"")
+        size = len(self.roots) * len(self.grid) * self.L * (self.H + 1)
+        self.shares = np.frombuffer(shares, dtype=np.uint8) if shares and len(shares) == size else None
+
+    def plateau(self, ri: int, k: int) -> bool:
+        return "input_edges" in self.d and self.d["n_edges"][ri][k] < self.d["input_edges"][ri]
+
+    def label(self, pos: int) -> str:
+        return f"“{show_text(self.tokens[pos])}”" if 0 <= pos < len(self.tokens) else "(end of text)"
+
+
+def _token_glyphs(piece: str, x: float, y: float, fill: str) -> str:
+    """A token's text with whitespace marks faded (as the strip shows it)."""
+    spans = [] if piece else [(CONTINUATION, True)]
+    for part in re.split(r"(\s)", piece):
+        if part == "\r" or not part:
+            continue
+        marks = {" ": "·", "\t": "→", "\n": "↵"}
+        spans.append((marks.get(part, "␣"), True) if part.isspace() else (part, False))
+    inner = "".join(f'<tspan fill-opacity="0.45">{_xml_text(t)}</tspan>' if faded else _xml_text(t) for t, faded in spans)
+    return f'<text x="{x:g}" y="{y:g}" font-family={quoteattr(MONO)} font-size="{MONO_SIZE}" fill="{fill}">{inner}</text>'
+
+
+def strip(v: View, width: float, gid: str) -> Part:
+    d, tokens = v.d, v.tokens
+    generated = d.get("generated", "")
+    density = d.get("density", [])
+    flow = Flow(width)
+    n_gen = generated.count("1")
+    counts = f"{len(tokens)} tokens ({len(tokens) - n_gen} prompt + {n_gen} generated)" if n_gen else f"{len(tokens)} tokens"
+    finite = [x for x in density if x is not None]
+    mean = sum(finite) / len(finite) if finite else None
+    flow.title(f"{d.get('model') or 'model'} · {counts} · {len(v.roots)} steps · mean density {fmt(mean)}")
+    sel = v.roots[v.ri] + 1 if v.ri >= 0 else -1
+    body, x, y, line = [], 0.0, 2.0, 25.0
+    boxes: list[tuple[int, str, str | None, bool]] = []  # position, shown text, density colour, generated
+    for i, piece in enumerate(tokens):
+        ri = v.index.get(i - 1, -1)
+        colours = density_colours(density[ri]) if ri >= 0 else None
+        boxes.append((i, piece, colours[0] if colours else None, generated[i : i + 1] == "1"))
+    last = v.index.get(len(tokens) - 1, -1)
+    for i, piece, fill, gen in [
+        *boxes,
+        *([(len(tokens), "⋯", (density_colours(density[last]) or ("",))[0] or None, False)] if last >= 0 else []),
+    ]:
+        shown = CONTINUATION if piece == "" else re.sub(r"\s", "·", piece.replace("\r", ""))
+        w = columns(shown) * COL + 2
+        lead = bool(re.match(r"^\s*?\n", piece))
+        if (lead and i > 0) or (x and x + w > width):
+            x, y = 0.0, y + line
+        colours = density_colours(density[v.index[i - 1]]) if fill else None
+        ink = colours[1] if colours else FG2
+        body.append(
+            el(
+                "rect",
+                x=x,
+                y=y,
+                width=w,
+                height=19,
+                rx=3,
+                fill=fill or NEUTRAL,
+                class_="dnb-tok" if i < len(tokens) else "dnb-next",
+                data_pos=str(i),
+            )
+        )
+        if gen:
+            body.append(el("rect", x=x, y=y + 16, width=w, height=3, fill=GEN))
+        if i == sel:
+            body.append(el("rect", x=x - 1, y=y - 1, width=w + 2, height=21, rx=3, fill="none", stroke=ACCENT, stroke_width=2))
+        body.append(_token_glyphs(piece if i < len(tokens) else "⋯", x + 1, y + 14, ink))
+        x += w + 1
+        if i < len(tokens) and piece.count("\n") - lead > 0:
+            x, y = 0.0, y + line * (piece.count("\n") - lead)
+    flow.part(Part(width, y + line, body), gap=2)
+    bar = gradient_bar(gid + "v", "density", "0", "1")
+    swatch = el("rect", x=0, y=0, width=26, height=13, rx=3, fill=NEUTRAL) + text(2, 10, "abc", size=10, fill=FG2, mono=True)
+    keys = [(swatch, "no prediction")]
+    if n_gen:
+        keys.append(
+            (
+                el("rect", x=0, y=0, width=26, height=13, rx=3, fill=NEUTRAL) + el("rect", x=0, y=10, width=26, height=3, fill=GEN),
+                "written by the model",
+            )
+        )
+    items = legend_items(keys, width - bar.width - 16, glyph_width=26)
+    flow.body += [bar.at(0, flow.y), items.at(bar.width + 16, flow.y)]
+    flow.y += max(bar.height, items.height) + 2
+    flow.lines("· space  ↵ newline — colour = density of the step predicting the token", size=11, fill=FG2)
+    return flow.done()
+
+
+def _curve(values: Sequence[float | None], xs: Sequence[float], y_of: Any) -> str:
+    out, pen = [], False
+    for x, val in zip(xs, values):
+        if val is None or not math.isfinite(val):
+            pen = False
+            continue
+        out.append(f"{'L' if pen else 'M'}{x:.1f},{y_of(val):.1f}")
+        pen = True
+    return "".join(out)
+
+
+def slider(v: View) -> Part:
+    d, grid, K, ri, k = v.d, v.grid, len(v.grid), v.ri, v.k
+    W, Hh, ml, mr, mt, mb = 420, 212, 44, 12, 22, 34
+    pw, ph = W - ml - mr, Hh - mt - mb
+    flow = Flow(W)
+    if ri < 0:
+        flow.title("no roots")
+        return flow.done()
+    pos, metric = v.roots[ri], v.metric
+    flow.title(f"Step {pos}: after {v.label(pos)} → predicts {v.label(pos + 1)}; full model's top: “{show_text(d['top_token'][ri] or '')}”")
+    log_grid = [math.log10(max(g, 1e-12)) for g in grid]
+    xmin = min([*log_grid, -0.0001]) if K else -5.0
+    X = lambda lx: ml + (lx - xmin) / (0 - xmin) * pw
+    ys = d[metric][ri]
+    baselines = list((d.get("baselines") or {}).items())
+    ymax = 1.0
+    if metric == "kl":
+        ymax = max([1e-6, *(y for y in ys if y is not None), *(y for _, b in baselines for y in b["kl"][ri] if y is not None)])
+        mag = 10 ** math.floor(math.log10(ymax))
+        ymax = math.ceil(ymax / mag * 2) / 2 * mag
+    Y = lambda val: mt + ph - min(max(val, 0), ymax) / ymax * ph
+    xs = [X(g) for g in log_grid]
+    c: list[str] = []
+    flat = [kk for kk in range(K) if v.plateau(ri, kk)]
+    s_input = d["input_edges"][ri] / d["total_edges"][ri] if "input_edges" in d else math.nan
+    if flat:
+        edge = min(0.0, math.log10(s_input)) if s_input > 0 else log_grid[flat[-1]]
+        c.append(el("rect", x=ml, y=mt, width=max(0.0, X(max(edge, xmin)) - ml), height=ph, fill="#808080", fill_opacity=0.16))
+    bits = d["top1"][ri]
+    for kk in range(K):
+        if bits[kk] == "1":
+            x0 = X((log_grid[kk - 1] + log_grid[kk]) / 2 if kk else log_grid[0])
+            x1 = X((log_grid[kk] + log_grid[kk + 1]) / 2 if kk < K - 1 else log_grid[-1])
+            c.append(el("rect", x=x0, y=mt, width=max(0.5, x1 - x0), height=ph, fill="#009e73", fill_opacity=0.16))
+    c.append(el("line", x1=ml, x2=ml + pw, y1=mt + ph, y2=mt + ph, stroke=FG2))
+    for e in range(math.ceil(xmin), 1):
+        c.append(el("line", x1=X(e), x2=X(e), y1=mt + ph, y2=mt + ph + 4, stroke=FG2))
+        c.append(text(X(e), mt + ph + 15, "1" if e == 0 else f"1e{e}", size=10, fill=FG2, text_anchor="middle"))
+    c.append(text(ml + pw / 2, Hh - 3, "subgraph size s (share of edges, log scale)", size=10, fill=FG2, text_anchor="middle"))
+    c.append(el("line", x1=ml, x2=ml, y1=mt, y2=mt + ph, stroke=FG2))
+    c.append(
+        text(
+            11,
+            mt + ph / 2,
+            "TV distance" if metric == "tv" else "KL (nats)",
+            size=10,
+            fill=FG2,
+            text_anchor="middle",
+            transform=f"rotate(-90 11 {mt + ph / 2:g})",
+        )
+    )
+    for val in (0, ymax / 2, ymax):
+        c.append(
+            el(
+                "line",
+                x1=ml - 4,
+                x2=ml + pw,
+                y1=Y(val),
+                y2=Y(val),
+                stroke=FG2 if val == 0 else GRIDLINE,
+                stroke_dasharray=None if val == 0 else "2 3",
+            )
+        )
+        c.append(text(ml - 6, Y(val) + 3.5, fmt(val, 2), size=10, fill=FG2, text_anchor="end"))
+    st = d["s_top1"][ri]
+    if st is not None:
+        x = X(math.log10(st))
+        c.append(el("line", x1=x, x2=x, y1=mt - 4, y2=mt + ph, stroke=STOP1, stroke_width=1.5, stroke_dasharray="3 2"))
+        right = x > ml + pw - 70
+        c.append(
+            text(
+                x - 3 if right else x + 3,
+                mt - 6,
+                f"s_top1 {fmt_s(st)}",
+                size=10,
+                fill=STOP1,
+                font_weight="600",
+                text_anchor="end" if right else "start",
+            )
+        )
+    for name, b in baselines:
+        colour, dash = BASELINE_STYLE.get(name, ("#8c8c8c", "5 3"))
+        c.append(
+            el(
+                "path",
+                d=_curve(b[metric][ri], xs, Y),
+                fill="none",
+                stroke=colour,
+                stroke_width=1.5,
+                stroke_dasharray=dash,
+                class_=f"dnb-base-{name}",
+            )
+        )
+    c.append(el("path", d=_curve(ys, xs, Y), fill="none", stroke=CURVE, stroke_width=2, class_="dnb-curve"))
+    c += [el("circle", cx=round(x, 1), cy=round(Y(y), 1), r=1.8, fill=CURVE) for x, y in zip(xs, ys) if y is not None]
+    xk = xs[k] if K else X(0)
+    c.append(el("line", x1=xk, x2=xk, y1=mt, y2=mt + ph, stroke=MARKER, stroke_width=2, class_="dnb-marker"))
+    c.append(el("circle", cx=xk, cy=Y(ys[k]) if K and ys[k] is not None else mt + ph, r=4.5, fill=MARKER, stroke=BG, stroke_width=1.5))
+    flow.part(Part(W, Hh, c))
+    line = lambda colour, dash="": el("line", x1=0, x2=16, y1=6, y2=6, stroke=colour, stroke_width=2, stroke_dasharray=dash or None)
+    box = lambda colour: el("rect", x=0, y=1, width=16, height=10, fill=colour, fill_opacity=0.16)
+    vline = lambda colour, dash="": el("line", x1=8, x2=8, y1=0, y2=12, stroke=colour, stroke_width=2, stroke_dasharray=dash or None)
+    keys = [(line(CURVE), "traced subgraph")]
+    keys += [(line(*BASELINE_STYLE.get(name, ("#8c8c8c", "5 3"))), b["label"]) for name, b in baselines]
+    keys += [(box("#009e73"), "top-1 agrees"), (vline(STOP1, "3 2"), "s_top1")]
+    keys += [(box("#808080"), "no path from the input")] if flat else []
+    keys.append((vline(MARKER), "current s"))
+    flow.part(legend_items(keys, W))
+    # the range input: its track, the thumb at the current stratum, the ends
+    t = k / max(1, K - 1)
+    flow.part(
+        Part(
+            W,
+            16,
+            [
+                el("rect", x=0, y=6, width=W, height=4, rx=2, fill=BORDER),
+                el("rect", x=0, y=6, width=W * t, height=4, rx=2, fill=MARKER),
+                el("circle", cx=8 + (W - 16) * t, cy=8, r=7, fill=MARKER),
+            ],
+        ),
+        gap=2,
+    )
+    ends = Part(
+        W,
+        14,
+        [
+            text(0, 10, f"s = {fmt_s(grid[0]) if K else '–'}", size=10, fill=FG2),
+            text(W, 10, "full graph (s = 1)", size=10, fill=FG2, text_anchor="end"),
+        ],
+    )
+    flow.part(ends)
+    ne, te, ok = d["n_edges"][ri][k], d["total_edges"][ri], bits[k] == "1"
+    readout = f"s = {fmt_s(grid[k])}, |S| = {fmt_int(ne)} of {fmt_int(te)} edges, TV = {fmt(d['tv'][ri][k])}, KL = {fmt(d['kl'][ri][k])}, top-1 {'✓' if ok else '✗'}"
+    if v.plateau(ri, k):
+        readout += " — no path from the input yet"
+    if baselines:
+        readout += f" · {metric.upper()} of " + ", ".join(f"{b['label']} {fmt(b[metric][ri][k])}" for _, b in baselines)
+    flow.lines(readout, size=12)
+    return flow.done()
+
+
+def preview(v: View) -> Part:
+    d, ri, kk, width = v.d, v.ri, v.k, 240
+    flow = Flow(width)
+    tk = d.get("topk")
+    if not tk:
+        flow.title("No top-k in this result: trace it again with this version of density_nb to see what each subgraph predicts.")
+        return flow.done()
+    if ri < 0:
+        flow.title("no roots")
+        return flow.done()
+    k, nxt = tk["k"], tk["next"][ri]
+    tok_text = lambda i: f"#{tk['vocab_id'][i]}" if tk["vocab"][i] is None else show_text(tk["vocab"][i])
+    flow.title(f"What step {v.roots[ri]} predicts")
+
+    def column(head: str, ids: Sequence[int], probs: Sequence[float | None]) -> bool:
+        flow.lines(head, size=12, fill=FG2, gap=2)
+        found = False
+        for i, (t, p) in enumerate(zip(ids, probs)):
+            is_next = t == nxt and nxt >= 0
+            found |= is_next
+            row = []
+            if is_next:
+                row += [
+                    el("rect", x=0, y=0, width=width, height=17, rx=3, fill=NEXT, fill_opacity=0.12),
+                    el("rect", x=0, y=0, width=3, height=17, fill=NEXT),
+                ]
+            shown = tok_text(t)
+            limit = 12
+            row.append(text(5, 13, shown if columns(shown) <= limit else shown[: limit - 1] + "…", mono=True, fill=FG))
+            row.append(el("rect", x=104, y=5, width=56, height=8, rx=2, fill=BG2))
+            row.append(el("rect", x=104, y=5, width=56 * max(0.0, min(1.0, p or 0.0)), height=8, rx=2, fill=CURVE, fill_opacity=0.55))
+            row.append(text(198, 13, fmt(p, 2), size=12, fill=FG, text_anchor="end"))
+            if is_next:
+                row.append(text(204, 13, "◂ next", size=11, fill=NEXT, font_weight="600"))
+            flow.part(Part(width, 17, row), gap=1)
+            del i
+        flow.y += 6
+        return found
+
+    flat = v.plateau(ri, kk)
+    in_sub = False
+    head = f"subgraph at s = {fmt_s(v.grid[kk])} — top-{k}"
+    if flat:
+        flow.lines(head, size=12, fill=FG2, gap=2)
+        note = Flow(width - 16)
+        note.lines(
+            f"No path from the input yet ({fmt_int(d['n_edges'][ri][kk])} of the {fmt_int(d['input_edges'][ri])} edges needed to reach it): the subgraph outputs the uniform distribution and predicts nothing.",
+            size=12,
+        )
+        box = note.done()
+        flow.body.append(el("rect", x=0, y=flow.y, width=width, height=box.height + 8, rx=3, fill="#808080", fill_opacity=0.16))
+        flow.body.append(box.at(8, flow.y + 2))
+        flow.y += box.height + 14
+    else:
+        in_sub = column(head, tk["sub"][ri][kk], tk["sub_p"][ri][kk])
+    in_full = column(f"full model — top-{k}", tk["full"][ri], tk["full_p"][ri])
+    if nxt < 0:
+        flow.lines("The text ends here: no next token to compare with.", size=12, fill=FG2)
+    else:
+        where = " nor ".join(w for w, miss in (("the subgraph's", not flat and not in_sub), ("the full model's", not in_full)) if miss)
+        flow.lines(f"◂ the text's next token “{tok_text(nxt)}”" + (f" (not in {where} top-{k})" if where else ""), size=12, fill=FG2)
+    return flow.done()
+
+
+def head_grid(v: View, gid: str) -> Part:
+    d, L, H, ri, k = v.d, v.L, v.H, v.ri, v.k
+    cell, label_w, bars_w = 16, 34, 56
+    grid_w = label_w + (H + 1) * (cell + 1) + 6 + 4 + bars_w
+    width = max(grid_w, 280)
+    flow = Flow(width)
+    if v.shares is None or not L or ri < 0:
+        flow.title("No head/MLP shares in this result.")
+        return flow.done()
+    floor = d.get("share_floor") or 1e-4
+    lf = math.log10(floor)
+    value = [0.0 if c == 0 else 1.0 if c == 255 else 10 ** (lf * (254 - c) / 253) for c in range(256)]
+    logpos = [0.0 if c == 0 else min(1.0, (c - 1) / 253) for c in range(256)]
+    scale = v.scale
+    flow.title(f"Edges included per head and MLP — step {v.roots[ri]}, s = {fmt_s(v.grid[k])}")
+    codes = v.shares.reshape(len(v.roots), len(v.grid), L, H + 1)[ri, k]
+    body = [text(label_w - 4, 10, "layer", size=10, fill=FG2, text_anchor="end")]
+    x_of = lambda j: label_w + j * (cell + 1) + (6 if j == H else 0)
+    body += [text(x_of(j) + cell / 2, 10, str(j), size=10, fill=FG2, text_anchor="middle") for j in range(H)]
+    body.append(text(x_of(H) + cell / 2, 10, "MLP", size=10, fill=FG2, text_anchor="middle"))
+    bars_x = x_of(H) + cell + 8
+    body.append(text(bars_x, 10, "attn / MLP", size=10, fill=FG2))
+    for layer in range(L):
+        y = 14 + layer * (cell + 1)
+        body.append(text(label_w - 4, y + 12, str(layer), size=10, fill=FG2, text_anchor="end"))
+        for j in range(H + 1):
+            c = int(codes[layer, j])
+            t = value[c] if scale == "linear" else logpos[c]
+            fill = rgb(interp(CIVIDIS, t)) if c else "none"
+            body.append(
+                el(
+                    "rect",
+                    x=x_of(j),
+                    y=y,
+                    width=cell,
+                    height=cell,
+                    rx=2,
+                    fill=fill,
+                    stroke="#808080",
+                    stroke_opacity=0.5,
+                    class_="dnb-cell",
+                )
+            )
+        attn = sum(value[int(c)] for c in codes[layer, :H]) / H if H else 0.0
+        mlp_code = int(codes[layer, H])
+        pos = lambda x: min(1.0, max(0.0, (math.log10(x) - lf) / -lf)) if x > 0 else 0.0
+        wa, wm = (pos(attn), logpos[mlp_code]) if scale == "log" else (attn, value[mlp_code])
+        body.append(el("rect", x=bars_x, y=y + 2, width=max(1.0, wa * bars_w), height=5, rx=1, fill=ATTN))
+        body.append(el("rect", x=bars_x, y=y + 9, width=max(1.0, wm * bars_w), height=5, rx=1, fill=MLP))
+    flow.part(Part(grid_w, 14 + L * (cell + 1), body))
+    flow.lines(f"share of each head's (MLP's) edges in the subgraph, {scale} scale", size=11, fill=FG2, gap=2)
+    flow.part(gradient_bar(gid + "c", "", fmt_pct(floor) if scale == "log" else "0 %", "100 %"), gap=4)
+    key = lambda colour: el("rect", x=0, y=3, width=16, height=6, fill=colour)
+    none = el("rect", x=3, y=1, width=10, height=10, rx=2, fill="none", stroke="#808080", stroke_opacity=0.5)
+    flow.part(legend_items([(none, "none"), (key(ATTN), "attention (mean of heads)"), (key(MLP), "MLP")], width))
+    return flow.done()
+
+
+def status(widget: Any, width: float) -> Part:
+    st = getattr(widget, "status", {}) or {}
+    done, total = int(st.get("done") or 0), int(st.get("total") or 0)
+    verb = {"running": "tracing", "done": "done", "cancelled": "cancelled, kept", "failed": "failed after"}.get(st.get("state", ""), "")
+    note = f" — {st['note']}" if st.get("note") else ""
+    frac = min(done, max(total, 1)) / max(total, 1)
+    body = [
+        el("rect", x=0, y=3, width=200, height=10, rx=3, fill=BG2),
+        el("rect", x=0, y=3, width=200 * frac, height=10, rx=3, fill=ACCENT),
+    ]
+    body.append(text(210, 12, f"{verb} {done} of {total} {st.get('unit', 'steps')}{note}", fill=FG))
+    return Part(width, 18, body)
+
+
+def row(parts: Sequence[Part], width: float) -> Part:
+    """Parts side by side, wrapping to a new row when the next one does not fit ``width``."""
+    body, x, y, tall = [], 0.0, 0.0, 0.0
+    for p in parts:
+        if x and x + p.width > width:
+            x, y, tall = 0.0, y + tall + 12, 0.0
+        body.append(p.at(x, y))
+        x += p.width + GAP
+        tall = max(tall, p.height)
+    return Part(width, y + tall, body)
+
+
+def compare(widget: Any, gid: str) -> Part:
+    d = widget.data
+    chars: list[str] = d["chars"]
+    cw = [int(c) for c in d["cw"]]
+    rows_, pairs = d["rows"], d["pairs"]
+    span = list(getattr(widget, "span", [0, 0]))
+    cols = min(90, max(12, columns("".join(chars))))
+    left = Flow(max(360.0, (cols + 4) * COL))
+    left.title(f"The same text ({len(chars)} characters) in {len(rows_)} results, aligned by characters")
+    for r in rows_:
+        left.lines(f"{r['tag']}  {r['label']} — {len(r['tokens'])} tokens, mean density {fmt(r['mean'])}", size=12, gap=0)
+    left.y += 6
+    # lines of at most ``cols`` columns, broken after a space or a newline (as the browser does)
+    breaks, a, w, brk = [], 0, 0, -1
+    for c in range(len(chars)):
+        if w + cw[c] > cols and c > a:
+            b = brk if brk > a else c
+            breaks.append((a, b))
+            a, w, brk = b, sum(cw[a:c]), -1
+        w += cw[c]
+        if chars[c] == " ":
+            brk = c
+        if chars[c] == "\n":
+            breaks.append((a, c + 1))
+            a, w, brk = c + 1, 0, -1
+    if a < len(chars) or not breaks:
+        breaks.append((a, len(chars)))
+    gutter = 3 * COL
+    for a0, b0 in breaks:
+        x0 = {a0: 0}
+        for c in range(a0, b0):
+            x0[c + 1] = x0[c] + cw[c]
+        for r in rows_:
+            body = [text(0, 15, r["tag"], size=12, fill=FG2, font_weight="700")]
+            for i, (st, en) in enumerate(zip(r["start"], r["end"])):
+                zero = en == st
+                if (not (a0 <= st < b0 or st == b0 == len(chars))) if zero else (en <= a0 or st >= b0):
+                    continue
+                lo, hi = max(st, a0), min(en, b0)
+                colours = density_colours(r["density"][i])
+                x = gutter + x0[lo] * COL
+                wd = 3 if zero else (x0[hi] - x0[lo]) * COL
+                body.append(
+                    el(
+                        "rect",
+                        x=x - (1 if zero else 0),
+                        y=0,
+                        width=wd,
+                        height=20,
+                        rx=2,
+                        fill=colours[0] if colours else NEUTRAL,
+                        class_="dnb-ctok",
+                    )
+                )
+                if not zero:
+                    body.append(text(x, 15, "".join(show_char(ch) for ch in chars[lo:hi]), mono=True, fill=colours[1] if colours else FG2))
+            if span[1] > span[0] and min(span[1], b0) > max(span[0], a0):
+                lo, hi = max(span[0], a0), min(span[1], b0)
+                body.append(
+                    el(
+                        "rect",
+                        x=gutter + x0[lo] * COL - 1,
+                        y=-1,
+                        width=(x0[hi] - x0[lo]) * COL + 2,
+                        height=22,
+                        rx=2,
+                        fill="none",
+                        stroke=MARKER,
+                        stroke_width=2,
+                    )
+                )
+            left.part(Part(left.width, 20, body), gap=2)
+        left.y += 6
+    bar = gradient_bar(gid + "v", "density", "0", "1")
+    left.part(bar)
+    if span[1] > span[0]:
+        left.lines(f"Selected “{show_text(''.join(chars[span[0] : span[1]]))}” (characters {span[0]}–{span[1]}).", size=12)
+    S, m0 = 230, 34
+    pw = S - m0 - 10
+    Xs, Ys = (lambda val: m0 + val * pw), (lambda val: S - m0 - val * pw)
+    right = Flow(240)
+    if not pairs:
+        right.title("Needs at least two results.")
+    else:
+        p = pairs[0]
+        A, B = rows_[p["a"]], rows_[p["b"]]
+        right.title(f"Spearman ρ = {fmt(p['rho'], 2)} over {p['n']} characters")
+        dots = [el("line", x1=Xs(0), y1=Ys(0), x2=Xs(1), y2=Ys(1), stroke=GRIDLINE, stroke_dasharray="2 3")]
+        for val in (0, 0.5, 1):
+            dots.append(el("line", x1=Xs(val), x2=Xs(val), y1=Ys(0), y2=Ys(0) + 4, stroke=FG2))
+            dots.append(el("line", x1=Xs(0) - 4, x2=Xs(0), y1=Ys(val), y2=Ys(val), stroke=FG2))
+            dots.append(text(Xs(val), Ys(0) + 14, fmt(val), size=10, fill=FG2, text_anchor="middle"))
+            dots.append(text(Xs(0) - 6, Ys(val) + 3, fmt(val), size=10, fill=FG2, text_anchor="end"))
+        dots.append(el("line", x1=Xs(0), x2=Xs(1), y1=Ys(0), y2=Ys(0), stroke=FG2))
+        dots.append(el("line", x1=Xs(0), x2=Xs(0), y1=Ys(0), y2=Ys(1), stroke=FG2))
+        dots.append(text(Xs(0.5), S - 2, f"density, {A['tag']} ({A['label']})"[:60], size=10, fill=FG2, text_anchor="middle"))
+        dots.append(
+            text(
+                10,
+                Ys(0.5),
+                f"density, {B['tag']} ({B['label']})"[:60],
+                size=10,
+                fill=FG2,
+                text_anchor="middle",
+                transform=f"rotate(-90 10 {Ys(0.5):g})",
+            )
+        )
+        on = lambda a, b: span[1] > span[0] and a < span[1] and b > span[0]
+        for x, y, a, b in sorted(p["points"], key=lambda q: on(q[2], q[3])):
+            sel = on(a, b)
+            dots.append(
+                el(
+                    "circle",
+                    cx=round(Xs(x), 1),
+                    cy=round(Ys(y), 1),
+                    r=round(1.6 + math.sqrt(b - a), 1),
+                    fill=MARKER if sel else CURVE,
+                    fill_opacity=0.9 if sel else 0.35,
+                )
+            )
+        right.part(Part(S, S, dots))
+    lp, rp = left.done(), right.done()
+    return Part(lp.width + GAP + rp.width, max(lp.height, rp.height), [lp.at(0, 0), rp.at(lp.width + GAP, 0)])
+
+
+def render(widget: Any) -> str:
+    """The SVG document of ``widget``'s current view (light theme, 8 px margin)."""
+    view = getattr(widget, "view", "explorer")
+    if view not in VIEWS:
+        raise NotImplementedError(f"The {view!r} view has no static rendering: save it from the view's SVG/PNG buttons instead.")
+    gid = "g{ID}"
+    if view == "compare":
+        content = compare(widget, gid)
+    else:
+        v = View(widget)
+        below = {"explorer": ["slider", "preview", "grid"], "slider": ["slider"], "preview": ["preview"], "grid": ["grid"]}.get(view, [])
+        make = {"slider": lambda: slider(v), "preview": lambda: preview(v), "grid": lambda: head_grid(v, gid)}
+        parts = [make[p]() for p in (["slider", "preview", "grid"] if view == "live" and v.roots else below)]
+        width = max(700.0, sum(p.width for p in parts) + GAP * (len(parts) - 1))
+        flow = Flow(width)
+        if view == "live":
+            flow.part(status(widget, width), gap=10)
+        if view in ("explorer", "strip", "live"):
+            flow.part(strip(v, width, gid), gap=10)
+        if parts:
+            flow.part(row(parts, width))
+        content = flow.done()
+    w, h = math.ceil(content.width + 16), math.ceil(content.height + 16)
+    title = (widget.data or {}).get("title") or f"density_nb {view} — {(widget.data or {}).get('model', '')}"
+    doc = (
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}" role="img" '
+        f'font-family={quoteattr(SANS)} font-size="{SIZE}"><title>{_xml_text(title)}</title>'
+        f"<defs>{gradient_def(gid + 'v', VIRIDIS)}{gradient_def(gid + 'c', CIVIDIS)}</defs>"
+        f"{el('rect', width=w, height=h, fill=BG)}{content.at(8, 8)}</svg>"
+    )
+    return doc.replace("{ID}", hashlib.sha1(doc.encode()).hexdigest()[:8])
