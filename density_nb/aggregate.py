@@ -26,29 +26,39 @@ def _need(frame: pd.DataFrame, columns: Sequence[str], what: str) -> None:
         )
 
 
+def on_grid(
+    curves: pd.DataFrame, value: str = "tv", grid: np.ndarray = COMMON_GRID, passages: Sequence[int] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each passage's ``value`` interpolated (linearly in log10 s, over its actual sizes ``s_actual``) onto
+    ``grid``, as the papers average curves; a curve is held at its first (last) value below (above) its
+    sizes. Returns the passage ids [P] (sorted) and the values [P, G]; passages with no positive size
+    are left out."""
+    _need(curves, ["passage_id", "s_actual", value], "on_grid")
+    frame = curves if passages is None else curves[curves["passage_id"].isin(list(passages))]
+    frame = frame[frame["s_actual"] > 0].sort_values(["passage_id", "s_actual"], kind="stable")
+    pids = frame["passage_id"].to_numpy()
+    x, y = np.log10(frame["s_actual"].to_numpy(dtype=float)), frame[value].to_numpy(dtype=float)
+    starts = np.flatnonzero(np.r_[True, pids[1:] != pids[:-1]]) if len(pids) else np.zeros(0, dtype=np.int64)
+    ends = np.r_[starts[1:], len(pids)].astype(np.int64)
+    log_grid = np.log10(grid)
+    values = np.array([np.interp(log_grid, x[a:b], y[a:b]) for a, b in zip(starts, ends)]).reshape(len(starts), len(grid))
+    return pids[starts], values
+
+
 def mean_curve(
     curves: pd.DataFrame, value: str = "tv", grid: np.ndarray = COMMON_GRID, passages: Sequence[int] | None = None
 ) -> pd.DataFrame:
-    """Mean and 25–75 % band of ``value`` across passages, each passage's curve first interpolated
-    (linearly in log10 s, over its actual sizes ``s_actual``) onto ``grid``, as the papers average
-    curves. A passage's curve is held at its first value below its smallest size.
-    Returns columns ``s``, ``mean``, ``q25``, ``q75``, ``n``."""
-    _need(curves, ["passage_id", "s_actual", value], "mean_curve")
-    frame = curves if passages is None else curves[curves["passage_id"].isin(list(passages))]
-    x = np.log10(grid)
-    rows = []
-    for _pid, one in frame.groupby("passage_id", sort=True):
-        one = one[one["s_actual"] > 0].sort_values("s_actual")
-        if len(one):
-            rows.append(np.interp(x, np.log10(one["s_actual"].to_numpy()), one[value].to_numpy(dtype=float)))
-    values = np.array(rows).reshape(len(rows), len(grid))  # [passages, grid]
+    """Mean and 25–75 % band of ``value`` across passages, each passage's curve first interpolated onto
+    ``grid`` (``on_grid``). Returns columns ``s``, ``mean``, ``q25``, ``q75``, ``n``."""
+    _, values = on_grid(curves, value, grid, passages)  # [passages, grid]
+    n = len(values)
     with np.errstate(all="ignore"):
         stats = {
-            "mean": values.mean(0) if len(rows) else np.full(len(grid), np.nan),
-            "q25": np.quantile(values, 0.25, axis=0) if len(rows) else np.full(len(grid), np.nan),
-            "q75": np.quantile(values, 0.75, axis=0) if len(rows) else np.full(len(grid), np.nan),
+            "mean": values.mean(0) if n else np.full(len(grid), np.nan),
+            "q25": np.quantile(values, 0.25, axis=0) if n else np.full(len(grid), np.nan),
+            "q75": np.quantile(values, 0.75, axis=0) if n else np.full(len(grid), np.nan),
         }
-    return pd.DataFrame({"s": grid, **stats, "n": len(rows)})
+    return pd.DataFrame({"s": grid, **stats, "n": n})
 
 
 def composition(curves: pd.DataFrame, random: bool = False, passages: Sequence[int] | None = None) -> pd.DataFrame:

@@ -5,6 +5,7 @@ re-traces the passage's own numbers; ``density-nb view`` writes an offline page.
 from __future__ import annotations
 
 import json
+import zlib
 
 import numpy as np
 import pandas as pd
@@ -13,7 +14,7 @@ import pytest
 from density_nb import aggregate, cli, run_store, runner
 from density_nb.stats import spearman
 from density_nb.widgets import CorpusDashboard, DashboardError
-from density_nb.widgets._dashboard import GRID, LOG_FLOOR, PARTS, composition_shares, head_shares, nearest_sizes, tv_on_grid
+from density_nb.widgets._dashboard import GRID, HEAD_SIZES, LOG_FLOOR, PARTS, composition_shares, head_shares, nearest_sizes, tv_on_grid
 from density_nb.widgets._data import decode_shares
 from helpers import SAMPLE_LINES
 
@@ -39,7 +40,7 @@ def runs(tmp_path_factory, tiny_llama, tiny_gemma3):
 
 def unpack(widget: CorpusDashboard) -> dict[str, np.ndarray]:
     """The binary trait as numpy arrays, read the way the browser reads it (layout offsets)."""
-    buf, out = widget.arrays, {}
+    buf, out = zlib.decompress(widget.arrays), {}
     for name, spec in widget.data["layout"].items():
         dtype = np.dtype({"int32": "<i4", "float32": "<f4", "uint8": "u1"}[spec["dtype"]])
         n = int(np.prod(spec["shape"]))
@@ -87,7 +88,7 @@ def test_state_agrees_with_aggregate(runs):
     assert np.all(np.abs(logged[big] - exact[big]) <= 0.02 * exact[big])
     # heads at the sizes nearest 1e-3, 1e-2, 1e-1: aggregate.head_frequency, and per-passage codes
     heads = d["heads"]
-    assert heads["sizes"] == nearest_sizes(sizes.tolist(), (1e-3, 1e-2, 1e-1))
+    assert heads["sizes"] == nearest_sizes(sizes.tolist(), HEAD_SIZES)
     for j, size in enumerate(heads["sizes"]):
         expected = aggregate.head_frequency(c, size, heads["L"], heads["H"]).ravel()
         np.testing.assert_allclose(heads["freq"][j], expected, rtol=1e-3, atol=1e-6)

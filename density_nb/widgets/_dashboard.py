@@ -3,7 +3,8 @@ mean TV curve, composition and head frequencies, linked by brushing in the brows
 passage's explorer. Numpy, pandas, scipy and traitlets only (no torch).
 
 The whole run's aggregates are computed here (``density_nb.aggregate``) and sent as JSON; what a
-brushed selection needs is sent once per passage, small and quantised, in one binary trait:
+brushed selection needs is sent once per passage, small and quantised, in one binary trait (zlib-compressed,
+``data["layout"]`` gives each array's offset in the inflated buffer):
 
     ids    int32   [N]            passage ids, in ``summary`` order (sorted by id)
     cols   float32 [C, N]         the scalar columns of ``data["columns"]`` (NaN where missing)
@@ -19,6 +20,7 @@ Linear codes are round(255 · share) (±0.002); the log code is ``_data.encode_s
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -44,7 +46,7 @@ COLUMNS = {
     "s_top1": "s_top1 (smallest s with the full top-1)",
 }
 PARTS = ["attention", "mlp", "residual", "depth_q1", "depth_q2", "depth_q3", "depth_q4"]
-HEAD_SIZES = (1e-3, 1e-2, 1e-1)  # default sizes of the head view: construction, the phase boundary, refinement
+HEAD_SIZES = (1e-2, 1e-1, 0.4)  # default sizes of the head view: the phase boundary, then refinement (SmolLM2 keeps no head at 1e-3)
 TEXT_TAIL = 60  # characters of each prompt's end sent with the page (``text=True``)
 
 
@@ -54,18 +56,12 @@ class DashboardError(DensityNBError):
 
 # ---- per-passage arrays -------------------------------------------------------------------------------
 def tv_on_grid(curves: pd.DataFrame, ids: np.ndarray, grid: np.ndarray = GRID) -> np.ndarray:
-    """[N, G] each passage's TV interpolated (linearly in log10 s, over ``s_actual``) onto ``grid``, as
-    ``aggregate.mean_curve`` does; NaN rows for passages without a curve."""
+    """[N, G] each passage of ``ids``'s TV on ``grid`` (``aggregate.on_grid``); NaN rows for passages without a curve."""
     out = np.full((len(ids), len(grid)), np.nan)
-    row_of = {int(p): i for i, p in enumerate(ids)}
-    frame = curves[curves["s_actual"] > 0].sort_values(["passage_id", "s_actual"], kind="stable")
-    pids = frame["passage_id"].to_numpy()
-    x, y = np.log10(frame["s_actual"].to_numpy(dtype=float)), frame["tv"].to_numpy(dtype=float)
-    starts = np.flatnonzero(np.r_[True, pids[1:] != pids[:-1]])
-    for a, b in zip(starts, np.r_[starts[1:], len(pids)]):
-        i = row_of.get(int(pids[a]))
-        if i is not None:
-            out[i] = np.interp(np.log10(grid), x[a:b], y[a:b])
+    have, values = aggregate.on_grid(curves, "tv", grid)
+    rows = pd.Series(np.arange(len(ids)), index=ids).reindex(have).to_numpy()
+    ok = ~np.isnan(rows)
+    out[rows[ok].astype(np.int64)] = values[ok]
     return out
 
 
@@ -206,7 +202,8 @@ def dashboard_state(
 
     tv = tv_on_grid(curves, ids)
     arrays["tv"] = np.where(np.isnan(tv), 255, np.rint(254 * np.clip(np.nan_to_num(tv), 0, 1))).astype(np.uint8)
-    whole = aggregate.mean_curve(curves[curves["passage_id"].isin(ids)], grid=GRID)
+    traced = tv[~np.isnan(tv).any(axis=1)]  # [passages with a curve, G]: aggregate.mean_curve's statistics, without interpolating twice
+    whole = {"mean": traced.mean(0), "q25": np.quantile(traced, 0.25, axis=0), "q75": np.quantile(traced, 0.75, axis=0), "n": len(traced)}
     data: dict[str, Any] = {
         "title": f"density_nb — corpus run: {_run_label(run)} ({len(ids):,} passages)",
         "model": str(manifest.get("settings", {}).get("model", "")),
@@ -219,7 +216,7 @@ def dashboard_state(
             {"key": c, "label": COLUMNS[c], "rho": {m: _rho(cols32[names.index(m)], cols32[names.index(c)]) for m in measures}}
             for c in columns
         ],
-        "curve": {"mean": sig4(whole["mean"]), "q25": sig4(whole["q25"]), "q75": sig4(whole["q75"]), "n": int(whole["n"].iloc[0])},
+        "curve": {"mean": sig4(whole["mean"]), "q25": sig4(whole["q25"]), "q75": sig4(whole["q75"]), "n": len(traced)},
     }
     if "density_plateau_free" not in summary:
         data["notes"] = ["This run has no plateau-free density (made before it was recorded); only the published density is shown."]
@@ -274,7 +271,7 @@ def dashboard_state(
             data["compare"]["note"] = "The two runs share no passage ids: trace the same prompts with both models to compare them."
     buffer, layout = _pack(arrays)
     data["layout"] = layout
-    return data, buffer
+    return data, zlib.compress(buffer, 6)  # head shares are mostly 0 at small s: a third of the size on real runs
 
 
 def _tail(prompt: str) -> str:
@@ -315,7 +312,6 @@ class CorpusDashboard(_Widget):
         **kwargs: Any,
     ) -> None:
         data, arrays = dashboard_state(run, compare, counts=counts, head_sizes=head_sizes, text=text, labels=labels)
-        kwargs.setdefault("head_size", len(data["heads"].get("sizes", [])) // 2)  # the middle size (1e-2 by default)
         super().__init__(view="dashboard", data=data, arrays=arrays, **kwargs)
         self.run, self.compare = run, compare
         self._model = model

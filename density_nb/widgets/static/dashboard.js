@@ -58,6 +58,12 @@ function asBytes(v) {
   if (v.buffer instanceof ArrayBuffer) return new Uint8Array(v.buffer, v.byteOffset || 0, v.byteLength);
   return new Uint8Array(0);
 }
+/** The zlib-compressed trait inflated (the browser's own DecompressionStream). */
+async function inflate(bytes) {
+  if (!bytes.length) return bytes;
+  const stream = new Blob([bytes]).stream().pipeThrough(new DecompressionStream("deflate"));
+  return new Uint8Array(await new Response(stream).arrayBuffer());
+}
 /** Typed arrays of ``data.layout`` from the packed little-endian buffer (copied: aligned and owned). */
 function unpack(bytes, layout) {
   const out = {};
@@ -200,9 +206,9 @@ function dragBox(fr, { horizontalOnly = false, onMove, onEnd, onClick }) {
 }
 
 // ---- the dashboard ------------------------------------------------------------------------------------------
-function makeDashboard(model, rootEl) {
+function makeDashboard(model, bytes) {
   const d = model.get("data") || {};
-  const A = unpack(asBytes(model.get("arrays")), d.layout);
+  const A = unpack(bytes, d.layout);
   const N = d.n || 0, G = (d.grid || []).length, K = (d.sizes || []).length;
   const names = [...(d.measures || []).map((m) => m.key), ...(d.columns || []).map((c) => c.key)];
   const col = (key) => {
@@ -479,7 +485,13 @@ function makeDashboard(model, rootEl) {
       }
       cpBox.appendChild(fr.svg);
     }
-    const key = (p) => { const li = h("span", "dnb-li"); li.append(h("span", `dnb-key dnb-d-key-part dnb-d-part-${p}`), h("span", "", PART_LABELS[p])); return li; };
+    const key = (p) => {
+      const li = h("span", "dnb-li");
+      const sw = s("svg", { width: 22, height: 8, "aria-hidden": "true" });
+      sw.appendChild(s("line", { x1: 1, x2: 21, y1: 4, y2: 4, class: `dnb-d-part dnb-d-part-sel dnb-d-part-${p}` }));
+      li.append(sw, h("span", "", PART_LABELS[p]));
+      return li;
+    };
     cpLegend.replaceChildren(...PARTS_ORDER.map(key));
     if (st.sel) cpLegend.appendChild(h("span", "dnb-li", "thick: selection; thin: whole run"));
   };
@@ -686,7 +698,7 @@ function throttle(fn) {
   return call;
 }
 
-function render({ model, el }) {
+async function render({ model, el }) {
   const root = h("div", "dnb dnb-dash");
   root.setAttribute("data-lm-suppress-shortcuts", "true");
   const OWN_KEYS = new Set(["ArrowLeft", "ArrowRight", "ArrowUp", "ArrowDown", "Home", "End", "PageUp", "PageDown", "Enter", " ", "Escape"]);
@@ -695,19 +707,20 @@ function render({ model, el }) {
   });
   el.appendChild(root);
   let dash = null;
-  const build = () => {
-    dash = makeDashboard(model, root);
+  const build = async () => {
+    const bytes = await inflate(asBytes(model.get("arrays")));
+    dash = makeDashboard(model, bytes);
     root.replaceChildren(dash.el);
     dash.drawAll();
   };
-  const redraw = () => dash.drawAll();
-  const onBrush = () => { dash.drawAll(); dash.announce(); };
+  const redraw = () => dash?.drawAll();
+  const onBrush = () => { dash?.drawAll(); dash?.announce(); };
   const listeners = [
     ["change:brush", onBrush], ["change:measure", redraw], ["change:column", redraw], ["change:head_size", redraw],
-    ["change:opened", () => dash.showDetail()], ["change:data", build], ["change:arrays", build],
+    ["change:opened", () => dash?.showDetail()], ["change:data", build], ["change:arrays", build],
   ];
   for (const [event, fn] of listeners) model.on(event, fn);
-  build();
+  await build();
   return () => {
     for (const [event, fn] of listeners) model.off(event, fn);
     root.remove();
