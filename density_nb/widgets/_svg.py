@@ -279,43 +279,26 @@ def strip(v: View, width: float, gid: str) -> Part:
     flow.title(f"{d.get('model') or 'model'} · {counts} · {len(v.roots)} steps · mean density {fmt(mean)}")
     sel = v.roots[v.ri] + 1 if v.ri >= 0 else -1
     body, x, y, line = [], 0.0, 2.0, 25.0
-    boxes: list[tuple[int, str, str | None, bool]] = []  # position, shown text, density colour, generated
-    for i, piece in enumerate(tokens):
-        ri = v.index.get(i - 1, -1)
-        colours = density_colours(density[ri]) if ri >= 0 else None
-        boxes.append((i, piece, colours[0] if colours else None, generated[i : i + 1] == "1"))
-    last = v.index.get(len(tokens) - 1, -1)
-    for i, piece, fill, gen in [
-        *boxes,
-        *([(len(tokens), "⋯", (density_colours(density[last]) or ("",))[0] or None, False)] if last >= 0 else []),
-    ]:
+    # each token, coloured by the root before it; a root at the last position predicts past the text: "⋯"
+    boxes = [(i, piece, v.index.get(i - 1, -1)) for i, piece in enumerate(tokens)]
+    if len(tokens) - 1 in v.index:
+        boxes.append((len(tokens), "⋯", v.index[len(tokens) - 1]))
+    for i, piece, ri in boxes:
         shown = CONTINUATION if piece == "" else re.sub(r"\s", "·", piece.replace("\r", ""))
         w = columns(shown) * COL + 2
         lead = bool(re.match(r"^\s*?\n", piece))
         if (lead and i > 0) or (x and x + w > width):
             x, y = 0.0, y + line
-        colours = density_colours(density[v.index[i - 1]]) if fill else None
-        ink = colours[1] if colours else FG2
-        body.append(
-            el(
-                "rect",
-                x=x,
-                y=y,
-                width=w,
-                height=19,
-                rx=3,
-                fill=fill or NEUTRAL,
-                class_="dnb-tok" if i < len(tokens) else "dnb-next",
-                data_pos=str(i),
-            )
-        )
-        if gen:
+        colours = density_colours(density[ri]) if ri >= 0 else None
+        kind = "dnb-tok" if i < len(tokens) else "dnb-next"
+        body.append(el("rect", x=x, y=y, width=w, height=19, rx=3, fill=colours[0] if colours else NEUTRAL, class_=kind, data_pos=str(i)))
+        if generated[i : i + 1] == "1":
             body.append(el("rect", x=x, y=y + 16, width=w, height=3, fill=GEN))
         if i == sel:
             body.append(el("rect", x=x - 1, y=y - 1, width=w + 2, height=21, rx=3, fill="none", stroke=ACCENT, stroke_width=2))
-        body.append(_token_glyphs(piece if i < len(tokens) else "⋯", x + 1, y + 14, ink))
+        body.append(_token_glyphs(piece, x + 1, y + 14, colours[1] if colours else FG2))
         x += w + 1
-        if i < len(tokens) and piece.count("\n") - lead > 0:
+        if piece.count("\n") - lead > 0:
             x, y = 0.0, y + line * (piece.count("\n") - lead)
     flow.part(Part(width, y + line, body), gap=2)
     bar = gradient_bar(gid + "v", "density", "0", "1")
@@ -488,7 +471,7 @@ def slider(v: View) -> Part:
 
 
 def preview(v: View) -> Part:
-    d, ri, kk, width = v.d, v.ri, v.k, 240
+    d, ri, kk, width = v.d, v.ri, v.k, 250
     flow = Flow(width)
     tk = d.get("topk")
     if not tk:
@@ -504,7 +487,7 @@ def preview(v: View) -> Part:
     def column(head: str, ids: Sequence[int], probs: Sequence[float | None]) -> bool:
         flow.lines(head, size=12, fill=FG2, gap=2)
         found = False
-        for i, (t, p) in enumerate(zip(ids, probs)):
+        for t, p in zip(ids, probs):
             is_next = t == nxt and nxt >= 0
             found |= is_next
             row = []
@@ -518,11 +501,10 @@ def preview(v: View) -> Part:
             row.append(text(5, 13, shown if columns(shown) <= limit else shown[: limit - 1] + "…", mono=True, fill=FG))
             row.append(el("rect", x=104, y=5, width=56, height=8, rx=2, fill=BG2))
             row.append(el("rect", x=104, y=5, width=56 * max(0.0, min(1.0, p or 0.0)), height=8, rx=2, fill=CURVE, fill_opacity=0.55))
-            row.append(text(198, 13, fmt(p, 2), size=12, fill=FG, text_anchor="end"))
+            row.append(text(206, 13, fmt(p, 2), size=12, fill=FG, text_anchor="end"))
             if is_next:
-                row.append(text(204, 13, "◂ next", size=11, fill=NEXT, font_weight="600"))
+                row.append(text(210, 13, "◂ next", size=11, fill=NEXT, font_weight="600"))
             flow.part(Part(width, 17, row), gap=1)
-            del i
         flow.y += 6
         return found
 
@@ -773,11 +755,12 @@ def render(widget: Any) -> str:
         below = {"explorer": ["slider", "preview", "grid"], "slider": ["slider"], "preview": ["preview"], "grid": ["grid"]}.get(view, [])
         make = {"slider": lambda: slider(v), "preview": lambda: preview(v), "grid": lambda: head_grid(v, gid)}
         parts = [make[p]() for p in (["slider", "preview", "grid"] if view == "live" and v.roots else below)]
-        width = max(700.0, sum(p.width for p in parts) + GAP * (len(parts) - 1))
+        strip_shown = view in ("explorer", "strip", "live")
+        width = max(700.0 if strip_shown else 0.0, sum(p.width for p in parts) + GAP * (len(parts) - 1))
         flow = Flow(width)
         if view == "live":
             flow.part(status(widget, width), gap=10)
-        if view in ("explorer", "strip", "live"):
+        if strip_shown:
             flow.part(strip(v, width, gid), gap=10)
         if parts:
             flow.part(row(parts, width))

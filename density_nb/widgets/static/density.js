@@ -1025,16 +1025,18 @@ function render({ model, el }) {
   };
   root.addEventListener("keydown", keepKeys);
   el.appendChild(root);
-  // Save as SVG / PNG (static/export.js, joined in front of this module): the view as it is shown
-  const tools = h("div", "dnb-export");
-  root.appendChild(tools);
-  addExportButtons(tools, root, `density_nb-${model.get("view") || "explorer"}`);
   // The live view's progress bar and Cancel button stay while the explorer below them is rebuilt after
   // every step (so a focused Cancel button keeps its focus).
   const status = model.get("view") === "live" ? makeStatus(model) : null;
   const body = h("div", "dnb-body");
   if (status) root.appendChild(status.el);
   root.appendChild(body);
+  // Save as SVG / PNG (static/export.js, joined in front of this module): the view as it is shown. Last in
+  // the tab order: the keys reach the view's own controls first.
+  const tools = h("div", "dnb-export");
+  tools.appendChild(h("span", "dnb-controls-label", "save view as"));
+  root.appendChild(tools);
+  addExportButtons(tools, root, `density_nb-${model.get("view") || "explorer"}`);
   let parts = [];
   let unmount = () => {};
   const build = () => {

@@ -11,6 +11,7 @@ function viewToSvg(viewEl) {
   const SVG_NS = "http://www.w3.org/2000/svg";
   // properties that do not change the picture, or that the element's attributes already give (SVG geometry)
   const SKIP = /^(transition|animation|cursor|pointer-events|will-change|caret|user-select|-webkit-user|touch-action|transform-origin|perspective-origin|inline-size|block-size|min-inline|max-inline|min-block|max-block|inset-|margin-inline|margin-block|padding-inline|padding-block|border-inline|border-block|border-start|border-end|scroll|overscroll|content-visibility|contain|app-region|-webkit-tap|view-transition|anchor|interactivity|field-sizing)/;
+  const FORM_CONTROL = /^(button|input|select|textarea|option|optgroup|progress|meter)$/;
   const SVG_GEOMETRY = new Set(["d", "x", "y", "cx", "cy", "r", "rx", "ry", "width", "height"]);
   // inherited properties: left out where the parent already has the same value
   const INHERITED = /^(color|font|line-height|letter-spacing|word-spacing|white-space|text-align|text-indent|text-transform|text-rendering|text-anchor|visibility|fill|stroke|list-style|overflow-wrap|word-break|direction|writing-mode|color-scheme|tab-size|hyphens|quotes|dominant-baseline|paint-order|-webkit-text|-webkit-font|text-shadow|orphans|widows)/;
@@ -51,13 +52,14 @@ function viewToSvg(viewEl) {
     const out = src.cloneNode(false);
     const base = baseline(src);
     const svgChild = src.namespaceURI === SVG_NS && src.localName !== "svg";
+    const inherits = parentCs && !FORM_CONTROL.test(src.localName);  // the browser's own style sets their fonts
     const decl = [];
     for (let i = 0; i < cs.length; i++) {
       const name = cs[i];
       if (name.startsWith("--") || SKIP.test(name) || (svgChild && SVG_GEOMETRY.has(name))) continue;
       if ((scrolled.has(src) || grows.has(src)) && /^(height|max-height|min-height|overflow)/.test(name)) continue;
       const value = cs.getPropertyValue(name);
-      if (value === base[name] || (parentCs && INHERITED.test(name) && value === parentCs.getPropertyValue(name))) continue;
+      if (value === base[name] || (inherits && INHERITED.test(name) && value === parentCs.getPropertyValue(name))) continue;
       decl.push(`${name}: ${value}`);
     }
     if (src === viewEl) decl.push("margin: 0");
