@@ -211,3 +211,22 @@ def test_cli_view_writes_an_offline_page(runs, capsys):
     with pytest.raises(SystemExit) as bad:
         cli.main(["view", str(root / "llama"), "--out", str(root / "page.txt")])
     assert bad.value.code == 2 and "--out must end in .html" in capsys.readouterr().err
+
+
+def test_save_and_snapshot(runs, tmp_path):
+    """``save`` draws the views in Python (the selection included) as SVG that parses and PNG that decodes;
+    the notebook keeps the same SVG as a snapshot for readers without a kernel."""
+    import xml.etree.ElementTree as ET
+
+    _, llama, gemma = runs
+    w = llama.widget(compare=gemma)
+    w.brush = {"kind": "range", "measure": "density", "lo": float(llama.summary.density.min()), "hi": float(llama.summary.density.median())}
+    svg = ET.parse(w.save(tmp_path / "d.svg")).getroot()
+    assert svg.tag.endswith("svg") and float(svg.get("width")) > 500
+    text = (tmp_path / "d.svg").read_text()
+    assert f"selection ({len(w.selected())})" in text and "Mean TV" in text
+    png = w.save(tmp_path / "d.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and int.from_bytes(png[16:20], "big") > 500
+    assert "image/svg+xml" in w._repr_mimebundle_()
+    with pytest.raises(ValueError, match=r"\.svg or \.png"):
+        w.save(tmp_path / "d.pdf")

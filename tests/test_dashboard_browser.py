@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import numpy as np
@@ -145,6 +146,11 @@ def test_brush_changes_the_curve_and_rho(browser, page_file, runs):
     drag(page, ".dnb-d-dist svg", 0.3, 0.7)
     assert page.evaluate("window.dnbModel.get('brush').measure") == "density_plateau_free"
     check_selection(page, runs[0])
+    # the view saves as SVG (static/export.js): a file that parses and shows the selection
+    with page.expect_download() as download:
+        page.locator(".dnb-export button[data-export='svg']").click()
+    saved = ET.parse(download.value.path()).getroot()
+    assert saved.tag.endswith("svg") and "selected" in "".join(saved.itertext())
     page.get_by_role("button", name="Clear the selection (Escape)").click()
     assert page.locator(".dnb-d").get_attribute("data-selected") == ""
     assert refused == [] and errors == []

@@ -20,6 +20,7 @@ Linear codes are round(255 · share) (±0.002); the log code is ``_data.encode_s
 
 from __future__ import annotations
 
+import contextlib
 import zlib
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -33,7 +34,8 @@ from density_nb.errors import DensityNBError
 from density_nb.metrics import LOG_S_MIN
 from density_nb.stats import spearman
 from density_nb.widgets._data import encode_shares, sig4
-from density_nb.widgets._widgets import STATIC, _Widget
+from density_nb.widgets._export import esm
+from density_nb.widgets._widgets import STATIC, SVG_MIME, _Widget
 
 GRID = np.logspace(LOG_S_MIN, 0.0, 26)  # the dashboard's common log grid: 5 points a decade (every other aggregate.COMMON_GRID point)
 LOG_FLOOR = 1e-4  # bottom of the MLP / residual share log code
@@ -287,7 +289,7 @@ class CorpusDashboard(_Widget):
     ``opened`` (the passage whose explorer is open). A click on a passage (or ``open_passage(passage_id)``)
     shows its explorer below, re-traced with the run's settings."""
 
-    _esm = STATIC / "dashboard.js"
+    _esm = esm("dashboard.js")
     _css = "\n".join((STATIC / name).read_text(encoding="utf-8") for name in ("density.css", "dashboard.css"))  # type: ignore[assignment]  # CSS text: the shared base styles first
 
     arrays = traitlets.Bytes(b"").tag(sync=True)
@@ -389,4 +391,26 @@ class CorpusDashboard(_Widget):
         return self._panel
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
-        return self.panel._repr_mimebundle_(**kwargs)
+        """The panel (dashboard and explorer), plus a static SVG of the views for readers without a kernel."""
+        bundle = self.panel._repr_mimebundle_(**kwargs)  # ipywidgets: a dict (or None without a kernel)
+        if bundle is not None:
+            with contextlib.suppress(ImportError):  # vl-convert-python draws it (the notebooks extra)
+                bundle[SVG_MIME] = self.to_svg()
+        return bundle
+
+    # ---- static export -----------------------------------------------------------------------------
+    def chart(self) -> Any:
+        """The views as one Altair chart, for the current measure, column, head size and selection."""
+        from density_nb.widgets._dashboard_chart import dashboard_chart
+
+        return dashboard_chart(self)
+
+    def to_svg(self) -> str:
+        """``chart()`` as an SVG document (vl-convert: offline, no browser); ``save`` writes it as .svg or .png."""
+        try:
+            import vl_convert
+        except ImportError as err:
+            raise ImportError("Drawing the dashboard as SVG needs vl-convert-python: pip install vl-convert-python.") from err
+        from density_nb.charts import _vl_version
+
+        return str(vl_convert.vegalite_to_svg(self.chart().to_dict(), vl_version=_vl_version()))

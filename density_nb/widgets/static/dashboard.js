@@ -2,6 +2,7 @@
 // mean TV curve with its 25–75 % band (phases marked), composition against s beside its base rate, layer × head
 // inclusion frequency, two runs' per-prompt scatter, the selection's passages; all linked here, in the browser.
 // Plain ESM, no dependencies, no network. Text from the data is only ever set with textContent.
+// static/export.js comes first in the same module (widgets/_export.py): it gives addExportButtons.
 // Model traits: data (dict: the whole run's aggregates and the layout of ``arrays``), arrays (bytes: per-passage
 // quantised arrays, see widgets/_dashboard.py), measure, column, head_size, brush (the selection), opened.
 
@@ -706,11 +707,17 @@ async function render({ model, el }) {
     if (OWN_KEYS.has(e.key) && !e.shiftKey && !e.ctrlKey && !e.altKey && !e.metaKey) e.stopPropagation();
   });
   el.appendChild(root);
+  const body = h("div", "dnb-body");
+  // Save as SVG / PNG (static/export.js): the views as shown. Last in the tab order.
+  const tools = h("div", "dnb-export");
+  tools.appendChild(h("span", "dnb-controls-label", "save view as"));
+  root.append(body, tools);
+  addExportButtons(tools, root, "density_nb-dashboard");
   let dash = null;
   const build = async () => {
     const bytes = await inflate(asBytes(model.get("arrays")));
     dash = makeDashboard(model, bytes);
-    root.replaceChildren(dash.el);
+    body.replaceChildren(dash.el);
     dash.drawAll();
   };
   const redraw = () => dash?.drawAll();
