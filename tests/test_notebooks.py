@@ -24,6 +24,7 @@ import run_notebooks  # noqa: E402
 from density_nb import tutorial  # noqa: E402
 
 FINDINGS = [p for p in NOTEBOOKS if not p.name.startswith("00_")]
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 
 
 def test_every_finding_has_a_notebook():
@@ -71,6 +72,13 @@ def test_committed_notebook_renders_without_a_kernel(path):
         if "<script" in str(o.get("data", {}).get("text/html", ""))
     ]
     assert not html, "an output holds a <script>: it needs a live front end"
+    # a widget leaves a static snapshot beside its view: GitHub and nbviewer draw no widgets and take the
+    # next mime type (nbconvert too, unless the widget state is saved); GitHub refuses widget metadata with no state
+    views = [o for c in nb["cells"] if c["cell_type"] == "code" for o in c.get("outputs", []) if WIDGET_VIEW in o.get("data", {})]
+    for out in views:
+        assert "image/svg+xml" in out["data"], "a widget output has no static SVG snapshot (GitHub shows only its text)"
+        assert "<script" not in "".join(out["data"]["image/svg+xml"])
+    assert all("state" in v for v in nb.get("metadata", {}).get("widgets", {}).values()), "metadata.widgets without 'state'"
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)

@@ -20,6 +20,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from defusedxml import ElementTree
+from test_export import png_pixels
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 pytestmark = pytest.mark.browser
@@ -522,6 +524,14 @@ def test_jupyterlab_views(lab, browser):
     assert luminance(fg) > 0.5, fg
     page.locator(f"{EXPLORER} .dnb-tok").nth(3).hover()
     page.screenshot(path=str(ARTIFACTS / "lab-dark.png"), full_page=True)
+    # the explorer's SVG / PNG buttons in JupyterLab: the files come back, open, and keep the dark theme
+    for kind in ("svg", "png"):
+        with page.expect_download(timeout=60_000) as info:
+            page.locator(f"{EXPLORER} button[data-export='{kind}']").first.click()
+        info.value.save_as(ARTIFACTS / f"export-lab-dark.{kind}")
+    assert ElementTree.parse(ARTIFACTS / "export-lab-dark.svg").getroot().tag == "{http://www.w3.org/2000/svg}svg"
+    _, _, rows = png_pixels((ARTIFACTS / "export-lab-dark.png").read_bytes())
+    assert sum(rows[2][6:9]) < 200, rows[2][6:9]
     assert dialogs == [], dialogs
     assert not [e for e in errors if "dnb" in e or "density" in e], errors
     assert [u for u in requests if not u.startswith((lab["base"], "data:", "blob:"))] == []

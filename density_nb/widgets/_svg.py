@@ -6,6 +6,7 @@ strips line up wherever DejaVu Sans Mono, Menlo or Consolas draw them."""
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import re
 import unicodedata
@@ -16,29 +17,18 @@ from xml.sax.saxutils import escape, quoteattr
 
 import numpy as np
 
-# the maps of static/density.js (matplotlib viridis / cividis, 9 stops each)
-VIRIDIS = [
-    (68, 1, 84),
-    (71, 44, 122),
-    (59, 81, 139),
-    (44, 113, 142),
-    (33, 144, 141),
-    (39, 173, 129),
-    (92, 200, 99),
-    (170, 220, 50),
-    (253, 231, 37),
-]
-CIVIDIS = [
-    (0, 34, 78),
-    (18, 53, 112),
-    (59, 73, 108),
-    (87, 93, 109),
-    (112, 113, 115),
-    (138, 134, 120),
-    (166, 156, 117),
-    (196, 180, 107),
-    (254, 232, 56),
-]
+from density_nb.widgets._export import STATIC
+
+
+def _js_stops(name: str) -> list[tuple[int, int, int]]:
+    """A colour map (9 RGB stops) as static/density.js defines it: one source for the browser and this drawing."""
+    found = re.search(rf"const {name} = (\[\[.*?\]\]);", (STATIC / "density.js").read_text(encoding="utf-8"))
+    if found is None:
+        raise RuntimeError(f"static/density.js defines no colour map {name}.")
+    return [(r, g, b) for r, g, b in json.loads(found.group(1))]
+
+
+VIRIDIS, CIVIDIS = _js_stops("VIRIDIS"), _js_stops("CIVIDIS")  # matplotlib's, colour-blind safe
 # the light theme of static/density.css
 FG, FG2, BG, BG2, NEUTRAL, BORDER, GRIDLINE = "#222", "#555", "#fff", "#eee", "#e0e0e0", "#bbb", "#ddd"
 CURVE, ACCENT, MARKER, STOP1, GEN, ATTN, MLP, NEXT = "#111", "#1976d2", "#d55e00", "#009e73", "#d55e00", "#0072b2", "#e69f00", "#009e73"
@@ -125,8 +115,9 @@ def columns(text: str) -> int:
     )
 
 
-def text_width(text: str, size: float = SIZE, mono: bool = False) -> float:
-    return columns(text) * size * (0.6 if mono else 0.58)
+def text_width(text: str, size: float = SIZE) -> float:
+    """About how wide DejaVu Sans sets ``text`` (a little over; for wrapping and legends)."""
+    return columns(text) * size * 0.58
 
 
 def _xml_text(text: str) -> str:
@@ -555,6 +546,7 @@ def head_grid(v: View, gid: str) -> Part:
     body.append(text(x_of(H) + cell / 2, 10, "MLP", size=10, fill=FG2, text_anchor="middle"))
     bars_x = x_of(H) + cell + 8
     body.append(text(bars_x, 10, "attn / MLP", size=10, fill=FG2))
+    cells: list[str] = []  # outlined alike: one group carries the stroke
     for layer in range(L):
         y = 14 + layer * (cell + 1)
         body.append(text(label_w - 4, y + 12, str(layer), size=10, fill=FG2, text_anchor="end"))
@@ -562,26 +554,14 @@ def head_grid(v: View, gid: str) -> Part:
             c = int(codes[layer, j])
             t = value[c] if scale == "linear" else logpos[c]
             fill = rgb(interp(CIVIDIS, t)) if c else "none"
-            body.append(
-                el(
-                    "rect",
-                    x=x_of(j),
-                    y=y,
-                    width=cell,
-                    height=cell,
-                    rx=2,
-                    fill=fill,
-                    stroke="#808080",
-                    stroke_opacity=0.5,
-                    class_="dnb-cell",
-                )
-            )
+            cells.append(el("rect", x=x_of(j), y=y, width=cell, height=cell, rx=2, fill=fill, class_="dnb-cell"))
         attn = sum(value[int(c)] for c in codes[layer, :H]) / H if H else 0.0
         mlp_code = int(codes[layer, H])
         pos = lambda x: min(1.0, max(0.0, (math.log10(x) - lf) / -lf)) if x > 0 else 0.0
         wa, wm = (pos(attn), logpos[mlp_code]) if scale == "log" else (attn, value[mlp_code])
         body.append(el("rect", x=bars_x, y=y + 2, width=max(1.0, wa * bars_w), height=5, rx=1, fill=ATTN))
         body.append(el("rect", x=bars_x, y=y + 9, width=max(1.0, wm * bars_w), height=5, rx=1, fill=MLP))
+    body.append(f'<g stroke="#808080" stroke-opacity="0.5">{"".join(cells)}</g>')
     flow.part(Part(grid_w, 14 + L * (cell + 1), body))
     flow.lines(f"share of each head's (MLP's) edges in the subgraph, {scale} scale", size=11, fill=FG2, gap=2)
     flow.part(gradient_bar(gid + "c", "", fmt_pct(floor) if scale == "log" else "0 %", "100 %"), gap=4)
