@@ -11,9 +11,11 @@ below ``n_keep[b]``. Roots may come from different texts (each root has its own 
 
 Norms are recomputed live on the masked stream (``norms="live"``); ``norms="frozen"`` holds the
 post-norms at the full run's per-position scale. Work follows the subgraph: queries, the output
-projection and the MLP run only on (row, position) pairs whose node has a kept in-edge, keys and
-values only where the state is non-zero (everywhere when biases or LayerNorm's β make a zero state's
-keys non-zero), and logits only at each row's root.
+projection and the MLP run only on (row, position) pairs whose node has a kept in-edge; attention
+only in rows with such a node, with keys and values only up to its last one and only where the state
+is non-zero (everywhere when biases or LayerNorm's β make a zero state's keys non-zero); the residual
+stream is updated in place on those rows alone (every other row stays exactly zero); logits only at
+each row's root.
 """
 
 from __future__ import annotations
@@ -112,62 +114,77 @@ def masked_logits(
         a = a[..., :n_pos].to(dev)
         return a.expand(n_rows, *a.shape) if a.dim() == text_dims else a[row_root]
 
-    attn_inv = None if attn_inv_rms is None else per_row(attn_inv_rms, 2)  # [B, L, P]
-    mlp_inv = None if mlp_inv_rms is None else per_row(mlp_inv_rms, 2)  # [B, L, P]
+    def per_layer(a: torch.Tensor | None) -> torch.Tensor | None:  # post-norm scales -> [L, B*P]
+        return None if a is None else per_row(a, 2).transpose(0, 1).reshape(arch.n_layers, -1)
+
+    attn_inv, mlp_inv = per_layer(attn_inv_rms), per_layer(mlp_inv_rms)  # [L, B*P] each
     row_pos = pos.repeat(n_rows)  # [B*P] position of each flattened row
-    x = arch.embed(per_row(token_ids, 1).reshape(-1), row_pos).view(n_rows, n_pos, -1)  # [B, P, d]
+    in_prefix = pos[None, :] <= root_pos[:, None]  # [B, P]
+    prefix = in_prefix.view(-1).nonzero().squeeze(1)  # [n_prefix]
+    x = torch.zeros(n_rows * n_pos, arch.d_model, dtype=arch.dtype, device=dev)  # [B*P, d]: zero outside each row's prefix
+    x[prefix] = arch.embed(per_row(token_ids, 1).reshape(-1)[prefix], row_pos[prefix])
+
+    # which nodes keep which in-edges, every layer at once (kept: rank < n_keep; inverted rows: the opposite)
     attn_r = _never_last(ranks.attn, dev)  # [Rb, L, H, P, P]
-    first_attn = attn_r.amin(dim=(2, 4))  # [Rb, L, P] first-taken in-edge of each attention node
-    ra_r, mlp_r, rm_r = (_never_last(r, dev) for r in (ranks.res_attn, ranks.mlp, ranks.res_mlp))  # [Rb, L, P] each
-    n_col = n_keep[:, None]  # [B, 1]
-    inv = torch.zeros(n_rows, 1, dtype=torch.bool, device=dev) if invert is None else invert.to(dev)[:, None]  # [B, 1]
-    res = torch.zeros(n_rows, 1, dtype=torch.bool, device=dev) if keep_residual is None else keep_residual.to(dev)[:, None]  # [B, 1]
-    active = pos[None, :] <= root_pos[:, None]  # [B, P] rows whose state may be non-zero
-    in_prefix = active.clone()  # [B, P]
-    x[~active] = 0
+    no = torch.zeros(n_rows, dtype=torch.bool, device=dev)
+    inv = no if invert is None else invert.to(dev)  # [B]
+    res = (no if keep_residual is None else keep_residual.to(dev)).view(-1, 1, 1) & in_prefix[:, None]  # [B, 1, P]
+    n3, inv3 = n_keep.view(-1, 1, 1), inv.view(-1, 1, 1)  # [B, 1, 1]
+
+    def kept(r: torch.Tensor) -> torch.Tensor:  # ranks [Rb, L, P] -> [B, L, P] kept, inside each row's prefix
+        return ((_never_last(r, dev)[row_root] < n3) ^ inv3) & in_prefix[:, None]
+
+    keep_ra = kept(ranks.res_attn) | res  # [B, L, P]
+    keep_mlp = kept(ranks.mlp)  # [B, L, P]
+    keep_rm = kept(ranks.res_mlp) | res  # [B, L, P]
+    first_attn = attn_r.amin(dim=(2, 4))[row_root]  # [B, L, P] first-taken in-edge of each attention node
+    target = torch.where(inv3, in_prefix[:, None], first_attn < n3)  # [B, L, P] attention nodes with a kept in-edge
+    live = in_prefix  # [B, P] nodes whose state may be non-zero (elsewhere x is exactly zero)
     for index, layer in enumerate(arch.layers):
-        # kept: rank < n_keep, or (inverted rows) the opposite
-        drop_attn = (attn_r[row_root, index] >= n_keep.view(-1, 1, 1, 1)) ^ inv.view(-1, 1, 1, 1)  # [B, H, P, P]
-        keep_ra = (((ra_r[row_root, index] < n_col) ^ inv) | res) & in_prefix  # [B, P]
-        keep_mlp = ((mlp_r[row_root, index] < n_col) ^ inv) & in_prefix  # [B, P]
-        keep_rm = (((rm_r[row_root, index] < n_col) ^ inv) | res) & in_prefix  # [B, P]
-        target = torch.where(inv, in_prefix, first_attn[row_root, index] < n_col)  # [B, P] attention nodes with a kept in-edge
-        if layer.kv_of_zero:  # biases or LayerNorm's β: zero states still give keys
-            active = pos[None, :] <= root_pos[:, None]
+        tgt = target[:, index]  # [B, P]
+        # attention only in rows with a target, keys and values only up to its last target
+        rows = tgt.any(1).nonzero().squeeze(1)  # [nb]
+        last = torch.where(tgt[rows], pos, -1).amax(1)  # [nb]
+        sources = (in_prefix if layer.kv_of_zero else live)[rows] & (pos[None, :] <= last[:, None])  # [nb, P]
+        kv_c, q_c = sources.view(-1).nonzero().squeeze(1), tgt[rows].view(-1).nonzero().squeeze(1)  # into [nb*P]
+        kv_idx, q_idx = rows[kv_c // n_pos] * n_pos + kv_c % n_pos, rows[q_c // n_pos] * n_pos + q_c % n_pos  # into [B*P]
         cos, sin = arch.rope(layer, n_pos)  # [P, hd]
-        xf = x.view(n_rows * n_pos, -1)  # [B*P, d]
-
-        # keys / values where the state is non-zero; queries where the node has a kept attention edge
-        kv_idx = active.view(-1).nonzero().squeeze(1)  # [n_kv]
-        q_idx = target.view(-1).nonzero().squeeze(1)  # [n_q]
-        p_kv, p_q = row_pos[kv_idx], row_pos[q_idx]
-        k, v = arch.keys_values(layer, xf[kv_idx], cos[p_kv], sin[p_kv])  # [n_kv, KV, hd] each
-        q = arch.queries(layer, xf[q_idx], cos[p_q], sin[p_q])  # [n_q, H, hd]
-        keys = x.new_zeros(n_rows * n_pos, arch.n_kv_heads, arch.head_dim)
-        values = x.new_zeros(n_rows * n_pos, arch.n_kv_heads, arch.head_dim)
-        queries = x.new_zeros(n_rows * n_pos, arch.n_heads, arch.head_dim)
-        keys[kv_idx], values[kv_idx], queries[q_idx] = k, v, q
+        p_kv, p_q = kv_c % n_pos, q_c % n_pos
+        k, v = arch.keys_values(layer, x[kv_idx], cos[p_kv], sin[p_kv])  # [n_kv, KV, hd] each
+        q = arch.queries(layer, x[q_idx], cos[p_q], sin[p_q])  # [n_q, H, hd]
+        n_b = len(rows)
+        keys = x.new_zeros(n_b * n_pos, arch.n_kv_heads, arch.head_dim)
+        values = x.new_zeros(n_b * n_pos, arch.n_kv_heads, arch.head_dim)
+        queries = x.new_zeros(n_b * n_pos, arch.n_heads, arch.head_dim)
+        keys[kv_c], values[kv_c], queries[q_c] = k, v, q
         probs = arch.pattern(
-            queries.view(n_rows, n_pos, arch.n_heads, arch.head_dim),
-            keys.view(n_rows, n_pos, arch.n_kv_heads, arch.head_dim),
+            queries.view(n_b, n_pos, arch.n_heads, arch.head_dim),
+            keys.view(n_b, n_pos, arch.n_kv_heads, arch.head_dim),
             arch.attention_bias(layer, n_pos),
-        )  # [B, H, P, P]
-        z = arch.mix(probs.masked_fill_(drop_attn, 0.0), values.view(n_rows, n_pos, arch.n_kv_heads, arch.head_dim))  # [B, P, H, hd]
-        o = layer.o(z[q_idx // n_pos, p_q].flatten(1))  # [n_q, d]
+        )  # [nb, H, P, P]
+        drop = (attn_r[row_root[rows], index] >= n_keep[rows].view(-1, 1, 1, 1)) ^ inv[rows].view(-1, 1, 1, 1)  # [nb, H, P, P]
+        z = arch.mix(probs.masked_fill_(drop, 0.0), values.view(n_b, n_pos, arch.n_kv_heads, arch.head_dim))  # [nb, P, H, hd]
+        o = layer.o(z[q_c // n_pos, p_q].flatten(1))  # [n_q, d]
         if layer.o_bias is not None:  # b_O in proportion to the kept attention mass (docs/method.md §9.2)
-            mass = probs.sum(-1).mean(1).view(-1)[q_idx]  # [n_q]
+            mass = probs.sum(-1).mean(1).view(-1)[q_c]  # [n_q]
             o = o + mass[:, None].to(o.dtype) * layer.o_bias
-        o = arch.post_norm(o, layer.post_attn_norm, None if attn_inv is None else attn_inv[:, index].reshape(-1)[q_idx, None])
-        h = (x * keep_ra[..., None]).view(n_rows * n_pos, -1).index_add_(0, q_idx, o)  # [B*P, d]
+        o = arch.post_norm(o, layer.post_attn_norm, None if attn_inv is None else attn_inv[index, q_idx, None])
 
-        m_idx = keep_mlp.view(-1).nonzero().squeeze(1)  # [n_m]
-        f = arch.mlp(layer, (xf if arch.parallel else h)[m_idx])  # [n_m, d]: a parallel block's MLP reads its input
-        f = arch.post_norm(f, layer.post_mlp_norm, None if mlp_inv is None else mlp_inv[:, index].reshape(-1)[m_idx, None])
-        if arch.parallel:  # one node: residual, attention and MLP edges add up
-            x = h.index_add_(0, m_idx, f).view(n_rows, n_pos, -1)
-            active = keep_ra | target | keep_mlp
-        else:
-            x = (h * keep_rm.view(-1, 1)).index_add_(0, m_idx, f).view(n_rows, n_pos, -1)
-            active = keep_rm | keep_mlp
-    final = x[torch.arange(n_rows, device=dev), root_pos]  # [B, d]
+        m_idx = keep_mlp[:, index].reshape(-1).nonzero().squeeze(1)  # [n_m]
+        if arch.parallel:  # one node: residual, attention and MLP edges add up; the MLP reads the block's input
+            f = arch.mlp(layer, x[m_idx])  # [n_m, d]
+        # h = keep_ra · x + o, in place (x is no longer read)
+        x.index_fill_(0, (live & ~keep_ra[:, index]).view(-1).nonzero().squeeze(1), 0.0)
+        x.index_add_(0, q_idx, o)
+        h_live = (live & keep_ra[:, index]) | tgt  # [B, P]
+        if not arch.parallel:
+            f = arch.mlp(layer, x[m_idx])  # [n_m, d]
+        f = arch.post_norm(f, layer.post_mlp_norm, None if mlp_inv is None else mlp_inv[index, m_idx, None])
+        if arch.parallel:
+            live = h_live | keep_mlp[:, index]
+        else:  # x' = keep_rm · h + f, in place
+            x.index_fill_(0, (h_live & ~keep_rm[:, index]).view(-1).nonzero().squeeze(1), 0.0)
+            live = (h_live & keep_rm[:, index]) | keep_mlp[:, index]
+        x.index_add_(0, m_idx, f)
+    final = x[torch.arange(n_rows, device=dev) * n_pos + root_pos]  # [B, d]
     return arch.logits(final)
