@@ -4,7 +4,9 @@ dashboard (``static/dashboard.js``).
 
 Imports numpy, scipy, traitlets and anywidget only (no torch). Every view is drawn by one plain ESM
 module, ``static/density.js``, from compact data sent once; the views link their parts in the
-browser, so they also work in the standalone HTML that ``to_html`` writes.
+browser, so they also work in the standalone HTML that ``to_html`` writes. Every view saves itself as
+SVG or PNG: from its buttons (``static/export.js``) and from Python (``save``, drawn by ``_svg``), and
+leaves that SVG in the notebook for readers without a kernel.
 """
 
 from density_nb.widgets._compare import CompareError, CompareView, compare
