@@ -136,45 +136,107 @@ def _sorted_in_edges(
     return used + w.shape[0]
 
 
+@dataclass
+class InEdges:
+    """Every node's in-edges of one text, sorted best first (ties: the smaller key), node after node.
+
+    Weights are normalised per target node, so a node's sorted list is the same for every root:
+    one sort serves all roots of the text. Node (g, t) has id g·n_pos + t; its edges are
+    ``weight[start[id]:start[id + 1]]`` and ``key[...]`` (none for g = 0 and, with parallel blocks, odd g)."""
+
+    start: np.ndarray  # [(2L+1)·n_pos + 1] int64
+    weight: np.ndarray  # [n] float64
+    key: np.ndarray  # [n] int64
+    n_layers: int
+    n_heads: int
+    n_pos: int
+    parallel: bool
+
+
+@numba.njit(cache=True, nogil=True)
+def _sort_in_edges(
+    attn: np.ndarray,  # [L, H, T, T] float
+    res_attn: np.ndarray,  # [L, T]
+    mlp: np.ndarray,  # [L, T]
+    res_mlp: np.ndarray,  # [L, T]
+    parallel: bool,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every node's sorted in-edges, node after node: offsets by node id, weights, keys."""
+    n_layers, n_heads, n_pos = attn.shape[0], attn.shape[1], attn.shape[2]
+    start = np.zeros((2 * n_layers + 1) * n_pos + 1, np.int64)
+    for g in range(1, 2 * n_layers + 1):
+        for t in range(n_pos):
+            if g % 2 == 1 and parallel:
+                n = 0
+            elif g % 2 == 1 or parallel:
+                n = n_heads * (t + 1) + 1 + parallel
+            else:
+                n = 2
+            start[g * n_pos + t + 1] = n
+    start = np.cumsum(start)
+    ew = np.empty(start[-1], np.float64)
+    ek = np.empty(start[-1], np.int64)
+    for g in range(1, 2 * n_layers + 1):
+        if g % 2 == 1 and parallel:
+            continue
+        for t in range(n_pos):
+            _sorted_in_edges(ew, ek, start[g * n_pos + t], g, t, attn, res_attn, mlp, res_mlp, parallel)
+    return start, ew, ek
+
+
+def sort_in_edges(weights: EdgeWeights, n_pos: int | None = None) -> InEdges:
+    """The sorted in-edges of every node at positions < n_pos (default: the whole text), for ``expand``."""
+    n_layers, n_heads, n_text = weights.attn.shape[:3]
+    n_pos = n_text if n_pos is None else n_pos
+    if n_layers >= 1 << 12 or n_heads >= 1 << 14 or n_pos >= 1 << 16:
+        raise ValueError("Graph too large for the edge key (layers < 4096, heads < 16384, positions < 65536).")
+    sl = slice(0, n_pos)
+    start, weight, key = _sort_in_edges(
+        np.ascontiguousarray(weights.attn[:, :, sl, sl]),
+        np.ascontiguousarray(weights.res_attn[:, sl]),
+        np.ascontiguousarray(weights.mlp[:, sl]),
+        np.ascontiguousarray(weights.res_mlp[:, sl]),
+        weights.parallel,
+    )
+    return InEdges(start, weight, key, n_layers, n_heads, n_pos, weights.parallel)
+
+
 @numba.njit(cache=True, nogil=True)
 def _expand(
-    attn: np.ndarray,  # [L, H, P, P] float
-    res_attn: np.ndarray,  # [L, P]
-    mlp: np.ndarray,  # [L, P]
-    res_mlp: np.ndarray,  # [L, P]
+    start: np.ndarray,  # [(2L+1)·T + 1] int64: node g·T + t's edges are ew/ek[start[id]:start[id + 1]]
+    ew: np.ndarray,  # [n] float64
+    ek: np.ndarray,  # [n] int64
+    n_layers: int,
+    n_heads: int,
+    n_text: int,
+    root: int,
     n_max: int,
-    total: int,
     parallel: bool,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """A k-way merge of the reached nodes' sorted in-edge lists: the same order as one heap over
     every frontier edge, with a heap of nodes (≤ (2L+1)·P) instead of edges (up to |E|)."""
-    n_layers, n_pos = attn.shape[0], attn.shape[2]
-    root = n_pos - 1
-    r_attn = np.full(attn.shape, -1, np.int32)
-    r_ra = np.full(res_attn.shape, -1, np.int32)
-    r_mlp = np.full(mlp.shape, -1, np.int32)
-    r_rm = np.full(res_mlp.shape, -1, np.int32)
-    n_nodes = (2 * n_layers + 1) * n_pos
-    ew = np.empty(total, np.float64)  # sorted in-edges of reached nodes, node after node
-    ek = np.empty(total, np.int64)
+    n_pos = root + 1
+    r_attn = np.full((n_layers, n_heads, n_pos, n_pos), -1, np.int32)
+    r_ra = np.full((n_layers, n_pos), -1, np.int32)
+    r_mlp = np.full((n_layers, n_pos), -1, np.int32)
+    r_rm = np.full((n_layers, n_pos), -1, np.int32)
+    n_nodes = (2 * n_layers + 1) * n_text
     cursor = np.zeros(n_nodes, np.int64)  # next unread in-edge of each reached node
-    stop = np.zeros(n_nodes, np.int64)
     reached = np.zeros(n_nodes, np.bool_)
     hw = np.empty(n_nodes, np.float64)  # heap of nodes keyed by their best unread in-edge
     hk = np.empty(n_nodes, np.int64)
     hn = np.empty(n_nodes, np.int64)
-    node = 2 * n_layers * n_pos + root
+    node = 2 * n_layers * n_text + root
     reached[node] = True
-    used = _sorted_in_edges(ew, ek, 0, 2 * n_layers, root, attn, res_attn, mlp, res_mlp, parallel)
-    stop[node] = used
-    hw[0], hk[0], hn[0] = ew[0], ek[0], node
+    cursor[node] = start[node]
+    hw[0], hk[0], hn[0] = ew[start[node]], ek[start[node]], node
     size = 1
     taken = 0
     mask16 = np.int64(0xFFFF)
     while size > 0 and taken < n_max:
         k, node = hk[0], hn[0]
         cursor[node] += 1
-        if cursor[node] < stop[node]:  # the node's next edge replaces it at the top
+        if cursor[node] < start[node + 1]:  # the node's next edge replaces it at the top
             hw[0], hk[0] = ew[cursor[node]], ek[cursor[node]]
         else:
             size -= 1
@@ -198,33 +260,32 @@ def _expand(
             r_rm[layer, t] = taken
             g_src, t_src = 2 * layer + 1, t
         taken += 1
-        src = g_src * n_pos + t_src
+        src = g_src * n_text + t_src
         if g_src > 0 and not reached[src]:  # a new node: its best in-edge joins the heap
             reached[src] = True
-            cursor[src] = used
-            used = _sorted_in_edges(ew, ek, used, g_src, t_src, attn, res_attn, mlp, res_mlp, parallel)
-            stop[src] = used
-            hw[size], hk[size], hn[size] = ew[cursor[src]], ek[cursor[src]], src
+            cursor[src] = start[src]
+            hw[size], hk[size], hn[size] = ew[start[src]], ek[start[src]], src
             _sift_up(hw, hk, hn, size)
             size += 1
     return r_attn, r_ra, r_mlp, r_rm
 
 
-def expand(weights: EdgeWeights, root: int, n_max: int | None = None) -> Ranks:
-    """Best-first expansion from root position ``root``; ranks of the first ``n_max`` edges (default all)."""
+def expand(weights: EdgeWeights, root: int, n_max: int | None = None, in_edges: InEdges | None = None) -> Ranks:
+    """Best-first expansion from root position ``root``; ranks of the first ``n_max`` edges (default
+    all). ``in_edges``: ``sort_in_edges(weights)``, to share one sort among many roots."""
     n_layers, n_heads = weights.attn.shape[:2]
-    n_pos = root + 1
-    total = edge_count(n_layers, n_heads, n_pos, weights.parallel)
-    if n_layers >= 1 << 12 or n_heads >= 1 << 14 or n_pos >= 1 << 16:
-        raise ValueError("Graph too large for the edge key (layers < 4096, heads < 16384, positions < 65536).")
-    sl = slice(0, n_pos)
+    total = edge_count(n_layers, n_heads, root + 1, weights.parallel)
+    if in_edges is None or in_edges.n_pos <= root:
+        in_edges = sort_in_edges(weights, root + 1)
     r_attn, r_ra, r_mlp, r_rm = _expand(
-        np.ascontiguousarray(weights.attn[:, :, sl, sl]),
-        np.ascontiguousarray(weights.res_attn[:, sl]),
-        np.ascontiguousarray(weights.mlp[:, sl]),
-        np.ascontiguousarray(weights.res_mlp[:, sl]),
+        in_edges.start,
+        in_edges.weight,
+        in_edges.key,
+        n_layers,
+        n_heads,
+        in_edges.n_pos,
+        root,
         total if n_max is None else min(n_max, total),
-        total,
         weights.parallel,
     )
     return Ranks(r_attn, r_ra, r_mlp, r_rm, total_edges=total, parallel=weights.parallel)
@@ -254,16 +315,16 @@ def first_input_edge(ranks: Ranks) -> int | None:
     return int(taken.min()) if taken.size else None
 
 
-def stratify(weights: EdgeWeights, position: int, grid: np.ndarray, n_layers: int, n_heads: int) -> Strata:
+def stratify(weights: EdgeWeights, position: int, grid: np.ndarray, n_layers: int, n_heads: int, in_edges: InEdges | None = None) -> Strata:
     """Strata of the root at ``position`` for the grid's sizes; edges are ranked only up to the
     largest stratum short of the full graph (which needs no ranks), or further if none of those
-    reaches the input (then exactly as far as the first edge that does)."""
+    reaches the input (then exactly as far as the first edge that does). ``in_edges``: as in ``expand``."""
     total = edge_count(n_layers, n_heads, position + 1, weights.parallel)
     sizes = stratum_sizes(grid, total)
-    ranks = expand(weights, position, n_max=int(sizes[-2]) if len(sizes) > 1 else 0)
+    ranks = expand(weights, position, int(sizes[-2]) if len(sizes) > 1 else 0, in_edges)
     first = first_input_edge(ranks)
     if first is None:  # rare: only strata past the grid's largest reach the input
-        first = first_input_edge(expand(weights, position))
+        first = first_input_edge(expand(weights, position, in_edges=in_edges))
         assert first is not None, "the full graph always holds the input's edges"
     return Strata(position, ranks, sizes, first + 1)
 

@@ -25,7 +25,7 @@ from density_nb.importance import EdgeWeights, edge_weights, random_weights
 from density_nb.metrics import Metrics, distribution_metrics, tv_empty_graph
 from density_nb.models import cached_model, hf_tokenizer, load_model, model_name
 from density_nb.result import DensityResult
-from density_nb.stratify import Composition, Strata, composition, stratify
+from density_nb.stratify import Composition, InEdges, Strata, composition, sort_in_edges, stratify
 
 _TOKENIZER_LOCK = threading.Lock()
 Roots = str | int | Sequence[int]
@@ -128,6 +128,8 @@ class _Text:
     weights: EdgeWeights
     full: torch.Tensor  # [R, V] the unmasked model's logits at the roots
     rand: EdgeWeights | None  # random weights for the baseline
+    in_edges: InEdges  # every node's in-edges sorted once, shared by the roots' expansions
+    rand_in_edges: InEdges | None
     rows: list[RootRow] = field(default_factory=list)
 
     def target(self, position: int) -> int | None:
@@ -150,7 +152,9 @@ def _prepare(bridge: Any, arch: Arch, text: str, roots: Roots, config: TraceConf
     full = arch.logits(weights.final[positions]).cpu()  # [R, V]
     wants_random = any(name.startswith("random") for name in config.baselines)
     rand = random_weights(arch.n_layers, arch.n_heads, n_tokens, seed=config.seed + 1, parallel=arch.parallel) if wants_random else None
-    return _Text(text, ids, pieces, positions, weights, full, rand)
+    n_pos = max(positions) + 1
+    rand_in_edges = None if rand is None else sort_in_edges(rand, n_pos)
+    return _Text(text, ids, pieces, positions, weights, full, rand, sort_in_edges(weights, n_pos), rand_in_edges)
 
 
 # ---- 3. strata, and 4. masked passes: several roots share one pass --------------------------------------
@@ -392,11 +396,14 @@ def _passes(arch: Arch, prepared: list[_Text], config: TraceConfig, first: int =
     groups = ([work[:first]] if first else []) + _batches(work[first:], len(grid), config.max_rows)
     for group in groups:
         which = [(t, i) for t, i, _ in group]
-        strata = [stratify(prepared[t].weights, p, grid, arch.n_layers, arch.n_heads) for t, _, p in group]
+        strata = [stratify(prepared[t].weights, p, grid, arch.n_layers, arch.n_heads, prepared[t].in_edges) for t, _, p in group]
         logits = _evaluate(arch, prepared, strata, which, frozen)
         rand_strata: list[Strata | None] = [None] * len(group)
         if prepared[0].rand is not None:
-            rand_strata = [stratify(prepared[t].rand, p, grid, arch.n_layers, arch.n_heads) for t, _, p in group]  # type: ignore[arg-type]
+            rand_strata = [
+                stratify(prepared[t].rand, p, grid, arch.n_layers, arch.n_heads, prepared[t].rand_in_edges)  # type: ignore[arg-type]
+                for t, _, p in group
+            ]
         baselines: dict[Baseline, list[torch.Tensor]] = {}
         for name in config.baselines:
             subgraphs = strata if name == "inverse" else rand_strata
