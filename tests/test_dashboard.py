@@ -230,3 +230,10 @@ def test_save_and_snapshot(runs, tmp_path):
     assert "image/svg+xml" in w._repr_mimebundle_()
     with pytest.raises(ValueError, match=r"\.svg or \.png"):
         w.save(tmp_path / "d.pdf")
+
+
+def test_js_sets_text_never_html():
+    from density_nb.widgets._widgets import STATIC
+
+    js = (STATIC / "dashboard.js").read_text(encoding="utf-8")
+    assert not any(bad in js for bad in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval(", "fetch(", "import("))

@@ -31,13 +31,12 @@ import traitlets
 
 from density_nb import aggregate
 from density_nb.errors import DensityNBError
-from density_nb.metrics import LOG_S_MIN
 from density_nb.stats import spearman
 from density_nb.widgets._data import encode_shares, sig4
 from density_nb.widgets._export import esm
 from density_nb.widgets._widgets import STATIC, SVG_MIME, _Widget
 
-GRID = np.logspace(LOG_S_MIN, 0.0, 26)  # the dashboard's common log grid: 5 points a decade (every other aggregate.COMMON_GRID point)
+GRID = aggregate.COMMON_GRID[::2]  # the dashboard's common log grid: 5 points a decade, 1e-5 … 1 (26 points)
 LOG_FLOOR = 1e-4  # bottom of the MLP / residual share log code
 MEASURES = {"density": "density (published)", "density_plateau_free": "plateau-free density"}
 COLUMNS = {
