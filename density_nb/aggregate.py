@@ -70,6 +70,9 @@ def composition(curves: pd.DataFrame, random: bool = False, passages: Sequence[i
     columns = [f"edges_attn{suffix}", f"edges_mlp{suffix}", f"edges_res{suffix}", f"layer_edges{suffix}"]
     _need(curves, ["passage_id", "s", *columns], "composition")
     frame = curves if passages is None else curves[curves["passage_id"].isin(list(passages))]
+    names = ["attention", "mlp", "residual", "depth_q1", "depth_q2", "depth_q3", "depth_q4"]
+    if not len(frame):  # no passage (e.g. an empty selection): no stratum
+        return pd.DataFrame(columns=["s", *names], dtype=float)
     parts = frame[columns[:3]].to_numpy(dtype=float)  # [rows, 3]
     layers = np.stack(list(frame[columns[3]].to_numpy())).astype(float)  # [rows, L]
     quarters = np.stack([part.sum(-1) for part in np.array_split(layers, 4, axis=-1)], axis=-1)  # [rows, 4]
@@ -77,7 +80,6 @@ def composition(curves: pd.DataFrame, random: bool = False, passages: Sequence[i
     kept = total[:, 0] > 0
     with np.errstate(all="ignore"):
         shares = np.concatenate([parts / total, quarters / total], axis=-1)[kept]
-    names = ["attention", "mlp", "residual", "depth_q1", "depth_q2", "depth_q3", "depth_q4"]
     table = pd.DataFrame(shares, columns=names)
     table["s"] = frame["s"].to_numpy()[kept]
     return table.groupby("s", as_index=False)[names].mean()

@@ -230,6 +230,9 @@ def test_save_and_snapshot(runs, tmp_path):
     assert "image/svg+xml" in w._repr_mimebundle_()
     with pytest.raises(ValueError, match=r"\.svg or \.png"):
         w.save(tmp_path / "d.pdf")
+    w.brush = {"kind": "range", "measure": "density", "lo": 2.0, "hi": 3.0}  # selects nothing
+    assert "selects no passage" in w.save(tmp_path / "none.svg").read_text()
+    assert aggregate.composition(llama.curves, passages=[]).empty
 
 
 def test_js_sets_text_never_html():

@@ -255,3 +255,56 @@ def test_screenshot_for_the_docs(browser, page_file, runs):
     SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOT), full_page=True)
     assert SCREENSHOT.stat().st_size > 50_000 and refused == [] and errors == []
+
+
+# ---- in JupyterLab, with a kernel: a click re-traces the passage and opens its explorer below ------------
+LAB_CELL = """import sys, pathlib
+sys.path.insert(0, {tests!r})
+from helpers import SAMPLE_LINES
+from density_nb import load_model, run_store, runner
+model = load_model('tiny-llama')
+data = pathlib.Path('data/wikitext-2'); data.mkdir(parents=True, exist_ok=True)
+(data / 'test.txt').write_text(chr(10).join(SAMPLE_LINES) + chr(10))
+runner.run_corpus(model, 'run', data='data', n_passages=5, words=6, grid='fast', progress=False)
+dash = run_store.load_runs('run').widget(model=model)
+dash"""
+
+
+def test_jupyterlab_click_opens_the_explorer(browser, tmp_path):
+    pytest.importorskip("jupyterlab", reason="jupyterlab is not installed")
+    import nbformat
+    from test_widgets_browser import jupyterlab_server
+
+    root = tmp_path / "lab"
+    root.mkdir()
+    cell = LAB_CELL.format(tests=str(Path(__file__).resolve().parent))
+    kernel = {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(cell)], metadata=kernel), root / "dash.ipynb")
+    with jupyterlab_server(root) as base:
+        page = browser.new_page(viewport={"width": 1280, "height": 1400})
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(f"{base}/lab/tree/dash.ipynb", wait_until="domcontentloaded")
+        page.wait_for_function("window.jupyterapp?.shell?.currentWidget?.sessionContext", timeout=90_000)
+        page.evaluate(
+            "async () => { const nb = window.jupyterapp.shell.currentWidget; await nb.sessionContext.ready; await window.jupyterapp.commands.execute('notebook:run-all-cells'); }"
+        )
+        page.wait_for_selector(".jp-OutputArea-output .dnb-d .dnb-d-prow[data-index]", timeout=180_000)
+        drag(page, ".dnb-d-dist svg", 0.3, 0.9)
+        assert page.locator(".dnb-d").get_attribute("data-selected") not in ("", None)
+        row = page.locator(".dnb-d-prow[data-index]").first
+        row.click()
+        page.wait_for_selector(".jp-OutputArea-output .dnb[data-view='explorer'] .dnb-tok", timeout=180_000)  # the explorer, below
+        assert "below the dashboard" in page.locator(".dnb-d-status").text_content()
+        assert page.locator(".dnb-d-status").get_attribute("data-state") == "done"
+        page.screenshot(path=str(ARTIFACTS / "dashboard-lab.png"), full_page=True)
+        page.evaluate("() => window.jupyterapp.commands.execute('apputils:change-theme', {theme: 'JupyterLab Dark'})")
+        page.wait_for_function("document.body.dataset.jpThemeLight === 'false'", timeout=30_000)
+        page.wait_for_function(
+            "(() => { const c = getComputedStyle(document.querySelector('.dnb-dash')).backgroundColor.match(/\\d+/g).map(Number); return c[0] + c[1] + c[2] < 200; })()",
+            timeout=30_000,
+        )
+        page.wait_for_timeout(1000)  # the theme's splash fades
+        assert luminance(page.locator(".dnb-dash .dnb-title").first.evaluate("e => getComputedStyle(e).color")) > 0.5
+        page.screenshot(path=str(ARTIFACTS / "dashboard-lab-dark.png"), full_page=True)
+        assert errors == []

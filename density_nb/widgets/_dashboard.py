@@ -48,6 +48,7 @@ COLUMNS = {
 }
 PARTS = ["attention", "mlp", "residual", "depth_q1", "depth_q2", "depth_q3", "depth_q4"]
 HEAD_SIZES = (1e-2, 1e-1, 0.4)  # default sizes of the head view: the phase boundary, then refinement (SmolLM2 keeps no head at 1e-3)
+SNAPSHOT_MAX = 2000  # passages up to which a notebook keeps the static SVG (5,000: 1.9 MB, 1.6 s)
 TEXT_TAIL = 60  # characters of each prompt's end sent with the page (``text=True``)
 
 
@@ -390,9 +391,10 @@ class CorpusDashboard(_Widget):
         return self._panel
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
-        """The panel (dashboard and explorer), plus a static SVG of the views for readers without a kernel."""
+        """The panel (dashboard and explorer), plus a static SVG of the views for readers without a kernel
+        (up to ``SNAPSHOT_MAX`` passages: a larger run's SVG is megabytes; ``save`` it instead)."""
         bundle = self.panel._repr_mimebundle_(**kwargs)  # ipywidgets: a dict (or None without a kernel)
-        if bundle is not None:
+        if bundle is not None and self.data["n"] <= SNAPSHOT_MAX:
             with contextlib.suppress(ImportError):  # vl-convert-python draws it (the notebooks extra)
                 bundle[SVG_MIME] = self.to_svg()
         return bundle

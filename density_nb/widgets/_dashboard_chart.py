@@ -15,7 +15,7 @@ from density_nb.stats import spearman
 from density_nb.widgets._dashboard import COLUMNS, GRID, MEASURES, PARTS
 
 ALL, SELECTION = "#8c8c8c", "#0072B2"
-PART_COLOURS = dict(zip(PARTS, ["#0072B2", "#E69F00", "#009E73", "#56B4E9", "#009E73", "#E69F00", "#D55E00"]))
+PART_COLOURS = dict(zip(PARTS, ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#009E73", "#E69F00", "#D55E00"]))
 PART_LABELS = {"attention": "attention", "mlp": "MLP", "residual": "residual", "depth_q1": "layers, 1st quarter",
                "depth_q2": "2nd quarter", "depth_q3": "3rd quarter", "depth_q4": "4th quarter"}  # fmt: skip
 S_SCALE = alt.Scale(type="log", domain=[1e-5, 1.0], nice=False)
@@ -143,7 +143,8 @@ def _heads(widget: Any, ids: list[int] | None) -> alt.Chart | None:
 def _compare(widget: Any, chosen_ids: set[int] | None, measure: str) -> alt.Chart | None:
     if widget.compare is None or measure not in widget.compare.summary:
         return None
-    both, corr = aggregate.join_runs(widget._summary, widget.compare.summary, value=measure)
+    keep = ["passage_id", measure]
+    both, corr = aggregate.join_runs(widget._summary[keep], widget.compare.summary[keep], value=measure)
     a, b = widget.data["compare"]["a"], widget.data["compare"]["b"]
     both["selected"] = both["passage_id"].isin(chosen_ids) if chosen_ids is not None else False
     colour = alt.Color("selected:N", scale=alt.Scale(domain=[False, True], range=[ALL, SELECTION]), legend=None)
@@ -165,9 +166,12 @@ def _compare(widget: Any, chosen_ids: set[int] | None, measure: str) -> alt.Char
 
 def dashboard_chart(widget: Any) -> alt.VConcatChart:
     """The dashboard's views for its current measure, column, head size and brush, as one chart."""
-    frame = widget._summary
     measure, column = widget.measure, widget.column
+    frame = widget._summary[[c for c in ("passage_id", measure, column) if c in widget._summary]]  # only what is drawn
     picked = widget.selected() if widget.brush else None
+    title = widget.data["title"]
+    if picked is not None and not len(picked):
+        picked, title = None, f"{title}; the brush selects no passage: the whole run"
     chosen = frame["passage_id"].isin(picked["passage_id"]).to_numpy() if picked is not None else None
     ids = picked["passage_id"].tolist() if picked is not None else None
     top: list[Any] = [_distribution(frame, chosen, measure)]
@@ -180,7 +184,7 @@ def dashboard_chart(widget: Any) -> alt.VConcatChart:
     return (
         alt.vconcat(*rows)
         .resolve_scale(color="independent")
-        .properties(title=widget.data["title"])
+        .properties(title=title)
         .configure_range(category=PALETTE)
         .configure_view(stroke=None)
     )
