@@ -198,17 +198,15 @@ def dashboard_state(
     measures = [m for m in MEASURES if m in summary]
     columns = [c for c in COLUMNS if c in summary]
     names = measures + columns
-    cols = np.stack([summary[c].to_numpy(dtype=np.float64) for c in names])  # [C, N]
-    cols32 = cols.astype(np.float32)
+    cols32 = np.stack([summary[c].to_numpy(dtype=np.float32) for c in names])  # [C, N]
     arrays: dict[str, np.ndarray] = {"ids": ids.astype(np.int32), "cols": cols32}
 
     tv = tv_on_grid(curves, ids)
     arrays["tv"] = np.where(np.isnan(tv), 255, np.rint(254 * np.clip(np.nan_to_num(tv), 0, 1))).astype(np.uint8)
     traced = tv[~np.isnan(tv).any(axis=1)]  # [passages with a curve, G]: aggregate.mean_curve's statistics, without interpolating twice
-    whole = {"mean": traced.mean(0), "q25": np.quantile(traced, 0.25, axis=0), "q75": np.quantile(traced, 0.75, axis=0), "n": len(traced)}
+    whole = {"mean": traced.mean(0), "q25": np.quantile(traced, 0.25, axis=0), "q75": np.quantile(traced, 0.75, axis=0)}
     data: dict[str, Any] = {
         "title": f"density_nb — corpus run: {_run_label(run)} ({len(ids):,} passages)",
-        "model": str(manifest.get("settings", {}).get("model", "")),
         "n": len(ids),
         "grid": sig4(GRID),
         "sizes": sig4(sizes),
@@ -231,7 +229,7 @@ def dashboard_state(
         shares = composition_shares(curves, ids, k)
         arrays["comp"] = encode_composition(shares)
         comp = aggregate.composition(curves[curves["passage_id"].isin(ids)])
-        data["comp"] = {"parts": PARTS, "s": sig4(comp["s"]), "values": {p: sig4(comp[p]) for p in PARTS}, "log_floor": LOG_FLOOR}
+        data["comp"] = {"s": sig4(comp["s"]), "values": {p: sig4(comp[p]) for p in PARTS}, "log_floor": LOG_FLOOR}
     else:
         data["comp"] = {"missing": "This run's curves lack edge counts per component and layer; run it again with this density_nb."}
 
