@@ -308,3 +308,18 @@ def test_jupyterlab_click_opens_the_explorer(browser, tmp_path):
         assert luminance(page.locator(".dnb-dash .dnb-title").first.evaluate("e => getComputedStyle(e).color")) > 0.5
         page.screenshot(path=str(ARTIFACTS / "dashboard-lab-dark.png"), full_page=True)
         assert errors == []
+
+
+def test_hostile_text_is_shown_as_text(browser, runs, tmp_path):
+    """Prompts and next words are set as text: markup in them is shown, never run or parsed."""
+    run = runs[0]
+    evil = "<img src=x onerror=alert(1)></script>"
+    summary = run.summary.assign(prompt=run.summary.prompt + " " + evil, next_word="<b>" + run.summary.next_word + "</b>")
+    page_file = CorpusRun(summary, run.curves, run.manifest).to_html(tmp_path / "evil.html")
+    page, refused, errors = open_page(browser, page_file.as_uri())
+    dialogs: list[str] = []
+    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    page.locator(".dnb-d-prow[data-index]").first.click()
+    assert evil in page.locator(".dnb-d-passage").text_content() and "<b>" in page.locator(".dnb-d-passage").text_content()
+    assert page.locator(".dnb-d img, .dnb-d b, .dnb-d script").count() == 0
+    assert dialogs == [] and refused == [] and errors == []
