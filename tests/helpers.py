@@ -3,13 +3,33 @@ a tiny WikiText-style corpus, and synthetic ``DensityResult`` objects for widget
 
 from __future__ import annotations
 
+import os
 import re
+from pathlib import Path
+from typing import Any
 
 import numpy as np
+import pytest
 import torch
 
 from density_nb.models import hf_tokenizer
 from density_nb.result import DensityResult
+
+CHROMIUM = os.environ.get("DENSITY_NB_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--no-first-run"]
+
+
+def sync_playwright_or_skip() -> Any:
+    """playwright's ``sync_playwright`` for a browser test module; skips the module, saying what to install,
+    when python playwright or Chromium is missing."""
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:  # pragma: no cover
+        pytest.skip("python playwright is not installed (pip install playwright)", allow_module_level=True)
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium, or set DENSITY_NB_CHROMIUM)", allow_module_level=True)
+    return sync_playwright
+
 
 TEXT = "Paris is the capital of France, and Berlin is the capital of Germany. The river runs"
 

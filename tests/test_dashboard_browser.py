@@ -9,7 +9,6 @@ The runs are the shipped teaching-corpus runs of SmolLM2 and Gemma-3 (results/: 
 from __future__ import annotations
 
 import json
-import os
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -21,24 +20,16 @@ from density_nb import aggregate
 from density_nb.run_store import CorpusRun
 from density_nb.stats import spearman
 from density_nb.widgets._dashboard import GRID
+from helpers import CHROMIUM, CHROMIUM_ARGS, sync_playwright_or_skip
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = os.environ.get("DENSITY_NB_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--no-first-run"]
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "results"
 ARTIFACTS = ROOT / "test-artifacts"
 SCREENSHOT = ROOT / "docs" / "screenshots" / "dashboard.png"
 
-try:
-    from playwright.sync_api import sync_playwright
-except ImportError:  # pragma: no cover
-    sync_playwright = None
-if sync_playwright is None:
-    pytest.skip("python playwright is not installed (pip install playwright)", allow_module_level=True)
-if not Path(CHROMIUM).exists():
-    pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium, or set DENSITY_NB_CHROMIUM)", allow_module_level=True)
+sync_playwright = sync_playwright_or_skip()
 
 
 def shipped(name: str) -> CorpusRun:

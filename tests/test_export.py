@@ -247,8 +247,8 @@ def test_snapshot_in_the_mimebundle(result):
 
 def test_esm_carries_the_export_buttons():
     js = esm("density.js")
-    export = (STATIC / "export.js").read_text(encoding="utf-8")
-    assert js.startswith(export) and js.endswith((STATIC / "density.js").read_text(encoding="utf-8"))
+    common, export = ((STATIC / name).read_text(encoding="utf-8") for name in ("common.js", "export.js"))
+    assert js.startswith(common + "\n" + export) and js.endswith((STATIC / "density.js").read_text(encoding="utf-8"))
     assert js.count("export default") == 1 and "function addExportButtons(toolbarEl, viewEl, baseName)" in export
     assert "addExportButtons(" in (STATIC / "density.js").read_text(encoding="utf-8")
     assert DensityExplorer(make_result(n_tokens=4, n_strata=3))._esm == js

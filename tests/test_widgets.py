@@ -415,6 +415,6 @@ def test_widget_modules_import_no_torch():
 
 
 def test_js_never_uses_innerhtml():
-    js = (WIDGET_DIR / "static" / "density.js").read_text(encoding="utf-8")
+    js = "".join((WIDGET_DIR / "static" / name).read_text(encoding="utf-8") for name in ("common.js", "density.js"))
     assert "innerHTML" not in js and "outerHTML" not in js and "insertAdjacentHTML" not in js
     assert "document.write" not in js and "eval(" not in js

@@ -23,24 +23,16 @@ import pytest
 from defusedxml import ElementTree
 from test_export import png_pixels
 
+from helpers import CHROMIUM, CHROMIUM_ARGS, sync_playwright_or_skip
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 pytestmark = pytest.mark.browser
 
-CHROMIUM = os.environ.get("DENSITY_NB_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--no-first-run"]
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 EVIL = "<img src=x onerror=alert(1)>"
 TEXT = f"Hi {EVIL} & </script>\nThe cat sat on the mat."
 
-try:
-    from playwright.sync_api import sync_playwright
-except ImportError:  # pragma: no cover
-    sync_playwright = None
-
-if sync_playwright is None:
-    pytest.skip("python playwright is not installed (pip install playwright)", allow_module_level=True)
-if not Path(CHROMIUM).exists():
-    pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium, or set DENSITY_NB_CHROMIUM)", allow_module_level=True)
+sync_playwright = sync_playwright_or_skip()
 
 TESTS = str(Path(__file__).resolve().parent)
 # compare: one text split two ways (hostile text, a multi-byte character split into a continuation, a BOS)

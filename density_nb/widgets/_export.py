@@ -12,9 +12,10 @@ SUFFIXES = (".svg", ".png")
 
 
 def esm(*names: str) -> str:
-    """One ESM string: ``static/export.js`` (which defines ``addExportButtons(toolbarEl, viewEl, baseName)``)
-    followed by the named modules of ``static/`` (e.g. ``esm("density.js")``), for a widget's ``_esm``."""
-    return "\n".join((STATIC / name).read_text(encoding="utf-8") for name in ("export.js", *names))
+    """One ESM string: ``static/common.js`` (colour maps, DOM helpers), ``static/export.js`` (which defines
+    ``addExportButtons(toolbarEl, viewEl, baseName)``), then the named modules of ``static/`` (e.g.
+    ``esm("density.js")``), for a widget's ``_esm``."""
+    return "\n".join((STATIC / name).read_text(encoding="utf-8") for name in ("common.js", "export.js", *names))
 
 
 def write_image(svg: str, path: str | os.PathLike[str]) -> Path:

@@ -21,10 +21,10 @@ from density_nb.widgets._export import STATIC
 
 
 def _js_stops(name: str) -> list[tuple[int, int, int]]:
-    """A colour map (9 RGB stops) as static/density.js defines it: one source for the browser and this drawing."""
-    found = re.search(rf"const {name} = (\[\[.*?\]\]);", (STATIC / "density.js").read_text(encoding="utf-8"))
+    """A colour map (9 RGB stops) as static/common.js defines it: one source for the browser and this drawing."""
+    found = re.search(rf"const {name} = (\[\[.*?\]\]);", (STATIC / "common.js").read_text(encoding="utf-8"))
     if found is None:
-        raise RuntimeError(f"static/density.js defines no colour map {name}.")
+        raise RuntimeError(f"static/common.js defines no colour map {name}.")
     return [(r, g, b) for r, g, b in json.loads(found.group(1))]
 
 
@@ -42,7 +42,7 @@ GAP = 24
 CONTINUATION = "◌"
 
 
-# ---- colours and numbers, as static/density.js has them -----------------------------------------------
+# ---- colours and numbers, as static/common.js and density.js have them ---------------------------------
 def interp(stops: Sequence[tuple[int, int, int]], t: float) -> tuple[int, int, int]:
     t = min(1.0, max(0.0, t))
     x = t * (len(stops) - 1)

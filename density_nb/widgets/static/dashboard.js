@@ -2,12 +2,11 @@
 // mean TV curve with its 25–75 % band (phases marked), composition against s beside its base rate, layer × head
 // inclusion frequency, two runs' per-prompt scatter, the selection's passages; all linked here, in the browser.
 // Plain ESM, no dependencies, no network. Text from the data is only ever set with textContent.
-// static/export.js comes first in the same module (widgets/_export.py): it gives addExportButtons.
+// static/common.js (colour maps, DOM helpers) and static/export.js (addExportButtons) come first in the
+// same module (widgets/_export.esm).
 // Model traits: data (dict: the whole run's aggregates and the layout of ``arrays``), arrays (bytes: per-passage
 // quantised arrays, see widgets/_dashboard.py), measure, column, head_size, brush (the selection), opened.
 
-const SVG = "http://www.w3.org/2000/svg";
-const VIRIDIS = [[68, 1, 84], [71, 44, 122], [59, 81, 139], [44, 113, 142], [33, 144, 141], [39, 173, 129], [92, 200, 99], [170, 220, 50], [253, 231, 37]];
 const PART_LABELS = {
   attention: "attention", mlp: "MLP", residual: "residual",
   depth_q1: "layers, 1st quarter", depth_q2: "2nd quarter", depth_q3: "3rd quarter", depth_q4: "4th quarter",
@@ -23,31 +22,9 @@ const fmtS = (v) => {
   return `${m}e${Number(e)}`;
 };
 const fmtInt = (n) => (fin(n) ? Math.round(n).toLocaleString("en-US") : "–");
-function h(tag, cls, text) {
-  const e = document.createElement(tag);
-  if (cls) e.className = cls;
-  if (text !== undefined) e.textContent = text;
-  return e;
-}
-function s(tag, attrs, text) {
-  const e = document.createElementNS(SVG, tag);
-  if (attrs) for (const k in attrs) e.setAttribute(k, attrs[k]);
-  if (text !== undefined) e.textContent = text;
-  return e;
-}
-function button(cls, text, label) {
-  const b = h("button", cls, text);
-  b.type = "button";
-  b.setAttribute("data-lm-suppress-shortcuts", "true");
-  if (label) { b.title = label; b.setAttribute("aria-label", label); }
-  return b;
-}
 function viridis(t) {
-  if (!fin(t)) return "transparent";
-  t = Math.min(1, Math.max(0, t));
-  const x = t * (VIRIDIS.length - 1), i = Math.min(VIRIDIS.length - 2, Math.floor(x)), f = x - i;
-  const c = [0, 1, 2].map((j) => Math.round(VIRIDIS[i][j] + (VIRIDIS[i + 1][j] - VIRIDIS[i][j]) * f));
-  return `rgb(${c[0]}, ${c[1]}, ${c[2]})`;
+  const c = fin(t) ? interp(VIRIDIS, t) : null;
+  return c ? rgb(c) : "transparent";
 }
 
 // ---- the binary arrays ----------------------------------------------------------------------------------
