@@ -25,9 +25,11 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from density_nb.arch import Arch
 from density_nb.errors import TraceInputError
+from density_nb.linear import bucket
 from density_nb.stratify import Ranks
 
 
@@ -139,6 +141,22 @@ def masked_logits(
     keep_rm = kept(ranks.res_mlp) | res  # [B, L, P]
     first_attn = attn_r.amin(dim=(2, 4))[row_root]  # [B, L, P] first-taken in-edge of each attention node
     target = torch.where(inv3, in_prefix[:, None], first_attn < n3)  # [B, L, P] attention nodes with a kept in-edge
+    any_inv = bool(inv.any())
+    n_roots = attn_r.shape[0]
+    per_root = n_rows // n_roots  # rows laid out root after root, the same number each (as ``trace`` builds them)
+    grouped = n_rows == per_root * n_roots and torch.equal(row_root, torch.arange(n_roots, device=dev).repeat_interleave(per_root))
+
+    def dropped(index: int, rows: torch.Tensor) -> torch.Tensor:  # attention edges of layer ``index`` not kept: [nb, H, P, P]
+        if grouped:  # each root's ranks compared once against its rows' sizes
+            drop = attn_r[:, index, None] >= n_keep.view(n_roots, per_root, 1, 1, 1)  # [Rb, B/Rb, H, P, P]
+            drop = drop.view(n_rows, *drop.shape[2:])[rows]
+        else:
+            drop = attn_r[row_root[rows], index] >= n_keep[rows].view(-1, 1, 1, 1)
+        return drop ^ inv[rows].view(-1, 1, 1, 1) if any_inv else drop
+
+    def padded(idx: torch.Tensor) -> torch.Tensor:  # idx with its last entry repeated up to the GEMM's row bucket
+        return F.pad(idx, (0, bucket(len(idx)) - len(idx)), value=int(idx[-1])) if len(idx) and arch.packed else idx
+
     live = in_prefix  # [B, P] nodes whose state may be non-zero (elsewhere x is exactly zero)
     for index, layer in enumerate(arch.layers):
         tgt = target[:, index]  # [B, P]
@@ -146,8 +164,10 @@ def masked_logits(
         rows = tgt.any(1).nonzero().squeeze(1)  # [nb]
         last = torch.where(tgt[rows], pos, -1).amax(1)  # [nb]
         sources = (in_prefix if layer.kv_of_zero else live)[rows] & (pos[None, :] <= last[:, None])  # [nb, P]
-        kv_c, q_c = sources.view(-1).nonzero().squeeze(1), tgt[rows].view(-1).nonzero().squeeze(1)  # into [nb*P]
+        # row lists padded to the GEMM's bucket (repeats of the last row, dropped before anything is added up)
+        kv_c, q_c = padded(sources.view(-1).nonzero().squeeze(1)), padded(tgt[rows].view(-1).nonzero().squeeze(1))  # into [nb*P]
         kv_idx, q_idx = rows[kv_c // n_pos] * n_pos + kv_c % n_pos, rows[q_c // n_pos] * n_pos + q_c % n_pos  # into [B*P]
+        n_q = int(tgt.sum())
         cos, sin = arch.rope(layer, n_pos)  # [P, hd]
         p_kv, p_q = kv_c % n_pos, q_c % n_pos
         k, v = arch.keys_values(layer, x[kv_idx], cos[p_kv], sin[p_kv])  # [n_kv, KV, hd] each
@@ -162,20 +182,22 @@ def masked_logits(
             keys.view(n_b, n_pos, arch.n_kv_heads, arch.head_dim),
             arch.attention_bias(layer, n_pos),
         )  # [nb, H, P, P]
-        drop = (attn_r[row_root[rows], index] >= n_keep[rows].view(-1, 1, 1, 1)) ^ inv[rows].view(-1, 1, 1, 1)  # [nb, H, P, P]
-        z = arch.mix(probs.masked_fill_(drop, 0.0), values.view(n_b, n_pos, arch.n_kv_heads, arch.head_dim))  # [nb, P, H, hd]
+        z = arch.mix(
+            probs.masked_fill_(dropped(index, rows), 0.0), values.view(n_b, n_pos, arch.n_kv_heads, arch.head_dim)
+        )  # [nb, P, H, hd]
         o = layer.o(z[q_c // n_pos, p_q].flatten(1))  # [n_q, d]
         if layer.o_bias is not None:  # b_O in proportion to the kept attention mass (docs/method.md §9.2)
             mass = probs.sum(-1).mean(1).view(-1)[q_c]  # [n_q]
             o = o + mass[:, None].to(o.dtype) * layer.o_bias
         o = arch.post_norm(o, layer.post_attn_norm, None if attn_inv is None else attn_inv[index, q_idx, None])
 
-        m_idx = keep_mlp[:, index].reshape(-1).nonzero().squeeze(1)  # [n_m]
+        m_idx = padded(keep_mlp[:, index].reshape(-1).nonzero().squeeze(1))  # [n_m]
+        n_m = int(keep_mlp[:, index].sum())
         if arch.parallel:  # one node: residual, attention and MLP edges add up; the MLP reads the block's input
             f = arch.mlp(layer, x[m_idx])  # [n_m, d]
         # h = keep_ra · x + o, in place (x is no longer read)
         x.index_fill_(0, (live & ~keep_ra[:, index]).view(-1).nonzero().squeeze(1), 0.0)
-        x.index_add_(0, q_idx, o)
+        x.index_add_(0, q_idx[:n_q], o[:n_q])
         h_live = (live & keep_ra[:, index]) | tgt  # [B, P]
         if not arch.parallel:
             f = arch.mlp(layer, x[m_idx])  # [n_m, d]
@@ -185,6 +207,6 @@ def masked_logits(
         else:  # x' = keep_rm · h + f, in place
             x.index_fill_(0, (h_live & ~keep_rm[:, index]).view(-1).nonzero().squeeze(1), 0.0)
             live = (h_live & keep_rm[:, index]) | keep_mlp[:, index]
-        x.index_add_(0, m_idx, f)
+        x.index_add_(0, m_idx[:n_m], f[:n_m])
     final = x[torch.arange(n_rows, device=dev) * n_pos + root_pos]  # [B, d]
     return arch.logits(final)

@@ -51,6 +51,9 @@ class Norm:
         """[..., n] -> [..., n] in x's dtype."""
         if self.bias is not None:
             return F.layer_norm(x, self.weight.shape, self.weight, self.bias, self.eps)
+        gain = self.gain if self.scale_in_float else self.weight
+        if x.dtype == gain.dtype == torch.float32:  # one fused op, the same float32 arithmetic
+            return F.rms_norm(x, gain.shape, gain, self.eps)
         normed = x.float() * self.inv_scale(x)
         if self.scale_in_float:
             return (normed * self.gain).to(x.dtype)
@@ -366,6 +369,11 @@ class Arch:
         return self.embed_w.device
 
     @property
+    def packed(self) -> bool:
+        """Whether the GEMMs run packed (``linear.Linear`` on CPU), at row counts rounded up by ``linear.bucket``."""
+        return self.layers[0].q.packed
+
+    @property
     def dtype(self) -> torch.dtype:
         return self.embed_w.dtype
 
@@ -448,7 +456,7 @@ class Arch:
         scores = scores.view(n_batch, self.n_heads, n_pos, n_pos)  # [B, H, P, P]
         if self.attn_softcap:
             scores = torch.tanh(scores / self.attn_softcap) * self.attn_softcap
-        return torch.softmax(scores.float() + bias, dim=-1).to(q.dtype)
+        return torch.softmax(scores.float().add_(bias), dim=-1).to(q.dtype)
 
     def mix(self, probs: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         """Σ_s A[h,t,s] v[s]: probs [B, H, P, P], v [B, P, KV, hd] -> [B, P, H, hd] (a strided view)."""
@@ -469,7 +477,7 @@ class Arch:
         if not layer.gated:
             return layer.down(self.act(layer.gate_up(_apply(layer.mlp_norm, h))))  # [N, I] -> [N, d]
         gate, up = layer.gate_up.split(_apply(layer.mlp_norm, h))  # [N, I] each
-        return layer.down(self.act(gate) * up)
+        return layer.down(self.act(gate).mul_(up))
 
     def logits(self, x_final: torch.Tensor) -> torch.Tensor:
         """Final norm (live) + unembedding (+ softcap): [..., d] -> [..., V] float32."""

@@ -27,6 +27,13 @@ def onednn_available() -> bool:
     return torch.backends.mkldnn.is_available() and all(hasattr(torch.ops.mkldnn, op) for op in ONEDNN_OPS)
 
 
+def bucket(n: int) -> int:
+    """The row count a packed GEMM of n rows runs at: oneDNN builds (and caches) a kernel per row
+    count, 1-2 ms each, so rows are padded to a multiple of ROW_BUCKET (of 8 for few rows) and a
+    trace meets a few dozen row counts, not hundreds."""
+    return n + -n % (ROW_BUCKET if n > 4 * ROW_BUCKET else 8)
+
+
 def packing_enabled(weight: torch.Tensor) -> bool:
     """Whether weights like ``weight`` get a oneDNN packed copy (float32 on CPU, oneDNN built in)."""
     return (
@@ -67,9 +74,8 @@ class Linear:
                 raise ValueError(f"Linear: input has {x.shape[-1]} features, the weight expects {self.weights[0].shape[1]}.")
             rows = x.reshape(-1, x.shape[-1])  # [N, d_in]
             n = rows.shape[0]
-            # oneDNN builds (and caches) a kernel per row count, 1-2 ms each: pad to a multiple of
-            # ROW_BUCKET (of 8 for few rows) so that a trace meets a few dozen row counts, not hundreds
-            rows = F.pad(rows, (0, 0, 0, -n % (ROW_BUCKET if n > 4 * ROW_BUCKET else 8)))
+            if bucket(n) > n:  # callers that gather their rows can ask for bucket(n) of them and save this copy
+                rows = F.pad(rows, (0, 0, 0, bucket(n) - n))
             out = torch.ops.mkldnn._linear_pointwise(rows, self._packed, self._bias, "none", [], "")[:n]
             return out.view(*x.shape[:-1], out.shape[-1])
         outs = [F.linear(x, w, b) for w, b in zip(self.weights, self.biases)]
