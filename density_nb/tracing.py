@@ -7,10 +7,11 @@ tokenize → edge weights (``importance``) → strata (``stratify``) → masked 
 
 from __future__ import annotations
 
+import concurrent.futures
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 import torch
@@ -28,6 +29,8 @@ from density_nb.result import DensityResult
 from density_nb.stratify import Composition, InEdges, Strata, composition, sort_in_edges, stratify
 
 _TOKENIZER_LOCK = threading.Lock()
+_Item = TypeVar("_Item")
+_Out = TypeVar("_Out")
 Roots = str | int | Sequence[int]
 
 
@@ -107,9 +110,12 @@ def root_positions(roots: Roots, n_tokens: int) -> list[int]:
 # ---- 2. edge weights: one forward per text ------------------------------------------------------------
 @dataclass
 class RootRow:
-    """What one root's strata gave: per stratum [K] arrays, and each baseline's that was asked for."""
+    """What one root's strata gave: per stratum [K] arrays, and each baseline's that was asked for
+    (not the strata's edge ranks: [L, H, P, P] per root adds up to gigabytes over a long text's roots)."""
 
-    strata: Strata
+    sizes: np.ndarray  # [K] int64 edges per stratum
+    total_edges: int
+    input_edges: int
     metrics: Metrics
     top_token: np.ndarray  # [K] int64 each subgraph's top-1 token
     composition: Composition
@@ -223,7 +229,9 @@ def _row(
 ) -> RootRow:
     target = text.target(strata.position)
     return RootRow(
-        strata=strata,
+        sizes=strata.sizes,
+        total_edges=strata.ranks.total_edges,
+        input_edges=strata.input_edges,
         metrics=distribution_metrics(text.full[i], logits, target, topk),
         top_token=logits.argmax(-1).numpy().astype(np.int64),
         composition=composition(strata),
@@ -261,13 +269,13 @@ def _result(bridge: Any, arch: Arch, text: _Text, config: TraceConfig) -> Densit
         n_layers=arch.n_layers,
         n_heads=arch.n_heads,
         roots=np.array(positions, dtype=np.int64),
-        total_edges=np.array([row.strata.ranks.total_edges for row in rows], dtype=np.int64),
+        total_edges=np.array([row.total_edges for row in rows], dtype=np.int64),
         entropy_full=(-(logp_full.exp() * logp_full).sum(-1)).double().numpy(),
         top_token_full=top.numpy().astype(np.int64),
         top_prob_full=logp_full.exp().max(-1).values.double().numpy(),
         loss_full=loss_full,
         next_token=nxt,
-        n_edges=per_stratum(lambda row: row.strata.sizes, np.int64),
+        n_edges=per_stratum(lambda row: row.sizes, np.int64),
         tv=per_stratum(lambda row: row.metrics.tv),
         kl=per_stratum(lambda row: row.metrics.kl),
         top1=per_stratum(lambda row: row.metrics.top1, bool),
@@ -279,7 +287,7 @@ def _result(bridge: Any, arch: Arch, text: _Text, config: TraceConfig) -> Densit
         component_edges=per_stratum(lambda row: row.composition.component_edges, np.int64),
         layer_edges=per_stratum(lambda row: row.composition.layer_edges, np.int64),
         top_token=per_stratum(lambda row: row.top_token, np.int64),
-        input_edges=np.array([row.strata.input_edges for row in rows], dtype=np.int64),
+        input_edges=np.array([row.input_edges for row in rows], dtype=np.int64),
         tv_empty=tv_empty_graph(full, arch.logits(torch.zeros(arch.d_model, dtype=arch.dtype, device=arch.device)).cpu()),
         topk_token=per_stratum(lambda row: row.metrics.topk_token, np.int64),
         topk_prob=per_stratum(lambda row: row.metrics.topk_prob),
@@ -389,12 +397,13 @@ def _setup(model: Any, texts: list[str], per_text: list[Roots], config: TraceCon
 
 def _passes(arch: Arch, prepared: list[_Text], config: TraceConfig, first: int = 0) -> Iterator[int]:
     """Strata, masked passes and metrics of every root, one group of roots at a time (the first
-    ``first`` roots alone); appends each root's row to its text and yields the group's size."""
+    ``first`` roots alone); appends each root's row to its text and yields the group's size, in order."""
     grid = config.sizes
     frozen = config.norms == "frozen"
     work = [(t, i, p) for t, text in enumerate(prepared) for i, p in enumerate(text.positions)]
     groups = ([work[:first]] if first else []) + _batches(work[first:], len(grid), config.max_rows)
-    for group in groups:
+
+    def run(group: list[tuple[int, int, int]]) -> list[RootRow]:
         which = [(t, i) for t, i, _ in group]
         strata = [stratify(prepared[t].weights, p, grid, arch.n_layers, arch.n_heads, prepared[t].in_edges) for t, _, p in group]
         logits = _evaluate(arch, prepared, strata, which, frozen)
@@ -408,7 +417,32 @@ def _passes(arch: Arch, prepared: list[_Text], config: TraceConfig, first: int =
         for name in config.baselines:
             subgraphs = strata if name == "inverse" else rand_strata
             baselines[name] = _evaluate(arch, prepared, subgraphs, which, frozen, _HOW[name])  # type: ignore[arg-type]
-        for j, ((t, i), s, lg, rs) in enumerate(zip(which, strata, logits, rand_strata)):
-            mine = {name: values[j] for name, values in baselines.items()}
-            prepared[t].rows.append(_row(prepared[t], i, s, lg, mine, rs, config.topk))
+        return [
+            _row(prepared[t], i, s, lg, {name: values[j] for name, values in baselines.items()}, rs, config.topk)
+            for j, ((t, i), s, lg, rs) in enumerate(zip(which, strata, logits, rand_strata))
+        ]
+
+    for group, rows in zip(groups, _in_order(run, groups, arch.device.type == "cpu")):
+        for (t, _, _), row in zip(group, rows):
+            prepared[t].rows.append(row)
         yield len(group)
+
+
+def _in_order(run: Callable[[_Item], _Out], items: list[_Item], cpu: bool) -> Iterator[_Out]:
+    """``run`` of each item, in order. On a CPU with several torch threads and several items, two
+    items run at once on two threads that split the torch threads between them: a pass's serial
+    work (Python, small ops, the expansion, metrics) then overlaps the other's GEMMs, and no
+    OpenMP team waits at a barrier for a core that another process holds. Stopping early (a
+    generator closed) lets the running items finish and drops the rest."""
+    threads = torch.get_num_threads()
+    if not cpu or threads < 2 or len(items) < 2:
+        yield from map(run, items)
+        return
+    pool = concurrent.futures.ThreadPoolExecutor(2, thread_name_prefix="density-nb-pass")
+    torch.set_num_threads(threads // 2)  # picked up by the pool's threads, which start after this
+    try:
+        for future in [pool.submit(run, item) for item in items]:
+            yield future.result()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+        torch.set_num_threads(threads)
