@@ -16,6 +16,7 @@ sha256 manifest and is rebuilt, never used, when it does not match.
 from __future__ import annotations
 
 import collections
+import contextlib
 import hashlib
 import importlib.util
 import json
@@ -24,7 +25,7 @@ import shutil
 import tempfile
 import threading
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -124,8 +125,34 @@ def is_cached(name: str) -> bool:
     return (_converted_dir(name) / "manifest.json").is_file()
 
 
+@contextlib.contextmanager
+def _one_gguf_parse() -> Iterator[None]:
+    """transformers reads a GGUF file's metadata anew for the tokenizer, the config and the weights
+    (Gemma-3's 262k-token vocabulary takes most of a first load to parse): inside this block, every
+    ``gguf.GGUFReader`` of one file is the same, read once."""
+    import gguf
+
+    original = gguf.GGUFReader
+    readers: dict[str, Any] = {}
+
+    def reader(path: Any, *args: Any, **kwargs: Any) -> Any:
+        if args or kwargs:
+            return original(path, *args, **kwargs)
+        key = str(Path(path).resolve())
+        if key not in readers:
+            readers[key] = original(path)
+        return readers[key]
+
+    setattr(gguf, "GGUFReader", reader)  # noqa: B010 (a class replaced by a function: mypy refuses the plain assignment)
+    try:
+        yield
+    finally:
+        setattr(gguf, "GGUFReader", original)  # noqa: B010
+
+
 def _convert(name: str) -> Path:
     """Dequantise the packaged GGUF into a safetensors folder; written to a temp dir, then renamed."""
+    from tqdm.auto import tqdm
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     packaged = _PACKAGED[name]
@@ -134,21 +161,25 @@ def _convert(name: str) -> Path:
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=final.parent))
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), _one_gguf_parse(), tqdm(total=4, desc=f"converting {name} (once)", unit="step") as bar:
             warnings.simplefilter("ignore")
             tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+            bar.update()
             config = AutoConfig.from_pretrained(gguf.parent, gguf_file=gguf.name)
+            bar.update()
             gguf_model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
-        if getattr(config, "quantization_config", None) is not None:
-            del config.quantization_config
-        if not config.architectures:
-            config.architectures = [type(gguf_model).__name__]
-        config.dtype = torch.float32
-        # A GGUF-loaded model refuses save_pretrained: copy its weights into a plain model.
-        model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
-        model.load_state_dict(gguf_model.state_dict())
-        model.save_pretrained(tmp, max_shard_size="4GB")
-        tok.save_pretrained(tmp)
+            bar.update()
+            if getattr(config, "quantization_config", None) is not None:
+                del config.quantization_config
+            if not config.architectures:
+                config.architectures = [type(gguf_model).__name__]
+            config.dtype = torch.float32
+            # A GGUF-loaded model refuses save_pretrained: copy its weights into a plain model.
+            model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+            model.load_state_dict(gguf_model.state_dict())
+            model.save_pretrained(tmp, max_shard_size="4GB")
+            tok.save_pretrained(tmp)
+            bar.update()
         manifest = {
             "format": _CACHE_FORMAT,
             "name": name,
