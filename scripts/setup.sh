@@ -22,4 +22,6 @@ if ! command -v chromium >/dev/null 2>&1; then
   fi
 fi
 python -c "from density_nb.stratify import compile_now; compile_now()"  # numba's cache, once
+# the packaged models' GGUF -> safetensors conversion, once (Gemma-3's takes minutes: its 262k-token vocabulary)
+python -c "from density_nb.models import prepare; prepare('smollm2-135m'); prepare('gemma3-270m')"
 echo "density_nb is set up in .venv"
