@@ -8,6 +8,7 @@ tokenize → edge weights (``importance``) → strata (``stratify``) → masked 
 from __future__ import annotations
 
 import concurrent.futures
+import itertools
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -422,7 +423,8 @@ def _passes(arch: Arch, prepared: list[_Text], config: TraceConfig, first: int =
             for j, ((t, i), s, lg, rs) in enumerate(zip(which, strata, logits, rand_strata))
         ]
 
-    for group, rows in zip(groups, _in_order(run, groups, arch.device.type == "cpu")):
+    alone = groups[:1] if first else []  # the first result shows before the other passes start
+    for group, rows in zip(groups, itertools.chain(map(run, alone), _in_order(run, groups[len(alone) :], arch.device.type == "cpu"))):
         for (t, _, _), row in zip(group, rows):
             prepared[t].rows.append(row)
         yield len(group)
