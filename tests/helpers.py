@@ -249,3 +249,17 @@ def with_measures(result: DensityResult, k: int = 5, seed: int = 0) -> DensityRe
         kl_inverse=-np.log1p(-0.995 * inverse),
         top1_inverse=inverse < 0.3,
     )
+
+
+def resume_killed_before_manifest(model: Any, out: Path, monkeypatch: Any, **run: Any) -> None:
+    """Resume the corpus run in ``out`` and kill it after it writes its next shard, before the manifest
+    lists that shard (``run`` goes to ``run_corpus``)."""
+    from density_nb import run_store, runner
+
+    def killed(obj: Any, path: Any) -> None:
+        raise SystemExit("killed")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(run_store, "write_json", killed)
+        with pytest.raises(SystemExit):
+            runner.run_corpus(model, out, resume=True, **run)

@@ -11,7 +11,7 @@ import pytest
 from density_nb import data as corpus_data
 from density_nb import run_store, runner
 from density_nb.data import DataError, detokenize, find_data, passages, token_frequency, unigram_counts
-from helpers import SAMPLE_LINES
+from helpers import SAMPLE_LINES, resume_killed_before_manifest
 
 NO_DATA = (
     "No WikiText-2 data: set DENSITY_NB_DATA to a folder with wikitext-2/{test,valid}.txt, put ../shared/data "
@@ -224,17 +224,9 @@ def test_kill_before_manifest_update(tiny_llama, run_data, tmp_path, monkeypatch
     """A kill after a shard is written but before the manifest lists it: the shard is not counted."""
     out = tmp_path / "run"
     runner.run_corpus(tiny_llama, out, data=run_data, n_passages=1, **RUN)
-    real = run_store.write_json
-
-    def killed(obj, path):
-        raise SystemExit("killed")
-
-    monkeypatch.setattr(run_store, "write_json", killed)
-    with pytest.raises(SystemExit):
-        runner.run_corpus(tiny_llama, out, data=run_data, n_passages=2, resume=True, **RUN)
+    resume_killed_before_manifest(tiny_llama, out, monkeypatch, data=run_data, n_passages=2, **RUN)
     assert len(list((out / "shards").iterdir())) == 4  # an orphan shard pair
     assert len(run_store.load_runs(out).summary) == 1  # ... that does not count
-    monkeypatch.setattr(run_store, "write_json", real)
     runner.run_corpus(tiny_llama, out, data=run_data, n_passages=3, resume=True, **RUN)
     check_complete(out, 3)
 

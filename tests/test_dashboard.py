@@ -16,7 +16,7 @@ from density_nb.stats import spearman
 from density_nb.widgets import CorpusDashboard, DashboardError
 from density_nb.widgets._dashboard import GRID, HEAD_SIZES, LOG_FLOOR, PARTS, composition_shares, head_shares, nearest_sizes, tv_on_grid
 from density_nb.widgets._data import decode_shares
-from helpers import SAMPLE_LINES
+from helpers import SAMPLE_LINES, resume_killed_before_manifest
 
 RUN = {"words": 6, "grid": "fast", "progress": False}
 N_PASSAGES = 5
@@ -139,15 +139,7 @@ def test_killed_and_resumed_run_shows_each_passage_once(tiny_llama, tmp_path, mo
     data = make_data(tmp_path / "data")
     out = tmp_path / "run"
     runner.run_corpus(tiny_llama, out, data=data, n_passages=2, **RUN)
-    real = run_store.write_json
-
-    def killed(obj, path):
-        raise SystemExit("killed")
-
-    monkeypatch.setattr(run_store, "write_json", killed)
-    with pytest.raises(SystemExit):
-        runner.run_corpus(tiny_llama, out, data=data, n_passages=3, resume=True, **RUN)
-    monkeypatch.setattr(run_store, "write_json", real)
+    resume_killed_before_manifest(tiny_llama, out, monkeypatch, data=data, n_passages=3, **RUN)
     runner.run_corpus(tiny_llama, out, data=data, n_passages=4, resume=True, **RUN)
     # a manifest listing one passage in two shards (as a race could leave it) still shows it once
     manifest = json.loads((out / "manifest.json").read_text())
