@@ -117,6 +117,10 @@ def test_selection_follows_the_brush(runs):
     pd.testing.assert_frame_equal(w.selected(), expected)
     with pytest.raises(Exception, match="measure must be one of"):
         w.measure = "loss"
+    with pytest.raises(Exception, match="column must be one of"):
+        w.column = "loss"
+    w.column = "top_prob_full"
+    assert w.column == "top_prob_full"
 
 
 def test_compare_joins_two_runs(runs):

@@ -322,18 +322,13 @@ class CorpusDashboard(_Widget):
         self.on_msg(self._on_message)
 
     # ---- validation ------------------------------------------------------------------------------
-    @traitlets.validate("measure")
-    def _check_measure(self, proposal: Any) -> str:
-        keys = [m["key"] for m in self.data.get("measures", [])] if self.data else list(MEASURES)
+    @traitlets.validate("measure", "column")
+    def _check_choice(self, proposal: Any) -> str:
+        name = proposal["trait"].name  # "measure" or "column": one of this run's measures / columns
+        offered = self.data.get(name + "s", []) if self.data else []
+        keys = [o["key"] for o in offered] if self.data else list(MEASURES if name == "measure" else COLUMNS)
         if proposal["value"] not in keys:
-            raise traitlets.TraitError(f"measure must be one of {', '.join(keys)}, not {proposal['value']!r}.")
-        return str(proposal["value"])
-
-    @traitlets.validate("column")
-    def _check_column(self, proposal: Any) -> str:
-        keys = [c["key"] for c in self.data.get("columns", [])] if self.data else list(COLUMNS)
-        if proposal["value"] not in keys:
-            raise traitlets.TraitError(f"column must be one of {', '.join(keys)}, not {proposal['value']!r}.")
+            raise traitlets.TraitError(f"{name} must be one of {', '.join(keys)}, not {proposal['value']!r}.")
         return str(proposal["value"])
 
     # ---- selection -------------------------------------------------------------------------------------
