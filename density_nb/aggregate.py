@@ -61,28 +61,42 @@ def mean_curve(
     return pd.DataFrame({"s": grid, **stats, "n": n})
 
 
+COMPOSITION_PARTS = ["attention", "mlp", "residual", "depth_q1", "depth_q2", "depth_q3", "depth_q4"]
+
+
+def _composition_columns(random: bool) -> list[str]:
+    suffix = "_random" if random else ""
+    return [f"edges_attn{suffix}", f"edges_mlp{suffix}", f"edges_res{suffix}", f"layer_edges{suffix}"]
+
+
+def composition_rows(curves: pd.DataFrame, random: bool = False) -> np.ndarray:
+    """[rows, 7] each curves row's shares of ``COMPOSITION_PARTS`` (attention, MLP and residual edges, and
+    edges in each quarter of the layers), of the stratum's own edges; NaN for an empty stratum.
+    ``random``: of the random baseline's strata."""
+    columns = _composition_columns(random)
+    _need(curves, columns, "composition")
+    parts = curves[columns[:3]].to_numpy(dtype=float)  # [rows, 3]
+    layers = np.stack(list(curves[columns[3]].to_numpy())).astype(float)  # [rows, L]
+    quarters = np.stack([part.sum(-1) for part in np.array_split(layers, 4, axis=-1)], axis=-1)  # [rows, 4]
+    total = parts.sum(-1, keepdims=True)
+    with np.errstate(all="ignore"):
+        return np.where(total > 0, np.concatenate([parts, quarters], axis=-1) / total, np.nan)
+
+
 def composition(curves: pd.DataFrame, random: bool = False, passages: Sequence[int] | None = None) -> pd.DataFrame:
     """Mean share of attention, MLP and residual edges, and of edges in each quarter of the layers,
     per stratum (``s``) across passages; the last stratum (s = 1, the full graph) is the base rate.
     ``random``: of the random baseline's strata. Shares are of each stratum's own edges (empty
     strata left out)."""
-    suffix = "_random" if random else ""
-    columns = [f"edges_attn{suffix}", f"edges_mlp{suffix}", f"edges_res{suffix}", f"layer_edges{suffix}"]
-    _need(curves, ["passage_id", "s", *columns], "composition")
+    _need(curves, ["passage_id", "s", *_composition_columns(random)], "composition")
     frame = curves if passages is None else curves[curves["passage_id"].isin(list(passages))]
-    names = ["attention", "mlp", "residual", "depth_q1", "depth_q2", "depth_q3", "depth_q4"]
     if not len(frame):  # no passage (e.g. an empty selection): no stratum
-        return pd.DataFrame(columns=["s", *names], dtype=float)
-    parts = frame[columns[:3]].to_numpy(dtype=float)  # [rows, 3]
-    layers = np.stack(list(frame[columns[3]].to_numpy())).astype(float)  # [rows, L]
-    quarters = np.stack([part.sum(-1) for part in np.array_split(layers, 4, axis=-1)], axis=-1)  # [rows, 4]
-    total = parts.sum(-1, keepdims=True)
-    kept = total[:, 0] > 0
-    with np.errstate(all="ignore"):
-        shares = np.concatenate([parts / total, quarters / total], axis=-1)[kept]
-    table = pd.DataFrame(shares, columns=names)
+        return pd.DataFrame(columns=["s", *COMPOSITION_PARTS], dtype=float)
+    shares = composition_rows(frame, random)  # [rows, 7]
+    kept = ~np.isnan(shares[:, 0])
+    table = pd.DataFrame(shares[kept], columns=COMPOSITION_PARTS)
     table["s"] = frame["s"].to_numpy()[kept]
-    return table.groupby("s", as_index=False)[names].mean()
+    return table.groupby("s", as_index=False)[COMPOSITION_PARTS].mean()
 
 
 def head_frequency(curves: pd.DataFrame, s: float, n_layers: int, n_heads: int, passages: Sequence[int] | None = None) -> np.ndarray:

@@ -46,7 +46,7 @@ COLUMNS = {
     "log10_freq_next": "log10 unigram frequency of the next token",
     "s_top1": "s_top1 (smallest s with the full top-1)",
 }
-PARTS = ["attention", "mlp", "residual", "depth_q1", "depth_q2", "depth_q3", "depth_q4"]
+PARTS = aggregate.COMPOSITION_PARTS
 HEAD_SIZES = (1e-2, 1e-1, 0.4)  # default sizes of the head view: the phase boundary, then refinement (SmolLM2 keeps no head at 1e-3)
 SNAPSHOT_MAX = 2000  # passages up to which a notebook keeps the static SVG (5,000: 1.9 MB, 1.6 s)
 TEXT_TAIL = 60  # characters of each prompt's end sent with the page (``text=True``)
@@ -80,12 +80,7 @@ def composition_shares(curves: pd.DataFrame, ids: np.ndarray, k: int) -> np.ndar
     """[N, K, 7] shares of ``PARTS`` per passage and stratum (of the stratum's own edges; NaN when empty)."""
     out = np.full((len(ids), k, len(PARTS)), np.nan)
     rows, strata = _strata(curves, ids, k)
-    parts = curves[["edges_attn", "edges_mlp", "edges_res"]].to_numpy(dtype=float)  # [rows, 3]
-    layers = np.stack(list(curves["layer_edges"].to_numpy())).astype(float)  # [rows, L]
-    quarters = np.stack([q.sum(-1) for q in np.array_split(layers, 4, axis=-1)], axis=-1)  # [rows, 4]
-    total = parts.sum(-1, keepdims=True)
-    with np.errstate(all="ignore"):
-        shares = np.where(total > 0, np.concatenate([parts, quarters], axis=-1) / total, np.nan)
+    shares = aggregate.composition_rows(curves)  # [rows, 7]
     ok = rows >= 0
     out[rows[ok], strata[ok]] = shares[ok]
     return out
