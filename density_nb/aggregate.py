@@ -69,18 +69,24 @@ def _composition_columns(random: bool) -> list[str]:
     return [f"edges_attn{suffix}", f"edges_mlp{suffix}", f"edges_res{suffix}", f"layer_edges{suffix}"]
 
 
-def composition_rows(curves: pd.DataFrame, random: bool = False) -> np.ndarray:
-    """[rows, 7] each curves row's shares of ``COMPOSITION_PARTS`` (attention, MLP and residual edges, and
-    edges in each quarter of the layers), of the stratum's own edges; NaN for an empty stratum.
-    ``random``: of the random baseline's strata."""
+def composition_counts(curves: pd.DataFrame, random: bool = False) -> np.ndarray:
+    """[rows, 7] each curves row's edges by ``COMPOSITION_PARTS``: attention, MLP and residual edges, then
+    edges in each quarter of the layers (split as evenly as np.array_split does). ``random``: of the
+    random baseline's strata."""
     columns = _composition_columns(random)
     _need(curves, columns, "composition")
     parts = curves[columns[:3]].to_numpy(dtype=float)  # [rows, 3]
     layers = np.stack(list(curves[columns[3]].to_numpy())).astype(float)  # [rows, L]
     quarters = np.stack([part.sum(-1) for part in np.array_split(layers, 4, axis=-1)], axis=-1)  # [rows, 4]
-    total = parts.sum(-1, keepdims=True)
+    return np.concatenate([parts, quarters], axis=-1)
+
+
+def composition_rows(curves: pd.DataFrame, random: bool = False) -> np.ndarray:
+    """[rows, 7] ``composition_counts`` as shares of the stratum's own edges; NaN for an empty stratum."""
+    counts = composition_counts(curves, random)  # [rows, 7]
+    total = counts[:, :3].sum(-1, keepdims=True)
     with np.errstate(all="ignore"):
-        return np.where(total > 0, np.concatenate([parts, quarters], axis=-1) / total, np.nan)
+        return np.where(total > 0, counts / total, np.nan)
 
 
 def composition(curves: pd.DataFrame, random: bool = False, passages: Sequence[int] | None = None) -> pd.DataFrame:

@@ -26,7 +26,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from density_nb.aggregate import CONSTRUCTION
+from density_nb.aggregate import CONSTRUCTION, composition_counts
 
 Mode = Literal["class", "full"]
 MODES: tuple[Mode, ...] = ("class", "full")
@@ -470,12 +470,8 @@ def composition(curves: pd.DataFrame, random: bool = False, added: bool = False)
     columns ``passage_id``, ``stratum``, ``s``, ``n`` and one per part of :data:`COMPONENTS` and
     :data:`QUARTILES`. ``random``: of the random baseline's strata (same sizes); ``added``: of the edges
     each stratum adds to the previous one (what joins as s grows)."""
-    suffix = "_random" if random else ""
     c = curves.sort_values(["passage_id", "stratum"]).reset_index(drop=True)
-    counts = pd.DataFrame({"attention": c[f"edges_attn{suffix}"], "MLP": c[f"edges_mlp{suffix}"], "residual": c[f"edges_res{suffix}"]})
-    layers = np.stack(c[f"layer_edges{suffix}"].to_numpy()).astype(np.float64)  # [rows, L]
-    for name, part in zip(QUARTILES, np.array_split(layers, 4, axis=1)):
-        counts[name] = part.sum(1)
+    counts = pd.DataFrame(composition_counts(c, random), columns=[*COMPONENTS, *QUARTILES])  # [rows, 7]
     if added:
         counts = counts.groupby(c.passage_id).diff()
     n_comp = counts[list(COMPONENTS)].sum(1)
