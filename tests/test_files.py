@@ -1,0 +1,44 @@
+"""atomic_write: all or nothing, with the permissions a plain write would give."""
+
+from __future__ import annotations
+
+import os
+import stat
+
+import pytest
+
+from density_nb.files import atomic_write
+
+
+def mode(path):
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_new_file_gets_the_permissions_of_a_plain_write_not_0600(tmp_path):
+    (tmp_path / "plain.txt").write_text("x")
+    out = atomic_write(tmp_path / "a.txt", lambda tmp: tmp.write_text("x"))
+    assert out.read_text() == "x"
+    assert mode(out) == mode(tmp_path / "plain.txt") != 0o600
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_replacing_keeps_the_old_files_permissions(tmp_path):
+    path = tmp_path / "a.txt"
+    path.write_text("old")
+    os.chmod(path, 0o640)
+    atomic_write(path, lambda tmp: tmp.write_text("new"))
+    assert path.read_text() == "new" and mode(path) == 0o640
+
+
+def test_a_failed_write_leaves_the_old_file_and_no_temp(tmp_path):
+    path = tmp_path / "a.txt"
+    path.write_text("old")
+
+    def fail(tmp):
+        tmp.write_text("half")
+        raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError, match="disk full"):
+        atomic_write(path, fail)
+    assert path.read_text() == "old"
+    assert not list(tmp_path.glob(".*.tmp"))
