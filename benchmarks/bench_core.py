@@ -176,8 +176,12 @@ def main() -> None:
     start = time.perf_counter()
     steps = trace_steps(model, para, roots="all", grid="fast")
     partial = [next(steps) for _ in range(3)][-1]
-    steps.close()  # cancel: what was shown stays valid
-    print(f"   cancelled after 3 updates: {len(partial.roots)} roots kept, stopped within {time.perf_counter() - start:.2f} s")
+    cancel = time.perf_counter()
+    steps.close()  # cancel: what was shown stays valid, the passes in flight stop within a layer
+    print(
+        f"   cancelled after 3 updates ({cancel - start:.2f} s): {len(partial.roots)} roots kept, "
+        f"the cancel took {time.perf_counter() - cancel:.3f} s"
+    )
 
     text = passage(40)
     ids, _ = tokenize(model, text)

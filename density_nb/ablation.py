@@ -20,7 +20,7 @@ each row's root.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -31,6 +31,10 @@ from density_nb.arch import Arch
 from density_nb.errors import TraceInputError
 from density_nb.linear import bucket
 from density_nb.stratify import Ranks
+
+
+class PassStopped(Exception):
+    """A masked pass was stopped between two layers (its caller asked, see ``masked_logits``'s ``stop``)."""
 
 
 @dataclass
@@ -88,6 +92,7 @@ def masked_logits(
     mlp_inv_rms: torch.Tensor | None = None,
     invert: torch.Tensor | None = None,
     keep_residual: torch.Tensor | None = None,
+    stop: Callable[[], bool] | None = None,
 ) -> torch.Tensor:
     """Logits at each row's root for B masked subgraphs.
 
@@ -97,7 +102,8 @@ def masked_logits(
     post-norms are frozen at them; None, they are recomputed live.
     invert: [B] bool, rows that keep the attention and MLP edges *outside* their stratum (the
     published inverse baseline); keep_residual: [B] bool, rows that keep every residual edge
-    whatever the stratum (the published baselines; inverted rows should set it too).
+    whatever the stratum (the published baselines; inverted rows should set it too); stop: asked
+    before each layer, True raises ``PassStopped`` (a cancelled live trace stops within one layer).
     Returns [B, V] float32.
     """
     if arch.parallel and bool((ranks.res_mlp >= 0).any()):
@@ -159,6 +165,8 @@ def masked_logits(
 
     live = in_prefix  # [B, P] nodes whose state may be non-zero (elsewhere x is exactly zero)
     for index, layer in enumerate(arch.layers):
+        if stop is not None and stop():
+            raise PassStopped
         tgt = target[:, index]  # [B, P]
         # attention only in rows with a target, keys and values only up to its last target
         rows = tgt.any(1).nonzero().squeeze(1)  # [nb]

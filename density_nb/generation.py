@@ -264,10 +264,8 @@ def trace_live(model: Any, text: str, roots: Roots = "all", config: TraceConfig 
 
     def work(on_step: Step, stop: threading.Event) -> DensityResult | None:
         result = None
-        for result in trace_steps(bridge, text, roots, config):
+        for result in trace_steps(bridge, text, roots, config, stop=stop):  # ends within a layer of a cancel
             on_step(result, len(result.roots))
-            if stop.is_set():
-                break
         return result
 
     from density_nb.widgets import LiveTrace

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from density_nb.ablation import RankBatch, masked_logits
+from density_nb.ablation import PassStopped, RankBatch, masked_logits
 from density_nb.arch import Arch
 from density_nb.config import Baseline, TraceConfig, resolve
 from density_nb.errors import TraceInputError
@@ -186,14 +186,20 @@ _HOW: dict[Baseline, How] = {"random": "stratum", "random_residual": "residual",
 
 
 def _evaluate(
-    arch: Arch, texts: list[_Text], strata: list[Strata], which: list[tuple[int, int]], frozen: bool, how: How = "stratum"
+    arch: Arch,
+    texts: list[_Text],
+    strata: list[Strata],
+    which: list[tuple[int, int]],
+    frozen: bool,
+    how: How = "stratum",
+    stop: Callable[[], bool] | None = None,
 ) -> list[torch.Tensor]:
     """Logits [K, V] of every stratum of each root (root j: root ``which[j][1]`` of text ``which[j][0]``).
 
     how: ``"stratum"`` keeps each stratum (the full graph, last, reuses the full run's logits);
     ``"residual"`` keeps each stratum and every residual edge (the full graph: the full run's);
     ``"inverse"`` keeps every attention and MLP edge outside the stratum and every residual edge
-    (the inverse of the full graph is the residual stream alone)."""
+    (the inverse of the full graph is the residual stream alone). stop: see ``masked_logits``."""
     n_pos = max(s.position for s in strata) + 1
 
     def padded(t: int, values: torch.Tensor, fill: float = 0) -> torch.Tensor:  # [..., T] -> [..., n_pos]
@@ -215,7 +221,9 @@ def _evaluate(
             torch.stack([padded(t, getattr(texts[t].weights, name), 1.0) for t, _ in which]) for name in ("attn_inv_rms", "mlp_inv_rms")
         )  # [Rb, L, P] each
         scales = (attn_scale, mlp_scale)
-    logits = masked_logits(arch, ids, batch, row_root, n_keep, *scales, invert=invert, keep_residual=keep_residual).cpu()  # [B, V]
+    logits = masked_logits(
+        arch, ids, batch, row_root, n_keep, *scales, invert=invert, keep_residual=keep_residual, stop=stop
+    ).cpu()  # [B, V]
     out, start = [], 0
     for k, (t, i) in zip(evaluated, which):
         rows = logits[start : start + k]
@@ -362,17 +370,27 @@ def trace_many(
     return [_result(bridge, arch, text, config) for text in prepared]
 
 
-def trace_steps(model: Any, text: str, roots: Roots = "all", config: TraceConfig | None = None, **settings: Any) -> Iterator[DensityResult]:
+def trace_steps(
+    model: Any,
+    text: str,
+    roots: Roots = "all",
+    config: TraceConfig | None = None,
+    *,
+    stop: threading.Event | None = None,
+    **settings: Any,
+) -> Iterator[DensityResult]:
     """``trace`` that shows its work: after each masked pass, a ``DensityResult`` of the roots traced so
     far (the first pass holds one root, so something shows within about a second; the last result
-    equals ``trace``'s). Stop iterating to cancel: every result already yielded stays valid.
+    equals ``trace``'s). To cancel, stop iterating (``close()``) or set ``stop`` from any thread: the
+    passes in flight stop within one layer, the iteration ends, and every result already yielded
+    stays valid.
 
         for partial in trace_steps(model, text):
             strip.update(partial)
     """
     config = resolve(config, settings)
     bridge, arch, prepared = _setup(model, [text], [roots], config)
-    for _ in _passes(arch, prepared, config, first=1):
+    for _ in _passes(arch, prepared, config, first=1, stop=stop):
         yield _result(bridge, arch, prepared[0], config)
 
 
@@ -396,9 +414,16 @@ def _setup(model: Any, texts: list[str], per_text: list[Roots], config: TraceCon
     return bridge, arch, prepared
 
 
-def _passes(arch: Arch, prepared: list[_Text], config: TraceConfig, first: int = 0) -> Iterator[int]:
+def _passes(arch: Arch, prepared: list[_Text], config: TraceConfig, first: int = 0, stop: threading.Event | None = None) -> Iterator[int]:
     """Strata, masked passes and metrics of every root, one group of roots at a time (the first
-    ``first`` roots alone); appends each root's row to its text and yields the group's size, in order."""
+    ``first`` roots alone); appends each root's row to its text and yields the group's size, in order.
+    Ends early, its passes in flight stopped within a layer, when ``stop`` is set or the caller stops
+    iterating; the rows appended so far stay."""
+    halt = threading.Event()  # set by ``_in_order`` when the caller stops iterating
+
+    def stopped() -> bool:
+        return halt.is_set() or (stop is not None and stop.is_set())
+
     grid = config.sizes
     frozen = config.norms == "frozen"
     work = [(t, i, p) for t, text in enumerate(prepared) for i, p in enumerate(text.positions)]
@@ -407,7 +432,7 @@ def _passes(arch: Arch, prepared: list[_Text], config: TraceConfig, first: int =
     def run(group: list[tuple[int, int, int]]) -> list[RootRow]:
         which = [(t, i) for t, i, _ in group]
         strata = [stratify(prepared[t].weights, p, grid, arch.n_layers, arch.n_heads, prepared[t].in_edges) for t, _, p in group]
-        logits = _evaluate(arch, prepared, strata, which, frozen)
+        logits = _evaluate(arch, prepared, strata, which, frozen, stop=stopped)
         rand_strata: list[Strata | None] = [None] * len(group)
         if prepared[0].rand is not None:
             rand_strata = [
@@ -417,25 +442,31 @@ def _passes(arch: Arch, prepared: list[_Text], config: TraceConfig, first: int =
         baselines: dict[Baseline, list[torch.Tensor]] = {}
         for name in config.baselines:
             subgraphs = strata if name == "inverse" else rand_strata
-            baselines[name] = _evaluate(arch, prepared, subgraphs, which, frozen, _HOW[name])  # type: ignore[arg-type]
+            baselines[name] = _evaluate(arch, prepared, subgraphs, which, frozen, _HOW[name], stopped)  # type: ignore[arg-type]
         return [
             _row(prepared[t], i, s, lg, {name: values[j] for name, values in baselines.items()}, rs, config.topk)
             for j, ((t, i), s, lg, rs) in enumerate(zip(which, strata, logits, rand_strata))
         ]
 
     alone = groups[:1] if first else []  # the first result shows before the other passes start
-    for group, rows in zip(groups, itertools.chain(map(run, alone), _in_order(run, groups[len(alone) :], arch.device.type == "cpu"))):
-        for (t, _, _), row in zip(group, rows):
-            prepared[t].rows.append(row)
-        yield len(group)
+    try:
+        for group, rows in zip(
+            groups, itertools.chain(map(run, alone), _in_order(run, groups[len(alone) :], arch.device.type == "cpu", halt))
+        ):
+            for (t, _, _), row in zip(group, rows):
+                prepared[t].rows.append(row)
+            yield len(group)
+    except PassStopped:
+        return
 
 
-def _in_order(run: Callable[[_Item], _Out], items: list[_Item], cpu: bool) -> Iterator[_Out]:
+def _in_order(run: Callable[[_Item], _Out], items: list[_Item], cpu: bool, halt: threading.Event) -> Iterator[_Out]:
     """``run`` of each item, in order. On a CPU with several torch threads and several items, two
     items run at once on two threads that split the torch threads between them: a pass's serial
     work (Python, small ops, the expansion, metrics) then overlaps the other's GEMMs, and no
     OpenMP team waits at a barrier for a core that another process holds. Stopping early (a
-    generator closed) lets the running items finish and drops the rest."""
+    generator closed) sets ``halt``, which the running items check (see ``masked_logits``'s
+    ``stop``), waits for them and drops the rest."""
     threads = torch.get_num_threads()
     if not cpu or threads < 2 or len(items) < 2:
         yield from map(run, items)
@@ -446,5 +477,6 @@ def _in_order(run: Callable[[_Item], _Out], items: list[_Item], cpu: bool) -> It
         for future in [pool.submit(run, item) for item in items]:
             yield future.result()
     finally:
+        halt.set()
         pool.shutdown(wait=True, cancel_futures=True)
         torch.set_num_threads(threads)

@@ -1,7 +1,11 @@
 """The fast paths of issue 13 against the plain ones: one shared in-edge sort vs a sort per root,
-rows laid out root by root vs any layout, two passes at a time vs one, a cancelled live trace."""
+rows laid out root by root vs any layout, two passes at a time vs one, a cancelled live trace (what
+was shown stays, the passes in flight stop within a layer)."""
 
 from __future__ import annotations
+
+import threading
+import time
 
 import numpy as np
 import pytest
@@ -87,3 +91,66 @@ def test_a_cancelled_live_trace_keeps_what_was_shown(tiny_llama):
     n = len(shown[2].roots)
     assert np.array_equal(shown[2].roots, full.roots[:n])
     np.testing.assert_allclose(shown[2].tv, full.tv[:n], atol=1e-6)  # its own first pass holds one root: batching rounds differently
+
+
+@pytest.fixture(scope="module")
+def deep_llama():
+    """A tiny Llama with 12 layers: a pass stopped between layers is told from one run to its end."""
+    from density_nb.models import load_model, tiny_model
+
+    model, tok = tiny_model("llama", num_hidden_layers=12)
+    return load_model(model, tokenizer=tok)
+
+
+def counted_layers(monkeypatch):
+    """Count the MLPs the masked passes run (one per layer), each made slow enough that passes are in
+    flight when the test stops them."""
+    calls = [0]
+    mlp = Arch.mlp
+
+    def slow_mlp(self, layer, h):
+        calls[0] += 1
+        time.sleep(0.002)
+        return mlp(self, layer, h)
+
+    monkeypatch.setattr(Arch, "mlp", slow_mlp)
+    return calls
+
+
+def test_closing_a_live_trace_stops_its_passes_within_a_layer(deep_llama, monkeypatch):
+    threads = torch.get_num_threads()
+    steps = trace_steps(deep_llama, TEXT, grid="fast", max_rows=100)
+    shown = [next(steps) for _ in range(2)]
+    calls = counted_layers(monkeypatch)
+    steps.close()  # at most the layer each running pass is in finishes
+    assert calls[0] <= 2, f"{calls[0]} layers ran after the close"
+    assert torch.get_num_threads() == threads
+    assert len(shown[1].roots) > len(shown[0].roots) == 1
+
+
+def test_a_stop_event_ends_a_live_trace_from_another_thread(deep_llama, monkeypatch):
+    full = trace(deep_llama, TEXT, grid="fast", max_rows=100, progress=False)
+    stop = threading.Event()
+    counted_layers(monkeypatch)
+    shown = []
+    for partial in trace_steps(deep_llama, TEXT, grid="fast", max_rows=100, stop=stop):
+        shown.append(partial)
+        if len(shown) == 2:
+            threading.Timer(0.01, stop.set).start()  # set while the consumer waits for the next result
+    kept = shown[-1]
+    assert len(shown) >= 2 and np.array_equal(kept.roots, full.roots[: len(kept.roots)])
+    np.testing.assert_allclose(kept.tv, full.tv[: len(kept.roots)], atol=1e-6)
+    assert not list(trace_steps(deep_llama, TEXT, grid="fast", stop=stop)), "a stop set before the first pass yields nothing"
+
+
+def test_cancelling_trace_live_keeps_a_prefix(deep_llama, monkeypatch):
+    from density_nb.generation import trace_live
+
+    full = trace(deep_llama, TEXT, grid="fast", max_rows=100, progress=False)
+    counted_layers(monkeypatch)
+    view = trace_live(deep_llama, TEXT, grid="fast", max_rows=100)
+    view.cancel()
+    result = view.wait()
+    assert view.status["state"] == "cancelled"
+    if result is not None:  # the first pass may have finished before the cancel
+        assert np.array_equal(result.roots, full.roots[: len(result.roots)])

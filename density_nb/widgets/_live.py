@@ -17,8 +17,8 @@ Work = Callable[[Step, threading.Event], Any]  # runs the steps, stops early whe
 
 class LiveTrace(_DensityWidget):
     """An explorer that updates as each step completes. ``result`` is what is done so far (None before
-    the first step), ``cancel()`` (or the view's Cancel button) stops after the current step and keeps
-    what is done, ``wait()`` blocks until the work ends and returns the result. ``status``: ``state``
+    the first step), ``cancel()`` (or the view's Cancel button) stops the work (``trace_live``: within a
+    layer of the passes in flight; ``generate``: after the current step) and keeps what is done, ``wait()`` blocks until the work ends and returns the result. ``status``: ``state``
     ("running", "done", "cancelled", "failed"), ``done`` and ``total`` steps, their ``unit``, a ``note``."""
 
     _view = "live"
@@ -78,7 +78,7 @@ class LiveTrace(_DensityWidget):
         self.status = {**self.status, "state": state, "note": note or self.status.get("note", "")}
 
     def cancel(self) -> None:
-        """Stop after the current step; what is done stays in ``result``."""
+        """Stop the work (see the class); what is done stays in ``result``."""
         self._stop.set()
 
     @property
