@@ -17,9 +17,10 @@ Work = Callable[[Step, threading.Event], Any]  # runs the steps, stops early whe
 
 class LiveTrace(_DensityWidget):
     """An explorer that updates as each step completes. ``result`` is what is done so far (None before
-    the first step), ``cancel()`` (or the view's Cancel button) stops the work (``trace_live``: within a
-    layer of the passes in flight; ``generate``: after the current step) and keeps what is done, ``wait()`` blocks until the work ends and returns the result. ``status``: ``state``
-    ("running", "done", "cancelled", "failed"), ``done`` and ``total`` steps, their ``unit``, a ``note``."""
+    the first step); ``cancel()`` (or the view's Cancel button) stops the work (``trace_live``: within
+    a layer of the passes in flight; ``generate``: after the current step) and keeps what is done;
+    ``wait()`` blocks until the work ends and returns the result. ``status``: ``state`` ("running",
+    "done", "cancelled", "failed"), ``done`` and ``total`` steps, their ``unit``, a ``note``."""
 
     _view = "live"
 
