@@ -122,6 +122,13 @@ class TraceConfig:
         out["baselines"] = list(self.baselines)
         return out
 
+    @classmethod
+    def from_settings(cls, settings: dict[str, Any]) -> TraceConfig:
+        """The config that ``settings()`` recorded; names that are not trace settings (a run
+        manifest's ``model``, ``words``, ...) are skipped."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls().replace(**{k: tuple(v) if isinstance(v, list) else v for k, v in settings.items() if k in known})
+
 
 def resolve(config: TraceConfig | None, changes: dict[str, Any], default: TraceConfig | None = None) -> TraceConfig:
     """``config`` (or ``default``, or ``TraceConfig()``) with ``changes`` applied."""

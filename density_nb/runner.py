@@ -4,7 +4,6 @@ writing each completed passage to the run store as it finishes."""
 from __future__ import annotations
 
 import concurrent.futures
-import dataclasses
 import os
 import time
 import warnings
@@ -156,8 +155,7 @@ def trace_recorded(run: Any, passage_id: int, model: Any = None) -> DensityResul
             "run the corpus again to trace it, or read its text from the corpus (density_nb.tutorial.corpus_text)."
         )
     recorded = _recorded_settings(run.manifest["settings"])
-    fields = {f.name for f in dataclasses.fields(TraceConfig)}
-    config = TraceConfig().replace(**{k: tuple(v) if isinstance(v, list) else v for k, v in recorded.items() if k in fields})
+    config = TraceConfig.from_settings(recorded)
     bridge = load_model(model) if model is not None else cached_model(recorded["model"])
     text, root = (row["prompt"] + " " + row["next_word"], [int(row["n_tokens"]) - 1]) if row["aligned"] else (row["prompt"], "last")
     return trace_many(bridge, [text], [root], config, progress=False)[0]

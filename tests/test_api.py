@@ -130,6 +130,8 @@ def test_config_is_frozen_and_records_its_settings():
         config.norms = "frozen"  # type: ignore[misc]
     assert json.loads(json.dumps(config.settings()))["grid"] == [1e-3, 0.5]
     assert config.replace(norms="frozen").norms == "frozen" and config.norms == "live"
+    recorded = json.loads(json.dumps({**config.replace(baselines=["random"]).settings(), "model": "m"}))
+    assert TraceConfig.from_settings(recorded) == config.replace(baselines=["random"])  # the JSON round trip; "model" skipped
 
 
 def test_errors_share_one_base_class():
