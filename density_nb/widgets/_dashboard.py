@@ -57,20 +57,24 @@ class DashboardError(DensityNBError):
 
 
 # ---- per-passage arrays -------------------------------------------------------------------------------
+def _rows(ids: np.ndarray, passage_ids: np.ndarray) -> np.ndarray:
+    """[n] int64 the row in ``ids`` of each of ``passage_ids``; -1 for a passage not in ``ids``."""
+    return pd.Series(np.arange(len(ids)), index=ids).reindex(passage_ids).fillna(-1).to_numpy(dtype=np.int64, copy=True)
+
+
 def tv_on_grid(curves: pd.DataFrame, ids: np.ndarray, grid: np.ndarray = GRID) -> np.ndarray:
     """[N, G] each passage of ``ids``'s TV on ``grid`` (``aggregate.on_grid``); NaN rows for passages without a curve."""
     out = np.full((len(ids), len(grid)), np.nan)
     have, values = aggregate.on_grid(curves, "tv", grid)
-    rows = pd.Series(np.arange(len(ids)), index=ids).reindex(have).to_numpy()
-    ok = ~np.isnan(rows)
-    out[rows[ok].astype(np.int64)] = values[ok]
+    rows = _rows(ids, have)
+    ok = rows >= 0
+    out[rows[ok]] = values[ok]
     return out
 
 
 def _strata(curves: pd.DataFrame, ids: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Row and stratum index of each curves row (rows of passages not in ``ids`` get -1)."""
-    row_of = pd.Series(np.arange(len(ids)), index=ids)
-    rows = row_of.reindex(curves["passage_id"].to_numpy()).fillna(-1).to_numpy(dtype=np.int64, copy=True)
+    rows = _rows(ids, curves["passage_id"].to_numpy())
     strata = curves["stratum"].to_numpy(dtype=np.int64)
     rows[(strata < 0) | (strata >= k)] = -1
     return rows, strata
@@ -97,13 +101,12 @@ def encode_composition(shares: np.ndarray) -> np.ndarray:
 def head_shares(curves: pd.DataFrame, ids: np.ndarray, sizes: Sequence[float], n_cells: int) -> np.ndarray:
     """[N, S, L · H] share of each head's edges kept at each of ``sizes`` (grid sizes), NaN where missing."""
     out = np.full((len(ids), len(sizes), n_cells), np.nan)
-    row_of = pd.Series(np.arange(len(ids)), index=ids)
     for j, size in enumerate(sizes):
         at = curves[np.isclose(curves["s"].to_numpy(dtype=float), size)]
-        rows = row_of.reindex(at["passage_id"].to_numpy()).to_numpy()
-        ok = ~np.isnan(rows)
+        rows = _rows(ids, at["passage_id"].to_numpy())
+        ok = rows >= 0
         if ok.any():
-            out[rows[ok].astype(np.int64), j] = np.stack(list(at["head_share"].to_numpy()[ok])).astype(float)
+            out[rows[ok], j] = np.stack(list(at["head_share"].to_numpy()[ok])).astype(float)
     return out
 
 
