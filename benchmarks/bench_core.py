@@ -103,24 +103,18 @@ def gemm_work(fn) -> Work:
     lock, spent, flops = threading.Lock(), [0.0], [0.0]
     call, logits = Linear.__call__, arch_module.Arch.logits
 
-    def count(seconds: float, rows: int, d_in: int, d_out: int) -> None:
-        with lock:
-            spent[0] += seconds
-            flops[0] += 2.0 * rows * d_in * d_out
+    def counted(method):  # x: [..., d_in] -> [..., d_out], its time and FLOPs added up
+        def wrapper(self, x):
+            start = time.perf_counter()
+            out = method(self, x)
+            with lock:
+                spent[0] += time.perf_counter() - start
+                flops[0] += 2.0 * x.numel() * out.shape[-1]  # rows · d_in · d_out multiply-adds
+            return out
 
-    def timed_call(self, x):
-        start = time.perf_counter()
-        out = call(self, x)
-        count(time.perf_counter() - start, x.numel() // x.shape[-1], x.shape[-1], out.shape[-1])
-        return out
+        return wrapper
 
-    def timed_logits(self, x):
-        start = time.perf_counter()
-        out = logits(self, x)
-        count(time.perf_counter() - start, x.numel() // x.shape[-1], x.shape[-1], out.shape[-1])
-        return out
-
-    Linear.__call__, arch_module.Arch.logits = timed_call, timed_logits
+    Linear.__call__, arch_module.Arch.logits = counted(call), counted(logits)
     try:
         total, result = timed(fn)
     finally:
