@@ -25,7 +25,7 @@ from density_nb.config import Baseline, TraceConfig, resolve
 from density_nb.errors import TraceInputError
 from density_nb.importance import EdgeWeights, edge_weights, random_weights
 from density_nb.metrics import Metrics, distribution_metrics, tv_empty_graph
-from density_nb.models import cached_model, hf_tokenizer, load_model, model_name
+from density_nb.models import cached_model, hf_tokenizer, load_model, model_name, token_counter
 from density_nb.result import DensityResult
 from density_nb.stratify import Composition, InEdges, Strata, composition, sort_in_edges, stratify
 
@@ -144,9 +144,8 @@ class _Text:
         return int(self.ids[position + 1]) if position + 1 < len(self.ids) else None
 
 
-def _prepare(bridge: Any, arch: Arch, text: str, roots: Roots, config: TraceConfig) -> _Text:
-    ids, pieces = tokenize(bridge, text, config.prepend_bos)
-    n_tokens = len(ids)
+def _check_length(n_tokens: int, roots: Roots, config: TraceConfig) -> list[int]:
+    """The root positions of a text of ``n_tokens`` tokens, refusing an empty or over-long text."""
     if n_tokens == 0:
         raise TraceInputError("The text produced no tokens: give a text of at least a few words.")
     if n_tokens > config.max_tokens:
@@ -154,7 +153,13 @@ def _prepare(bridge: Any, arch: Arch, text: str, roots: Roots, config: TraceConf
             f"The text has {n_tokens} tokens, over max_tokens={config.max_tokens}. Shorten it, or raise the limit "
             f"with trace(..., max_tokens={n_tokens}) (cost grows roughly with the cube of the length)."
         )
-    positions = root_positions(roots, n_tokens)
+    return root_positions(roots, n_tokens)
+
+
+def _prepare(bridge: Any, arch: Arch, text: str, roots: Roots, config: TraceConfig) -> _Text:
+    ids, pieces = tokenize(bridge, text, config.prepend_bos)
+    n_tokens = len(ids)
+    positions = _check_length(n_tokens, roots, config)
     weights = edge_weights(bridge, ids, config.weighting, seed=config.seed)
     full = arch.logits(weights.final[positions]).cpu()  # [R, V]
     wants_random = any(name.startswith("random") for name in config.baselines)
@@ -395,12 +400,16 @@ def trace_steps(
 
 
 def _setup(model: Any, texts: list[str], per_text: list[Roots], config: TraceConfig) -> tuple[Any, Arch, list[_Text]]:
-    """Check every text and its roots (before any model work), then load the model and run each
+    """Check every text and its roots (before any model work: a model given by name or folder has its
+    lengths and root positions checked with its tokenizer alone), then load the model and run each
     text's one forward (edge weights, full logits)."""
+    counter = token_counter(model)
     for index, (text, text_roots) in enumerate(zip(texts, per_text)):
         try:
             _check_text(text)
             _check_roots(text_roots)
+            if counter is not None:
+                _check_length(counter.count(text, config.prepend_bos), text_roots, config)
         except TraceInputError as err:
             raise (TraceInputError(f"Text {index}: {err}") if len(texts) > 1 else err) from None
     bridge = cached_model(model) if isinstance(model, str) else load_model(model)

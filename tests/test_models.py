@@ -145,3 +145,31 @@ def test_saved_model_without_tokenizer_takes_one(tmp_path, offline):
     ids = torch.tensor([tok("The river runs")["input_ids"]])
     with torch.no_grad():
         assert torch.allclose(bridge(ids), model(ids).logits, atol=1e-5)
+
+
+@pytest.mark.parametrize("spec", ["./no-such-model", "/no/such/folder", "runs/checkpoints/step-9", "~/no-such-model"])
+def test_missing_local_folder_says_no_such_folder(spec, offline):
+    """Issue 19: a path that does not exist is not sent to the hub as a repo id."""
+    with pytest.raises(ModelError, match="No such folder"):
+        load_model(spec)
+
+
+_TEXTS = ["The cat sat on the mat.", " leading space", "日本語 and emoji 🎉", "Line one.\n\nLine two", "x"]
+
+
+@pytest.mark.real
+@pytest.mark.parametrize("name", ["smollm2-135m", "gemma3-270m"])
+def test_packaged_token_counter_counts_as_the_model_tokenizer(name, monkeypatch):
+    """The weight-free counter that refuses texts before a model loads gives tracing.tokenize's count."""
+    from transformers import AutoTokenizer
+
+    from density_nb import models
+    from density_nb.tracing import tokenize
+
+    monkeypatch.setattr(models, "_named", {})
+    counter = models.token_counter(name)
+    assert counter is not None
+    stand_in = type("Bridge", (), {"density_nb_tokenizer": AutoTokenizer.from_pretrained(models.prepare_tokenizer(name))})()
+    for text in _TEXTS:
+        for prepend_bos in (None, True, False):
+            assert counter.count(text, prepend_bos) == len(tokenize(stand_in, text, prepend_bos)[0]), (text, prepend_bos)

