@@ -29,9 +29,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from density_nb import reference
 from density_nb.config import PAPER_GRID
 from density_nb.examples import QUICKSTART_TEXT
+from density_nb.method import reference
 from density_nb.models import load_model
 from density_nb.tracing import tokenize, trace, trace_steps
 
@@ -57,7 +57,7 @@ def timed(fn, repeat: int = 1) -> tuple[float, object]:
 def passage(words: int = 40) -> str:
     """A 40-word WikiText passage when the corpus is there, else the project's own text."""
     try:
-        from density_nb.data import passages
+        from density_nb.corpus.sources import passages
 
         return str(passages(n=1, words=words)["prompt"].iloc[0])
     except Exception:
@@ -66,7 +66,7 @@ def passage(words: int = 40) -> str:
 
 def matmul_gflops() -> float:
     """GFLOP/s of one [2048, 576] x [576, 1536] GEMM the way the masked passes run it (``Linear``)."""
-    from density_nb.linear import Linear
+    from density_nb.method.linear import Linear
 
     a, w = torch.randn(2048, 576), Linear(torch.randn(1536, 576))
     for _ in range(3):
@@ -97,8 +97,8 @@ class Work:
 def gemm_work(fn) -> Work:
     """``fn()`` timed, with the time and FLOPs of its ``Linear`` GEMMs and unembeddings (the rows
     each call is given, before padding to a row bucket), on every thread."""
-    from density_nb import arch as arch_module
-    from density_nb.linear import Linear
+    from density_nb.method import arch as arch_module
+    from density_nb.method.linear import Linear
 
     lock, spent, flops = threading.Lock(), [0.0], [0.0]
     call, logits = Linear.__call__, arch_module.Arch.logits

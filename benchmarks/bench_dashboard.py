@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from density_nb.config import PAPER_GRID
-from density_nb.run_store import MANIFEST, ShardWriter, load_runs, write_json
+from density_nb.corpus.store import MANIFEST, ShardWriter, load_runs, write_json
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--no-first-run"]
@@ -117,7 +117,7 @@ def main() -> None:
     args = ap.parse_args()
     from playwright.sync_api import sync_playwright
 
-    from density_nb.widgets import CorpusDashboard
+    from density_nb.views import CorpusDashboard
 
     folder = args.keep or Path(tempfile.mkdtemp())
     t0 = time.perf_counter()

@@ -20,9 +20,9 @@ import time
 import torch
 
 from density_nb.config import TraceConfig
+from density_nb.corpus.runner import trace_passages
 from density_nb.examples import QUICKSTART_TEXT
 from density_nb.models import load_model
-from density_nb.runner import trace_passages
 
 MODEL = "smollm2-135m"
 
@@ -30,7 +30,7 @@ MODEL = "smollm2-135m"
 def rows(n: int, words: int) -> list[tuple[int, str, str]]:
     """(passage_id, prompt, next word) from WikiText-2 when the corpus is there, else the project's own text."""
     try:
-        from density_nb.data import passages
+        from density_nb.corpus.sources import passages
 
         df = passages(n, words=words)
         return [(int(r.passage_id), r.prompt, r.next_word) for r in df.itertuples()]

@@ -15,7 +15,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from density_nb.linear import ROW_BUCKET, Linear
+from density_nb.method.linear import ROW_BUCKET, Linear
 
 D, I, KV = 576, 1536, 192  # SmolLM2-135M: d_model, MLP width, key/value width (3 heads x 64)
 SHAPES = {"q / o": (D, D), "k+v": (2 * KV, D), "gate+up": (2 * I, D), "down": (D, I)}

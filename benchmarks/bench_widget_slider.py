@@ -84,7 +84,7 @@ def main() -> None:
 
     from playwright.sync_api import sync_playwright
 
-    from density_nb.widgets import DensityExplorer
+    from density_nb.views import DensityExplorer
     from helpers import smollm2_sized, with_measures
 
     class Tokenizer:  # names the top-5 tokens, as a model's tokenizer would

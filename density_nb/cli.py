@@ -245,7 +245,7 @@ def _cmd_trace(args: argparse.Namespace) -> int:
 
 
 def _cmd_corpus(args: argparse.Namespace) -> int:
-    from density_nb.runner import run_corpus
+    from density_nb.corpus.runner import run_corpus
 
     data = None if args.data in ("wikitext-2", "wikitext2") else args.data
     try:
@@ -304,7 +304,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
 def _cmd_view(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from density_nb.run_store import load_runs
+    from density_nb.corpus.store import load_runs
 
     out = Path(args.out) if args.out else Path(args.run) / "dashboard.html"
     if out.suffix.lower() not in (".html", ".htm"):

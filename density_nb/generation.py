@@ -30,10 +30,10 @@ from density_nb.result import (
     DensityResult,
 )
 from density_nb.tracing import Roots, root_positions, tokenize, trace, trace_steps
-from density_nb.widgets._compare import char_spans
+from density_nb.views.compare import char_spans
 
 if TYPE_CHECKING:
-    from density_nb.widgets import LiveTrace
+    from density_nb.views import LiveTrace
 
 # Every DensityResult field with one entry per root (the rest describe the text or the run)
 ROOT_FIELDS = (*_PER_ROOT, *_PER_ROOT_OPTIONAL, *_PER_ROOT_VECTOR, *_PER_STRATUM, *_OPTIONAL, *_NESTED, *_NESTED_OPTIONAL)
@@ -243,7 +243,7 @@ def generate(
         if result is None:
             raise TraceInputError("The model ended the text at once (its first token was end-of-text): nothing was generated to trace.")
         return result
-    from density_nb.widgets import LiveTrace
+    from density_nb.views import LiveTrace
 
     _, pieces = tokenize(bridge, prompt, config.prepend_bos)
     view = LiveTrace(model_name(bridge), pieces, max_new_tokens, "steps", tokenizer=hf_tokenizer(bridge))
@@ -268,7 +268,7 @@ def trace_live(model: Any, text: str, roots: Roots = "all", config: TraceConfig 
             on_step(result, len(result.roots))
         return result
 
-    from density_nb.widgets import LiveTrace
+    from density_nb.views import LiveTrace
 
     view = LiveTrace(model_name(bridge), pieces, total, "roots", tokenizer=hf_tokenizer(bridge))
     return view.run(work)

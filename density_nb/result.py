@@ -17,10 +17,10 @@ import pandas as pd
 
 from density_nb.errors import DensityNBError
 from density_nb.files import atomic_write
-from density_nb.metrics import LOG_S_MIN, NUCLEUS_SIZES, auc_log, plateau_free_density, smallest_agreeing, smallest_at_least
+from density_nb.method.metrics import LOG_S_MIN, NUCLEUS_SIZES, auc_log, plateau_free_density, smallest_agreeing, smallest_at_least
 
 if TYPE_CHECKING:
-    from density_nb.subgraphs import Subgraph
+    from density_nb.method.subgraphs import Subgraph
 
 SCHEMA_VERSION = 3  # 2: names settled; 3: input_edges, tv_empty, top-k
 _RENAMED = {1: {"top_tokens": "top_text_full"}}  # per older schema version: metadata key -> today's name
@@ -387,7 +387,7 @@ class DensityResult:
         """Stratum ``stratum`` of the prediction at token ``position`` as a graph (edges with weights),
         derived again from ``model`` (the one this result was traced with) and the result's settings."""
         from density_nb.config import TraceConfig
-        from density_nb.subgraphs import subgraph
+        from density_nb.method.subgraphs import subgraph
 
         i = self.index(position)
         known = {k: self.settings[k] for k in ("weighting", "prepend_bos", "seed") if k in self.settings}
@@ -403,7 +403,7 @@ class DensityResult:
     def widget(self, tokenizer: Any = None) -> Any:
         """The linked explorer (token strip, s-slider with TV/KL curve and baselines, what the subgraph
         predicts, layer × head grid); ``tokenizer`` (or the loaded model) names the predicted tokens."""
-        from density_nb.widgets import DensityExplorer
+        from density_nb.views import DensityExplorer
 
         return DensityExplorer(self, tokenizer=tokenizer)
 

@@ -19,15 +19,15 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from density_nb.ablation import PassStopped, RankBatch, masked_logits
-from density_nb.arch import Arch
 from density_nb.config import Baseline, TraceConfig, resolve
 from density_nb.errors import TraceInputError
-from density_nb.importance import EdgeWeights, edge_weights, random_weights
-from density_nb.metrics import Metrics, distribution_metrics, tv_empty_graph
+from density_nb.method.ablation import PassStopped, RankBatch, masked_logits
+from density_nb.method.arch import Arch
+from density_nb.method.importance import EdgeWeights, edge_weights, random_weights
+from density_nb.method.metrics import Metrics, distribution_metrics, tv_empty_graph
+from density_nb.method.stratify import Composition, InEdges, Strata, composition, sort_in_edges, stratify
 from density_nb.models import cached_model, hf_tokenizer, load_model, model_name, token_counter
 from density_nb.result import DensityResult
-from density_nb.stratify import Composition, InEdges, Strata, composition, sort_in_edges, stratify
 
 _TOKENIZER_LOCK = threading.Lock()
 _Item = TypeVar("_Item")

@@ -31,8 +31,8 @@ NOTEBOOKS = ROOT / "notebooks"
 FINDINGS = ROOT / "docs" / "findings.md"
 BINDER_URL = "https://mybinder.org/v2/gh/OWNER/REPO/HEAD?urlpath=lab/tree/notebooks/00_anatomy.ipynb"
 sys.path.insert(0, str(ROOT))
-from density_nb.tutorial import NOTEBOOKS as INFO  # noqa: E402
-from density_nb.tutorial import RUN_SPECS, VERDICT_COLUMNS  # noqa: E402
+from density_nb.teaching.tutorial import NOTEBOOKS as INFO  # noqa: E402
+from density_nb.teaching.tutorial import RUN_SPECS, VERDICT_COLUMNS  # noqa: E402
 
 TITLES = {key: info.title for key, info in INFO.items() if not key.startswith("00_")}
 ENV_KEYS = ("DENSITY_NB_MODE", "DENSITY_NB_RUNS", "DENSITY_NB_CORPUS_TEXT", "DENSITY_NB_SMALL")
@@ -135,7 +135,7 @@ def write_findings() -> Path:
     """docs/findings.md from the verdict tables in the committed notebooks' outputs."""
     import pandas as pd
 
-    from density_nb.charts import markdown_table
+    from density_nb.views.charts import markdown_table
 
     lines = [
         "# Published findings: what reproduces on small models",
@@ -201,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
         print(write_findings())
         return 0
     if args.results:
-        from density_nb import tutorial
+        from density_nb.teaching import tutorial
 
         os.environ["DENSITY_NB_RUNS"] = str(Path(args.runs).resolve())
         return tutorial.main([])

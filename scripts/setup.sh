@@ -21,7 +21,7 @@ if ! command -v chromium >/dev/null 2>&1; then
     echo "note: no chromium (apt-get install chromium as root); the browser tests will be skipped"
   fi
 fi
-python -c "from density_nb.stratify import compile_now; compile_now()"  # numba's cache, once
+python -c "from density_nb.method.stratify import compile_now; compile_now()"  # numba's cache, once
 # the packaged models' GGUF -> safetensors conversion, once (Gemma-3's takes minutes: its 262k-token vocabulary)
 python -c "from density_nb.models import prepare; prepare('smollm2-135m'); prepare('gemma3-270m')"
 echo "density_nb is set up in .venv"

@@ -254,7 +254,8 @@ def with_measures(result: DensityResult, k: int = 5, seed: int = 0) -> DensityRe
 def resume_killed_before_manifest(model: Any, out: Path, monkeypatch: Any, **run: Any) -> None:
     """Resume the corpus run in ``out`` and kill it after it writes its next shard, before the manifest
     lists that shard (``run`` goes to ``run_corpus``)."""
-    from density_nb import run_store, runner
+    from density_nb.corpus import runner
+    from density_nb.corpus import store as run_store
 
     def killed(obj: Any, path: Any) -> None:
         raise SystemExit("killed")

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from density_nb.ablation import RankBatch, full_ranks, masked_logits
-from density_nb.arch import Arch
-from density_nb.importance import edge_weights
-from density_nb.stratify import expand
+from density_nb.method.ablation import RankBatch, full_ranks, masked_logits
+from density_nb.method.arch import Arch
+from density_nb.method.importance import edge_weights
+from density_nb.method.stratify import expand
 from helpers import token_ids
 
 

@@ -7,7 +7,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from density_nb import aggregate, run_store, runner
+from density_nb.analysis import aggregate
+from density_nb.corpus import runner
+from density_nb.corpus import store as run_store
 from helpers import SAMPLE_LINES
 
 

@@ -53,7 +53,7 @@ EXECUTE = """
 import sys
 sys.path.insert(0, {scripts!r})
 import run_notebooks
-from density_nb.data import find_data
+from density_nb.corpus.sources import find_data
 assert find_data() is None, "Binder has no corpus"
 for name in {names!r}:
     seconds = run_notebooks.execute(run_notebooks.NOTEBOOKS / name, mode="class", timeout=900, output={out!r} + "/" + name)

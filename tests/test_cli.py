@@ -10,8 +10,8 @@ import sys
 import pytest
 
 from density_nb.cli import main
+from density_nb.corpus.store import load_runs
 from density_nb.result import DensityResult
-from density_nb.run_store import load_runs
 
 ENV = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "PYTHONWARNINGS": "ignore"}
 

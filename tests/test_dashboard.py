@@ -11,11 +11,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from density_nb import aggregate, cli, run_store, runner
-from density_nb.stats import spearman
-from density_nb.widgets import CorpusDashboard, DashboardError
-from density_nb.widgets._dashboard import GRID, HEAD_SIZES, LOG_FLOOR, PARTS, composition_shares, head_shares, nearest_sizes, tv_on_grid
-from density_nb.widgets._data import decode_shares
+from density_nb import cli
+from density_nb.analysis import aggregate
+from density_nb.analysis.stats import spearman
+from density_nb.corpus import runner
+from density_nb.corpus import store as run_store
+from density_nb.views import CorpusDashboard, DashboardError
+from density_nb.views.dashboard import GRID, HEAD_SIZES, LOG_FLOOR, PARTS, composition_shares, head_shares, nearest_sizes, tv_on_grid
+from density_nb.views.data import decode_shares
 from helpers import SAMPLE_LINES, resume_killed_before_manifest
 
 RUN = {"words": 6, "grid": "fast", "progress": False}
@@ -232,7 +235,7 @@ def test_save_and_snapshot(runs, tmp_path):
 
 
 def test_js_sets_text_never_html():
-    from density_nb.widgets._widgets import STATIC
+    from density_nb.views.explorer import STATIC
 
     js = (STATIC / "dashboard.js").read_text(encoding="utf-8")
     assert not any(bad in js for bad in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval(", "fetch(", "import("))

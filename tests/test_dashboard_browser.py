@@ -16,10 +16,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from density_nb import aggregate
-from density_nb.run_store import CorpusRun
-from density_nb.stats import spearman
-from density_nb.widgets._dashboard import GRID
+from density_nb.analysis import aggregate
+from density_nb.analysis.stats import spearman
+from density_nb.corpus.store import CorpusRun
+from density_nb.views.dashboard import GRID
 from helpers import CHROMIUM, CHROMIUM_ARGS, sync_playwright_or_skip
 
 pytestmark = pytest.mark.browser
@@ -252,7 +252,9 @@ def test_screenshot_for_the_docs(browser, page_file, runs):
 LAB_CELL = """import sys, pathlib
 sys.path.insert(0, {tests!r})
 from helpers import SAMPLE_LINES
-from density_nb import load_model, run_store, runner
+from density_nb import load_model
+from density_nb.corpus import store as run_store
+from density_nb.corpus import runner
 model = load_model('tiny-llama')
 data = pathlib.Path('data/wikitext-2'); data.mkdir(parents=True, exist_ok=True)
 (data / 'test.txt').write_text(chr(10).join(SAMPLE_LINES) + chr(10))

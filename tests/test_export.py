@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 from defusedxml import ElementTree
 
-from density_nb.widgets import DensityExplorer, HeadGrid, LiveTrace, PredictionPreview, SubgraphSlider, TokenStrip, compare
-from density_nb.widgets._export import PNG_SCALE, STATIC, esm
+from density_nb.views import DensityExplorer, HeadGrid, LiveTrace, PredictionPreview, SubgraphSlider, TokenStrip, compare
+from density_nb.views.export import PNG_SCALE, STATIC, esm
 from helpers import EVIL_TOKENS, make_result, with_measures
 
 NS = "{http://www.w3.org/2000/svg}"
@@ -216,7 +216,7 @@ def test_fonts_render_in_the_png(tmp_path):
     plain = w.to_svg()
     no_text = re.sub(r"<text[^>]*>.*?</text>", "", plain)
     assert no_text != plain
-    from density_nb.widgets._export import write_image
+    from density_nb.views.export import write_image
 
     a = png_pixels(write_image(plain, tmp_path / "a.png").read_bytes())[2]
     b = png_pixels(write_image(no_text, tmp_path / "b.png").read_bytes())[2]

@@ -23,7 +23,7 @@ XHTML = "{http://www.w3.org/1999/xhtml}"
 
 
 def _view(name: str):
-    import density_nb.widgets as W
+    import density_nb.views as W
 
     res = with_measures(make_result(tokens=[*EVIL_TOKENS, "\n", " tail"] * 6, n_strata=7, n_layers=3, n_heads=2))
     if name == "CompareView":

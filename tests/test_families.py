@@ -11,13 +11,13 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from density_nb import reference
-from density_nb.ablation import RankBatch, full_ranks, masked_logits
-from density_nb.arch import Arch
 from density_nb.errors import TraceInputError
-from density_nb.importance import cached_layers, edge_weights, in_edge_sums
+from density_nb.method import reference
+from density_nb.method.ablation import RankBatch, full_ranks, masked_logits
+from density_nb.method.arch import Arch
+from density_nb.method.importance import cached_layers, edge_weights, in_edge_sums
+from density_nb.method.stratify import composition, edge_order, expand, stratify
 from density_nb.models import ModelError, load_model, tiny_model
-from density_nb.stratify import composition, edge_order, expand, stratify
 from density_nb.tracing import trace
 from helpers import TEXT, token_ids
 from test_vs_reference import WORDS, as_dict, kept_set, random_ranks

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from density_nb.importance import cached_layers, edge_weights, in_edge_sums
+from density_nb.method.importance import cached_layers, edge_weights, in_edge_sums
 from helpers import token_ids
 
 

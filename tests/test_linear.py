@@ -6,8 +6,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from density_nb.arch import Arch
-from density_nb.linear import Linear, packing_enabled
+from density_nb.method.arch import Arch
+from density_nb.method.linear import Linear, packing_enabled
 
 
 @pytest.mark.parametrize("rows", [0, 1, 7, 33, 130, 517])
@@ -63,7 +63,7 @@ def test_arch_is_built_once_and_rebuilt_after_an_edit(tiny_llama):
 
 def test_falls_back_where_torch_lacks_the_private_ops(monkeypatch):
     """A torch without oneDNN's private linear ops (a future release) runs F.linear, same numbers."""
-    monkeypatch.setattr("density_nb.linear.ONEDNN_OPS", ("_no_such_op_in_any_torch",))
+    monkeypatch.setattr("density_nb.method.linear.ONEDNN_OPS", ("_no_such_op_in_any_torch",))
     gen = torch.Generator().manual_seed(0)
     w, b, x = torch.randn(24, 40, generator=gen), torch.randn(24, generator=gen), torch.randn(5, 40, generator=gen)
     lin = Linear(w, biases=(b,))

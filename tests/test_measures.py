@@ -9,12 +9,13 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from density_nb import reference, trace
-from density_nb.ablation import RankBatch, masked_logits
-from density_nb.arch import Arch
-from density_nb.importance import edge_weights
-from density_nb.metrics import plateau_free_density, shared_nucleus, smallest_at_least, tv_empty_graph
-from density_nb.stratify import expand, first_input_edge
+from density_nb import trace
+from density_nb.method import reference
+from density_nb.method.ablation import RankBatch, masked_logits
+from density_nb.method.arch import Arch
+from density_nb.method.importance import edge_weights
+from density_nb.method.metrics import plateau_free_density, shared_nucleus, smallest_at_least, tv_empty_graph
+from density_nb.method.stratify import expand, first_input_edge
 from helpers import TEXT, token_ids
 
 
@@ -125,7 +126,7 @@ def _stratum_tv(a: torch.Tensor, b: torch.Tensor) -> float:
 @pytest.mark.parametrize("fraction", [0.0, 0.01, 0.2, 0.7])
 def test_baseline_passes_match_the_oracle(tiny, fraction):
     """Inverse and residual-kept passes equal reference.py's on the sets it builds itself."""
-    from density_nb.stratify import edge_order
+    from density_nb.method.stratify import edge_order
 
     ids = token_ids(tiny)
     arch = Arch.of(tiny.original_model)
@@ -171,7 +172,7 @@ def test_composition_has_its_base_rate_and_null(tiny_llama):
 
 
 def test_areas_and_sizes_by_hand():
-    from density_nb.metrics import auc_log, smallest_agreeing
+    from density_nb.method.metrics import auc_log, smallest_agreeing
 
     sizes = np.array([1e-3, 1e-2, 1e-1, 1.0])
     tv = np.array([0.6, 0.4, 0.2, 0.0])
@@ -222,7 +223,7 @@ def _nu_by_sorting(p_full: torch.Tensor, p: torch.Tensor, levels: tuple[float, .
     seed=st.integers(0, 10_000),
 )
 def test_nucleus_equals_sorting_everything(vocab, temperature, ties, seed):
-    from density_nb.metrics import NU_LEVELS
+    from density_nb.method.metrics import NU_LEVELS
 
     gen = torch.Generator().manual_seed(seed)
     logits = torch.randn(vocab, generator=gen) / temperature

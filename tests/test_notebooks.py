@@ -21,7 +21,7 @@ NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 sys.path.insert(0, str(ROOT / "scripts"))
 import run_notebooks  # noqa: E402
 
-from density_nb import tutorial  # noqa: E402
+from density_nb.teaching import tutorial  # noqa: E402
 
 FINDINGS = [p for p in NOTEBOOKS if not p.name.startswith("00_")]
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
@@ -107,7 +107,7 @@ def test_charts_carry_a_static_image():
     """The density_nb renderer gives Vega-Lite's mimetype and a PNG drawn offline."""
     import pandas as pd
 
-    from density_nb import charts
+    from density_nb.views import charts
 
     bundle = charts.density_histogram(pd.DataFrame({"density": [0.2, 0.4, 0.5]}))._repr_mimebundle_()
     bundle = bundle[0] if isinstance(bundle, tuple) else bundle
@@ -141,8 +141,8 @@ def test_verdict_rule():
 
 
 def test_teaching_corpus_is_a_prompt_table(tmp_path):
-    from density_nb import teaching
-    from density_nb.data import read_prompts
+    from density_nb.corpus.sources import read_prompts
+    from density_nb.teaching import texts as teaching
 
     table = read_prompts(teaching.write_table(tmp_path / "teaching.csv"))
     assert len(table) == len(teaching.PASSAGES) and table.passage_id.is_unique
@@ -172,7 +172,7 @@ import sys, json
 sys.path.insert(0, {scripts!r})
 import run_notebooks, density_nb
 assert density_nb.__file__.startswith({repo!r}), density_nb.__file__
-from density_nb.data import find_data
+from density_nb.corpus.sources import find_data
 assert find_data() is None, find_data()
 seconds = run_notebooks.execute(run_notebooks.NOTEBOOKS / {name!r}, mode="class", timeout=900, output={out!r})
 print(json.dumps({{"seconds": seconds}}))

@@ -10,7 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from density_nb import ray_runner, run_store, runner
+from density_nb.corpus import ray_backend as ray_runner
+from density_nb.corpus import runner
+from density_nb.corpus import store as run_store
 from helpers import SAMPLE_LINES as LINES
 
 ray = pytest.importorskip("ray", reason="Ray is not installed: pip install 'density_nb[ray]' (or pip install ray)")

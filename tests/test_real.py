@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from density_nb.ablation import full_ranks, masked_logits
-from density_nb.arch import Arch
 from density_nb.examples import QUICKSTART_TEXT
+from density_nb.method.ablation import full_ranks, masked_logits
+from density_nb.method.arch import Arch
 from density_nb.models import load_model
 from density_nb.tracing import trace
 from helpers import token_ids

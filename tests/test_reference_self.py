@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from density_nb import reference as R
+from density_nb.method import reference as R
 from density_nb.models import hf_tokenizer, load_model, tiny_model
 
 FAMILIES = (

@@ -13,11 +13,11 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from density_nb import reference
-from density_nb.ablation import RankBatch, masked_logits
-from density_nb.arch import Arch
-from density_nb.importance import edge_weights, random_weights
-from density_nb.stratify import expand, sort_in_edges
+from density_nb.method import reference
+from density_nb.method.ablation import RankBatch, masked_logits
+from density_nb.method.arch import Arch
+from density_nb.method.importance import edge_weights, random_weights
+from density_nb.method.stratify import expand, sort_in_edges
 from density_nb.tracing import trace, trace_steps
 from helpers import TEXT, token_ids
 from test_vs_reference import kept_set

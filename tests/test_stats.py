@@ -1,4 +1,4 @@
-"""density_nb.stats against numbers computed by hand (no models)."""
+"""density_nb.analysis.stats against numbers computed by hand (no models)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from density_nb import stats
+from density_nb.analysis import stats
 
 
 def t3_two_sided_p(t: float) -> float:

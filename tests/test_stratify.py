@@ -8,8 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from density_nb.config import FAST_GRID, PAPER_GRID, make_grid
-from density_nb.importance import random_weights
-from density_nb.stratify import edge_count, edge_order, expand, stratum_sizes
+from density_nb.method.importance import random_weights
+from density_nb.method.stratify import edge_count, edge_order, expand, stratum_sizes
 
 
 def _count_reachable(n_layers: int, n_heads: int, root: int) -> int:

@@ -6,9 +6,9 @@ import networkx as nx
 import pytest
 
 from density_nb import DensityNBError, Subgraph, subgraph, trace
-from density_nb.importance import edge_weights
+from density_nb.method.importance import edge_weights
+from density_nb.method.stratify import edge_order, expand
 from density_nb.models import load_model, tiny_model
-from density_nb.stratify import edge_order, expand
 from helpers import TEXT, token_ids
 
 

@@ -8,12 +8,12 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from density_nb import reference
-from density_nb.ablation import RankBatch, masked_logits
-from density_nb.arch import Arch
 from density_nb.config import make_grid
-from density_nb.importance import EdgeWeights, edge_weights
-from density_nb.stratify import edge_order, expand
+from density_nb.method import reference
+from density_nb.method.ablation import RankBatch, masked_logits
+from density_nb.method.arch import Arch
+from density_nb.method.importance import EdgeWeights, edge_weights
+from density_nb.method.stratify import edge_order, expand
 from density_nb.tracing import trace
 from helpers import token_ids
 

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 import traitlets
 
-from density_nb.stats import spearman
-from density_nb.widgets import (
+from density_nb.analysis.stats import spearman
+from density_nb.views import (
     CompareError,
     CompareView,
     DensityExplorer,
@@ -27,11 +27,11 @@ from density_nb.widgets import (
     compare,
     link,
 )
-from density_nb.widgets._compare import char_density, char_spans, char_widths
-from density_nb.widgets._data import decode_shares, encode_shares, share_floor, sig4
+from density_nb.views.compare import char_density, char_spans, char_widths
+from density_nb.views.data import decode_shares, encode_shares, share_floor, sig4
 from helpers import EVIL_TOKENS, make_result, smollm2_sized, with_measures
 
-WIDGET_DIR = Path(__file__).resolve().parents[1] / "density_nb" / "widgets"
+WIDGET_DIR = Path(__file__).resolve().parents[1] / "density_nb" / "views"
 
 
 @pytest.fixture(scope="module")
@@ -411,7 +411,7 @@ def test_widget_modules_import_no_torch():
                 names = [node.module or ""]
             for name in names:
                 assert name.split(".")[0] != "torch", f"{path.name} imports {name}"
-                assert name not in ("density_nb.metrics", "density_nb.tracing", "density_nb.models"), f"{path.name} imports {name}"
+                assert name not in ("density_nb.method.metrics", "density_nb.tracing", "density_nb.models"), f"{path.name} imports {name}"
 
 
 def test_js_never_uses_innerhtml():

@@ -47,7 +47,7 @@ NOTEBOOK_CELLS = [
     "import density_nb\n"
     "from density_nb import compare, generate, trace_live\n"
     "from density_nb.tracing import trace\n"
-    "from density_nb.widgets._compare import char_spans\n"
+    "from density_nb.views.compare import char_spans\n"
     "model = density_nb.load_model('tiny-llama')\n"
     f"result = trace(model, {TEXT!r}, roots='all', grid='fast', baselines=['random', 'random_residual', 'inverse'], progress=False)\n"
     "w = result.widget(tokenizer=model)\n"
@@ -637,7 +637,7 @@ def _finished_live():
 
     import numpy as np
 
-    from density_nb.widgets import LiveTrace
+    from density_nb.views import LiveTrace
     from helpers import EVIL_TOKENS, make_result, with_measures
 
     res = with_measures(make_result(tokens=[*EVIL_TOKENS, " more"], n_strata=7, n_layers=3, n_heads=2))
@@ -650,7 +650,7 @@ def _finished_live():
 @pytest.mark.parametrize("cls_name", ["TokenStrip", "SubgraphSlider", "PredictionPreview", "HeadGrid", "DensityExplorer", "LiveTrace"])
 def test_single_views_standalone(cls_name, browser, tmp_path):
     """Each view alone, exported and opened from disk (synthetic data with hostile token text)."""
-    import density_nb.widgets as W
+    import density_nb.views as W
     from helpers import EVIL_TOKENS, make_result, with_measures
 
     if cls_name == "LiveTrace":

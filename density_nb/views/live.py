@@ -9,7 +9,7 @@ from typing import Any
 
 import traitlets
 
-from density_nb.widgets._widgets import _default_stratum, _DensityWidget
+from density_nb.views.explorer import _default_stratum, _DensityWidget
 
 Step = Callable[[Any, int], None]  # (the result so far, steps done)
 Work = Callable[[Step, threading.Event], Any]  # runs the steps, stops early when the event is set; returns the last result

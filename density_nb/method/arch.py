@@ -21,7 +21,7 @@ from typing import Any, ClassVar
 import torch
 import torch.nn.functional as F
 
-from density_nb.linear import Linear
+from density_nb.method.linear import Linear
 from density_nb.models import SUPPORTED_MODEL_TYPES, ModelError
 
 STATIC_ROPE_TYPES = ("default", "linear", "llama3", "yarn", "proportional")  # frequencies fixed at load

@@ -2,7 +2,7 @@
 mean TV curve, composition and head frequencies, linked by brushing in the browser; a click opens a
 passage's explorer. Numpy, pandas, scipy and traitlets only (no torch).
 
-The whole run's aggregates are computed here (``density_nb.aggregate``) and sent as JSON; what a
+The whole run's aggregates are computed here (``density_nb.analysis.aggregate``) and sent as JSON; what a
 brushed selection needs is sent once per passage, small and quantised, in one binary trait (zlib-compressed,
 ``data["layout"]`` gives each array's offset in the inflated buffer):
 
@@ -29,12 +29,12 @@ import numpy as np
 import pandas as pd
 import traitlets
 
-from density_nb import aggregate
+from density_nb.analysis import aggregate
+from density_nb.analysis.stats import spearman
 from density_nb.errors import DensityNBError
-from density_nb.stats import spearman
-from density_nb.widgets._data import encode_shares, sig4
-from density_nb.widgets._export import esm
-from density_nb.widgets._widgets import STATIC, SVG_MIME, _Widget
+from density_nb.views.data import encode_shares, sig4
+from density_nb.views.explorer import STATIC, SVG_MIME, _Widget
+from density_nb.views.export import esm
 
 GRID = aggregate.COMMON_GRID[::2]  # the dashboard's common log grid: 5 points a decade, 1e-5 … 1 (26 points)
 LOG_FLOOR = 1e-4  # bottom of the MLP / residual share log code
@@ -150,7 +150,7 @@ def _summary_columns(summary: pd.DataFrame, counts: pd.Series | None) -> pd.Data
     """The run's summary with ``log10_freq_next`` added when unigram ``counts`` are given."""
     if counts is None:
         return summary
-    from density_nb.data import token_frequency
+    from density_nb.corpus.sources import token_frequency
 
     if "next_token" not in summary:
         raise DashboardError("counts= needs the run's next_token column, which this run lacks; run it again with this density_nb.")
@@ -393,7 +393,7 @@ class CorpusDashboard(_Widget):
     # ---- static export -----------------------------------------------------------------------------
     def chart(self) -> Any:
         """The views as one Altair chart, for the current measure, column, head size and selection."""
-        from density_nb.widgets._dashboard_chart import dashboard_chart
+        from density_nb.views.dashboard_chart import dashboard_chart
 
         return dashboard_chart(self)
 
@@ -403,6 +403,6 @@ class CorpusDashboard(_Widget):
             import vl_convert
         except ImportError as err:
             raise ImportError("Drawing the dashboard as SVG needs vl-convert-python: pip install vl-convert-python.") from err
-        from density_nb.charts import _vl_version
+        from density_nb.views.charts import _vl_version
 
         return str(vl_convert.vegalite_to_svg(self.chart().to_dict(), vl_version=_vl_version()))

@@ -26,13 +26,13 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from density_nb.aggregate import CONSTRUCTION, composition_counts
+from density_nb.analysis.aggregate import CONSTRUCTION, composition_counts
 
 Mode = Literal["class", "full"]
 MODES: tuple[Mode, ...] = ("class", "full")
 MODE_ENV = "DENSITY_NB_MODE"
 RUNS_ENV = "DENSITY_NB_RUNS"
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "results"
 # What no shipped file may hold: text from the corpus (WikiText is not ours to redistribute).
 TEXT_COLUMNS = ("prompt", "next_word", "text", "token_text", "next_text", "top_text", "top_text_full")
@@ -104,7 +104,7 @@ RUN_SPECS: dict[str, RunSpec] = {  # minutes: measured on this project's shared 
 
 def _context_table(spec: RunSpec, folder: Path) -> Path:
     """A prompt table of the main run's passages with each prompt cut to its last ``spec.context`` words."""
-    from density_nb.data import passages
+    from density_nb.corpus.sources import passages
 
     df = passages(spec.n_passages, words=spec.words, split=SPLIT, drop_unk="passage")
     cut = df.assign(prompt=[" ".join(p.split()[-int(spec.context or 0) :]) for p in df.prompt])
@@ -118,13 +118,13 @@ def _context_table(spec: RunSpec, folder: Path) -> Path:
 
 def compute_run(name: str, progress: bool = False) -> Path:
     """Compute (or resume) the corpus run ``name`` of :data:`RUN_SPECS` into the run cache; returns its folder."""
-    from density_nb.runner import run_corpus
+    from density_nb.corpus.runner import run_corpus
 
     spec = RUN_SPECS[name]
     out = runs_dir() / name
     kwargs: dict[str, Any] = {"grid": spec.grid, "baselines": list(spec.baselines), "norms": spec.norms, **spec.settings}
     if spec.data == "teaching":
-        from density_nb import teaching
+        from density_nb.teaching import texts as teaching
 
         data = teaching.write_table(runs_dir() / "prompt_tables" / "teaching.csv")
         run_corpus(spec.model, out, data=data, n_passages=spec.n_passages, resume=True, progress=progress, shard_size=5, **kwargs)
@@ -138,7 +138,7 @@ def compute_run(name: str, progress: bool = False) -> Path:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m density_nb.tutorial [NAME ...]``: compute the full corpus runs (resume-safe), then
+    """``python -m density_nb.teaching.tutorial [NAME ...]``: compute the full corpus runs (resume-safe), then
     export them to ``results/``."""
     import argparse
 
@@ -158,7 +158,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def export_results(names: Sequence[str] | None = None, out: Path = RESULTS) -> Path:
     """Write the finished runs to ``results/<name>.{summary,curves}.parquet`` without any text column."""
-    from density_nb.run_store import load_runs
+    from density_nb.corpus.store import load_runs
 
     out.mkdir(parents=True, exist_ok=True)
     index: dict[str, Any] = json.loads((out / "index.json").read_text()) if (out / "index.json").exists() else {}
@@ -219,7 +219,7 @@ def start(notebook: str) -> Mode:
     """Print the mode, the expected runtime and where the data come from; quiet the libraries' progress bars."""
     import warnings
 
-    from density_nb.data import find_data
+    from density_nb.corpus.sources import find_data
 
     pd.set_option("display.max_colwidth", 80)
     pd.set_option("display.width", 140)
@@ -301,11 +301,11 @@ def corpus(name: str) -> CorpusData:
         if not summary_file.exists():
             raise FileNotFoundError(
                 f"{summary_file} is missing: the shipped results come with the repository. Run in full mode "
-                f"(DENSITY_NB_MODE=full) to compute them, or `python -m density_nb.tutorial {name}`."
+                f"(DENSITY_NB_MODE=full) to compute them, or `python -m density_nb.teaching.tutorial {name}`."
             )
         summary, curves, source = pd.read_parquet(summary_file), pd.read_parquet(curves_file), f"results/{name}.*.parquet"
     else:
-        from density_nb.run_store import load_runs
+        from density_nb.corpus.store import load_runs
 
         folder = compute_run(name)
         run = load_runs(folder)
@@ -316,7 +316,7 @@ def corpus(name: str) -> CorpusData:
     if spec.data != "teaching":
         summary, curves = strip_text(summary), strip_text(curves)  # the same columns in both modes
     else:
-        from density_nb import teaching
+        from density_nb.teaching import texts as teaching
 
         summary = summary.merge(teaching.table()[["passage_id", "genre", "pair", "role"]], on="passage_id", how="left")
     data = CorpusData(name, spec, summary, curves, source)
@@ -337,7 +337,7 @@ def show_corpus_text() -> bool:
 def corpus_text(passage_ids: Sequence[int], words: int = WORDS) -> pd.DataFrame | None:
     """``passage_id``, ``prompt``, ``next_word`` of WikiText-2 passages, re-read from the corpus; None (and
     a printed note) when no corpus is found or its text is not to be shown."""
-    from density_nb.data import find_data, passages
+    from density_nb.corpus.sources import find_data, passages
 
     if not show_corpus_text():
         print("(passage text not shown in these outputs: run the notebook where the corpus is to read it)")
@@ -367,10 +367,10 @@ def teaching_run(
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Trace teaching passages live (all when ``ids`` is None), as corpus runs trace passages: returns
     ``(summary, curves)`` with the corpus run's columns plus ``genre``, ``pair`` and ``role``."""
-    from density_nb import teaching
     from density_nb.config import TraceConfig
+    from density_nb.corpus.runner import trace_passages
     from density_nb.models import load_model
-    from density_nb.runner import trace_passages
+    from density_nb.teaching import texts as teaching
 
     table = teaching.table()
     if ids is not None:
@@ -421,7 +421,7 @@ def smallest_s(curves: pd.DataFrame, column: str = "tv", threshold: float = 0.1,
 def share_by_size(curves: pd.DataFrame, column: str, label: str | None = None) -> pd.DataFrame:
     """Per grid size: the share of passages whose boolean ``column`` is true, with a Wilson 95 % interval
     (a proportion, not a median of booleans)."""
-    from density_nb import stats
+    from density_nb.analysis import stats
 
     rows = []
     for s, group in curves.groupby("s"):
@@ -500,7 +500,7 @@ def unigram(model: str = "smollm2-135m") -> pd.Series:
             raise FileNotFoundError(f"{path} is missing; run in full mode to count it from the corpus.")
         df = pd.read_parquet(path)
         return pd.Series(df["count"].to_numpy(), index=pd.Index(df.token_id.to_numpy(), name="token_id"), name="count")
-    from density_nb.data import passages, unigram_counts
+    from density_nb.corpus.sources import passages, unigram_counts
 
     texts = [t.replace(" <unk>", "").replace("<unk>", "") for t in passages(None, words=1, split=SPLIT, drop_unk="passage")["text"]]
     counts = unigram_counts(tokenizer(model), texts)  # <unk> is WikiText's placeholder, not text
@@ -511,7 +511,7 @@ def unigram(model: str = "smollm2-135m") -> pd.Series:
 
 def log10_frequency(counts: pd.Series, ids: Any) -> np.ndarray:
     """log10 of each token's unigram frequency; a token never seen gets half a count."""
-    from density_nb.data import token_frequency
+    from density_nb.corpus.sources import token_frequency
 
     floor = 0.5 / float(counts.sum())
     return np.log10(np.maximum(token_frequency(counts, ids), floor))
@@ -538,7 +538,7 @@ def iqr(x: np.ndarray) -> float:
 
 def correlation_table(df: pd.DataFrame, x: str, measures: Sequence[str], controls: Sequence[str] = ()) -> pd.DataFrame:
     """Spearman ρ of ``x`` with each measure (bootstrap CI, N), and the partial ρ with ``controls`` held fixed."""
-    from density_nb import stats
+    from density_nb.analysis import stats
 
     rows = {}
     for m in measures:
@@ -585,7 +585,7 @@ def versus_baseline(data: CorpusData, baseline: str, informative_only: bool = Tr
     """Per passage, the mean over sizes of TV(baseline) − TV(traced), over the sizes where the baseline is
     informative (better than the uniform output, :func:`baseline_by_size`) or over all sizes < 1; returns
     the paired comparison (``stats.paired_difference``, mean) and the sizes used (empty: nothing to compare)."""
-    from density_nb import stats
+    from density_nb.analysis import stats
 
     table = baseline_by_size(data)
     sizes = list(table.index[table[f"{baseline} informative"]]) if informative_only else list(table.index)
@@ -689,7 +689,7 @@ def per_passage_spearman(curves: pd.DataFrame, x: str, y: str) -> pd.Series:
     """Spearman ρ of ``x`` and ``y`` over each passage's strata (one value per passage): strata of one
     passage are nested and not independent, so a trend over strata is summarised per passage first and
     then compared across passages."""
-    from density_nb import stats
+    from density_nb.analysis import stats
 
     return curves.groupby("passage_id")[[x, y]].apply(lambda g: stats.spearman(g[x], g[y], n_boot=0).rho)
 
@@ -778,7 +778,7 @@ def verdict_table(notebook: str, rows: Sequence[dict[str, Any]]) -> pd.DataFrame
     ``scripts/run_notebooks.py --findings`` can collect it into docs/findings.md from the notebooks."""
     from IPython.display import Markdown, display
 
-    from density_nb.charts import markdown_table
+    from density_nb.views.charts import markdown_table
 
     table = pd.DataFrame([{c: r.get(c, "") for c in VERDICT_COLUMNS} for r in rows])
     display(Markdown(markdown_table(table)), metadata={"density_nb": {"verdicts": notebook, "rows": table.astype(str).to_dict("records")}})

@@ -13,8 +13,8 @@ import numpy as np
 import traitlets
 
 from density_nb.errors import DensityNBError
-from density_nb.widgets._data import sig4
-from density_nb.widgets._widgets import _Widget
+from density_nb.views.data import sig4
+from density_nb.views.explorer import _Widget
 
 
 class CompareError(DensityNBError):
@@ -90,7 +90,7 @@ def _label(result: Any, others: Sequence[Any]) -> str:
 def compare_data(results: Sequence[Any], labels: Sequence[str] | None = None) -> dict[str, Any]:
     """The compact data of the comparison view: characters, each result's tokens as character spans
     with their densities, and for each pair the per-span scatter points and Spearman ρ over characters."""
-    from density_nb.stats import spearman  # scipy: imported when a comparison is made
+    from density_nb.analysis.stats import spearman  # scipy: imported when a comparison is made
 
     results = list(results)
     if len(results) < 2:

@@ -187,10 +187,10 @@ def subgraph(model: Any, text: str, position: int, s: float, config: TraceConfig
     """The stratum of size ``s`` (a share of the edges, as on the grid: ⌊s·|E|⌋ edges) of the
     prediction at token ``position`` of ``text``, traced as ``trace(model, text, config, **settings)``
     would (same tokenization and weighting)."""
-    from density_nb.arch import Arch
-    from density_nb.importance import edge_weights
+    from density_nb.method.arch import Arch
+    from density_nb.method.importance import edge_weights
+    from density_nb.method.stratify import edge_count, edge_order, expand, stratum_sizes
     from density_nb.models import cached_model, load_model, model_name
-    from density_nb.stratify import edge_count, edge_order, expand, stratum_sizes
     from density_nb.tracing import root_positions, tokenize
 
     config = resolve(config, settings)

@@ -21,8 +21,8 @@ import altair as alt
 import numpy as np
 import pandas as pd
 
-from density_nb import stats
-from density_nb.aggregate import CONSTRUCTION, REFINEMENT
+from density_nb.analysis import stats
+from density_nb.analysis.aggregate import CONSTRUCTION, REFINEMENT
 
 S_MIN, S_MAX = 1e-5, 1.0
 TRACED_COLOR, RANDOM_COLOR = "#0072B2", "#D55E00"  # Okabe–Ito: colour-blind safe

@@ -56,14 +56,14 @@ class CorpusRun:
     def passage(self, passage_id: int, model: Any = None) -> Any:
         """One passage's ``DensityResult``, re-traced with the run's settings (the run stores only its
         tables): the same numbers as its rows. ``model``: the loaded model (default: the recorded name)."""
-        from density_nb.runner import trace_recorded
+        from density_nb.corpus.runner import trace_recorded
 
         return trace_recorded(self, passage_id, model)
 
     def widget(self, compare: CorpusRun | None = None, **kwargs: Any) -> Any:
-        """The corpus dashboard (``density_nb.widgets.CorpusDashboard``); ``compare``: a run of another
+        """The corpus dashboard (``density_nb.views.CorpusDashboard``); ``compare``: a run of another
         model on the same prompts. ``model=`` (the loaded model) re-traces clicked passages without loading it again."""
-        from density_nb.widgets import CorpusDashboard
+        from density_nb.views import CorpusDashboard
 
         return CorpusDashboard(self, compare, **kwargs)
 

@@ -17,10 +17,10 @@ import torch
 from tqdm.auto import tqdm
 
 from density_nb.config import DEFAULT_MAX_TOKENS, TraceConfig, resolve
-from density_nb.data import data_source, passages, prompt_table, read_prompts
+from density_nb.corpus.sources import data_source, passages, prompt_table, read_prompts
+from density_nb.corpus.store import MANIFEST, RUN_FORMAT, CorpusError, RunLock, ShardWriter, load_runs, read_manifest, write_json
 from density_nb.models import BUILTIN_MODELS, cached_model, load_model, model_name
 from density_nb.result import DensityResult
-from density_nb.run_store import MANIFEST, RUN_FORMAT, CorpusError, RunLock, ShardWriter, load_runs, read_manifest, write_json
 from density_nb.tracing import tokenize, trace_many
 
 BACKENDS = ("local", "ray")
@@ -152,7 +152,7 @@ def trace_recorded(run: Any, passage_id: int, model: Any = None) -> DensityResul
     if "prompt" not in row or not isinstance(row["prompt"], str):
         raise CorpusError(
             f"This run's summary holds no prompt text for passage {passage_id} (shipped results keep numbers only); "
-            "run the corpus again to trace it, or read its text from the corpus (density_nb.tutorial.corpus_text)."
+            "run the corpus again to trace it, or read its text from the corpus (density_nb.teaching.tutorial.corpus_text)."
         )
     recorded = _recorded_settings(run.manifest["settings"])
     config = TraceConfig.from_settings(recorded)
@@ -309,7 +309,7 @@ def _run_locked(model: Any, out: Path, df: pd.DataFrame, config: TraceConfig, se
                 finally:
                     torch.set_num_threads(before)
             else:
-                from density_nb.ray_runner import run_ray
+                from density_nb.corpus.ray_backend import run_ray
 
                 run_ray(model, device, threads, todo, kwargs, workers, writer, bar)
     finally:

@@ -27,10 +27,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from density_nb.arch import Arch
 from density_nb.errors import TraceInputError
-from density_nb.linear import bucket
-from density_nb.stratify import Ranks
+from density_nb.method.arch import Arch
+from density_nb.method.linear import bucket
+from density_nb.method.stratify import Ranks
 
 
 class PassStopped(Exception):

@@ -9,10 +9,10 @@ SVG or PNG: from its buttons (``static/export.js``) and from Python (``save``, d
 leaves that SVG in the notebook for readers without a kernel.
 """
 
-from density_nb.widgets._compare import CompareError, CompareView, compare
-from density_nb.widgets._dashboard import CorpusDashboard, DashboardError
-from density_nb.widgets._live import LiveTrace
-from density_nb.widgets._widgets import DensityExplorer, HeadGrid, PredictionPreview, SubgraphSlider, TokenStrip, link
+from density_nb.views.compare import CompareError, CompareView, compare
+from density_nb.views.dashboard import CorpusDashboard, DashboardError
+from density_nb.views.explorer import DensityExplorer, HeadGrid, PredictionPreview, SubgraphSlider, TokenStrip, link
+from density_nb.views.live import LiveTrace
 
 __all__ = [
     "CompareError",

@@ -14,9 +14,9 @@ import anywidget
 import numpy as np
 import traitlets
 
-from density_nb.widgets import _svg
-from density_nb.widgets._data import compact_data, share_codes
-from density_nb.widgets._export import STATIC, esm, write_image
+from density_nb.views import svg as _svg
+from density_nb.views.data import compact_data, share_codes
+from density_nb.views.export import STATIC, esm, write_image
 
 SVG_MIME = "image/svg+xml"
 

@@ -17,7 +17,7 @@ from xml.sax.saxutils import escape, quoteattr
 
 import numpy as np
 
-from density_nb.widgets._export import STATIC
+from density_nb.views.export import STATIC
 
 
 def _js_stops(name: str) -> list[tuple[int, int, int]]:

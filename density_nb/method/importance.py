@@ -20,9 +20,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from density_nb.arch import Arch
 from density_nb.config import WEIGHTINGS, Weighting
 from density_nb.errors import TraceInputError
+from density_nb.method.arch import Arch
 
 
 @dataclass

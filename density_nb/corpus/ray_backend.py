@@ -10,9 +10,9 @@ from typing import Any
 import pandas as pd
 import torch
 
+from density_nb.corpus.runner import trace_passage
+from density_nb.corpus.store import CorpusError, ShardWriter
 from density_nb.models import load_model
-from density_nb.run_store import CorpusError, ShardWriter
-from density_nb.runner import trace_passage
 
 MAX_ATTEMPTS = 3  # per passage, across worker deaths
 _active_actors: list[Any] = []  # the running Ray actors (for tests that kill one mid-run)
