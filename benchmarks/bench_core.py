@@ -32,8 +32,9 @@ import torch
 from density_nb.config import PAPER_GRID
 from density_nb.examples import QUICKSTART_TEXT
 from density_nb.method import reference
+from density_nb.method.inputs import tokenize
 from density_nb.models import load_model
-from density_nb.tracing import tokenize, trace, trace_steps
+from density_nb.tracing import trace, trace_steps
 
 BEFORE = {  # issue 13, measured at commit 21c75b6 on this 2-core CPU
     "speed-up": 22.0,

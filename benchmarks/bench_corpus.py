@@ -26,8 +26,8 @@ import torch
 from density_nb.corpus.runner import run_corpus, trace_passage, trace_passages
 from density_nb.corpus.sources import passages
 from density_nb.method import reference
+from density_nb.method.inputs import tokenize
 from density_nb.models import load_model
-from density_nb.tracing import tokenize
 
 MODEL = "smollm2-135m"
 

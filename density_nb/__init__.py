@@ -26,7 +26,7 @@ _LAZY = {
     "generate": "density_nb.generation",
     "trace_live": "density_nb.generation",
     "compare": "density_nb.views",
-    "TraceInputError": "density_nb.tracing",
+    "TraceInputError": "density_nb.errors",
     "DensityResult": "density_nb.result",
     "RootResult": "density_nb.result",
     "ResultFileError": "density_nb.result",

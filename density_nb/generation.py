@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 
 from density_nb.config import TraceConfig, resolve
 from density_nb.errors import TraceInputError
+from density_nb.method.inputs import Roots, root_positions, tokenize
 from density_nb.models import cached_model, hf_tokenizer, load_model, model_name
 from density_nb.result import (
     _NESTED,
@@ -29,7 +30,7 @@ from density_nb.result import (
     _PER_STRATUM,
     DensityResult,
 )
-from density_nb.tracing import Roots, root_positions, tokenize, trace, trace_steps
+from density_nb.tracing import trace, trace_steps
 from density_nb.views.compare import char_spans
 
 if TYPE_CHECKING:

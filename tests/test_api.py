@@ -15,7 +15,7 @@ import pytest
 
 import density_nb
 from density_nb import DensityNBError, DensityResult, TraceConfig, TraceInputError, models, trace
-from density_nb.tracing import tokenize
+from density_nb.method.inputs import tokenize
 from helpers import TEXT
 
 
@@ -73,8 +73,8 @@ def test_bad_input_is_refused_before_any_model_work(monkeypatch, text, roots, se
     def no_model(*args, **kwargs):
         raise AssertionError("a model was loaded before the input was checked")
 
-    monkeypatch.setattr("density_nb.tracing.cached_model", no_model)
-    monkeypatch.setattr("density_nb.tracing.load_model", no_model)
+    monkeypatch.setattr("density_nb.method.pipeline.cached_model", no_model)
+    monkeypatch.setattr("density_nb.method.pipeline.load_model", no_model)
     with pytest.raises(TraceInputError, match=match):
         trace("smollm2-135m", text, roots, progress=False, **settings)
 

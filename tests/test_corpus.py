@@ -174,7 +174,8 @@ def check_complete(out, n):
 
 
 def test_run_corpus_shards_and_manifest(tiny_llama, run_data, tmp_path):
-    from density_nb.tracing import tokenize, trace
+    from density_nb.method.inputs import tokenize
+    from density_nb.tracing import trace
 
     out = tmp_path / "run"
     summary = runner.run_corpus(tiny_llama, out, data=run_data, n_passages=3, **RUN)
@@ -352,7 +353,8 @@ def test_read_prompts_formats(tmp_path):
 
 
 def test_run_corpus_on_a_prompt_table(tiny_gemma3, tmp_path):
-    from density_nb.tracing import tokenize, trace
+    from density_nb.method.inputs import tokenize
+    from density_nb.tracing import trace
 
     table = tmp_path / "prompts.csv"
     pd.DataFrame({"prompt": ["The boat went down the", "She opened the old wooden"], "next_word": ["river", "door"]}).to_csv(

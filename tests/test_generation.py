@@ -12,7 +12,7 @@ import torch
 
 from density_nb import DensityResult, TraceInputError, trace
 from density_nb.generation import ROOT_FIELDS, _nucleus, generate, trace_live
-from density_nb.tracing import tokenize
+from density_nb.method.inputs import tokenize
 from helpers import TEXT
 
 PROMPT = "The small boat drifted past"

@@ -164,7 +164,7 @@ def test_packaged_token_counter_counts_as_the_model_tokenizer(name, monkeypatch)
     from transformers import AutoTokenizer
 
     from density_nb import models
-    from density_nb.tracing import tokenize
+    from density_nb.method.inputs import tokenize
 
     monkeypatch.setattr(models, "_named", {})
     counter = models.token_counter(name)

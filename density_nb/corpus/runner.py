@@ -19,9 +19,10 @@ from tqdm.auto import tqdm
 from density_nb.config import DEFAULT_MAX_TOKENS, TraceConfig, resolve
 from density_nb.corpus.sources import data_source, passages, prompt_table, read_prompts
 from density_nb.corpus.store import MANIFEST, RUN_FORMAT, CorpusError, RunLock, ShardWriter, load_runs, read_manifest, write_json
+from density_nb.method.inputs import tokenize
 from density_nb.models import BUILTIN_MODELS, cached_model, load_model, model_name
 from density_nb.result import DensityResult
-from density_nb.tracing import tokenize, trace_many
+from density_nb.tracing import trace_many
 
 BACKENDS = ("local", "ray")
 

@@ -189,9 +189,9 @@ def subgraph(model: Any, text: str, position: int, s: float, config: TraceConfig
     would (same tokenization and weighting)."""
     from density_nb.method.arch import Arch
     from density_nb.method.importance import edge_weights
+    from density_nb.method.inputs import root_positions, tokenize
     from density_nb.method.stratify import edge_count, edge_order, expand, stratum_sizes
     from density_nb.models import cached_model, load_model, model_name
-    from density_nb.tracing import root_positions, tokenize
 
     config = resolve(config, settings)
     if not 0 < float(s) <= 1:
