@@ -36,7 +36,7 @@ _LAZY = {
     "passages": "density_nb.corpus.sources",
     "read_prompts": "density_nb.corpus.sources",
     "unigram_counts": "density_nb.corpus.sources",
-    "token_frequency": "density_nb.corpus.sources",
+    "token_frequency": "density_nb.analysis.frequency",
     "CorpusError": "density_nb.corpus.store",
     "CorpusRun": "density_nb.corpus.store",
     "load_runs": "density_nb.corpus.store",

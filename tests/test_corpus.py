@@ -8,10 +8,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from density_nb.analysis.frequency import token_frequency
 from density_nb.corpus import runner
 from density_nb.corpus import sources as corpus_data
 from density_nb.corpus import store as run_store
-from density_nb.corpus.sources import DataError, detokenize, find_data, passages, token_frequency, unigram_counts
+from density_nb.corpus.sources import DataError, detokenize, find_data, passages, unigram_counts
 from helpers import SAMPLE_LINES, resume_killed_before_manifest
 
 NO_DATA = (

@@ -17,7 +17,7 @@ from density_nb.analysis.stats import spearman
 from density_nb.corpus import runner
 from density_nb.corpus import store as run_store
 from density_nb.views import CorpusDashboard, DashboardError
-from density_nb.views.dashboard import GRID, HEAD_SIZES, LOG_FLOOR, PARTS, composition_shares, head_shares, nearest_sizes, tv_on_grid
+from density_nb.views.dashboard_state import GRID, HEAD_SIZES, LOG_FLOOR, PARTS, composition_shares, head_shares, nearest_sizes, tv_on_grid
 from density_nb.views.data import decode_shares
 from helpers import SAMPLE_LINES, resume_killed_before_manifest
 

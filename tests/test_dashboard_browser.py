@@ -19,7 +19,7 @@ import pytest
 from density_nb.analysis import aggregate
 from density_nb.analysis.stats import spearman
 from density_nb.corpus.store import CorpusRun
-from density_nb.views.dashboard import GRID
+from density_nb.views.dashboard_state import GRID
 from helpers import CHROMIUM, CHROMIUM_ARGS, sync_playwright_or_skip
 
 pytestmark = pytest.mark.browser

@@ -320,13 +320,3 @@ def unigram_counts(tokenizer: Any, texts: Iterable[str]) -> pd.Series:
     series.index = series.index.astype(np.int64)
     series.index.name = "token_id"
     return series
-
-
-def token_frequency(counts: pd.Series, ids: Any) -> np.ndarray:
-    """Normalised frequency (count / total count) of each token id in ``ids``; 0 for unseen ids."""
-    ids_arr = np.asarray(ids, dtype=np.int64)
-    total = float(counts.sum())
-    if total == 0:
-        return np.zeros(ids_arr.shape)
-    freq = counts.reindex(ids_arr.ravel(), fill_value=0).to_numpy(dtype=np.float64) / total
-    return freq.reshape(ids_arr.shape)

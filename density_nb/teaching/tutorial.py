@@ -511,7 +511,7 @@ def unigram(model: str = "smollm2-135m") -> pd.Series:
 
 def log10_frequency(counts: pd.Series, ids: Any) -> np.ndarray:
     """log10 of each token's unigram frequency; a token never seen gets half a count."""
-    from density_nb.corpus.sources import token_frequency
+    from density_nb.analysis.frequency import token_frequency
 
     floor = 0.5 / float(counts.sum())
     return np.log10(np.maximum(token_frequency(counts, ids), floor))

@@ -12,7 +12,7 @@ import pandas as pd
 from density_nb.analysis import aggregate
 from density_nb.analysis.stats import spearman
 from density_nb.views.charts import PALETTE, phase_shading
-from density_nb.views.dashboard import COLUMNS, GRID, MEASURES, PARTS
+from density_nb.views.dashboard_state import COLUMNS, GRID, MEASURES, PARTS
 
 ALL, SELECTION = "#8c8c8c", "#0072B2"
 PART_COLOURS = dict(zip(PARTS, ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#009E73", "#E69F00", "#D55E00"]))
