@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from typing import Any
 
 import pandas as pd
 
@@ -47,13 +48,22 @@ def main(argv: list[str] | None = None) -> int:
         f"Density (AUC-TV / 5, 0 = sparse, 1 = dense): mean {dens.mean():.3f}, min {dens.min():.3f} "
         f"({table.next_text[dens.argmin()]!r}), max {dens.max():.3f} ({table.next_text[dens.argmax()]!r})."
     )
-    print(f"Saved {result.to_parquet(args.out)}  (DensityResult.from_parquet to load it)")
-    if args.html:
+    try:
+        _save(result, model, args.out, args.html)
+    except DensityNBError as err:  # a full disk, a folder not writable: nothing partial is left
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _save(result: Any, model: Any, out: str, html: str) -> None:
+    """Write the result file and (``html`` not empty) the explorer page, each atomically."""
+    print(f"Saved {result.to_parquet(out)}  (DensityResult.from_parquet to load it)")
+    if html:
         try:
-            print(f"Saved {result.to_html(args.html, tokenizer=model)}  (open it in a browser: token strip, s-slider, head grid)")
+            print(f"Saved {result.to_html(html, tokenizer=model)}  (open it in a browser: token strip, s-slider, head grid)")
         except ImportError as err:
             print(f"(no HTML explorer: {err}; install the widgets extra)")
-    return 0
 
 
 if __name__ == "__main__":

@@ -35,6 +35,39 @@ _NESTED = ("head_share", "mlp_share", "component_edges", "layer_edges")  # [R, K
 _NESTED_OPTIONAL = ("topk_token", "topk_prob", "component_edges_random", "layer_edges_random")  # [R, K, ...]
 
 
+_META_KEYS = ("model", "text", "token_ids", "tokens", "grid", "n_layers", "n_heads", "top_text_full", "settings")
+
+
+def _metadata(path: str | os.PathLike[str], raw: bytes | None) -> dict[str, Any]:
+    """A result file's density_nb metadata in today's names; ``ResultFileError`` if it is missing, damaged or too new."""
+    if raw is None:
+        raise ResultFileError(f"{str(path)!r} was not written by DensityResult.to_parquet (no density_nb metadata).")
+    try:
+        meta = json.loads(raw)
+    except ValueError:  # not JSON, or not UTF-8
+        meta = None
+    if not isinstance(meta, dict):
+        raise ResultFileError(
+            f"{str(path)!r}: its density_nb metadata is damaged (not a JSON object); "
+            "the file cannot be read as a result. Write it again with result.to_parquet."
+        )
+    version = meta.get("schema_version")
+    if not isinstance(version, int) or version > SCHEMA_VERSION or version < 1:
+        raise ResultFileError(
+            f"{str(path)!r} has schema version {version!r}; this density_nb reads versions 1 to {SCHEMA_VERSION}. "
+            "Upgrade density_nb (pip install -U density_nb), or re-run the trace with this version."
+        )
+    for old, new in _RENAMED.get(version, {}).items():
+        meta[new] = meta.pop(old, None)
+    missing = [key for key in _META_KEYS if meta.get(key) is None]
+    if missing:
+        raise ResultFileError(
+            f"{str(path)!r}: its density_nb metadata is damaged (no {', '.join(missing)}); "
+            "the file cannot be read as a result. Write it again with result.to_parquet."
+        )
+    return meta
+
+
 @dataclass(eq=False)
 class DensityResult:
     """Per-root density curves of one text.
@@ -310,18 +343,7 @@ class DensityResult:
             raise ResultFileError(
                 f"{str(path)!r} is not a readable parquet file ({err}); it is damaged or not a result: write it again with result.to_parquet."
             ) from None
-        raw = (table.schema.metadata or {}).get(b"density_nb")
-        if raw is None:
-            raise ResultFileError(f"{str(path)!r} was not written by DensityResult.to_parquet (no density_nb metadata).")
-        meta = json.loads(raw)
-        version = meta.get("schema_version")
-        if not isinstance(version, int) or version > SCHEMA_VERSION or version < 1:
-            raise ResultFileError(
-                f"{str(path)!r} has schema version {version!r}; this density_nb reads versions 1 to {SCHEMA_VERSION}. "
-                "Upgrade density_nb (pip install -U density_nb), or re-run the trace with this version."
-            )
-        for old, new in _RENAMED.get(version, {}).items():
-            meta[new] = meta.pop(old)
+        meta = _metadata(path, (table.schema.metadata or {}).get(b"density_nb"))
         grid = np.array(meta["grid"], dtype=np.float64)
         k_count, n_layers, n_heads = len(grid), meta["n_layers"], meta["n_heads"]
         r_count = table.num_rows // k_count

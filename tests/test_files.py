@@ -1,4 +1,4 @@
-"""atomic_write: all or nothing, with the permissions a plain write would give."""
+"""atomic_write: all or nothing, with the permissions a plain write would give; a failed write says which file."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import stat
 
 import pytest
 
-from density_nb.files import atomic_write
+from density_nb.files import WriteError, atomic_write, write_bytes, write_text
 
 
 def mode(path):
@@ -42,3 +42,22 @@ def test_a_failed_write_leaves_the_old_file_and_no_temp(tmp_path):
         atomic_write(path, fail)
     assert path.read_text() == "old"
     assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_an_os_error_is_a_write_error_naming_the_path(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    with pytest.raises(WriteError, match=r"a-file/out\.txt.*nothing partial was left \(no file was created\)") as err:
+        write_text(blocker / "out.txt", "x")  # its folder cannot be made
+    assert isinstance(err.value.__cause__, OSError)
+    folder = tmp_path / "a-folder"
+    (folder / "inside").mkdir(parents=True)
+    with pytest.raises(WriteError, match=r"a-folder.*the file there is unchanged"):
+        write_bytes(folder, b"x")  # the rename fails: a folder is there
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file", "a-folder"]  # no temp file
+    assert (folder / "inside").is_dir()
+
+
+def test_text_and_bytes(tmp_path):
+    assert write_text(tmp_path / "a.txt", "é").read_text(encoding="utf-8") == "é"
+    assert write_bytes(tmp_path / "b.bin", b"\0\1").read_bytes() == b"\0\1"

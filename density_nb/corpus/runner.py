@@ -4,6 +4,7 @@ writing each completed passage to the run store as it finishes."""
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import os
 import time
 import warnings
@@ -17,8 +18,8 @@ import torch
 from tqdm.auto import tqdm
 
 from density_nb.config import DEFAULT_MAX_TOKENS, TraceConfig, resolve
-from density_nb.corpus.sources import data_source, passages, prompt_table, read_prompts
-from density_nb.corpus.store import MANIFEST, RUN_FORMAT, CorpusError, RunLock, ShardWriter, load_runs, read_manifest, write_json
+from density_nb.corpus.sources import DataError, data_source, passages, prompt_table, read_prompts
+from density_nb.corpus.store import RUN_FORMAT, CorpusError, RunLock, ShardWriter, load_runs, read_manifest
 from density_nb.method.inputs import tokenize
 from density_nb.models import BUILTIN_MODELS, cached_model, load_model, model_name
 from density_nb.result import DensityResult
@@ -224,6 +225,8 @@ def run_corpus(
     else:
         df = passages(n_passages, words=words, split=split, data=data, drop_unk=drop_unk)
         words_setting = int(words)
+    if df.empty:
+        raise DataError(_no_passages(n_passages, words, split))
     if n_passages is not None and len(df) < n_passages:
         what = (
             f"prompts are in {str(table)!r}"
@@ -241,11 +244,24 @@ def run_corpus(
         "data": data_source(data, split),
     }
     out = Path(out_dir)
+    created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
-    with RunLock(out):
-        _run_locked(model, out, df, config, run_settings, resume=resume, force=force, backend=backend, device=device, workers=workers,
-                    progress=progress, shard_size=shard_size, threads=threads, words=words_setting, batch=batch)  # fmt: skip
+    try:
+        with RunLock(out):
+            _run_locked(model, out, df, config, run_settings, resume=resume, force=force, backend=backend, device=device, workers=workers,
+                        progress=progress, shard_size=shard_size, threads=threads, words=words_setting, batch=batch)  # fmt: skip
+    except BaseException:
+        if created:  # a run that wrote no passage leaves no folder behind (the manifest comes with the first shard)
+            with contextlib.suppress(OSError):  # not empty: keep it
+                out.rmdir()
+        raise
     return load_runs(out).summary
+
+
+def _no_passages(n_passages: int | None, words: int, split: str) -> str:
+    if n_passages is not None and n_passages < 1:
+        return f"n_passages must be at least 1 (or None for all), got {n_passages}."
+    return f"No passage of more than {words} words in the {split!r} split: ask for fewer words."
 
 
 def _check_versions(out: Path, recorded: dict[str, str] | None, force: bool) -> None:
@@ -268,6 +284,8 @@ def _run_locked(model: Any, out: Path, df: pd.DataFrame, config: TraceConfig, se
                 words: int | None, batch: int) -> None:  # fmt: skip
     label = settings["model"]
     manifest = read_manifest(out)
+    if manifest is not None and not manifest["passage_ids"]:  # a run that recorded no passage (older density_nb): start afresh
+        manifest = None
     if manifest is not None and not resume:
         raise CorpusError(
             f"{str(out)!r} already holds a corpus run ({len(manifest['passage_ids'])} passages); pass "
@@ -290,8 +308,7 @@ def _run_locked(model: Any, out: Path, df: pd.DataFrame, config: TraceConfig, se
             "shards": [],
             "passage_ids": [],
             "next_shard": 0,
-        }
-        write_json(manifest, out / MANIFEST)
+        }  # written with the first shard: a run killed before it leaves no run to resume
     writer = ShardWriter(out, manifest, shard_size)
     todo = df[~df["passage_id"].isin(writer.done)]
     if workers is None:

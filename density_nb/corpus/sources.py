@@ -165,15 +165,23 @@ def _hf_lines(split: str) -> list[str]:
     return [row.rstrip("\n") for row in ds["text"]]
 
 
+_TABLE_SUFFIXES = (".csv", ".tsv", ".parquet")
+_TABLE_HELP = "give a CSV, TSV or parquet file with columns prompt and next_word (passage_id optional)"
+
+
 def prompt_table(data: str | os.PathLike[str] | None) -> Path | None:
-    """``data`` as a prompt table file (see ``read_prompts``), or None when it is not one."""
+    """``data`` as a prompt table file (see ``read_prompts``), or None when it is not one.
+
+    A path ending in .csv, .tsv or .parquet is a prompt table: ``DataError`` if it does not exist."""
     if data is None or str(data) in ("wikitext-2", "wikitext2"):
         return None
     path = Path(data).expanduser()
+    if path.suffix.lower() in _TABLE_SUFFIXES:
+        if not path.is_file():
+            raise _missing_table(path)
+        return path
     if not path.is_file():
         return None
-    if path.suffix.lower() in (".csv", ".tsv", ".parquet"):
-        return path
     with path.open(encoding="utf-8", errors="replace") as f:
         first = next((line for line in f if line.strip()), "")
     return path if "\t" in first else None  # WikiText lines have no tabs; the published prompt files do
@@ -207,7 +215,7 @@ def read_prompts(path: str | os.PathLike[str]) -> pd.DataFrame:
     """
     path = Path(path)
     if not path.is_file():
-        raise DataError(f"Prompt table {str(path)!r} does not exist: give a CSV, TSV or parquet file with columns prompt and next_word.")
+        raise _missing_table(path)
     try:
         df = _read_table(path)
     except UnicodeDecodeError as err:
@@ -220,19 +228,36 @@ def read_prompts(path: str | os.PathLike[str]) -> pd.DataFrame:
         ) from None
     missing = [c for c in ("prompt", "next_word") if c not in df.columns]
     if missing:
-        raise DataError(
-            f"{str(path)!r} has no column {' or '.join(map(repr, missing))}: give a table with columns prompt and next_word (passage_id optional)."
-        )
+        raise DataError(f"{str(path)!r} has no column {' or '.join(map(repr, missing))}: {_TABLE_HELP}.")
+    if df.empty:
+        raise DataError(f"{str(path)!r} has no rows (only a header): add a row per prompt, with its prompt and next_word.")
     df = df.astype({"prompt": str, "next_word": str})
     df["prompt"], df["next_word"] = df["prompt"].str.strip(), df["next_word"].str.strip()
     empty = df.index[(df["prompt"] == "") | (df["next_word"] == "")].tolist()
     if empty:
         raise DataError(f"{str(path)!r}: rows {empty[:10]} have an empty prompt or next word.")
-    ids = df["passage_id"].astype(np.int64) if "passage_id" in df.columns else pd.Series(np.arange(len(df), dtype=np.int64))
+    ids = _passage_ids(path, df["passage_id"]) if "passage_id" in df.columns else pd.Series(np.arange(len(df), dtype=np.int64))
     if ids.duplicated().any():
         raise DataError(f"{str(path)!r}: passage_id values repeat ({ids[ids.duplicated()].tolist()[:10]}); each row needs its own id.")
     return pd.DataFrame({"passage_id": ids.to_numpy(), "prompt": df["prompt"].to_numpy(), "next_word": df["next_word"].to_numpy(),
                          "text": (df["prompt"] + " " + df["next_word"]).to_numpy()})  # fmt: skip
+
+
+def _missing_table(path: Path) -> DataError:
+    return DataError(f"Prompt table {str(path)!r} does not exist: check the path, or {_TABLE_HELP}.")
+
+
+def _passage_ids(path: Path, column: pd.Series) -> pd.Series:
+    """The ``passage_id`` column as integers; ``DataError`` naming the rows that hold anything else."""
+    ids = pd.to_numeric(column.astype(str).str.strip(), errors="coerce")
+    bad = np.flatnonzero(ids.isna() | (ids % 1 != 0))
+    if len(bad):
+        rows = ", ".join(f"row {i} holds {column.iloc[i]!r}" for i in bad[:10])
+        raise DataError(
+            f"{str(path)!r}: column passage_id must hold whole numbers, but {rows}{' ...' if len(bad) > 10 else ''} "
+            "(rows count from 0 after the header). Fix those ids, or drop the column to number the rows 0, 1, 2, ..."
+        )
+    return ids.astype(np.int64)
 
 
 def data_source(data: str | os.PathLike[str] | None = None, split: str = "test") -> str:

@@ -17,7 +17,7 @@ import numpy as np
 
 from density_nb.config import TraceConfig, resolve
 from density_nb.errors import DensityNBError
-from density_nb.files import atomic_write
+from density_nb.files import atomic_write, write_text
 
 FORMAT = "density_nb.subgraph"
 VERSION = 1
@@ -110,7 +110,7 @@ class Subgraph:
     def to_json(self, path: str | os.PathLike[str]) -> Path:
         """Write the JSON file (atomically)."""
         text = json.dumps(self.to_dict(), indent=1)
-        return atomic_write(path, lambda tmp: tmp.write_text(text))
+        return write_text(path, text)
 
     @classmethod
     def from_json(cls, path: str | os.PathLike[str]) -> Subgraph:

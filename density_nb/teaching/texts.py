@@ -24,6 +24,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from density_nb.files import write_text
+
 __all__ = ["PASSAGES", "TeachingPassage", "pairs", "table", "write_table"]
 
 
@@ -160,8 +162,7 @@ def pairs(kind: str) -> pd.DataFrame:
 def write_table(path: str | os.PathLike[str]) -> Path:
     """The prompt table as a CSV file (``passage_id``, ``prompt``, ``next_word``) for ``run_corpus(data=path)``."""
     out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
     text = table()[["passage_id", "prompt", "next_word"]].to_csv(index=False)
     if not out.exists() or out.read_text(encoding="utf-8") != text:
-        out.write_text(text, encoding="utf-8")
+        write_text(out, text)
     return out

@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from density_nb.analysis.aggregate import CONSTRUCTION, composition_counts
+from density_nb.files import atomic_write, write_text
 
 Mode = Literal["class", "full"]
 MODES: tuple[Mode, ...] = ("class", "full")
@@ -109,10 +110,9 @@ def _context_table(spec: RunSpec, folder: Path) -> Path:
     df = passages(spec.n_passages, words=spec.words, split=SPLIT, drop_unk="passage")
     cut = df.assign(prompt=[" ".join(p.split()[-int(spec.context or 0) :]) for p in df.prompt])
     path = folder / f"prompts_last{spec.context}.csv"
-    path.parent.mkdir(parents=True, exist_ok=True)
     text = cut[["passage_id", "prompt", "next_word"]].to_csv(index=False)
     if not path.exists() or path.read_text(encoding="utf-8") != text:
-        path.write_text(text, encoding="utf-8")
+        write_text(path, text)
     return path
 
 
@@ -156,6 +156,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
+def _write_shipped(frame: pd.DataFrame, path: Path) -> None:
+    atomic_write(path, lambda tmp: frame.to_parquet(tmp, index=False, compression="zstd"))
+
+
 def export_results(names: Sequence[str] | None = None, out: Path = RESULTS) -> Path:
     """Write the finished runs to ``results/<name>.{summary,curves}.parquet`` without any text column."""
     from density_nb.corpus.store import load_runs
@@ -173,12 +177,12 @@ def export_results(names: Sequence[str] | None = None, out: Path = RESULTS) -> P
         curves = run.curves[run.curves.passage_id.isin(keep)]
         if spec.data != "teaching":  # our own text may ship; WikiText's may not
             summary, curves = strip_text(summary), strip_text(curves)
-        summary.to_parquet(out / f"{name}.summary.parquet", index=False, compression="zstd")
-        curves.to_parquet(out / f"{name}.curves.parquet", index=False, compression="zstd")
+        _write_shipped(summary, out / f"{name}.summary.parquet")
+        _write_shipped(curves, out / f"{name}.curves.parquet")
         settings = {k: v for k, v in run.manifest["settings"].items() if k != "data"}
         index[name] = {"describe": spec.describe(), "passages": len(summary), "settings": settings, "versions": run.manifest.get("versions"),
                        "grid_sizes": run.manifest.get("grid_sizes")}  # fmt: skip
-    (out / "index.json").write_text(json.dumps(index, indent=1) + "\n")
+    write_text(out / "index.json", json.dumps(index, indent=1) + "\n")
     return out
 
 
@@ -504,8 +508,7 @@ def unigram(model: str = "smollm2-135m") -> pd.Series:
 
     texts = [t.replace(" <unk>", "").replace("<unk>", "") for t in passages(None, words=1, split=SPLIT, drop_unk="passage")["text"]]
     counts = unigram_counts(tokenizer(model), texts)  # <unk> is WikiText's placeholder, not text
-    RESULTS.mkdir(exist_ok=True)
-    counts.reset_index().to_parquet(path, index=False)
+    atomic_write(path, lambda tmp: counts.reset_index().to_parquet(tmp, index=False))
     return counts
 
 

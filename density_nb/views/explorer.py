@@ -14,6 +14,7 @@ import anywidget
 import numpy as np
 import traitlets
 
+from density_nb.files import write_text
 from density_nb.views import svg as _svg
 from density_nb.views.data import compact_data, share_codes
 from density_nb.views.export import STATIC, esm, write_image
@@ -303,7 +304,4 @@ def write_standalone_html(widget: _Widget, path: str | os.PathLike[str], title: 
 </body>
 </html>
 """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(doc, encoding="utf-8")
-    return path
+    return write_text(path, doc)

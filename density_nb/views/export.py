@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from density_nb.files import write_bytes, write_text
+
 STATIC = Path(__file__).parent / "static"
 PNG_SCALE = 2  # PNG pixels per SVG pixel, as the browser's export at 2× device pixels
 SUFFIXES = (".svg", ".png")
@@ -21,17 +23,15 @@ def esm(*names: str) -> str:
 def write_image(svg: str, path: str | os.PathLike[str]) -> Path:
     """Write the SVG document ``svg`` to ``path`` as SVG or PNG (by its suffix), atomically; PNG offline with
     vl-convert at ``PNG_SCALE``×. Returns the path."""
-    from density_nb.files import atomic_write
-
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in SUFFIXES:
         raise ValueError(f"Cannot save a view as {suffix or 'a file without a suffix'!r} ({path.name}): name the file .svg or .png.")
     if suffix == ".svg":
-        return atomic_write(path, lambda tmp: tmp.write_text(svg, encoding="utf-8"))
+        return write_text(path, svg)
     try:
         import vl_convert
     except ImportError as err:
         raise ImportError(f"Saving {path.name} as PNG needs vl-convert-python: pip install vl-convert-python (or save as .svg).") from err
     png = bytes(vl_convert.svg_to_png(svg, scale=PNG_SCALE))
-    return atomic_write(path, lambda tmp: tmp.write_bytes(png))
+    return write_bytes(path, png)
