@@ -9,7 +9,7 @@ final text at the same roots (up to float rounding: ``trace`` batches roots diff
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Literal, overload
 
 import numpy as np
@@ -20,48 +20,15 @@ from density_nb.config import TraceConfig, resolve
 from density_nb.errors import TraceInputError
 from density_nb.method.inputs import Roots, root_positions, tokenize
 from density_nb.models import cached_model, hf_tokenizer, load_model, model_name
-from density_nb.result import (
-    _NESTED,
-    _NESTED_OPTIONAL,
-    _OPTIONAL,
-    _PER_ROOT,
-    _PER_ROOT_OPTIONAL,
-    _PER_ROOT_VECTOR,
-    _PER_STRATUM,
-    DensityResult,
-)
+from density_nb.result import DensityResult
 from density_nb.tracing import trace, trace_steps
 from density_nb.views.compare import char_spans
 
 if TYPE_CHECKING:
     from density_nb.views import LiveTrace
 
-# Every DensityResult field with one entry per root (the rest describe the text or the run)
-ROOT_FIELDS = (*_PER_ROOT, *_PER_ROOT_OPTIONAL, *_PER_ROOT_VECTOR, *_PER_STRATUM, *_OPTIONAL, *_NESTED, *_NESTED_OPTIONAL)
 Pick = tuple[DensityResult, int]  # a traced result and the index of one of its roots
 Step = Callable[[DensityResult | None, int], None]  # (the result so far, steps done)
-
-
-def assemble(
-    picks: Sequence[Pick], text: str, token_ids: np.ndarray, tokens: list[str], generated: np.ndarray | None = None
-) -> DensityResult:
-    """One result of ``text`` from roots traced separately (each pick: a result of a prefix of the
-    text, or of the text itself, and one of its roots), in the order given."""
-    first = picks[0][0]
-    per_root = {name: np.stack([getattr(r, name)[j] for r, j in picks]) for name in ROOT_FIELDS if getattr(first, name) is not None}
-    return DensityResult(
-        model=first.model,
-        text=text,
-        token_ids=np.asarray(token_ids, dtype=np.int64),
-        tokens=list(tokens),
-        grid=first.grid,
-        n_layers=first.n_layers,
-        n_heads=first.n_heads,
-        top_text_full=[r.top_text_full[j] for r, j in picks] if first.top_text_full else [],
-        settings=dict(first.settings),
-        generated=generated,
-        **per_root,
-    )
 
 
 def _bridge(model: Any) -> Any:
@@ -151,7 +118,7 @@ def _generate(
                     for j, p in enumerate(part.roots.tolist()):
                         traced[tuple(ids[: p + 2].tolist())] = (part, j)
                 if roots:
-                    result = assemble([traced[key] for key in keys], text, ids.numpy(), pieces, generated)
+                    result = DensityResult.from_roots([traced[key] for key in keys], text, ids.numpy(), pieces, generated)
                     on_step(result, steps)
         except KeyboardInterrupt:
             if result is None:

@@ -6,11 +6,13 @@ Shapes: R roots, K strata (the last is the full graph), L layers, H heads, T tok
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -24,15 +26,14 @@ if TYPE_CHECKING:
 
 SCHEMA_VERSION = 3  # 2: names settled; 3: input_edges, tv_empty, top-k
 _RENAMED = {1: {"top_tokens": "top_text_full"}}  # per older schema version: metadata key -> today's name
-# Fields by layout (R roots, K strata); the optional ones are None in results of older versions
-_PER_ROOT = ("roots", "total_edges", "entropy_full", "top_token_full", "top_prob_full", "loss_full", "next_token")
-_PER_ROOT_OPTIONAL = ("input_edges", "tv_empty")
-_PER_ROOT_VECTOR = ("topk_token_full", "topk_prob_full")  # [R, k], optional
-_PER_STRATUM = ("n_edges", "tv", "kl", "top1", "nu", "entropy", "loss")
-_BASELINE_METRICS = tuple(f"{m}_{b}" for b in ("random", "random_residual", "inverse") for m in ("tv", "kl", "top1"))
-_OPTIONAL = ("top_token", *_BASELINE_METRICS)
-_NESTED = ("head_share", "mlp_share", "component_edges", "layer_edges")  # [R, K, ...]
-_NESTED_OPTIONAL = ("topk_token", "topk_prob", "component_edges_random", "layer_edges_random")  # [R, K, ...]
+# Each field with one entry per root says its layout (R roots, K strata, k top tokens); the optional
+# ones are None where not computed (a baseline not asked for) or in results of older versions.
+Layout = Literal["root", "root_vector", "stratum", "nested", "root_text"]
+LAYOUTS: tuple[Layout, ...] = ("root", "root_vector", "stratum", "nested", "root_text")  # [R], [R, k], [R, K], [R, K, ...], list [R]
+ROOT = {"layout": "root"}  # a field's metadata: what its first axes are
+ROOT_VECTOR = {"layout": "root_vector"}
+STRATUM = {"layout": "stratum"}
+NESTED = {"layout": "nested"}
 
 
 _META_KEYS = ("model", "text", "token_ids", "tokens", "grid", "n_layers", "n_heads", "top_text_full", "settings")
@@ -96,45 +97,94 @@ class DensityResult:
     grid: np.ndarray  # [K] nominal sizes, increasing, last == 1.0 (the full graph)
     n_layers: int
     n_heads: int
-    roots: np.ndarray  # [R] int64
-    total_edges: np.ndarray  # [R] int64
-    entropy_full: np.ndarray  # [R]
-    top_token_full: np.ndarray  # [R] int64
-    top_prob_full: np.ndarray  # [R]
-    loss_full: np.ndarray  # [R] nan where the text has no next token
-    next_token: np.ndarray  # [R] int64, -1 where the text ends
-    n_edges: np.ndarray  # [R, K] int64
-    tv: np.ndarray  # [R, K]
-    kl: np.ndarray  # [R, K]
-    top1: np.ndarray  # [R, K] bool
-    nu: np.ndarray  # [R, K] percent
-    entropy: np.ndarray  # [R, K]
-    loss: np.ndarray  # [R, K]
-    head_share: np.ndarray  # [R, K, L, H] float32
-    mlp_share: np.ndarray  # [R, K, L] float32
-    component_edges: np.ndarray  # [R, K, 3] int64: attention, mlp, residual
-    layer_edges: np.ndarray  # [R, K, L] int64
-    top_token: np.ndarray | None = None  # [R, K] int64 top-1 token of each subgraph
-    tv_random: np.ndarray | None = None  # [R, K]
-    kl_random: np.ndarray | None = None  # [R, K]
-    top1_random: np.ndarray | None = None  # [R, K] bool
-    tv_random_residual: np.ndarray | None = None  # [R, K] the same random subgraphs, every residual edge kept
-    kl_random_residual: np.ndarray | None = None  # [R, K]
-    top1_random_residual: np.ndarray | None = None  # [R, K] bool
-    tv_inverse: np.ndarray | None = None  # [R, K] the stratum's attention/MLP edges ablated, the rest and residuals kept
-    kl_inverse: np.ndarray | None = None  # [R, K]
-    top1_inverse: np.ndarray | None = None  # [R, K] bool
-    component_edges_random: np.ndarray | None = None  # [R, K, 3] the random strata's composition
-    layer_edges_random: np.ndarray | None = None  # [R, K, L]
-    input_edges: np.ndarray | None = None  # [R] int64 edges of the smallest stratum that reaches the input
-    tv_empty: np.ndarray | None = None  # [R] TV(p_empty, p_full), the empty graph's output: uniform under RMSNorm (docs/method.md §5)
-    topk_token: np.ndarray | None = None  # [R, K, k] int64 each subgraph's k most probable next tokens
-    topk_prob: np.ndarray | None = None  # [R, K, k] their probabilities
-    topk_token_full: np.ndarray | None = None  # [R, k] int64 the full model's
-    topk_prob_full: np.ndarray | None = None  # [R, k]
+    roots: np.ndarray = field(metadata=ROOT)  # [R] int64
+    total_edges: np.ndarray = field(metadata=ROOT)  # [R] int64
+    entropy_full: np.ndarray = field(metadata=ROOT)  # [R]
+    top_token_full: np.ndarray = field(metadata=ROOT)  # [R] int64
+    top_prob_full: np.ndarray = field(metadata=ROOT)  # [R]
+    loss_full: np.ndarray = field(metadata=ROOT)  # [R] nan where the text has no next token
+    next_token: np.ndarray = field(metadata=ROOT)  # [R] int64, -1 where the text ends
+    n_edges: np.ndarray = field(metadata=STRATUM)  # [R, K] int64
+    tv: np.ndarray = field(metadata=STRATUM)  # [R, K]
+    kl: np.ndarray = field(metadata=STRATUM)  # [R, K]
+    top1: np.ndarray = field(metadata=STRATUM)  # [R, K] bool
+    nu: np.ndarray = field(metadata=STRATUM)  # [R, K] percent
+    entropy: np.ndarray = field(metadata=STRATUM)  # [R, K]
+    loss: np.ndarray = field(metadata=STRATUM)  # [R, K]
+    head_share: np.ndarray = field(metadata=NESTED)  # [R, K, L, H] float32
+    mlp_share: np.ndarray = field(metadata=NESTED)  # [R, K, L] float32
+    component_edges: np.ndarray = field(metadata=NESTED)  # [R, K, 3] int64: attention, mlp, residual
+    layer_edges: np.ndarray = field(metadata=NESTED)  # [R, K, L] int64
+    top_token: np.ndarray | None = field(default=None, metadata=STRATUM)  # [R, K] int64 top-1 token of each subgraph
+    tv_random: np.ndarray | None = field(default=None, metadata=STRATUM)  # [R, K]
+    kl_random: np.ndarray | None = field(default=None, metadata=STRATUM)  # [R, K]
+    top1_random: np.ndarray | None = field(default=None, metadata=STRATUM)  # [R, K] bool
+    tv_random_residual: np.ndarray | None = field(
+        default=None, metadata=STRATUM
+    )  # [R, K] the same random subgraphs, every residual edge kept
+    kl_random_residual: np.ndarray | None = field(default=None, metadata=STRATUM)  # [R, K]
+    top1_random_residual: np.ndarray | None = field(default=None, metadata=STRATUM)  # [R, K] bool
+    tv_inverse: np.ndarray | None = field(
+        default=None, metadata=STRATUM
+    )  # [R, K] the stratum's attention/MLP edges ablated, the rest and residuals kept
+    kl_inverse: np.ndarray | None = field(default=None, metadata=STRATUM)  # [R, K]
+    top1_inverse: np.ndarray | None = field(default=None, metadata=STRATUM)  # [R, K] bool
+    topk_token: np.ndarray | None = field(default=None, metadata=NESTED)  # [R, K, k] int64 each subgraph's k most probable next tokens
+    topk_prob: np.ndarray | None = field(default=None, metadata=NESTED)  # [R, K, k] their probabilities
+    component_edges_random: np.ndarray | None = field(default=None, metadata=NESTED)  # [R, K, 3] the random strata's composition
+    layer_edges_random: np.ndarray | None = field(default=None, metadata=NESTED)  # [R, K, L]
+    input_edges: np.ndarray | None = field(default=None, metadata=ROOT)  # [R] int64 edges of the smallest stratum that reaches the input
+    tv_empty: np.ndarray | None = field(
+        default=None, metadata=ROOT
+    )  # [R] TV(p_empty, p_full), the empty graph's output: uniform under RMSNorm (docs/method.md §5)
+    topk_token_full: np.ndarray | None = field(default=None, metadata=ROOT_VECTOR)  # [R, k] int64 the full model's
+    topk_prob_full: np.ndarray | None = field(default=None, metadata=ROOT_VECTOR)  # [R, k]
     generated: np.ndarray | None = None  # [T] bool: tokens the model wrote (generation.generate), None for a given text
-    top_text_full: list[str] = field(default_factory=list)  # [R] the full model's top-1 token, decoded
+    top_text_full: list[str] = field(default_factory=list, metadata={"layout": "root_text"})  # [R] the full model's top-1 token, decoded
     settings: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def fields_of(cls, *layouts: Layout) -> tuple[str, ...]:
+        """The names of the per-root fields of these layouts (every per-root field when none is given),
+        layout by layout, each in declaration order."""
+        return tuple(f.name for layout in layouts or LAYOUTS for f in fields(cls) if f.metadata.get("layout") == layout)
+
+    @classmethod
+    def from_roots(
+        cls, picks: Sequence[tuple[DensityResult, int]], text: str, token_ids: Any, tokens: list[str], generated: np.ndarray | None = None
+    ) -> DensityResult:
+        """One result of ``text`` from roots traced separately (each pick: a result of a prefix of the text,
+        or of the text itself, and the index of one of its roots), in the order given."""
+        first = picks[0][0]
+        per_root = {
+            name: np.stack([getattr(r, name)[j] for r, j in picks])
+            for name in cls.fields_of("root", "root_vector", "stratum", "nested")
+            if getattr(first, name) is not None
+        }
+        return cls(
+            model=first.model,
+            text=text,
+            token_ids=np.asarray(token_ids, dtype=np.int64),
+            tokens=list(tokens),
+            grid=first.grid,
+            n_layers=first.n_layers,
+            n_heads=first.n_heads,
+            top_text_full=[r.top_text_full[j] for r, j in picks] if first.top_text_full else [],
+            settings=dict(first.settings),
+            generated=generated,
+            **per_root,
+        )
+
+    def take(self, indices: Sequence[int] | np.ndarray) -> DensityResult:
+        """The same result holding only the roots at these indices (rows of every ``[R, ...]`` array), in that order."""
+        rows = np.asarray(indices, dtype=np.int64)
+        per_root = {
+            name: getattr(self, name)[rows]
+            for name in self.fields_of("root", "root_vector", "stratum", "nested")
+            if getattr(self, name) is not None
+        }
+        top_text = [self.top_text_full[i] for i in rows] if self.top_text_full else []
+        return dataclasses.replace(self, top_text_full=top_text, **per_root)
 
     # ---- derived numbers -------------------------------------------------------------------
     @property
@@ -238,6 +288,10 @@ class DensityResult:
             df["density_plateau_free"] = self.density_plateau_free
         for level in NUCLEUS_SIZES:
             df[f"s_nu{level}"] = self.s_nucleus(level)
+        for name in self.fields_of("root"):  # a per-root number the columns above do not show yet
+            value = getattr(self, name)
+            if name != "roots" and name not in df and value is not None:
+                df[name] = value
         return df
 
     def index(self, position: int) -> int:
@@ -256,12 +310,11 @@ class DensityResult:
     def at(self, position: int) -> RootResult:
         """Everything about the prediction made at token ``position`` (negative counts from the end)."""
         i = self.index(position)
-        per_stratum = {
-            name: getattr(self, name)[i]
-            for name in _PER_STRATUM + _OPTIONAL + _NESTED_OPTIONAL + _PER_ROOT_VECTOR
-            if getattr(self, name) is not None
-        }
-        optional = {name: getattr(self, name)[i].item() for name in _PER_ROOT_OPTIONAL if getattr(self, name) is not None}
+        known = {f.name for f in fields(RootResult)}
+        present = [
+            name for name in self.fields_of("root", "root_vector", "stratum", "nested") if name in known and getattr(self, name) is not None
+        ]
+        values = {name: getattr(self, name)[i] for name in present}
         return RootResult(
             position=int(self.roots[i]),
             token_text=self.tokens[int(self.roots[i])],
@@ -272,13 +325,7 @@ class DensityResult:
             s_top1=float(self.s_top1[i]),
             s_top1_stable=float(self.s_top1_stable[i]),
             top_text_full=self.top_text_full[i] if self.top_text_full else "",
-            head_share=self.head_share[i],
-            mlp_share=self.mlp_share[i],
-            component_edges=self.component_edges[i],
-            layer_edges=self.layer_edges[i],
-            **{name: getattr(self, name)[i].item() for name in _PER_ROOT if name != "roots"},
-            **optional,
-            **per_stratum,
+            **{name: value.item() if name in self.fields_of("root") else value for name, value in values.items() if name != "roots"},
         )
 
     def curves(self) -> pd.DataFrame:
@@ -290,11 +337,42 @@ class DensityResult:
             "s": np.tile(self.grid, r_count),
             "s_actual": (self.n_edges / self.total_edges[:, None]).ravel(),
         }
-        for name in _PER_STRATUM + _OPTIONAL:
+        for name in self.fields_of("stratum"):
             value = getattr(self, name)
             if value is not None:
                 cols[name] = value.ravel()
         return pd.DataFrame(cols)
+
+    def corpus_tables(self, passage_id: int, words: int, **columns: Any) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """This result as a corpus run's rows (``corpus.store``): the summary with ``passage_id``, ``model``,
+        ``words`` and ``columns`` (the passage's prompt, next word, ...) in front; the curves with
+        ``passage_id``, ``model`` and ``words`` in front and each stratum's composition behind (edges per
+        component and per layer, of the random strata too where traced; head shares; top-k)."""
+        front = {"passage_id": np.int64(passage_id), "model": self.model, "words": np.int64(words)}
+        summary = self.summary()
+        summary = pd.concat([pd.DataFrame({**front, **columns}, index=summary.index), summary], axis=1)
+        curves = self.curves()
+        for name, value in reversed(front.items()):
+            curves.insert(0, name, value)
+        rows = len(self.roots) * len(self.grid)
+        for suffix, edges, layers in (
+            ("", self.component_edges, self.layer_edges),
+            ("_random", self.component_edges_random, self.layer_edges_random),
+        ):
+            if edges is not None and layers is not None:
+                comp = edges.reshape(-1, 3)
+                curves[f"edges_attn{suffix}"], curves[f"edges_mlp{suffix}"], curves[f"edges_res{suffix}"] = (
+                    comp[:, 0],
+                    comp[:, 1],
+                    comp[:, 2],
+                )
+                curves[f"layer_edges{suffix}"] = list(layers.reshape(rows, -1))
+        curves["head_share"] = list(self.head_share.reshape(rows, -1))  # [L * H] share of each head's edges kept
+        for name in ("topk_token", "topk_prob"):
+            value = getattr(self, name)
+            if value is not None:
+                curves[name] = list(value.reshape(rows, -1))
+        return summary, curves
 
     # ---- persistence ----------------------------------------------------------------------------
     def to_parquet(self, path: str | os.PathLike[str]) -> Path:
@@ -304,12 +382,12 @@ class DensityResult:
 
         r_count, k_count = self.tv.shape
         table = pa.Table.from_pandas(self.curves(), preserve_index=False)
-        for name in _PER_ROOT + _PER_ROOT_OPTIONAL + _PER_ROOT_VECTOR:
+        for name in self.fields_of("root", "root_vector"):
             value = getattr(self, name)
             if value is not None:  # [R, ...] -> one row per (root, stratum)
                 column = np.repeat(value, k_count, axis=0)
                 table = table.append_column(f"root_{name}", pa.array(list(column) if column.ndim > 1 else column))
-        for name in _NESTED + _NESTED_OPTIONAL:
+        for name in self.fields_of("nested"):
             value = getattr(self, name)
             if value is not None:
                 table = table.append_column(name, pa.array(list(value.reshape(r_count * k_count, -1))))
@@ -325,6 +403,7 @@ class DensityResult:
             "top_text_full": self.top_text_full,
             "settings": self.settings,
             "generated": None if self.generated is None else self.generated.tolist(),
+            "shapes": {name: list(getattr(self, name).shape[2:]) for name in self.fields_of("nested") if getattr(self, name) is not None},
         }
         table = table.replace_schema_metadata({**(table.schema.metadata or {}), b"density_nb": json.dumps(meta).encode()})
         return atomic_write(path, lambda tmp: pq.write_table(table, tmp))
@@ -379,17 +458,18 @@ class DensityResult:
             "generated": None if meta.get("generated") is None else np.array(meta["generated"], dtype=bool),
         }
         names = set(table.column_names)
-        for name in _NESTED + _NESTED_OPTIONAL:
+        for name in cls.fields_of("nested"):
             if name in names:
-                kwargs[name] = nested(name, tails.get(name, (topk,)), dtypes.get(name, np.int64))
-        for name in _PER_ROOT + _PER_ROOT_OPTIONAL:
+                tail = tuple(meta["shapes"][name]) if name in meta.get("shapes", {}) else tails.get(name, (topk,))  # older files: known tails
+                kwargs[name] = nested(name, tail, dtypes.get(name, np.int64))
+        for name in cls.fields_of("root"):
             if f"root_{name}" in names:
                 kwargs[name] = column(f"root_{name}")[::k_count].copy()
-        for name in _PER_ROOT_VECTOR:
+        for name in cls.fields_of("root_vector"):
             if f"root_{name}" in names:
                 values = column(f"root_{name}")[::k_count]
                 kwargs[name] = (np.stack(list(values)) if r_count else np.zeros((0, topk))).astype(dtypes.get(name, np.int64))
-        for name in _PER_STRATUM + _OPTIONAL:
+        for name in cls.fields_of("stratum"):
             if name in names:
                 kwargs[name] = column(name).reshape(r_count, k_count).copy()
         return cls(**kwargs)

@@ -11,10 +11,11 @@ import pytest
 import torch
 
 from density_nb import DensityResult, TraceInputError, trace
-from density_nb.generation import ROOT_FIELDS, _nucleus, generate, trace_live
+from density_nb.generation import _nucleus, generate, trace_live
 from density_nb.method.inputs import tokenize
 from helpers import TEXT
 
+ROOT_FIELDS = DensityResult.fields_of("root", "root_vector", "stratum", "nested")
 PROMPT = "The small boat drifted past"
 STEPS = 6
 
@@ -40,7 +41,7 @@ def greedy(tiny_llama):
 
 
 def test_every_result_field_is_per_root_or_about_the_text():
-    """assemble() stacks ROOT_FIELDS; a new per-root field of DensityResult must be added there."""
+    """from_roots() stacks every field with a per-root layout; a field without one must be about the text."""
     text_level = {"model", "text", "token_ids", "tokens", "grid", "n_layers", "n_heads", "top_text_full", "settings", "generated"}
     assert {f.name for f in dataclasses.fields(DensityResult)} == text_level | set(ROOT_FIELDS)
 

@@ -85,7 +85,14 @@ def trace_passages(
         n_tokens.append(n)
     results = trace_many(bridge, texts, roots, config, progress=False)
     return [
-        _passage_tables(result, passage_id, prompt, next_word, len(prompt.split()) if words is None else words, ok, n)
+        result.corpus_tables(
+            passage_id,
+            len(prompt.split()) if words is None else words,
+            prompt=prompt,
+            next_word=next_word,
+            aligned=ok,
+            n_tokens=np.int64(n),
+        )
         for result, (passage_id, prompt, next_word), ok, n in zip(results, rows, aligned, n_tokens)
     ]
 
@@ -102,46 +109,6 @@ def trace_passage(
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """``trace_passages`` of one passage; ``settings`` override fields of ``config``."""
     return trace_passages(bridge, [(passage_id, prompt, next_word)], resolve(config, settings), words=words)[0]
-
-
-def _passage_tables(
-    result: DensityResult, passage_id: int, prompt: str, next_word: str, words: int, aligned: bool, n: int
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    name = result.model
-    summary = result.summary()
-    front = pd.DataFrame(
-        {
-            "passage_id": np.int64(passage_id),
-            "model": name,
-            "words": np.int64(words),
-            "prompt": prompt,
-            "next_word": next_word,
-            "aligned": aligned,
-            "n_tokens": np.int64(n),
-        },
-        index=summary.index,
-    )
-    summary = pd.concat([front, summary], axis=1)
-    curves = result.curves()
-    k = len(result.grid)
-    curves.insert(0, "words", np.int64(words))
-    curves.insert(0, "model", name)
-    curves.insert(0, "passage_id", np.int64(passage_id))
-    rows = len(result.roots) * k
-    for suffix, edges, layers in (
-        ("", result.component_edges, result.layer_edges),
-        ("_random", result.component_edges_random, result.layer_edges_random),
-    ):
-        if edges is not None and layers is not None:
-            comp = edges.reshape(-1, 3)
-            curves[f"edges_attn{suffix}"], curves[f"edges_mlp{suffix}"], curves[f"edges_res{suffix}"] = comp[:, 0], comp[:, 1], comp[:, 2]
-            curves[f"layer_edges{suffix}"] = list(layers.reshape(rows, -1))
-    curves["head_share"] = list(result.head_share.reshape(rows, -1))  # [L * H] share of each head's edges kept
-    for name in ("topk_token", "topk_prob"):
-        value = getattr(result, name)
-        if value is not None:
-            curves[name] = list(value.reshape(rows, -1))
-    return summary, curves
 
 
 def trace_recorded(run: Any, passage_id: int, model: Any = None) -> DensityResult:
