@@ -460,7 +460,9 @@ class DensityResult:
         names = set(table.column_names)
         for name in cls.fields_of("nested"):
             if name in names:
-                tail = tuple(meta["shapes"][name]) if name in meta.get("shapes", {}) else tails.get(name, (topk,))  # older files: known tails
+                tail = (
+                    tuple(meta["shapes"][name]) if name in meta.get("shapes", {}) else tails.get(name, (topk,))
+                )  # older files: known tails
                 kwargs[name] = nested(name, tail, dtypes.get(name, np.int64))
         for name in cls.fields_of("root"):
             if f"root_{name}" in names:
