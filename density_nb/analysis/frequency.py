@@ -16,3 +16,9 @@ def token_frequency(counts: pd.Series, ids: Any) -> np.ndarray:
         return np.zeros(ids_arr.shape)
     freq = counts.reindex(ids_arr.ravel(), fill_value=0).to_numpy(dtype=np.float64) / total
     return freq.reshape(ids_arr.shape)
+
+
+def log10_frequency(counts: pd.Series, ids: Any) -> np.ndarray:
+    """log10 of each token's unigram frequency; a token never seen gets half a count."""
+    floor = 0.5 / float(counts.sum())
+    return np.log10(np.maximum(token_frequency(counts, ids), floor))

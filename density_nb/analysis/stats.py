@@ -407,3 +407,44 @@ def proportion(successes: int, n: int, *, ci: float = 0.95) -> Proportion:
         return Proportion(0, 0, NAN, NAN, NAN, ci)
     interval = sps.binomtest(successes, n).proportion_ci(confidence_level=ci, method="wilson")
     return Proportion(successes, n, successes / n, float(interval.low), float(interval.high), ci)
+
+
+def bootstrap_ci(values: Any, statistic: Any = np.median, n_boot: int = 2000, seed: int = 0) -> tuple[float, float, float]:
+    """``statistic`` of the finite ``values`` with a percentile bootstrap 95 % CI: ``(estimate, lo, hi)``."""
+    x = np.asarray(values, dtype=np.float64)
+    x = x[np.isfinite(x)]
+    if len(x) < 2:
+        return float("nan"), float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    boots = np.array([statistic(x[rng.integers(0, len(x), len(x))]) for _ in range(n_boot)])
+    lo, hi = np.quantile(boots, [0.025, 0.975])
+    return float(statistic(x)), float(lo), float(hi)
+
+
+def iqr(x: np.ndarray) -> float:
+    """Interquartile range."""
+    q25, q75 = np.quantile(x, [0.25, 0.75])
+    return float(q75 - q25)
+
+
+def correlation_table(df: pd.DataFrame, x: str, measures: Sequence[str], controls: Sequence[str] = ()) -> pd.DataFrame:
+    """Spearman ρ of ``x`` with each measure (bootstrap CI, N), and the partial ρ with ``controls`` held fixed."""
+    rows = {}
+    for m in measures:
+        raw = spearman(df[x], df[m])
+        row = {"rho": raw.rho, "lo": raw.lo, "hi": raw.hi, "p": raw.p_text, "N": raw.n}
+        if controls:
+            part = partial_spearman(df, x, m, list(controls))
+            row |= {"partial rho": part.rho, "partial lo": part.lo, "partial hi": part.hi, "partial N": part.n}
+        rows[m] = row
+    return pd.DataFrame(rows).T
+
+
+def residual_spread(df: pd.DataFrame, y: str, controls: Sequence[str]) -> tuple[float, float, float]:
+    """IQR of ``y`` once ``controls`` are regressed out (least squares, intercept kept), with a bootstrap CI:
+    the spread across inputs that the controls do not explain."""
+    d = df[[y, *controls]].replace([np.inf, -np.inf], np.nan).dropna()
+    x = np.column_stack([np.ones(len(d)), d[list(controls)].to_numpy(dtype=np.float64)])
+    beta, *_ = np.linalg.lstsq(x, d[y].to_numpy(dtype=np.float64), rcond=None)
+    resid = d[y].to_numpy(dtype=np.float64) - x @ beta
+    return bootstrap_ci(resid, iqr)
