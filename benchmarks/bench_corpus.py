@@ -23,7 +23,8 @@ from pathlib import Path
 
 import torch
 
-from density_nb.corpus.runner import run_corpus, trace_passage, trace_passages
+from density_nb.corpus.passages import trace_passage, trace_passages
+from density_nb.corpus.runner import run_corpus
 from density_nb.corpus.sources import passages
 from density_nb.method import reference
 from density_nb.method.inputs import tokenize

@@ -23,7 +23,8 @@ import numpy as np
 import pandas as pd
 
 from density_nb.config import PAPER_GRID
-from density_nb.corpus.store import MANIFEST, ShardWriter, load_runs, write_json
+from density_nb.corpus.runs import load_runs
+from density_nb.corpus.store import MANIFEST, ShardWriter, write_json
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--no-first-run"]

@@ -20,7 +20,7 @@ import time
 import torch
 
 from density_nb.config import TraceConfig
-from density_nb.corpus.runner import trace_passages
+from density_nb.corpus.passages import trace_passages
 from density_nb.examples import QUICKSTART_TEXT
 from density_nb.models import load_model
 

@@ -304,7 +304,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
 def _cmd_view(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from density_nb.corpus.store import load_runs
+    from density_nb.corpus.runs import load_runs
 
     out = Path(args.out) if args.out else Path(args.run) / "dashboard.html"
     if out.suffix.lower() not in (".html", ".htm"):

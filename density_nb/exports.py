@@ -18,7 +18,8 @@ FORMATS = ("csv", "parquet")
 def tables(source: str | os.PathLike[str]) -> dict[str, pd.DataFrame]:
     """``{"summary": ..., "curves": ...}`` of a result file (``DensityResult.to_parquet``) or of a
     corpus run directory (``run_corpus``)."""
-    from density_nb.corpus.store import MANIFEST, load_runs
+    from density_nb.corpus.runs import load_runs
+    from density_nb.corpus.store import MANIFEST
     from density_nb.result import DensityResult
 
     path = Path(source)

@@ -9,7 +9,7 @@ import pytest
 
 from density_nb.analysis import aggregate
 from density_nb.corpus import runner
-from density_nb.corpus import store as run_store
+from density_nb.corpus import runs as corpus_runs
 from helpers import SAMPLE_LINES
 
 
@@ -60,7 +60,7 @@ def test_on_a_real_run(tiny_llama, tmp_path):
     runner.run_corpus(
         tiny_llama, tmp_path / "run", data=tmp_path / "data", n_passages=3, words=6, grid="fast", baselines=["random"], progress=False
     )
-    run = run_store.load_runs(tmp_path / "run")
+    run = corpus_runs.load_runs(tmp_path / "run")
     curve = aggregate.mean_curve(run.curves)
     assert curve["mean"].iloc[-1] == 0 and curve["n"].iloc[0] == 3
     comp = aggregate.composition(run.curves)

@@ -11,8 +11,9 @@ import pytest
 from test_cli import assert_clean_error, run_main
 
 from density_nb.corpus import runner
+from density_nb.corpus.runs import load_runs
 from density_nb.corpus.sources import DataError, read_prompts
-from density_nb.corpus.store import LOCK, CorpusError, load_runs
+from density_nb.corpus.store import LOCK, CorpusError
 from density_nb.errors import DensityNBError
 from density_nb.result import DensityResult, ResultFileError
 from helpers import make_result

@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from density_nb.cli import main
-from density_nb.corpus.store import load_runs
+from density_nb.corpus.runs import load_runs
 from density_nb.result import DensityResult
 
 ENV = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "PYTHONWARNINGS": "ignore"}

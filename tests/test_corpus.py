@@ -9,7 +9,9 @@ import pandas as pd
 import pytest
 
 from density_nb.analysis.frequency import token_frequency
+from density_nb.corpus import passages as corpus_passages
 from density_nb.corpus import runner
+from density_nb.corpus import runs as corpus_runs
 from density_nb.corpus import sources as corpus_data
 from density_nb.corpus import store as run_store
 from density_nb.corpus.sources import DataError, detokenize, find_data, passages, unigram_counts
@@ -148,7 +150,7 @@ def run_data(tmp_path):
 def count_traces(monkeypatch):
     """Counts the passages corpus traces (``calls``); a batch reaching passage ``fail_at`` raises."""
     state = {"calls": 0, "fail_at": None}
-    real = runner.trace_many
+    real = corpus_passages.trace_many
 
     def wrapped(bridge, texts, *args, **kwargs):
         state["calls"] += len(texts)
@@ -156,7 +158,7 @@ def count_traces(monkeypatch):
             raise KeyboardInterrupt("simulated Ctrl-C")
         return real(bridge, texts, *args, **kwargs)
 
-    monkeypatch.setattr(runner, "trace_many", wrapped)
+    monkeypatch.setattr(corpus_passages, "trace_many", wrapped)
     return state
 
 
@@ -166,7 +168,7 @@ def check_complete(out, n):
     listed = {f for s in manifest["shards"] for f in (s["summary"], s["curves"])}
     on_disk = {f"shards/{p.name}" for p in (out / "shards").iterdir()}
     assert on_disk == listed
-    summary, curves = run_store.load_runs(out)
+    summary, curves = corpus_runs.load_runs(out)
     ids = [p for s in manifest["shards"] for p in s["passage_ids"]]
     assert len(ids) == len(set(ids)) == n == len(summary)
     assert sorted(ids) == manifest["passage_ids"] == summary["passage_id"].tolist()
@@ -182,7 +184,7 @@ def test_run_corpus_shards_and_manifest(tiny_llama, run_data, tmp_path):
     summary = runner.run_corpus(tiny_llama, out, data=run_data, n_passages=3, **RUN)
     again, curves = check_complete(out, 3)
     pd.testing.assert_frame_equal(summary, again)
-    manifest = run_store.load_runs(out).manifest
+    manifest = corpus_runs.load_runs(out).manifest
     assert manifest["settings"]["model"] == "tiny-llama" and manifest["settings"]["words"] == 6
     assert len(manifest["grid_sizes"]) == 9 and len(manifest["shards"]) == 3
     assert summary["aligned"].all() and summary["loss_full"].notna().all()
@@ -229,7 +231,7 @@ def test_kill_before_manifest_update(tiny_llama, run_data, tmp_path, monkeypatch
     runner.run_corpus(tiny_llama, out, data=run_data, n_passages=1, **RUN)
     resume_killed_before_manifest(tiny_llama, out, monkeypatch, data=run_data, n_passages=2, **RUN)
     assert len(list((out / "shards").iterdir())) == 4  # an orphan shard pair
-    assert len(run_store.load_runs(out).summary) == 1  # ... that does not count
+    assert len(corpus_runs.load_runs(out).summary) == 1  # ... that does not count
     runner.run_corpus(tiny_llama, out, data=run_data, n_passages=3, resume=True, **RUN)
     check_complete(out, 3)
 
@@ -240,7 +242,7 @@ def test_worker_threads(tiny_gemma3, run_data, tmp_path, monkeypatch):
     one = runner.run_corpus(tiny_gemma3, tmp_path / "one", data=run_data, n_passages=5, workers=1, threads=1, **RUN)
     two = runner.run_corpus(tiny_gemma3, tmp_path / "two", data=run_data, n_passages=5, workers=2, threads=1, **RUN)
     pd.testing.assert_frame_equal(one, two, check_exact=True)
-    real = runner.trace_many
+    real = corpus_passages.trace_many
     bad = one["prompt"].iloc[2]
 
     def failing(bridge, texts, *args, **kwargs):
@@ -248,12 +250,12 @@ def test_worker_threads(tiny_gemma3, run_data, tmp_path, monkeypatch):
             raise RuntimeError("simulated failure")
         return real(bridge, texts, *args, **kwargs)
 
-    monkeypatch.setattr(runner, "trace_many", failing)
+    monkeypatch.setattr(corpus_passages, "trace_many", failing)
     with pytest.raises(RuntimeError, match="simulated"):
         runner.run_corpus(tiny_gemma3, tmp_path / "fail", data=run_data, n_passages=5, workers=2, threads=1, **RUN)
-    done = run_store.load_runs(tmp_path / "fail").summary["passage_id"].tolist()
+    done = corpus_runs.load_runs(tmp_path / "fail").summary["passage_id"].tolist()
     assert one["passage_id"].iloc[2] not in done and len(done) == len(set(done)) >= 1
-    monkeypatch.setattr(runner, "trace_many", real)
+    monkeypatch.setattr(corpus_passages, "trace_many", real)
     resumed = runner.run_corpus(tiny_gemma3, tmp_path / "fail", data=run_data, n_passages=5, workers=2, threads=1, resume=True, **RUN)
     pd.testing.assert_frame_equal(one, resumed, check_exact=True)
     check_complete(tmp_path / "fail", 5)
@@ -265,7 +267,7 @@ def test_batch_does_not_change_results(tiny_gemma3, run_data, tmp_path):
     assert one["passage_id"].tolist() == three["passage_id"].tolist() and one["n_tokens"].nunique() > 1
     for col in ("density", "auc_kl", "entropy_full", "loss_full"):
         np.testing.assert_allclose(one[col], three[col], rtol=1e-5, atol=1e-6)
-    a, b = run_store.load_runs(tmp_path / "one").curves, run_store.load_runs(tmp_path / "three").curves
+    a, b = corpus_runs.load_runs(tmp_path / "one").curves, corpus_runs.load_runs(tmp_path / "three").curves
     np.testing.assert_allclose(a["tv"], b["tv"], rtol=1e-5, atol=1e-6)
     with pytest.raises(run_store.CorpusError, match="batch must be a positive integer"):
         runner.run_corpus(tiny_gemma3, tmp_path / "x", data=run_data, batch=0, **RUN)
@@ -274,7 +276,7 @@ def test_batch_does_not_change_results(tiny_gemma3, run_data, tmp_path):
 def test_shard_size(tiny_llama, run_data, tmp_path):
     out = tmp_path / "run"
     runner.run_corpus(tiny_llama, out, data=run_data, n_passages=5, shard_size=2, **RUN)
-    assert [len(s["passage_ids"]) for s in run_store.load_runs(out).manifest["shards"]] == [2, 2, 1]
+    assert [len(s["passage_ids"]) for s in corpus_runs.load_runs(out).manifest["shards"]] == [2, 2, 1]
     check_complete(out, 5)
 
 
@@ -286,7 +288,7 @@ def test_resume_settings_mismatch(tiny_llama, run_data, tmp_path):
     with pytest.raises(run_store.CorpusError, match="grid"):
         runner.run_corpus(tiny_llama, out, data=run_data, n_passages=1, resume=True, **{**RUN, "grid": "paper"})
     with pytest.raises(run_store.CorpusError, match=r"no manifest\.json"):
-        run_store.load_runs(tmp_path / "empty")
+        corpus_runs.load_runs(tmp_path / "empty")
     with pytest.raises(run_store.CorpusError, match="backend"):
         runner.run_corpus(tiny_llama, tmp_path / "x", data=run_data, backend="spark", **RUN)
     with pytest.raises(ValueError, match="Grid sizes must lie in"):
@@ -296,7 +298,7 @@ def test_resume_settings_mismatch(tiny_llama, run_data, tmp_path):
 def test_fallback_when_not_a_prefix(tiny_llama, monkeypatch):
     import torch
 
-    real = runner.tokenize
+    real = corpus_passages.tokenize
 
     def shifted(bridge, text, prepend_bos=None):
         ids, pieces = real(bridge, text)
@@ -304,8 +306,8 @@ def test_fallback_when_not_a_prefix(tiny_llama, monkeypatch):
             ids = torch.cat([ids[:1] + 1, ids[1:]])
         return ids, pieces
 
-    monkeypatch.setattr(runner, "tokenize", shifted)
-    summary, curves = runner.trace_passage(tiny_llama, 7, "The boat went down the", "river", words=5, grid="fast")
+    monkeypatch.setattr(corpus_passages, "tokenize", shifted)
+    summary, curves = corpus_passages.trace_passage(tiny_llama, 7, "The boat went down the", "river", words=5, grid="fast")
     assert not summary["aligned"].iloc[0] and np.isnan(summary["loss_full"].iloc[0])
     assert summary["position"].iloc[0] == len(real(tiny_llama, "The boat went down the")[0]) - 1
     assert len(curves) == 9 and (curves["passage_id"] == 7).all()
@@ -364,7 +366,7 @@ def test_run_corpus_on_a_prompt_table(tiny_gemma3, tmp_path):
     out = tmp_path / "run"
     summary = runner.run_corpus(tiny_gemma3, out, data=table, n_passages=None, grid="fast", norms="frozen", progress=False)
     assert summary["words"].tolist() == [5, 5] and summary["next_word"].tolist() == ["river", "door"]
-    settings = run_store.load_runs(out).manifest["settings"]
+    settings = corpus_runs.load_runs(out).manifest["settings"]
     assert settings["words"] is None and settings["norms"] == "frozen" and settings["data"].startswith("sha256:")
     n = len(tokenize(tiny_gemma3, "The boat went down the")[0])
     direct = trace(tiny_gemma3, "The boat went down the river", roots=[n - 1], grid="fast", norms="frozen", progress=False)
@@ -386,7 +388,7 @@ def test_resume_a_run_from_before_norms_was_recorded(tiny_llama, run_data, tmp_p
 def test_corpus_runs_carry_the_measures(tiny_llama, run_data, tmp_path):
     """Baselines, plateau measures and top-k reach the run's tables."""
     runner.run_corpus(tiny_llama, tmp_path / "m", data=run_data, n_passages=2, baselines=["random", "inverse"], **RUN)
-    run = run_store.load_runs(tmp_path / "m")
+    run = corpus_runs.load_runs(tmp_path / "m")
     assert {"input_edges", "s_input", "tv_empty", "density_plateau_free", "density_random", "density_inverse", "s_nu90"} <= set(
         run.summary.columns
     )

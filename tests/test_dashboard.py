@@ -15,6 +15,7 @@ from density_nb import cli
 from density_nb.analysis import aggregate
 from density_nb.analysis.stats import spearman
 from density_nb.corpus import runner
+from density_nb.corpus import runs as corpus_runs
 from density_nb.corpus import store as run_store
 from density_nb.views import CorpusDashboard, DashboardError
 from density_nb.views.dashboard_state import GRID, HEAD_SIZES, LOG_FLOOR, PARTS, composition_shares, head_shares, nearest_sizes, tv_on_grid
@@ -38,7 +39,7 @@ def runs(tmp_path_factory, tiny_llama, tiny_gemma3):
     data = make_data(root / "data")
     runner.run_corpus(tiny_llama, root / "llama", data=data, n_passages=N_PASSAGES, baselines=["random"], **RUN)
     runner.run_corpus(tiny_gemma3, root / "gemma", data=data, n_passages=N_PASSAGES, **RUN)
-    return root, run_store.load_runs(root / "llama"), run_store.load_runs(root / "gemma")
+    return root, corpus_runs.load_runs(root / "llama"), corpus_runs.load_runs(root / "gemma")
 
 
 def unpack(widget: CorpusDashboard) -> dict[str, np.ndarray]:
@@ -152,7 +153,7 @@ def test_killed_and_resumed_run_shows_each_passage_once(tiny_llama, tmp_path, mo
     manifest = json.loads((out / "manifest.json").read_text())
     manifest["shards"].append(dict(manifest["shards"][0], name="dup"))
     (out / "manifest.json").write_text(json.dumps(manifest))
-    run = run_store.load_runs(out)
+    run = corpus_runs.load_runs(out)
     w = run.widget()
     ids = unpack(w)["ids"]
     assert w.data["n"] == 4 and sorted(set(ids.tolist())) == ids.tolist() == run.summary.passage_id.tolist()
@@ -171,7 +172,7 @@ def test_click_opens_the_passage(runs, tiny_llama):
     assert w.open_passage(int(row.passage_id)) is not None and w._results[int(row.passage_id)] is result  # kept, not traced again
     with pytest.raises(DashboardError, match="not in this run"):
         w.open_passage(10_000)
-    bare = run_store.CorpusRun(run.summary.drop(columns=["prompt"]), run.curves, run.manifest)
+    bare = corpus_runs.CorpusRun(run.summary.drop(columns=["prompt"]), run.curves, run.manifest)
     with pytest.raises(run_store.CorpusError, match="no prompt text"):
         bare.passage(int(row.passage_id))
 
@@ -189,8 +190,8 @@ def test_counts_add_the_frequency_column(runs):
 def test_bad_runs_say_what_to_do(runs):
     _, run, _ = runs
     with pytest.raises(DashboardError, match="no passages"):
-        run_store.CorpusRun(run.summary.iloc[:0], run.curves.iloc[:0], run.manifest).widget()
-    w = run_store.CorpusRun(run.summary, run.curves.drop(columns=["head_share"]), run.manifest).widget()
+        corpus_runs.CorpusRun(run.summary.iloc[:0], run.curves.iloc[:0], run.manifest).widget()
+    w = corpus_runs.CorpusRun(run.summary, run.curves.drop(columns=["head_share"]), run.manifest).widget()
     assert "head_share" in w.data["heads"]["missing"] and "heads" not in w.data["layout"]
 
 

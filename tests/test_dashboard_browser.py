@@ -18,7 +18,7 @@ import pytest
 
 from density_nb.analysis import aggregate
 from density_nb.analysis.stats import spearman
-from density_nb.corpus.store import CorpusRun
+from density_nb.corpus.runs import CorpusRun
 from density_nb.views.dashboard_state import GRID
 from helpers import CHROMIUM, CHROMIUM_ARGS, sync_playwright_or_skip
 
@@ -254,12 +254,13 @@ sys.path.insert(0, {tests!r})
 from helpers import SAMPLE_LINES
 from density_nb import load_model
 from density_nb.corpus import store as run_store
+from density_nb.corpus import runs as corpus_runs
 from density_nb.corpus import runner
 model = load_model('tiny-llama')
 data = pathlib.Path('data/wikitext-2'); data.mkdir(parents=True, exist_ok=True)
 (data / 'test.txt').write_text(chr(10).join(SAMPLE_LINES) + chr(10))
 runner.run_corpus(model, 'run', data='data', n_passages=5, words=6, grid='fast', progress=False)
-dash = run_store.load_runs('run').widget(model=model)
+dash = corpus_runs.load_runs('run').widget(model=model)
 dash"""
 
 

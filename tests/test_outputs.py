@@ -18,7 +18,8 @@ from test_cli import assert_clean_error, run_main
 
 from density_nb import quickstart
 from density_nb.corpus import runner
-from density_nb.corpus.store import load_runs, write_json
+from density_nb.corpus.runs import load_runs
+from density_nb.corpus.store import write_json
 from density_nb.exports import write_tables
 from density_nb.files import WriteError
 from density_nb.tracing import trace

@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from density_nb.corpus import ray_backend as ray_runner
-from density_nb.corpus import runner
+from density_nb.corpus import ray_backend, runner
+from density_nb.corpus import runs as corpus_runs
 from density_nb.corpus import store as run_store
 from helpers import SAMPLE_LINES as LINES
 
@@ -52,8 +52,8 @@ def test_ray_killed_worker_same_results(ray_local, data, tmp_path, tiny_llama):
     killed = False
     while thread.is_alive() and time.time() < deadline:  # kill a worker once the first passage is in
         manifest = out / "manifest.json"
-        if manifest.exists() and json.loads(manifest.read_text())["passage_ids"] and ray_runner._active_actors:
-            ray.kill(ray_runner._active_actors[0], no_restart=False)  # Ray restarts it; its tasks retry
+        if manifest.exists() and json.loads(manifest.read_text())["passage_ids"] and ray_backend._active_actors:
+            ray.kill(ray_backend._active_actors[0], no_restart=False)  # Ray restarts it; its tasks retry
             killed = True
             break
         time.sleep(0.05)
@@ -63,13 +63,13 @@ def test_ray_killed_worker_same_results(ray_local, data, tmp_path, tiny_llama):
     manifest = json.loads((out / "manifest.json").read_text())
     ids = [p for s in manifest["shards"] for p in s["passage_ids"]]
     assert len(ids) == len(set(ids)) == N  # every passage exactly once
-    summary, curves = run_store.load_runs(out)
+    summary, curves = corpus_runs.load_runs(out)
     assert len(summary) == N and len(curves) == N * 9
     # same numbers as the local backend, bitwise
     local = runner.run_corpus(tiny_llama, tmp_path / "local", data=data, n_passages=N, **RUN)
     numeric = summary.select_dtypes("number").columns
     pd.testing.assert_frame_equal(summary[numeric], local[numeric], check_exact=True)
-    local_curves = run_store.load_runs(tmp_path / "local").curves
+    local_curves = corpus_runs.load_runs(tmp_path / "local").curves
     for col in ("tv", "kl", "nu", "entropy", "loss"):
         np.testing.assert_array_equal(curves[col].to_numpy(), local_curves[col].to_numpy())
 

@@ -10,7 +10,7 @@ from typing import Any
 import pandas as pd
 import torch
 
-from density_nb.corpus.runner import trace_passage
+from density_nb.corpus.passages import trace_passage
 from density_nb.corpus.store import CorpusError, ShardWriter
 from density_nb.models import load_model
 

@@ -8,22 +8,19 @@ import contextlib
 import os
 import time
 import warnings
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from density_nb.config import DEFAULT_MAX_TOKENS, TraceConfig, resolve
+from density_nb.config import TraceConfig, resolve
+from density_nb.corpus.passages import CORPUS_CONFIG, recorded_settings, trace_passages
+from density_nb.corpus.runs import load_runs
 from density_nb.corpus.sources import DataError, data_source, passages, prompt_table, read_prompts
-from density_nb.corpus.store import RUN_FORMAT, CorpusError, RunLock, ShardWriter, load_runs, read_manifest
-from density_nb.method.inputs import tokenize
-from density_nb.models import BUILTIN_MODELS, cached_model, load_model, model_name
-from density_nb.result import DensityResult
-from density_nb.tracing import trace_many
+from density_nb.corpus.store import RUN_FORMAT, CorpusError, RunLock, ShardWriter, read_manifest
+from density_nb.models import BUILTIN_MODELS, load_model, model_name
 
 BACKENDS = ("local", "ray")
 
@@ -35,19 +32,6 @@ def _model_label(model: Any) -> str:
     return model_name(load_model(model))
 
 
-CORPUS_CONFIG = TraceConfig(grid="paper")  # corpus runs default to the paper's grid
-_SETTING_DEFAULTS = {"norms": "live", "prepend_bos": None, "max_tokens": DEFAULT_MAX_TOKENS, "seed": 0, "max_rows": 4096, "topk": 5}
-
-
-def _recorded_settings(settings: dict[str, Any]) -> dict[str, Any]:
-    """A manifest's settings in today's terms: settings added since take their default, and
-    ``random_baseline`` (before the baselines were selectable) reads as ``baselines``."""
-    out = {**_SETTING_DEFAULTS, **settings}
-    if "random_baseline" in out:
-        out["baselines"] = ["random"] if out.pop("random_baseline") else []
-    return out
-
-
 def versions() -> dict[str, str]:
     """The versions a run's numbers depend on (recorded in its manifest)."""
     import transformers
@@ -55,79 +39,6 @@ def versions() -> dict[str, str]:
     from density_nb import __version__
 
     return {"density_nb": __version__, "torch": torch.__version__, "transformers": transformers.__version__}
-
-
-def trace_passages(
-    bridge: Any,
-    rows: Sequence[tuple[int, str, str]],
-    config: TraceConfig = CORPUS_CONFIG,
-    *,
-    words: int | None,
-) -> list[tuple[pd.DataFrame, pd.DataFrame]]:
-    """Trace the prediction of each ``next_word`` after its ``prompt``, the passages sharing masked
-    passes (``trace_many``): one ``(summary row, curves rows)`` per ``(passage_id, prompt, next_word)``.
-
-    The traced text is ``prompt + " " + next_word`` and the root is the prompt's last token, so the
-    gold next token is in the text and the loss is defined. When the prompt's tokenization is not a
-    prefix of the joined text's, the prompt alone is traced at its last token (``aligned`` False,
-    loss NaN). ``words``: the prompt length recorded with each passage (None: its word count).
-    """
-    texts, roots, aligned, n_tokens = [], [], [], []
-    for _, prompt, next_word in rows:
-        joined = prompt + " " + next_word
-        prompt_ids, _ = tokenize(bridge, prompt)
-        joined_ids, _ = tokenize(bridge, joined)
-        n = len(prompt_ids)
-        ok = 0 < n < len(joined_ids) and bool(torch.equal(joined_ids[:n], prompt_ids))
-        texts.append(joined if ok else prompt)
-        roots.append([n - 1] if ok else "last")
-        aligned.append(ok)
-        n_tokens.append(n)
-    results = trace_many(bridge, texts, roots, config, progress=False)
-    return [
-        result.corpus_tables(
-            passage_id,
-            len(prompt.split()) if words is None else words,
-            prompt=prompt,
-            next_word=next_word,
-            aligned=ok,
-            n_tokens=np.int64(n),
-        )
-        for result, (passage_id, prompt, next_word), ok, n in zip(results, rows, aligned, n_tokens)
-    ]
-
-
-def trace_passage(
-    bridge: Any,
-    passage_id: int,
-    prompt: str,
-    next_word: str,
-    config: TraceConfig = CORPUS_CONFIG,
-    *,
-    words: int | None = None,
-    **settings: Any,
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """``trace_passages`` of one passage; ``settings`` override fields of ``config``."""
-    return trace_passages(bridge, [(passage_id, prompt, next_word)], resolve(config, settings), words=words)[0]
-
-
-def trace_recorded(run: Any, passage_id: int, model: Any = None) -> DensityResult:
-    """The ``DensityResult`` of one passage of a ``CorpusRun``, traced again as the run traced it
-    (its recorded settings, prompt, next word and root): equal to the passage's rows."""
-    rows = run.summary[run.summary["passage_id"] == int(passage_id)]
-    if not len(rows):
-        raise CorpusError(f"Passage {passage_id} is not in this run; its passages are {len(run.summary)} ids from the summary table.")
-    row = rows.iloc[0]
-    if "prompt" not in row or not isinstance(row["prompt"], str):
-        raise CorpusError(
-            f"This run's summary holds no prompt text for passage {passage_id} (shipped results keep numbers only); "
-            "run the corpus again to trace it, or read its text from the corpus (density_nb.teaching.tutorial.corpus_text)."
-        )
-    recorded = _recorded_settings(run.manifest["settings"])
-    config = TraceConfig.from_settings(recorded)
-    bridge = load_model(model) if model is not None else cached_model(recorded["model"])
-    text, root = (row["prompt"] + " " + row["next_word"], [int(row["n_tokens"]) - 1]) if row["aligned"] else (row["prompt"], "last")
-    return trace_many(bridge, [text], [root], config, progress=False)[0]
 
 
 def run_corpus(
@@ -259,7 +170,7 @@ def _run_locked(model: Any, out: Path, df: pd.DataFrame, config: TraceConfig, se
             "resume=True (--resume) to continue it, or choose another output directory."
         )
     if manifest is not None:
-        recorded = _recorded_settings(manifest["settings"])
+        recorded = recorded_settings(manifest["settings"])
         diff = {k: (recorded.get(k), v) for k, v in settings.items() if recorded.get(k) != v}
         if diff:
             lines = "; ".join(f"{k}: recorded {a!r}, now {b!r}" for k, (a, b) in diff.items())
@@ -337,4 +248,3 @@ def _run_local(bridge: Any, todo: pd.DataFrame, kwargs: dict[str, Any], workers:
 
 
 # ---- Ray backend ---------------------------------------------------------------------------------
-_active_actors: list[Any] = []  # the running Ray actors (for tests that kill one mid-run)

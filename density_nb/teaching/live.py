@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from density_nb.config import TraceConfig
-from density_nb.corpus.runner import trace_passages
+from density_nb.corpus.passages import trace_passages
 from density_nb.models import hf_tokenizer, load_model
 from density_nb.teaching import texts
 

@@ -26,8 +26,8 @@ import pandas as pd
 
 from density_nb.analysis.curves import plateau_area, plateau_free_from, smallest_s
 from density_nb.corpus.runner import run_corpus
+from density_nb.corpus.runs import load_runs
 from density_nb.corpus.sources import find_data, passages, unigram_counts
-from density_nb.corpus.store import load_runs
 from density_nb.files import atomic_write, write_text
 from density_nb.teaching import texts
 from density_nb.teaching.live import tokenizer

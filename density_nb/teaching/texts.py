@@ -2,7 +2,7 @@
 tutorials run live offline and on Binder, where WikiText is not available.
 
 Each passage is a prompt and the next word a reader would expect; the traced prediction is that word,
-as in corpus runs (``runner.trace_passages``: the root is the prompt's last token). The passages cover
+as in corpus runs (``passages.trace_passages``: the root is the prompt's last token). The passages cover
 varied genres, and some come in pairs built to contrast one thing at a time:
 
 * ``context``: the same sentence and next word, alone (``short``) and after a paragraph that makes the

@@ -1,0 +1,103 @@
+"""A corpus passage traced: the prediction of its next word after its prompt, as one summary row and its
+curves rows (``DensityResult.corpus_tables``); and a recorded passage traced again as its run traced it."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from density_nb.config import DEFAULT_MAX_TOKENS, TraceConfig, resolve
+from density_nb.corpus.store import CorpusError
+from density_nb.method.inputs import tokenize
+from density_nb.models import cached_model, load_model
+from density_nb.result import DensityResult
+from density_nb.tracing import trace_many
+
+CORPUS_CONFIG = TraceConfig(grid="paper")  # corpus runs default to the paper's grid
+_SETTING_DEFAULTS = {"norms": "live", "prepend_bos": None, "max_tokens": DEFAULT_MAX_TOKENS, "seed": 0, "max_rows": 4096, "topk": 5}
+
+
+def recorded_settings(settings: dict[str, Any]) -> dict[str, Any]:
+    """A manifest's settings in today's terms: settings added since take their default, and
+    ``random_baseline`` (before the baselines were selectable) reads as ``baselines``."""
+    out = {**_SETTING_DEFAULTS, **settings}
+    if "random_baseline" in out:
+        out["baselines"] = ["random"] if out.pop("random_baseline") else []
+    return out
+
+
+def trace_passages(
+    bridge: Any,
+    rows: Sequence[tuple[int, str, str]],
+    config: TraceConfig = CORPUS_CONFIG,
+    *,
+    words: int | None,
+) -> list[tuple[pd.DataFrame, pd.DataFrame]]:
+    """Trace the prediction of each ``next_word`` after its ``prompt``, the passages sharing masked
+    passes (``trace_many``): one ``(summary row, curves rows)`` per ``(passage_id, prompt, next_word)``.
+
+    The traced text is ``prompt + " " + next_word`` and the root is the prompt's last token, so the
+    gold next token is in the text and the loss is defined. When the prompt's tokenization is not a
+    prefix of the joined text's, the prompt alone is traced at its last token (``aligned`` False,
+    loss NaN). ``words``: the prompt length recorded with each passage (None: its word count).
+    """
+    texts, roots, aligned, n_tokens = [], [], [], []
+    for _, prompt, next_word in rows:
+        joined = prompt + " " + next_word
+        prompt_ids, _ = tokenize(bridge, prompt)
+        joined_ids, _ = tokenize(bridge, joined)
+        n = len(prompt_ids)
+        ok = 0 < n < len(joined_ids) and bool(torch.equal(joined_ids[:n], prompt_ids))
+        texts.append(joined if ok else prompt)
+        roots.append([n - 1] if ok else "last")
+        aligned.append(ok)
+        n_tokens.append(n)
+    results = trace_many(bridge, texts, roots, config, progress=False)
+    return [
+        result.corpus_tables(
+            passage_id,
+            len(prompt.split()) if words is None else words,
+            prompt=prompt,
+            next_word=next_word,
+            aligned=ok,
+            n_tokens=np.int64(n),
+        )
+        for result, (passage_id, prompt, next_word), ok, n in zip(results, rows, aligned, n_tokens)
+    ]
+
+
+def trace_passage(
+    bridge: Any,
+    passage_id: int,
+    prompt: str,
+    next_word: str,
+    config: TraceConfig = CORPUS_CONFIG,
+    *,
+    words: int | None = None,
+    **settings: Any,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``trace_passages`` of one passage; ``settings`` override fields of ``config``."""
+    return trace_passages(bridge, [(passage_id, prompt, next_word)], resolve(config, settings), words=words)[0]
+
+
+def trace_recorded(run: Any, passage_id: int, model: Any = None) -> DensityResult:
+    """The ``DensityResult`` of one passage of a ``CorpusRun``, traced again as the run traced it
+    (its recorded settings, prompt, next word and root): equal to the passage's rows."""
+    rows = run.summary[run.summary["passage_id"] == int(passage_id)]
+    if not len(rows):
+        raise CorpusError(f"Passage {passage_id} is not in this run; its passages are {len(run.summary)} ids from the summary table.")
+    row = rows.iloc[0]
+    if "prompt" not in row or not isinstance(row["prompt"], str):
+        raise CorpusError(
+            f"This run's summary holds no prompt text for passage {passage_id} (shipped results keep numbers only); "
+            "run the corpus again to trace it, or read its text from the corpus (density_nb.teaching.tutorial.corpus_text)."
+        )
+    recorded = recorded_settings(run.manifest["settings"])
+    config = TraceConfig.from_settings(recorded)
+    bridge = load_model(model) if model is not None else cached_model(recorded["model"])
+    text, root = (row["prompt"] + " " + row["next_word"], [int(row["n_tokens"]) - 1]) if row["aligned"] else (row["prompt"], "last")
+    return trace_many(bridge, [text], [root], config, progress=False)[0]
