@@ -10,6 +10,9 @@
 Bad input (unknown model, untraceable text, bad grid, missing data, resume with other settings:
 any ``DensityNBError``) prints one line to stderr and exits with status 2; anything else is a bug
 and shows its traceback.
+
+Each command imports what it needs when it runs: tracing brings torch and transformers (seconds to
+import), which ``models``, ``view``, ``export`` and ``lab`` do not need.
 """
 
 from __future__ import annotations

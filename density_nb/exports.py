@@ -9,8 +9,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from density_nb.corpus.runs import load_runs
+from density_nb.corpus.store import MANIFEST
 from density_nb.errors import DensityNBError
 from density_nb.files import atomic_write
+from density_nb.result import DensityResult
 
 FORMATS = ("csv", "parquet")
 
@@ -18,10 +21,6 @@ FORMATS = ("csv", "parquet")
 def tables(source: str | os.PathLike[str]) -> dict[str, pd.DataFrame]:
     """``{"summary": ..., "curves": ...}`` of a result file (``DensityResult.to_parquet``) or of a
     corpus run directory (``run_corpus``)."""
-    from density_nb.corpus.runs import load_runs
-    from density_nb.corpus.store import MANIFEST
-    from density_nb.result import DensityResult
-
     path = Path(source)
     if path.is_dir():
         if not (path / MANIFEST).is_file():

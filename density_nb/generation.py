@@ -25,7 +25,7 @@ from density_nb.tracing import trace, trace_steps
 from density_nb.views.compare import char_spans
 
 if TYPE_CHECKING:
-    from density_nb.views import LiveTrace
+    from density_nb.views import LiveTrace  # anywidget: the widgets extra, only for live views
 
 Pick = tuple[DensityResult, int]  # a traced result and the index of one of its roots
 Step = Callable[[DensityResult | None, int], None]  # (the result so far, steps done)
@@ -211,7 +211,7 @@ def generate(
         if result is None:
             raise TraceInputError("The model ended the text at once (its first token was end-of-text): nothing was generated to trace.")
         return result
-    from density_nb.views import LiveTrace
+    from density_nb.views import LiveTrace  # anywidget: the widgets extra, only for live views
 
     _, pieces = tokenize(bridge, prompt, config.prepend_bos)
     view = LiveTrace(model_name(bridge), pieces, max_new_tokens, "steps", tokenizer=hf_tokenizer(bridge))
@@ -236,7 +236,7 @@ def trace_live(model: Any, text: str, roots: Roots = "all", config: TraceConfig 
             on_step(result, len(result.roots))
         return result
 
-    from density_nb.views import LiveTrace
+    from density_nb.views import LiveTrace  # anywidget: the widgets extra, only for live views
 
     view = LiveTrace(model_name(bridge), pieces, total, "roots", tokenizer=hf_tokenizer(bridge))
     return view.run(work)

@@ -11,6 +11,10 @@ Built-in names:
 Packaged GGUF weights are dequantised once and cached as safetensors under
 ``platformdirs.user_cache_dir("density_nb")`` (or ``$DENSITY_NB_CACHE``); the cache carries a
 sha256 manifest and is rebuilt, never used, when it does not match.
+
+transformers, transformer_lens, gguf and tokenizers are imported inside the functions that use them:
+together they take seconds to import, and listing or preparing models, or checking a text with its
+tokenizer alone, needs few of them.
 """
 
 from __future__ import annotations
@@ -31,9 +35,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import platformdirs
 import torch
+from tqdm.auto import tqdm
 
 from density_nb.errors import DensityNBError
+from density_nb.examples import SAMPLE_TEXTS
 
 BUILTIN_MODELS = ("smollm2-135m", "gemma3-270m", "tiny-llama", "tiny-gemma3")
 DEFAULT_MODEL = "smollm2-135m"
@@ -104,8 +111,6 @@ def cache_dir() -> Path:
     env = os.environ.get("DENSITY_NB_CACHE")
     if env:
         return Path(env).expanduser()
-    import platformdirs
-
     return Path(platformdirs.user_cache_dir("density_nb"))
 
 
@@ -153,7 +158,6 @@ def _one_gguf_parse() -> Iterator[None]:
 
 def _convert(name: str) -> Path:
     """Dequantise the packaged GGUF into a safetensors folder; written to a temp dir, then renamed."""
-    from tqdm.auto import tqdm
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     packaged = _PACKAGED[name]
@@ -237,8 +241,6 @@ def _tiny_tokenizer() -> Any:
     """A byte-level BPE tokenizer (vocab 512) trained in memory on the project's own sample text."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import AutoTokenizer, PreTrainedTokenizerFast
-
-    from density_nb.examples import SAMPLE_TEXTS
 
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)

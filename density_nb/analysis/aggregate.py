@@ -11,7 +11,7 @@ import pandas as pd
 
 from density_nb.analysis.stats import Correlation, spearman
 from density_nb.errors import DensityNBError
-from density_nb.method.metrics import LOG_S_MIN
+from density_nb.method.measures import LOG_S_MIN
 
 COMMON_GRID = np.logspace(LOG_S_MIN, 0.0, 51)  # 10 points a decade, 1e-5 … 1
 CONSTRUCTION = (1e-4, 1e-2)  # the published phases: a sparse core is built …

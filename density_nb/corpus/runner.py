@@ -13,8 +13,10 @@ from typing import Any
 
 import pandas as pd
 import torch
+import transformers
 from tqdm.auto import tqdm
 
+from density_nb import __version__
 from density_nb.config import TraceConfig, resolve
 from density_nb.corpus.passages import CORPUS_CONFIG, recorded_settings, trace_passages
 from density_nb.corpus.runs import load_runs
@@ -34,10 +36,6 @@ def _model_label(model: Any) -> str:
 
 def versions() -> dict[str, str]:
     """The versions a run's numbers depend on (recorded in its manifest)."""
-    import transformers
-
-    from density_nb import __version__
-
     return {"density_nb": __version__, "torch": torch.__version__, "transformers": transformers.__version__}
 
 
@@ -205,7 +203,7 @@ def _run_locked(model: Any, out: Path, df: pd.DataFrame, config: TraceConfig, se
                 finally:
                     torch.set_num_threads(before)
             else:
-                from density_nb.corpus.ray_backend import run_ray
+                from density_nb.corpus.ray_backend import run_ray  # ray: an optional dependency (the ray extra)
 
                 run_ray(model, device, threads, todo, kwargs, workers, writer, bar)
     finally:

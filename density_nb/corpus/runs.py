@@ -11,7 +11,6 @@ from typing import Any
 
 import pandas as pd
 
-from density_nb.corpus.passages import trace_recorded
 from density_nb.corpus.store import MANIFEST, CorpusError, read_manifest
 
 
@@ -40,12 +39,14 @@ class CorpusRun:
     def passage(self, passage_id: int, model: Any = None) -> Any:
         """One passage's ``DensityResult``, re-traced with the run's settings (the run stores only its
         tables): the same numbers as its rows. ``model``: the loaded model (default: the recorded name)."""
+        from density_nb.corpus.passages import trace_recorded  # torch: only to trace again (reading a run needs none)
+
         return trace_recorded(self, passage_id, model)
 
     def widget(self, compare: CorpusRun | None = None, **kwargs: Any) -> Any:
         """The corpus dashboard (``density_nb.views.CorpusDashboard``); ``compare``: a run of another
         model on the same prompts. ``model=`` (the loaded model) re-traces clicked passages without loading it again."""
-        from density_nb.views import CorpusDashboard
+        from density_nb.views import CorpusDashboard  # anywidget: the widgets extra
 
         return CorpusDashboard(self, compare, **kwargs)
 

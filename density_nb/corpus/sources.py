@@ -155,7 +155,7 @@ def _file_paragraphs(path: str, mtime: float, size: int) -> tuple[tuple[int, str
 
 def _hf_lines(split: str) -> list[str]:
     try:
-        import datasets
+        import datasets  # optional (the data extra): only where no local copy is found
     except ImportError as err:
         raise DataError(f"No local WikiText-2 data found and `datasets` is not installed. {_HOW_TO}") from err
     try:
@@ -332,7 +332,7 @@ def unigram_counts(tokenizer: Any, texts: Iterable[str]) -> pd.Series:
     used). As in the papers, the counts come from the evaluation corpus itself.
     """
     if hasattr(tokenizer, "original_model"):
-        from density_nb.models import hf_tokenizer
+        from density_nb.models import hf_tokenizer  # torch: only when given a loaded model
 
         tokenizer = hf_tokenizer(tokenizer)
     texts = list(texts)

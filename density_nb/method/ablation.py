@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -81,6 +82,159 @@ def _never_last(ranks: torch.Tensor, device: torch.device) -> torch.Tensor:
     return torch.where(ranks >= 0, ranks, torch.iinfo(torch.int32).max).to(device)
 
 
+@dataclass
+class _Rows:
+    """What a batch's B rows keep, every layer at once; a row's nodes are its P positions, flattened
+    into [B*P] with each row's P together."""
+
+    n_rows: int
+    n_pos: int
+    pos: torch.Tensor  # [P] 0..P-1
+    root_pos: torch.Tensor  # [B] each row's root position
+    in_prefix: torch.Tensor  # [B, P] positions up to each row's root
+    keep_ra: torch.Tensor  # [B, L, P] residual-attention edges kept
+    keep_mlp: torch.Tensor  # [B, L, P] MLP edges kept
+    keep_rm: torch.Tensor  # [B, L, P] residual-MLP edges kept
+    target: torch.Tensor  # [B, L, P] attention nodes with a kept in-edge
+    attn_r: torch.Tensor  # [Rb, L, H, P, P] attention ranks, never-taken last
+    row_root: torch.Tensor  # [B]
+    n_keep: torch.Tensor  # [B]
+    inv: torch.Tensor  # [B] inverted rows
+    grouped: bool  # rows laid out root after root, the same number each (as ``trace`` builds them)
+    any_inv: bool
+
+    def dropped(self, index: int, rows: torch.Tensor) -> torch.Tensor:
+        """[nb, H, P, P] the attention edges of layer ``index`` that rows ``rows`` do not keep."""
+        n_roots = self.attn_r.shape[0]
+        if self.grouped:  # each root's ranks compared once against its rows' sizes
+            drop = self.attn_r[:, index, None] >= self.n_keep.view(n_roots, self.n_rows // n_roots, 1, 1, 1)  # [Rb, B/Rb, H, P, P]
+            drop = drop.view(self.n_rows, *drop.shape[2:])[rows]
+        else:
+            drop = self.attn_r[self.row_root[rows], index] >= self.n_keep[rows].view(-1, 1, 1, 1)
+        return drop ^ self.inv[rows].view(-1, 1, 1, 1) if self.any_inv else drop
+
+
+def _rows(
+    ranks: RankBatch,
+    row_root: torch.Tensor,
+    n_keep: torch.Tensor,
+    invert: torch.Tensor | None,
+    keep_residual: torch.Tensor | None,
+    dev: torch.device,
+) -> _Rows:
+    """Which nodes keep which in-edges in each row (kept: rank < n_keep; inverted rows: the opposite)."""
+    n_pos, n_rows = ranks.attn.shape[-1], row_root.shape[0]
+    pos = torch.arange(n_pos, device=dev)
+    root_pos = ranks.roots.to(dev)[row_root]  # [B]
+    in_prefix = pos[None, :] <= root_pos[:, None]  # [B, P]
+    attn_r = _never_last(ranks.attn, dev)  # [Rb, L, H, P, P]
+    no = torch.zeros(n_rows, dtype=torch.bool, device=dev)
+    inv = no if invert is None else invert.to(dev)  # [B]
+    res = (no if keep_residual is None else keep_residual.to(dev)).view(-1, 1, 1) & in_prefix[:, None]  # [B, 1, P]
+    n3, inv3 = n_keep.view(-1, 1, 1), inv.view(-1, 1, 1)  # [B, 1, 1]
+
+    def kept(r: torch.Tensor) -> torch.Tensor:  # ranks [Rb, L, P] -> [B, L, P] kept, inside each row's prefix
+        return ((_never_last(r, dev)[row_root] < n3) ^ inv3) & in_prefix[:, None]
+
+    first_attn = attn_r.amin(dim=(2, 4))[row_root]  # [B, L, P] first-taken in-edge of each attention node
+    n_roots = attn_r.shape[0]
+    per_root = n_rows // n_roots
+    grouped = n_rows == per_root * n_roots and torch.equal(row_root, torch.arange(n_roots, device=dev).repeat_interleave(per_root))
+    return _Rows(
+        n_rows=n_rows,
+        n_pos=n_pos,
+        pos=pos,
+        root_pos=root_pos,
+        in_prefix=in_prefix,
+        keep_ra=kept(ranks.res_attn) | res,
+        keep_mlp=kept(ranks.mlp),
+        keep_rm=kept(ranks.res_mlp) | res,
+        target=torch.where(inv3, in_prefix[:, None], first_attn < n3),
+        attn_r=attn_r,
+        row_root=row_root,
+        n_keep=n_keep,
+        inv=inv,
+        grouped=grouped,
+        any_inv=bool(inv.any()),
+    )
+
+
+def _padded(idx: torch.Tensor, packed: bool) -> torch.Tensor:
+    """``idx`` with its last entry repeated up to the packed GEMM's row bucket (the repeats are dropped
+    before anything is added up)."""
+    return F.pad(idx, (0, bucket(len(idx)) - len(idx)), value=int(idx[-1])) if len(idx) and packed else idx
+
+
+def _attention(
+    arch: Arch, layer: Any, index: int, x: torch.Tensor, b: _Rows, live: torch.Tensor, attn_inv: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """The masked attention output ``o`` of layer ``index`` at its target nodes (after the post-norm):
+    ``(o [n_q, d], q_idx [n_q] into [B*P], n_q)``; ``x`` is only read. Attention runs only in rows
+    with a target, with keys and values only up to its last target."""
+    n_pos = b.n_pos
+    tgt = b.target[:, index]  # [B, P]
+    rows = tgt.any(1).nonzero().squeeze(1)  # [nb]
+    last = torch.where(tgt[rows], b.pos, -1).amax(1)  # [nb]
+    sources = (b.in_prefix if layer.kv_of_zero else live)[rows] & (b.pos[None, :] <= last[:, None])  # [nb, P]
+    kv_c = _padded(sources.view(-1).nonzero().squeeze(1), arch.packed)  # into [nb*P]
+    q_c = _padded(tgt[rows].view(-1).nonzero().squeeze(1), arch.packed)
+    kv_idx, q_idx = rows[kv_c // n_pos] * n_pos + kv_c % n_pos, rows[q_c // n_pos] * n_pos + q_c % n_pos  # into [B*P]
+    n_q = int(tgt.sum())
+    cos, sin = arch.rope(layer, n_pos)  # [P, hd]
+    p_kv, p_q = kv_c % n_pos, q_c % n_pos
+    k, v = arch.keys_values(layer, x[kv_idx], cos[p_kv], sin[p_kv])  # [n_kv, KV, hd] each
+    q = arch.queries(layer, x[q_idx], cos[p_q], sin[p_q])  # [n_q, H, hd]
+    n_b = len(rows)
+    keys = x.new_zeros(n_b * n_pos, arch.n_kv_heads, arch.head_dim)
+    values = x.new_zeros(n_b * n_pos, arch.n_kv_heads, arch.head_dim)
+    queries = x.new_zeros(n_b * n_pos, arch.n_heads, arch.head_dim)
+    keys[kv_c], values[kv_c], queries[q_c] = k, v, q
+    probs = arch.pattern(
+        queries.view(n_b, n_pos, arch.n_heads, arch.head_dim),
+        keys.view(n_b, n_pos, arch.n_kv_heads, arch.head_dim),
+        arch.attention_bias(layer, n_pos),
+    )  # [nb, H, P, P]
+    z = arch.mix(probs.masked_fill_(b.dropped(index, rows), 0.0), values.view(n_b, n_pos, arch.n_kv_heads, arch.head_dim))  # [nb, P, H, hd]
+    o = layer.o(z[q_c // n_pos, p_q].flatten(1))  # [n_q, d]
+    if layer.o_bias is not None:  # b_O in proportion to the kept attention mass (docs/method.md §9.2)
+        mass = probs.sum(-1).mean(1).view(-1)[q_c]  # [n_q]
+        o = o + mass[:, None].to(o.dtype) * layer.o_bias
+    return arch.post_norm(o, layer.post_attn_norm, None if attn_inv is None else attn_inv[index, q_idx, None]), q_idx, n_q
+
+
+def _update(
+    arch: Arch,
+    layer: Any,
+    index: int,
+    x: torch.Tensor,
+    b: _Rows,
+    live: torch.Tensor,
+    attn: tuple[torch.Tensor, torch.Tensor, int],
+    mlp_inv: torch.Tensor | None,
+) -> torch.Tensor:
+    """The residual stream after layer ``index``, in place in ``x``: h = keep_ra · x + o, then
+    x' = keep_rm · h + MLP (parallel blocks: x' = keep_ra · x + o + MLP(x)). Returns the new ``live``
+    ([B, P]: nodes whose state may be non-zero)."""
+    o, q_idx, n_q = attn
+    m_idx = _padded(b.keep_mlp[:, index].reshape(-1).nonzero().squeeze(1), arch.packed)  # [n_m]
+    n_m = int(b.keep_mlp[:, index].sum())
+    if arch.parallel:  # one node: residual, attention and MLP edges add up; the MLP reads the block's input
+        f = arch.mlp(layer, x[m_idx])  # [n_m, d]
+    x.index_fill_(0, (live & ~b.keep_ra[:, index]).view(-1).nonzero().squeeze(1), 0.0)
+    x.index_add_(0, q_idx[:n_q], o[:n_q])
+    h_live = (live & b.keep_ra[:, index]) | b.target[:, index]  # [B, P]
+    if not arch.parallel:
+        f = arch.mlp(layer, x[m_idx])  # [n_m, d]
+    f = arch.post_norm(f, layer.post_mlp_norm, None if mlp_inv is None else mlp_inv[index, m_idx, None])
+    if arch.parallel:
+        live = h_live | b.keep_mlp[:, index]
+    else:  # x' = keep_rm · h + f, in place
+        x.index_fill_(0, (h_live & ~b.keep_rm[:, index]).view(-1).nonzero().squeeze(1), 0.0)
+        live = (h_live & b.keep_rm[:, index]) | b.keep_mlp[:, index]
+    x.index_add_(0, m_idx[:n_m], f[:n_m])
+    return live
+
+
 @torch.no_grad()
 def masked_logits(
     arch: Arch,
@@ -112,109 +266,26 @@ def masked_logits(
             "rank the edges of its own graph (edge_weights, or random_weights(..., parallel=True))."
         )
     dev = arch.device
-    n_pos = ranks.attn.shape[-1]
-    n_rows = row_root.shape[0]
-    row_root, n_keep = row_root.to(dev), n_keep.to(dev)
-    root_pos = ranks.roots.to(dev)[row_root]  # [B]
-    pos = torch.arange(n_pos, device=dev)
+    b = _rows(ranks, row_root.to(dev), n_keep.to(dev), invert, keep_residual, dev)
+    n_rows, n_pos = b.n_rows, b.n_pos
 
     def per_row(a: torch.Tensor, text_dims: int) -> torch.Tensor:  # one text's [..., T] or [Rb, ..., T] -> [B, ..., P]
         a = a[..., :n_pos].to(dev)
-        return a.expand(n_rows, *a.shape) if a.dim() == text_dims else a[row_root]
+        return a.expand(n_rows, *a.shape) if a.dim() == text_dims else a[b.row_root]
 
     def per_layer(a: torch.Tensor | None) -> torch.Tensor | None:  # post-norm scales -> [L, B*P]
         return None if a is None else per_row(a, 2).transpose(0, 1).reshape(arch.n_layers, -1)
 
     attn_inv, mlp_inv = per_layer(attn_inv_rms), per_layer(mlp_inv_rms)  # [L, B*P] each
-    row_pos = pos.repeat(n_rows)  # [B*P] position of each flattened row
-    in_prefix = pos[None, :] <= root_pos[:, None]  # [B, P]
-    prefix = in_prefix.view(-1).nonzero().squeeze(1)  # [n_prefix]
+    row_pos = b.pos.repeat(n_rows)  # [B*P] position of each flattened row
+    prefix = b.in_prefix.view(-1).nonzero().squeeze(1)  # [n_prefix]
     x = torch.zeros(n_rows * n_pos, arch.d_model, dtype=arch.dtype, device=dev)  # [B*P, d]: zero outside each row's prefix
     x[prefix] = arch.embed(per_row(token_ids, 1).reshape(-1)[prefix], row_pos[prefix])
-
-    # which nodes keep which in-edges, every layer at once (kept: rank < n_keep; inverted rows: the opposite)
-    attn_r = _never_last(ranks.attn, dev)  # [Rb, L, H, P, P]
-    no = torch.zeros(n_rows, dtype=torch.bool, device=dev)
-    inv = no if invert is None else invert.to(dev)  # [B]
-    res = (no if keep_residual is None else keep_residual.to(dev)).view(-1, 1, 1) & in_prefix[:, None]  # [B, 1, P]
-    n3, inv3 = n_keep.view(-1, 1, 1), inv.view(-1, 1, 1)  # [B, 1, 1]
-
-    def kept(r: torch.Tensor) -> torch.Tensor:  # ranks [Rb, L, P] -> [B, L, P] kept, inside each row's prefix
-        return ((_never_last(r, dev)[row_root] < n3) ^ inv3) & in_prefix[:, None]
-
-    keep_ra = kept(ranks.res_attn) | res  # [B, L, P]
-    keep_mlp = kept(ranks.mlp)  # [B, L, P]
-    keep_rm = kept(ranks.res_mlp) | res  # [B, L, P]
-    first_attn = attn_r.amin(dim=(2, 4))[row_root]  # [B, L, P] first-taken in-edge of each attention node
-    target = torch.where(inv3, in_prefix[:, None], first_attn < n3)  # [B, L, P] attention nodes with a kept in-edge
-    any_inv = bool(inv.any())
-    n_roots = attn_r.shape[0]
-    per_root = n_rows // n_roots  # rows laid out root after root, the same number each (as ``trace`` builds them)
-    grouped = n_rows == per_root * n_roots and torch.equal(row_root, torch.arange(n_roots, device=dev).repeat_interleave(per_root))
-
-    def dropped(index: int, rows: torch.Tensor) -> torch.Tensor:  # attention edges of layer ``index`` not kept: [nb, H, P, P]
-        if grouped:  # each root's ranks compared once against its rows' sizes
-            drop = attn_r[:, index, None] >= n_keep.view(n_roots, per_root, 1, 1, 1)  # [Rb, B/Rb, H, P, P]
-            drop = drop.view(n_rows, *drop.shape[2:])[rows]
-        else:
-            drop = attn_r[row_root[rows], index] >= n_keep[rows].view(-1, 1, 1, 1)
-        return drop ^ inv[rows].view(-1, 1, 1, 1) if any_inv else drop
-
-    def padded(idx: torch.Tensor) -> torch.Tensor:  # idx with its last entry repeated up to the GEMM's row bucket
-        return F.pad(idx, (0, bucket(len(idx)) - len(idx)), value=int(idx[-1])) if len(idx) and arch.packed else idx
-
-    live = in_prefix  # [B, P] nodes whose state may be non-zero (elsewhere x is exactly zero)
+    live = b.in_prefix  # [B, P] nodes whose state may be non-zero (elsewhere x is exactly zero)
     for index, layer in enumerate(arch.layers):
         if stop is not None and stop():
             raise PassStopped
-        tgt = target[:, index]  # [B, P]
-        # attention only in rows with a target, keys and values only up to its last target
-        rows = tgt.any(1).nonzero().squeeze(1)  # [nb]
-        last = torch.where(tgt[rows], pos, -1).amax(1)  # [nb]
-        sources = (in_prefix if layer.kv_of_zero else live)[rows] & (pos[None, :] <= last[:, None])  # [nb, P]
-        # row lists padded to the GEMM's bucket (repeats of the last row, dropped before anything is added up)
-        kv_c, q_c = padded(sources.view(-1).nonzero().squeeze(1)), padded(tgt[rows].view(-1).nonzero().squeeze(1))  # into [nb*P]
-        kv_idx, q_idx = rows[kv_c // n_pos] * n_pos + kv_c % n_pos, rows[q_c // n_pos] * n_pos + q_c % n_pos  # into [B*P]
-        n_q = int(tgt.sum())
-        cos, sin = arch.rope(layer, n_pos)  # [P, hd]
-        p_kv, p_q = kv_c % n_pos, q_c % n_pos
-        k, v = arch.keys_values(layer, x[kv_idx], cos[p_kv], sin[p_kv])  # [n_kv, KV, hd] each
-        q = arch.queries(layer, x[q_idx], cos[p_q], sin[p_q])  # [n_q, H, hd]
-        n_b = len(rows)
-        keys = x.new_zeros(n_b * n_pos, arch.n_kv_heads, arch.head_dim)
-        values = x.new_zeros(n_b * n_pos, arch.n_kv_heads, arch.head_dim)
-        queries = x.new_zeros(n_b * n_pos, arch.n_heads, arch.head_dim)
-        keys[kv_c], values[kv_c], queries[q_c] = k, v, q
-        probs = arch.pattern(
-            queries.view(n_b, n_pos, arch.n_heads, arch.head_dim),
-            keys.view(n_b, n_pos, arch.n_kv_heads, arch.head_dim),
-            arch.attention_bias(layer, n_pos),
-        )  # [nb, H, P, P]
-        z = arch.mix(
-            probs.masked_fill_(dropped(index, rows), 0.0), values.view(n_b, n_pos, arch.n_kv_heads, arch.head_dim)
-        )  # [nb, P, H, hd]
-        o = layer.o(z[q_c // n_pos, p_q].flatten(1))  # [n_q, d]
-        if layer.o_bias is not None:  # b_O in proportion to the kept attention mass (docs/method.md §9.2)
-            mass = probs.sum(-1).mean(1).view(-1)[q_c]  # [n_q]
-            o = o + mass[:, None].to(o.dtype) * layer.o_bias
-        o = arch.post_norm(o, layer.post_attn_norm, None if attn_inv is None else attn_inv[index, q_idx, None])
-
-        m_idx = padded(keep_mlp[:, index].reshape(-1).nonzero().squeeze(1))  # [n_m]
-        n_m = int(keep_mlp[:, index].sum())
-        if arch.parallel:  # one node: residual, attention and MLP edges add up; the MLP reads the block's input
-            f = arch.mlp(layer, x[m_idx])  # [n_m, d]
-        # h = keep_ra · x + o, in place (x is no longer read)
-        x.index_fill_(0, (live & ~keep_ra[:, index]).view(-1).nonzero().squeeze(1), 0.0)
-        x.index_add_(0, q_idx[:n_q], o[:n_q])
-        h_live = (live & keep_ra[:, index]) | tgt  # [B, P]
-        if not arch.parallel:
-            f = arch.mlp(layer, x[m_idx])  # [n_m, d]
-        f = arch.post_norm(f, layer.post_mlp_norm, None if mlp_inv is None else mlp_inv[index, m_idx, None])
-        if arch.parallel:
-            live = h_live | keep_mlp[:, index]
-        else:  # x' = keep_rm · h + f, in place
-            x.index_fill_(0, (h_live & ~keep_rm[:, index]).view(-1).nonzero().squeeze(1), 0.0)
-            live = (h_live & keep_rm[:, index]) | keep_mlp[:, index]
-        x.index_add_(0, m_idx[:n_m], f[:n_m])
-    final = x[torch.arange(n_rows, device=dev) * n_pos + root_pos]  # [B, d]
+        attn = _attention(arch, layer, index, x, b, live, attn_inv)
+        live = _update(arch, layer, index, x, b, live, attn, mlp_inv)
+    final = x[torch.arange(n_rows, device=dev) * n_pos + b.root_pos]  # [B, d]
     return arch.logits(final)

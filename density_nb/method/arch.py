@@ -20,6 +20,7 @@ from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
+from transformers.activations import ACT2FN
 
 from density_nb.method.linear import Linear
 from density_nb.models import SUPPORTED_MODEL_TYPES, ModelError
@@ -312,8 +313,6 @@ class Arch:
     @staticmethod
     def _activation(name: str) -> Callable[[torch.Tensor], torch.Tensor]:
         """The MLP activation exactly as HF defines it."""
-        from transformers.activations import ACT2FN
-
         if name not in ACT2FN:
             raise ModelError(f"MLP activation {name!r} is not supported; supported: {', '.join(ACT2FN)}.")
         act: Callable[[torch.Tensor], torch.Tensor] = ACT2FN[name]

@@ -1,18 +1,13 @@
-"""Distribution metrics (TV, KL, top-1, ν, entropy, loss) and per-root density numbers."""
+"""Distribution metrics of subgraph outputs against the full model's: TV, KL, top-1, ν, entropy, loss."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
-
-if TYPE_CHECKING:
-    import torch
+import torch
 
 NU_LEVELS = (0.01, 0.05, 0.10, 0.20, 0.30, 0.40, 0.50, 0.60, 0.70, 0.80, 0.90, 0.99)
-NUCLEUS_SIZES = (1, 5, 10, 20, 40, 60, 80, 90)  # percent: the published "required size for nucleus k"
-LOG_S_MIN = -5.0  # the area runs over log10 s from 1e-5 to 1
 
 
 @dataclass
@@ -35,8 +30,6 @@ def distribution_metrics(full_logits: torch.Tensor, logits: torch.Tensor, target
     full_logits: [V]; logits: [K, V]; target: the actual next token id or None; topk: how many
     of each subgraph's most probable tokens to keep.
     """
-    import torch
-
     logp_full = torch.log_softmax(full_logits.float(), dim=-1)  # [V]
     logp = torch.log_softmax(logits.float(), dim=-1)  # [K, V]
     p_full, p = logp_full.exp(), logp.exp()
@@ -64,8 +57,6 @@ def ranked(p: torch.Tensor, width: int) -> tuple[torch.Tensor, torch.Tensor]:
 
     ``topk`` alone leaves the order of equal values, and which of them make the cut, unspecified;
     a uniform row (every stratum short of the input) then has no defined "top-k"."""
-    import torch
-
     n_vocab = p.shape[-1]
     top = torch.topk(p, min(width + 1, n_vocab), dim=-1)  # one more, to see a tie across the cut
     ids, by_id = top.indices.sort(dim=-1)
@@ -91,8 +82,6 @@ def shared_nucleus(p_full: torch.Tensor, p: torch.Tensor, levels: tuple[float, .
     probabilities read in the full model's order decrease over the first n and the n-th beats every
     later one (ties ranked by token id, as ``argmax`` breaks them).
     """
-    import torch
-
     n_vocab = p_full.numel()
     sorted_full, order = torch.sort(p_full, descending=True, stable=True)  # [V] the full model's ranking
     width = min(n_vocab, int((sorted_full.cumsum(0) < max(levels)).sum()) + 17)  # its largest nucleus, with room for rounding
@@ -126,56 +115,9 @@ def shared_nucleus(p_full: torch.Tensor, p: torch.Tensor, levels: tuple[float, .
     return out[1:]
 
 
-def auc_log(sizes: np.ndarray, values: np.ndarray) -> float:
-    """Trapezoid area of ``values`` over log10(sizes), from 1e-5 to 1 (the full graph, value 0).
-
-    sizes: nominal grid sizes, increasing, last == 1. Sizes below 1e-5 are clipped to it; a grid
-    that starts above 1e-5 is extended down to it with its first value held constant.
-    """
-    x = np.log10(np.clip(np.asarray(sizes, dtype=np.float64), 10**LOG_S_MIN, 1.0))
-    y = np.asarray(values, dtype=np.float64)
-    if x[0] > LOG_S_MIN:
-        x, y = np.concatenate([[LOG_S_MIN], x]), np.concatenate([y[:1], y])
-    return float(np.trapezoid(y, x))
-
-
-def smallest_agreeing(sizes: np.ndarray, top1: np.ndarray) -> tuple[float, float]:
-    """``s_top1`` (first size agreeing with the full top-1) and ``s_top1_stable`` (agreement from
-    there on for every larger size). NaN when no size agrees (never the case with the full graph last)."""
-    top1 = np.asarray(top1, dtype=bool)
-    first = np.flatnonzero(top1)
-    s_first = float(sizes[first[0]]) if first.size else float("nan")
-    disagree = np.flatnonzero(~top1)
-    stable_idx = disagree[-1] + 1 if disagree.size else 0
-    s_stable = float(sizes[stable_idx]) if stable_idx < len(sizes) else float("nan")
-    return s_first, s_stable
-
-
-def smallest_at_least(sizes: np.ndarray, values: np.ndarray, level: float) -> float:
-    """The smallest grid size whose value is ≥ ``level`` (e.g. the size required for nucleus
-    ``level``); NaN when none is."""
-    hits = np.flatnonzero(np.asarray(values) >= level)
-    return float(sizes[hits[0]]) if hits.size else float("nan")
-
-
 def tv_empty_graph(full_logits: torch.Tensor, empty_logits: torch.Tensor) -> np.ndarray:
     """[R] TV(p_empty, p_full), p_empty the output of the empty graph (a zero root state through the
     final norm and unembedding): the uniform distribution for RMSNorm models, softmax(W_U β_f) under
     LayerNorm (docs/method.md §8, §9.2). full_logits: [R, V]; empty_logits: [V]."""
-    import torch
-
     p_full, p_empty = torch.softmax(full_logits.float(), dim=-1), torch.softmax(empty_logits.float(), dim=-1)  # [R, V], [V]
     return (0.5 * (p_full - p_empty).abs().sum(-1)).double().numpy()
-
-
-def plateau_free_density(sizes: np.ndarray, tv: np.ndarray, tv_empty: float, s_input: float) -> float:
-    """Mean of TV / TV(empty graph) over log10 s, from the first grid size that reaches the input
-    (``s ≥ s_input``) to 1, by the trapezoid rule (docs/method.md §5). 0: every such subgraph gives
-    the full distribution; 1: as far from it as the uniform output; above 1: further (mid-size
-    subgraphs can be). NaN when only the full graph reaches the input."""
-    sizes, tv = np.asarray(sizes, dtype=np.float64), np.asarray(tv, dtype=np.float64)
-    past = sizes >= s_input
-    x = np.log10(sizes[past])
-    if len(x) < 2 or not tv_empty > 0:
-        return float("nan")
-    return float(np.trapezoid(tv[past] / tv_empty, x) / (x[-1] - x[0]))

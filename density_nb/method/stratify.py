@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
-from density_nb.method.importance import EdgeWeights
+from density_nb.method.importance import EdgeWeights, random_weights
 
 
 def edge_count(n_layers: int, n_heads: int, n_pos: int, parallel: bool = False) -> int:
@@ -387,6 +387,4 @@ def edge_order(ranks: Ranks) -> list[tuple[int, int, int, int, int]]:
 def compile_now() -> None:
     """Compile the numba expansion into its on-disk cache (setup runs this once, so that a user's
     first trace does not wait ~10 s for the compiler)."""
-    from density_nb.method.importance import random_weights
-
     expand(random_weights(1, 1, 2), 1)

@@ -145,7 +145,7 @@ class Subgraph:
         """A ``networkx.MultiDiGraph``: nodes (g, t) with their kind, layer and token; edges keyed
         by their (kind, layer, target, head, source) key, with rank and weight."""
         try:
-            import networkx as nx
+            import networkx as nx  # optional (the reference extra)
         except ImportError as err:
             raise DensityNBError("Subgraph.to_networkx needs networkx: pip install networkx.") from err
         graph = nx.MultiDiGraph(model=self.model, position=self.position, s=self.s, n_edges=self.n_edges, total_edges=self.total_edges)
@@ -160,7 +160,7 @@ class Subgraph:
 
     def to_graphml(self, path: str | os.PathLike[str]) -> Path:
         """Write GraphML (for Gephi, Cytoscape, yEd ...); node ids as in the JSON layout."""
-        import networkx as nx
+        import networkx as nx  # optional (the reference extra)
 
         graph = nx.relabel_nodes(self.to_networkx(), lambda node: _node_id(*node))
         for _u, _v, data in graph.edges(data=True):
@@ -187,6 +187,7 @@ def subgraph(model: Any, text: str, position: int, s: float, config: TraceConfig
     """The stratum of size ``s`` (a share of the edges, as on the grid: ⌊s·|E|⌋ edges) of the
     prediction at token ``position`` of ``text``, traced as ``trace(model, text, config, **settings)``
     would (same tokenization and weighting)."""
+    # torch: only to derive a stratum (a saved subgraph is read, written and drawn without it)
     from density_nb.method.arch import Arch
     from density_nb.method.importance import edge_weights
     from density_nb.method.inputs import root_positions, tokenize

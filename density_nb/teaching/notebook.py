@@ -44,7 +44,7 @@ def start(notebook: str) -> Mode:
     pd.set_option("display.max_colwidth", 80)
     pd.set_option("display.width", 140)
     with _suppress():
-        from transformers.utils import logging as hf_logging
+        from transformers.utils import logging as hf_logging  # quiet its progress bars where it is installed
 
         hf_logging.disable_progress_bar()
         hf_logging.set_verbosity_error()

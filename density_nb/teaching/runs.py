@@ -13,6 +13,7 @@ written from the full runs by :func:`export_results` (``python scripts/run_noteb
 
 from __future__ import annotations
 
+import argparse
 import importlib.resources
 import json
 import os
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import pandas as pd
+import platformdirs
 
 from density_nb.analysis.curves import plateau_area, plateau_free_from, smallest_s
 from density_nb.corpus.runner import run_corpus
@@ -75,8 +77,6 @@ def runs_dir() -> Path:
         return Path(env).expanduser()
     if _in_checkout():
         return CHECKOUT / "runs"
-    import platformdirs
-
     return Path(platformdirs.user_data_dir("density_nb")) / "runs"
 
 
@@ -156,8 +156,6 @@ def compute_run(name: str, progress: bool = False) -> Path:
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m density_nb.teaching.runs [NAME ...]``: compute the full corpus runs (resume-safe), then
     export them to the shipped results."""
-    import argparse
-
     parser = argparse.ArgumentParser(description=main.__doc__)
     parser.add_argument("names", nargs="*", help=f"runs to compute (default: all of {', '.join(RUN_SPECS)})")
     parser.add_argument("--no-export", action="store_true", help="do not write the shipped results afterwards")

@@ -68,7 +68,7 @@ def ci_text(est: float, lo: float, hi: float, fmt: str = ".2f") -> str:
 def verdict_table(notebook: str, rows: Sequence[dict[str, Any]]) -> pd.DataFrame:
     """Show the verdict table (one format everywhere) and tag the output, so that
     ``scripts/run_notebooks.py --findings`` can collect it into docs/findings.md from the notebooks."""
-    from IPython.display import Markdown, display
+    from IPython.display import Markdown, display  # only inside a notebook
 
     table = pd.DataFrame([{c: r.get(c, "") for c in VERDICT_COLUMNS} for r in rows])
     display(Markdown(markdown_table(table)), metadata={"density_nb": {"verdicts": notebook, "rows": table.astype(str).to_dict("records")}})

@@ -34,7 +34,7 @@ PNG_SCALE = 1.0  # pixels per Vega pixel in the static image (1: ~40 kB a chart)
 
 def _vl_version() -> str | None:
     """The Vega-Lite version Altair writes, as vl-convert names it (``"5.20"``), if vl-convert has it."""
-    import vl_convert
+    import vl_convert  # optional (the notebooks extra): only for static images
 
     want = ".".join(alt.SCHEMA_VERSION.lstrip("v").split(".")[:2])
     return want if want in vl_convert.get_vegalite_versions() else None
@@ -42,7 +42,7 @@ def _vl_version() -> str | None:
 
 def static_png(spec: dict[str, Any], scale: float = PNG_SCALE) -> bytes:
     """A Vega-Lite spec drawn as PNG by vl-convert (bundled Vega and fonts: no network, no browser)."""
-    import vl_convert
+    import vl_convert  # optional (the notebooks extra): only for static images
 
     return bytes(vl_convert.vegalite_to_png(spec, vl_version=_vl_version(), scale=scale))
 

@@ -9,6 +9,7 @@ import contextlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import ipywidgets
 import numpy as np
 import pandas as pd
 import traitlets
@@ -120,8 +121,6 @@ class CorpusDashboard(_Widget):
     def panel(self) -> Any:
         """What a notebook displays: the dashboard, and below it the explorer of the passage last opened."""
         if self._panel is None:
-            import ipywidgets
-
             self._panel = ipywidgets.VBox([self])
         return self._panel
 
@@ -137,16 +136,16 @@ class CorpusDashboard(_Widget):
     # ---- static export -----------------------------------------------------------------------------
     def chart(self) -> Any:
         """The views as one Altair chart, for the current measure, column, head size and selection."""
-        from density_nb.views.dashboard_chart import dashboard_chart
+        from density_nb.views.dashboard_chart import dashboard_chart  # altair: only for the static drawing
 
         return dashboard_chart(self)
 
     def to_svg(self) -> str:
         """``chart()`` as an SVG document (vl-convert: offline, no browser); ``save`` writes it as .svg or .png."""
         try:
-            import vl_convert
+            import vl_convert  # optional (the notebooks extra): only for static images
         except ImportError as err:
             raise ImportError("Drawing the dashboard as SVG needs vl-convert-python: pip install vl-convert-python.") from err
-        from density_nb.views.charts import _vl_version
+        from density_nb.views.charts import _vl_version  # altair, as above
 
         return str(vl_convert.vegalite_to_svg(self.chart().to_dict(), vl_version=_vl_version()))

@@ -13,6 +13,8 @@ from typing import Any
 import anywidget
 import numpy as np
 import traitlets
+from ipywidgets.embed import dependency_state, embed_data
+from ipywidgets.widgets.widget import _remove_buffers
 
 from density_nb.files import write_text
 from density_nb.views import svg as _svg
@@ -34,8 +36,6 @@ class _Widget(anywidget.AnyWidget):
 
     def state_nbytes(self) -> int:
         """Bytes this widget's synced state takes on the wire (JSON part + binary buffers)."""
-        from ipywidgets.widgets.widget import _remove_buffers
-
         state, _paths, buffers = _remove_buffers(self.get_state())
         return len(json.dumps(state, separators=(",", ":")).encode()) + sum(memoryview(b).nbytes for b in buffers)
 
@@ -261,8 +261,6 @@ def _script_json(obj: Any) -> str:
 
 
 def write_standalone_html(widget: _Widget, path: str | os.PathLike[str], title: str | None = None) -> Path:
-    from ipywidgets.embed import dependency_state, embed_data
-
     state = dependency_state([widget], drop_defaults=False)
     emb = embed_data(views=[widget], drop_defaults=False, state=state)
     manager_state = emb["manager_state"]

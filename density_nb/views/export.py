@@ -30,7 +30,7 @@ def write_image(svg: str, path: str | os.PathLike[str]) -> Path:
     if suffix == ".svg":
         return write_text(path, svg)
     try:
-        import vl_convert
+        import vl_convert  # optional (the notebooks extra): only for PNG
     except ImportError as err:
         raise ImportError(f"Saving {path.name} as PNG needs vl-convert-python: pip install vl-convert-python (or save as .svg).") from err
     png = bytes(vl_convert.svg_to_png(svg, scale=PNG_SCALE))
