@@ -246,7 +246,10 @@ def run_corpus(
     }
     out = Path(out_dir)
     created = not out.exists()
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:  # a file of that name, no permission, ...
+        raise CorpusError(f"Cannot make the run folder {str(out)!r} ({err.strerror or err}): choose another output directory.") from err
     try:
         with RunLock(out):
             _run_locked(model, out, df, config, run_settings, resume=resume, force=force, backend=backend, device=device, workers=workers,

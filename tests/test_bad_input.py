@@ -121,3 +121,12 @@ def test_the_cli_reports_a_lock_of_another_host_in_one_line(tmp_path, capsys):
         runner.run_corpus("tiny-llama", out, data=table, **RUN)
     assert_clean_error(corpus_cli(capsys, table, out), "node-7.cluster", f"delete '{out / LOCK}'")
     assert sorted(p.name for p in out.iterdir()) == [LOCK]
+
+
+def test_an_output_folder_that_is_a_file(tmp_path, capsys):
+    table = tmp_path / "prompts.csv"
+    table.write_text(ROWS)
+    with pytest.raises(CorpusError, match=r"Cannot make the run folder '.*prompts\.csv' \(File exists\): choose another"):
+        runner.run_corpus("tiny-llama", table, data=table, **RUN)
+    assert_clean_error(corpus_cli(capsys, table, table), "Cannot make the run folder")
+    assert table.read_text() == ROWS
