@@ -16,7 +16,7 @@ from density_nb.corpus.sources import DataError, read_prompts
 from density_nb.corpus.store import LOCK, CorpusError
 from density_nb.errors import DensityNBError
 from density_nb.result import DensityResult, ResultFileError
-from helpers import make_result
+from helpers import SAMPLE_LINES, make_result
 
 RUN = {"grid": "fast", "progress": False, "n_passages": 2}
 ROWS = "prompt,next_word\nThe boat drifted past the,mill\nRain fell on the,city\n"
@@ -122,3 +122,22 @@ def test_the_cli_reports_a_lock_of_another_host_in_one_line(tmp_path, capsys):
         runner.run_corpus("tiny-llama", out, data=table, **RUN)
     assert_clean_error(corpus_cli(capsys, table, out), "node-7.cluster", f"delete '{out / LOCK}'")
     assert sorted(p.name for p in out.iterdir()) == [LOCK]
+
+
+def test_an_output_folder_that_is_a_file(tmp_path, capsys):
+    table = tmp_path / "prompts.csv"
+    table.write_text(ROWS)
+    with pytest.raises(CorpusError, match=r"Cannot make the run folder '.*prompts\.csv' \(File exists\): choose another"):
+        runner.run_corpus("tiny-llama", table, data=table, **RUN)
+    assert_clean_error(corpus_cli(capsys, table, table), "Cannot make the run folder")
+    assert table.read_text() == ROWS
+
+
+def test_no_passage_to_run(tmp_path):
+    (tmp_path / "wikitext-2").mkdir()
+    (tmp_path / "wikitext-2" / "test.txt").write_text("\n".join(SAMPLE_LINES) + "\n", encoding="utf-8")
+    with pytest.raises(DataError, match="No passage of more than 500 words in the 'test' split: ask for fewer words"):
+        runner.run_corpus("tiny-llama", tmp_path / "run", data=tmp_path, words=500, **RUN)
+    with pytest.raises(DataError, match="n_passages must be at least 1"):
+        runner.run_corpus("tiny-llama", tmp_path / "run", data=tmp_path, **{**RUN, "n_passages": 0})
+    assert not (tmp_path / "run").exists()

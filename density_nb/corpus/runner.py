@@ -72,6 +72,8 @@ def run_corpus(
     ``load_runs``. Every file is written to a temp name and renamed, and a shard counts only once the
     manifest lists it, so an interrupted run loses at most the passages in flight (up to ``batch``;
     and, with ``shard_size > 1``, completed passages not yet flushed when the process is killed outright).
+    One process writes ``out_dir`` at a time (``run.lock``; another is refused); the manifest is written
+    with the first shard, so a run that fails before any passage is done leaves nothing behind.
     ``resume=True`` skips passages already recorded and refuses if the settings differ, or if the
     run was made by other versions of density_nb, torch or transformers (``force=True`` continues
     anyway, with a warning); without it, an ``out_dir`` that already holds a run is refused.
@@ -121,7 +123,10 @@ def run_corpus(
     }
     out = Path(out_dir)
     created = not out.exists()
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:  # a file of that name, no permission, ...
+        raise CorpusError(f"Cannot make the run folder {str(out)!r} ({err.strerror or err}): choose another output directory.") from err
     try:
         with RunLock(out):
             _run_locked(model, out, df, config, run_settings, resume=resume, force=force, backend=backend, device=device, workers=workers,

@@ -64,12 +64,14 @@ class ShardWriter:
         self._clean_orphans()
 
     def _clean_orphans(self) -> None:
-        """Remove shard files a killed run wrote but never recorded (and stray temp files)."""
+        """Remove shard files a killed run wrote but never recorded, and the temp files of writes it was killed in."""
         listed = {f for shard in self.manifest["shards"] for f in (shard["summary"], shard["curves"])}
         folder = self.out_dir / SHARDS
         for path in folder.iterdir() if folder.is_dir() else ():
             if f"{SHARDS}/{path.name}" not in listed:
                 path.unlink()
+        for path in self.out_dir.glob(f".{MANIFEST}.*.tmp"):
+            path.unlink()
 
     def add(self, passage_id: int, summary: pd.DataFrame, curves: pd.DataFrame) -> bool:
         """Queue one passage's rows; False (and nothing written) if it is already recorded."""
