@@ -14,8 +14,8 @@ from typing import Any
 __version__ = "0.1.0"
 
 _LAZY = {
-    "BUILTIN_MODELS": "density_nb.models",
-    "DEFAULT_MODEL": "density_nb.models",
+    "BUILTIN_MODELS": "density_nb.config",
+    "DEFAULT_MODEL": "density_nb.config",
     "ModelError": "density_nb.models",
     "load_model": "density_nb.models",
     "release_models": "density_nb.models",

@@ -26,10 +26,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from density_nb.config import BASELINES, GRIDS, NORMS, WEIGHTINGS, TraceConfig
+from density_nb.config import BASELINES, BUILTIN_MODELS, DEFAULT_MODEL, GRIDS, NORMS, WEIGHTINGS, TraceConfig
 from density_nb.errors import DensityNBError
 
 PROG = "density-nb"
+_MODEL_HELP = f"built-in name ({', '.join(BUILTIN_MODELS)}), hub name or local path (default: {DEFAULT_MODEL})"
 
 
 class _UsageError(DensityNBError):
@@ -103,25 +104,23 @@ def _config(args: argparse.Namespace) -> TraceConfig:
     return TraceConfig(grid=args.grid, weighting=args.weighting, norms=args.norms, baselines=args.baselines)
 
 
-def _parser() -> argparse.ArgumentParser:
-    from density_nb.models import BUILTIN_MODELS, DEFAULT_MODEL
-
-    models = ", ".join(BUILTIN_MODELS)
-    parser = argparse.ArgumentParser(prog=PROG, description="Computation density (s-Trace) of transformer language models.")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-
+def _add_trace(sub: Any) -> None:
+    """``density-nb trace``."""
     p = sub.add_parser(
         "trace",
         help="trace every next-token prediction of a text",
         description="Trace the density of the next-token predictions of TEXT and print one row per traced position.",
     )
     p.add_argument("text", metavar="TEXT", help="the text to trace")
-    p.add_argument("--model", default=DEFAULT_MODEL, help=f"built-in name ({models}), hub name or local path (default: {DEFAULT_MODEL})")
+    p.add_argument("--model", default=DEFAULT_MODEL, help=_MODEL_HELP)
     p.add_argument("--roots", type=_roots, default="all", help="'all', 'last' or positions like 0,3,5 (default: all)")
     _trace_settings(p, grid="fast")
     p.add_argument("--out", metavar="FILE", help="save the result: FILE.parquet (data) or FILE.html (standalone explorer)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
+
+def _add_corpus(sub: Any) -> None:
+    """``density-nb corpus``."""
     c = sub.add_parser(
         "corpus",
         help="trace the next word of many WikiText passages",
@@ -136,7 +135,7 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--split", choices=("test", "valid"), default="test", help="WikiText-2 split (default: test)")
     c.add_argument("--passages", type=_positive, default=100, metavar="N", help="number of passages (default: 100)")
     c.add_argument("--words", type=_positive, default=40, metavar="W", help="prompt length in words (default: 40)")
-    c.add_argument("--model", default=DEFAULT_MODEL, help=f"built-in name ({models}), hub name or local path (default: {DEFAULT_MODEL})")
+    c.add_argument("--model", default=DEFAULT_MODEL, help=_MODEL_HELP)
     _trace_settings(c, grid="paper")
     c.add_argument("--out", required=True, metavar="DIR", help="output directory (shards + manifest.json)")
     c.add_argument("--resume", action="store_true", help="continue a run in DIR, skipping passages already done")
@@ -165,6 +164,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     c.add_argument("--quiet", action="store_true", help="no progress bar")
 
+
+def _add_models(sub: Any) -> None:
+    """``density-nb models``."""
     m = sub.add_parser(
         "models",
         help="list the built-in models (and prepare one)",
@@ -172,6 +174,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     m.add_argument("--prepare", metavar="NAME", help="convert a packaged model's weights and cache them")
 
+
+def _add_export(sub: Any) -> None:
+    """``density-nb export``."""
     e = sub.add_parser(
         "export",
         help="write a result's or a run's tables (and subgraphs) to files",
@@ -191,6 +196,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     e.add_argument("--model", default=None, help="the model the result was traced with (default: the name recorded in it)")
 
+
+def _add_view(sub: Any) -> None:
+    """``density-nb view``."""
     v = sub.add_parser(
         "view",
         help="write a corpus run's dashboard as an offline HTML page",
@@ -206,11 +214,21 @@ def _parser() -> argparse.ArgumentParser:
     )
     v.add_argument("--no-text", action="store_true", help="numbers and ids only: leave the prompts' text out of the page")
 
+
+def _add_lab(sub: Any) -> None:
+    """``density-nb lab``."""
     sub.add_parser(
         "lab",
         help="open JupyterLab on the notebooks",
         description="Open JupyterLab on the project's notebooks/ folder. Extra arguments go to JupyterLab (e.g. density-nb lab --no-browser --port 8899).",
     )
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=PROG, description="Computation density (s-Trace) of transformer language models.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for add in (_add_trace, _add_corpus, _add_models, _add_export, _add_view, _add_lab):
+        add(sub)
     return parser
 
 

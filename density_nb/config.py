@@ -13,6 +13,9 @@ import numpy as np
 
 from density_nb.errors import TraceInputError
 
+BUILTIN_MODELS = ("smollm2-135m", "gemma3-270m", "tiny-llama", "tiny-gemma3")  # load_model's names (models.py)
+DEFAULT_MODEL = "smollm2-135m"
+
 Weighting = Literal["l1", "ifr", "random"]
 WEIGHTINGS: tuple[Weighting, ...] = ("l1", "ifr", "random")
 Norms = Literal["live", "frozen"]

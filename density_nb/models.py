@@ -39,11 +39,10 @@ import platformdirs
 import torch
 from tqdm.auto import tqdm
 
+from density_nb.config import BUILTIN_MODELS, DEFAULT_MODEL
 from density_nb.errors import DensityNBError
 from density_nb.examples import SAMPLE_TEXTS
 
-BUILTIN_MODELS = ("smollm2-135m", "gemma3-270m", "tiny-llama", "tiny-gemma3")
-DEFAULT_MODEL = "smollm2-135m"
 SUPPORTED_MODEL_TYPES = ("llama", "mistral", "qwen2", "qwen3", "phi3", "olmo2", "gemma2", "gemma3_text", "gpt2", "gpt_neox")
 _CACHE_FORMAT = 1
 

@@ -203,3 +203,17 @@ def test_errors_results_and_views_import_no_torch(statement):
     """Catching density_nb's errors, reading a saved result or run and viewing it never loads torch."""
     code = f"import sys\n{statement}\nassert 'torch' not in sys.modules, sorted(m for m in sys.modules if m.startswith('torch'))[:5]"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_the_readme_lists_every_module():
+    """The README's module table is the map of the package: a module missing from it fails here."""
+    root = Path(__file__).resolve().parents[1]
+    package = root / "density_nb"
+    modules = {str(p.relative_to(package)) for p in package.rglob("*.py") if p.name != "__init__.py" or p.parent == package}
+    readme = (root / "README.md").read_text()
+    section = readme[readme.index("## How it works") : readme.index("## Tests and benchmarks")]
+    listed = {line.split("|")[2].strip().strip("`") for line in section.splitlines() if line.startswith("|")}
+    assert modules - listed == set(), f"modules missing from the README's table: {sorted(modules - listed)}"
+    assert listed - modules - {"module", "---", ""} == set(), (
+        f"the README lists modules that do not exist: {sorted(listed - modules - {'module', '---', ''})}"
+    )

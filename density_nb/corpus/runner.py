@@ -8,6 +8,7 @@ import contextlib
 import os
 import time
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -95,23 +96,7 @@ def run_corpus(
     if backend == "ray" and not isinstance(model, str):
         raise CorpusError("backend='ray' needs the model as a name or path (each worker loads it itself).")
     config = resolve(config, settings, CORPUS_CONFIG)
-    table = prompt_table(data)
-    if table is not None:
-        df = read_prompts(table)
-        df = df if n_passages is None else df.head(n_passages)
-        words_setting: int | None = None
-    else:
-        df = passages(n_passages, words=words, split=split, data=data, drop_unk=drop_unk)
-        words_setting = int(words)
-    if df.empty:
-        raise DataError(_no_passages(n_passages, words, split))
-    if n_passages is not None and len(df) < n_passages:
-        what = (
-            f"prompts are in {str(table)!r}"
-            if table is not None
-            else f"passages of more than {words} words are available in the {split!r} split"
-        )
-        warnings.warn(f"Only {len(df)} {what} (asked for {n_passages}); running those.", stacklevel=2)
+    df, words_setting = _passages_to_run(data, split, n_passages, words, drop_unk)
     label = _model_label(model)
     run_settings = {
         "model": label,
@@ -122,21 +107,51 @@ def run_corpus(
         "data": data_source(data, split),
     }
     out = Path(out_dir)
+    with _run_folder(out), RunLock(out):
+        _run_locked(model, out, df, config, run_settings, resume=resume, force=force, backend=backend, device=device, workers=workers,
+                    progress=progress, shard_size=shard_size, threads=threads, words=words_setting, batch=batch)  # fmt: skip
+    return load_runs(out).summary
+
+
+def _passages_to_run(
+    data: str | os.PathLike[str] | None, split: str, n_passages: int | None, words: int, drop_unk: str
+) -> tuple[pd.DataFrame, int | None]:
+    """The passages a run traces (a prompt table's rows, or WikiText-2 passages of ``words`` words) and
+    the ``words`` setting it records (None for a prompt table); refuses none, warns of fewer than asked."""
+    table = prompt_table(data)
+    if table is not None:
+        df = read_prompts(table)
+        df = df if n_passages is None else df.head(n_passages)
+    else:
+        df = passages(n_passages, words=words, split=split, data=data, drop_unk=drop_unk)
+    if df.empty:
+        raise DataError(_no_passages(n_passages, words, split))
+    if n_passages is not None and len(df) < n_passages:
+        what = (
+            f"prompts are in {str(table)!r}"
+            if table is not None
+            else f"passages of more than {words} words are available in the {split!r} split"
+        )
+        warnings.warn(f"Only {len(df)} {what} (asked for {n_passages}); running those.", stacklevel=3)
+    return df, None if table is not None else int(words)
+
+
+@contextlib.contextmanager
+def _run_folder(out: Path) -> Iterator[None]:
+    """Make the run folder; a run that fails before writing any passage removes the folder it made (the
+    manifest comes with the first shard), so a plain re-run is not refused."""
     created = not out.exists()
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as err:  # a file of that name, no permission, ...
         raise CorpusError(f"Cannot make the run folder {str(out)!r} ({err.strerror or err}): choose another output directory.") from err
     try:
-        with RunLock(out):
-            _run_locked(model, out, df, config, run_settings, resume=resume, force=force, backend=backend, device=device, workers=workers,
-                        progress=progress, shard_size=shard_size, threads=threads, words=words_setting, batch=batch)  # fmt: skip
+        yield
     except BaseException:
-        if created:  # a run that wrote no passage leaves no folder behind (the manifest comes with the first shard)
+        if created:
             with contextlib.suppress(OSError):  # not empty: keep it
                 out.rmdir()
         raise
-    return load_runs(out).summary
 
 
 def _no_passages(n_passages: int | None, words: int, split: str) -> str:

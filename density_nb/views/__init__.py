@@ -5,8 +5,11 @@ dashboard (``static/dashboard.js``).
 Imports numpy, scipy, traitlets and anywidget only (no torch). Every view is drawn by one plain ESM
 module, ``static/density.js``, from compact data sent once; the views link their parts in the
 browser, so they also work in the standalone HTML that ``to_html`` writes. Every view saves itself as
-SVG or PNG: from its buttons (``static/export.js``) and from Python (``save``, drawn by ``_svg``), and
+SVG or PNG: from its buttons (``static/export.js``) and from Python (``save``, drawn by ``svg``), and
 leaves that SVG in the notebook for readers without a kernel.
+
+May import: ``analysis``, ``errors``, ``files``. Never torch, ``method`` or ``corpus``: a view draws what a
+result or a run holds (held by CI: ``[tool.importlinter]`` in pyproject.toml).
 """
 
 from density_nb.views.compare import CompareError, CompareView, compare

@@ -217,53 +217,74 @@ def dashboard_state(
             "No next-token frequency column: add it with unigram counts (widget(counts=...), or density-nb view --counts FILE)."
         )
 
-    if {"edges_attn", "edges_mlp", "edges_res", "layer_edges", "stratum"} <= set(curves.columns):
-        shares = composition_shares(curves, ids, k)
-        arrays["comp"] = encode_composition(shares)
-        comp = aggregate.composition(curves[curves["passage_id"].isin(ids)])
-        data["comp"] = {"s": sig4(comp["s"]), "values": {p: sig4(comp[p]) for p in PARTS}, "log_floor": LOG_FLOOR}
-    else:
-        data["comp"] = {"missing": "This run's curves lack edge counts per component and layer; run it again with this density_nb."}
-
-    if "head_share" in curves and "layer_edges" in curves and len(curves):
-        n_layers = len(curves["layer_edges"].iloc[0])
-        n_cells = len(curves["head_share"].iloc[0])
-        n_heads = n_cells // max(n_layers, 1)
-        chosen = nearest_sizes(sizes, head_sizes)
-        arrays["heads"] = np.rint(255 * np.clip(np.nan_to_num(head_shares(curves, ids, chosen, n_cells)), 0, 1)).astype(np.uint8)
-        data["heads"] = {
-            "L": n_layers,
-            "H": n_heads,
-            "sizes": sig4(chosen),
-            "freq": [sig4(aggregate.head_frequency(curves[curves["passage_id"].isin(ids)], s, n_layers, n_heads).ravel()) for s in chosen],
-        }
-    else:
-        data["heads"] = {"missing": "This run's curves hold no head shares (head_share), so the head view is empty."}
+    data["comp"] = _composition(curves, ids, k, arrays)
+    data["heads"] = _heads(curves, ids, sizes, head_sizes, arrays)
 
     if text and {"prompt", "next_word"} <= set(summary.columns):
         data["text"] = [[_tail(str(p)), str(w)] for p, w in zip(summary["prompt"], summary["next_word"])]
 
     if compare is not None:
-        other = compare.summary.drop_duplicates("passage_id")
-        both_measures = [m for m in measures if m in other]
-        joined = summary[["passage_id"]].reset_index(drop=True).reset_index().merge(other[["passage_id", *both_measures]], on="passage_id")
-        arrays["cmp_a"] = joined["index"].to_numpy(dtype=np.int32)
-        arrays["cmp_b"] = (
-            np.stack([joined[m].to_numpy(dtype=np.float32) for m in both_measures]) if both_measures else np.zeros((0, 0), np.float32)
-        )
         label_a, label_b = labels or _pair_labels(run, compare)
-        data["compare"] = {
-            "a": label_a,
-            "b": label_b,
-            "n": len(joined),
-            "measures": both_measures,
-            "rho": {m: _rho(cols32[names.index(m)][arrays["cmp_a"]], arrays["cmp_b"][i]) for i, m in enumerate(both_measures)},
-        }
-        if not len(joined):
-            data["compare"]["note"] = "The two runs share no passage ids: trace the same prompts with both models to compare them."
+        data["compare"] = _compare(summary, compare.summary, {m: cols32[names.index(m)] for m in measures}, (label_a, label_b), arrays)
     buffer, layout = _pack(arrays)
     data["layout"] = layout
     return data, zlib.compress(buffer, 6)  # head shares are mostly 0 at small s: a third of the size on real runs
+
+
+def _composition(curves: pd.DataFrame, ids: np.ndarray, k: int, arrays: dict[str, np.ndarray]) -> dict[str, Any]:
+    """The composition view's data (and its per-passage array ``comp`` into ``arrays``)."""
+    if not {"edges_attn", "edges_mlp", "edges_res", "layer_edges", "stratum"} <= set(curves.columns):
+        return {"missing": "This run's curves lack edge counts per component and layer; run it again with this density_nb."}
+    arrays["comp"] = encode_composition(composition_shares(curves, ids, k))
+    comp = aggregate.composition(curves[curves["passage_id"].isin(ids)])
+    return {"s": sig4(comp["s"]), "values": {p: sig4(comp[p]) for p in PARTS}, "log_floor": LOG_FLOOR}
+
+
+def _heads(
+    curves: pd.DataFrame, ids: np.ndarray, sizes: list[float], head_sizes: Sequence[float], arrays: dict[str, np.ndarray]
+) -> dict[str, Any]:
+    """The head view's data (and its per-passage array ``heads`` into ``arrays``)."""
+    if not ("head_share" in curves and "layer_edges" in curves and len(curves)):
+        return {"missing": "This run's curves hold no head shares (head_share), so the head view is empty."}
+    n_layers = len(curves["layer_edges"].iloc[0])
+    n_cells = len(curves["head_share"].iloc[0])
+    n_heads = n_cells // max(n_layers, 1)
+    chosen = nearest_sizes(sizes, head_sizes)
+    arrays["heads"] = np.rint(255 * np.clip(np.nan_to_num(head_shares(curves, ids, chosen, n_cells)), 0, 1)).astype(np.uint8)
+    return {
+        "L": n_layers,
+        "H": n_heads,
+        "sizes": sig4(chosen),
+        "freq": [sig4(aggregate.head_frequency(curves[curves["passage_id"].isin(ids)], s, n_layers, n_heads).ravel()) for s in chosen],
+    }
+
+
+def _compare(
+    summary: pd.DataFrame,
+    other_summary: pd.DataFrame,
+    measures: dict[str, np.ndarray],
+    labels: tuple[str, str],
+    arrays: dict[str, np.ndarray],
+) -> dict[str, Any]:
+    """The two-run scatter's data, joined on ``passage_id`` (``cmp_a``, ``cmp_b`` into ``arrays``);
+    ``measures``: this run's values [N] of each measure."""
+    other = other_summary.drop_duplicates("passage_id")
+    both_measures = [m for m in measures if m in other]
+    joined = summary[["passage_id"]].reset_index(drop=True).reset_index().merge(other[["passage_id", *both_measures]], on="passage_id")
+    arrays["cmp_a"] = joined["index"].to_numpy(dtype=np.int32)
+    arrays["cmp_b"] = (
+        np.stack([joined[m].to_numpy(dtype=np.float32) for m in both_measures]) if both_measures else np.zeros((0, 0), np.float32)
+    )
+    out: dict[str, Any] = {
+        "a": labels[0],
+        "b": labels[1],
+        "n": len(joined),
+        "measures": both_measures,
+        "rho": {m: _rho(measures[m][arrays["cmp_a"]], arrays["cmp_b"][i]) for i, m in enumerate(both_measures)},
+    }
+    if not len(joined):
+        out["note"] = "The two runs share no passage ids: trace the same prompts with both models to compare them."
+    return out
 
 
 def _tail(prompt: str) -> str:
