@@ -11,7 +11,10 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from density_nb import threads as _threads
+
 __version__ = "0.1.0"
+_threads.apply()  # before torch loads: OpenMP reads its thread count and wait policy once (see threads.py)
 
 _LAZY = {
     "BUILTIN_MODELS": "density_nb.config",
@@ -43,6 +46,7 @@ _LAZY = {
     "run_corpus": "density_nb.corpus.runner",
     "trace_passage": "density_nb.corpus.passages",
     "trace_passages": "density_nb.corpus.passages",
+    "set_threads": "density_nb.threads",
     "Subgraph": "density_nb.method.subgraphs",
     "subgraph": "density_nb.method.subgraphs",
 }

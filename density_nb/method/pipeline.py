@@ -17,6 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from density_nb import threads
 from density_nb.config import Baseline, TraceConfig
 from density_nb.errors import TraceInputError
 from density_nb.method.ablation import PassStopped, RankBatch, masked_logits
@@ -282,6 +283,9 @@ def passes(
     frozen = config.norms == "frozen"
     work = [(t, i, p) for t, text in enumerate(prepared) for i, p in enumerate(text.positions)]
     groups = ([work[:first]] if first else []) + _batches(work[first:], len(grid), config.max_rows)
+    cpu = arch.device.type == "cpu"
+    if cpu and len(groups) == 1 + bool(first) and threads.enabled() and threads.contended(torch.get_num_threads()):
+        groups[-1:] = _halves(groups[-1])  # other processes hold cores: two halves at once, no OpenMP team waits (see _in_order)
 
     def run(group: list[tuple[int, int, int]]) -> list[RootRow]:
         which = [(t, i) for t, i, _ in group]
@@ -304,14 +308,22 @@ def passes(
 
     alone = groups[:1] if first else []  # the first result shows before the other passes start
     try:
-        for group, rows in zip(
-            groups, itertools.chain(map(run, alone), _in_order(run, groups[len(alone) :], arch.device.type == "cpu", halt))
-        ):
+        for group, rows in zip(groups, itertools.chain(map(run, alone), _in_order(run, groups[len(alone) :], cpu, halt))):
             for (t, _, _), row in zip(group, rows):
                 prepared[t].rows.append(row)
             yield len(group)
     except PassStopped:
         return
+
+
+def _halves(group: list[tuple[int, int, int]]) -> list[list[tuple[int, int, int]]]:
+    """``group`` in two parts of about equal rows (roots × their widest position), or whole if one root."""
+    if len(group) < 2:
+        return [group]
+    widths = [p + 1 for _, _, p in group]
+    left, right = list(itertools.accumulate(widths, max)), list(itertools.accumulate(reversed(widths), max))[::-1]
+    m = min(range(1, len(group)), key=lambda m: max(m * left[m - 1], (len(group) - m) * right[m]))
+    return [group[:m], group[m:]]
 
 
 def _in_order(run: Callable[[_Item], _Out], items: list[_Item], cpu: bool, halt: threading.Event) -> Iterator[_Out]:
