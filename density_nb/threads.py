@@ -2,11 +2,11 @@
 
 torch's OpenMP threads spin while they wait for each other, holding cores that the threads they wait
 for need once another process runs (a trace 8x slower beside one busy process). So, unless the user chose:
-- torch uses as many threads as the CPUs this process may really use: its affinity, capped by its
-  cgroup's CPU quota (Binder, Kubernetes), not the cores the machine has (``usable_cpus``);
+- torch uses at most the CPUs this process may really use: torch follows its affinity already,
+  density_nb adds the cgroup's CPU quota (Binder, Kubernetes) (``usable_cpus``);
 - OpenMP's waiting threads spin only briefly, then sleep (``WAIT``);
-- where other processes hold cores when a trace's masked passes start (``contended``), its roots
-  run as two halves at once, each on half the threads (``method.pipeline``).
+- where other processes hold cores when a trace's masked passes start, they run on fewer threads
+  (``team_size``; same results).
 OpenMP reads the first two when torch loads, so they go into the environment (child processes
 inherit them) when density_nb is imported first; where torch came first, ``apply`` caps a thread
 count above the usable CPUs and warns once with the fix. The user's ``OMP_NUM_THREADS``,
@@ -39,9 +39,13 @@ def enabled() -> bool:
 
 def usable_cpus(proc: Path = Path("/proc/self")) -> int:
     """CPUs this process may use: its affinity, capped by its cgroup's CPU quota rounded up."""
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     quota = cgroup_cpus(proc)
-    return max(1, min(cpus, math.ceil(quota))) if quota is not None else cpus
+    return max(1, min(affinity_cpus(), math.ceil(quota))) if quota is not None else affinity_cpus()
+
+
+def affinity_cpus() -> int:
+    """CPUs this process may run on (torch's own default follows these, not a cgroup quota)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def cgroup_cpus(proc: Path = Path("/proc/self")) -> float | None:
@@ -85,16 +89,24 @@ def _quota(folder: Path, v2: bool) -> float | None:
         return None
 
 
-def contended(threads: int) -> bool:
-    """Whether other processes' runnable threads leave fewer idle cores than ``threads`` right now
-    (Linux ``/proc``; False where unknown)."""
+def team_size(size: int, teams: int = 1) -> int:
+    """Threads for each of ``teams`` OpenMP teams that want ``size``: fewer where other processes'
+    runnable threads leave fewer idle cores than that (a team waits at every barrier for its slowest
+    thread, and one without a core stalls the rest); ``size`` where unknown or the policy is off."""
+    others = others_running() if size > 1 and enabled() else None
+    if others is None:
+        return size
+    return max(1, min(size, ((os.cpu_count() or 1) - others) // teams))
+
+
+def others_running() -> int | None:
+    """Threads of other processes that run or wait for a core right now (Linux ``/proc``; None elsewhere)."""
     try:
-        stat = Path("/proc/stat").read_text().split("procs_running", 1)[1]
+        running = int(Path("/proc/stat").read_text().split("procs_running", 1)[1].split()[0])
         own = sum(_running(task) for task in Path("/proc/self/task").iterdir())
-        others = int(stat.split()[0]) - own
     except (OSError, IndexError, ValueError):
-        return False
-    return others > (os.cpu_count() or 1) - threads
+        return None
+    return max(0, running - own)
 
 
 def _running(task: Path) -> bool:
@@ -126,8 +138,9 @@ def apply() -> None:
     wait_chosen = any(env.get(name) for name in WAIT_SETTINGS)
     torch = sys.modules.get("torch")
     if torch is None:
-        if not count_chosen:
-            env["OMP_NUM_THREADS"] = str(usable_cpus())
+        cpus = usable_cpus()
+        if not count_chosen and cpus < affinity_cpus():  # a quota that torch would not see
+            env["OMP_NUM_THREADS"] = str(cpus)
         if not wait_chosen:
             env.update(WAIT)
         return

@@ -283,9 +283,6 @@ def passes(
     frozen = config.norms == "frozen"
     work = [(t, i, p) for t, text in enumerate(prepared) for i, p in enumerate(text.positions)]
     groups = ([work[:first]] if first else []) + _batches(work[first:], len(grid), config.max_rows)
-    cpu = arch.device.type == "cpu"
-    if cpu and len(groups) == 1 + bool(first) and threads.enabled() and threads.contended(torch.get_num_threads()):
-        groups[-1:] = _halves(groups[-1])  # other processes hold cores: two halves at once, no OpenMP team waits (see _in_order)
 
     def run(group: list[tuple[int, int, int]]) -> list[RootRow]:
         which = [(t, i) for t, i, _ in group]
@@ -308,7 +305,9 @@ def passes(
 
     alone = groups[:1] if first else []  # the first result shows before the other passes start
     try:
-        for group, rows in zip(groups, itertools.chain(map(run, alone), _in_order(run, groups[len(alone) :], cpu, halt))):
+        for group, rows in zip(
+            groups, itertools.chain(map(run, alone), _in_order(run, groups[len(alone) :], arch.device.type == "cpu", halt))
+        ):
             for (t, _, _), row in zip(group, rows):
                 prepared[t].rows.append(row)
             yield len(group)
@@ -316,33 +315,26 @@ def passes(
         return
 
 
-def _halves(group: list[tuple[int, int, int]]) -> list[list[tuple[int, int, int]]]:
-    """``group`` in two parts of about equal rows (roots × their widest position), or whole if one root."""
-    if len(group) < 2:
-        return [group]
-    widths = [p + 1 for _, _, p in group]
-    left, right = list(itertools.accumulate(widths, max)), list(itertools.accumulate(reversed(widths), max))[::-1]
-    m = min(range(1, len(group)), key=lambda m: max(m * left[m - 1], (len(group) - m) * right[m]))
-    return [group[:m], group[m:]]
-
-
 def _in_order(run: Callable[[_Item], _Out], items: list[_Item], cpu: bool, halt: threading.Event) -> Iterator[_Out]:
     """``run`` of each item, in order. On a CPU with several torch threads and several items, two
     items run at once on two threads that split the torch threads between them: a pass's serial
-    work (Python, small ops, the expansion, metrics) then overlaps the other's GEMMs, and no
-    OpenMP team waits at a barrier for a core that another process holds. Stopping early (a
-    generator closed) sets ``halt``, which the running items check (see ``masked_logits``'s
-    ``stop``), waits for them and drops the rest."""
-    threads = torch.get_num_threads()
-    if not cpu or threads < 2 or len(items) < 2:
+    work (Python, small ops, the expansion, metrics) then overlaps the other's GEMMs. Where other
+    processes hold cores, each pass gets fewer torch threads (``threads.team_size``; the results
+    are the same): an OpenMP team waits at every barrier for a thread that has no core. Stopping
+    early (a generator closed) sets ``halt``, which the running items check (see ``masked_logits``'s
+    ``stop``), waits for them and drops the rest. The torch threads are given back."""
+    total = torch.get_num_threads()
+    together = 2 if cpu and total >= 2 and len(items) >= 2 else 1
+    each = threads.team_size(total // together, together) if cpu else total
+    if together == 1 and each == total:
         yield from map(run, items)
         return
-    pool = concurrent.futures.ThreadPoolExecutor(2, thread_name_prefix="density-nb-pass")
-    torch.set_num_threads(threads // 2)  # picked up by the pool's threads, which start after this
+    pool = concurrent.futures.ThreadPoolExecutor(together, thread_name_prefix="density-nb-pass")
+    torch.set_num_threads(each)  # picked up by the pool's threads, which start after this
     try:
         for future in [pool.submit(run, item) for item in items]:
             yield future.result()
     finally:
         halt.set()
         pool.shutdown(wait=True, cancel_futures=True)
-        torch.set_num_threads(threads)
+        torch.set_num_threads(total)
