@@ -52,18 +52,17 @@ def cgroup_cpus(proc: Path = Path("/proc/self")) -> float | None:
     """The tightest CPU quota on this process's cgroup or its ancestors, in CPUs (v2 ``cpu.max``,
     v1 ``cpu.cfs_quota_us`` / ``cpu.cfs_period_us``); None without one or where it cannot be read."""
     try:
-        memberships = (proc / "cgroup").read_text().splitlines()
-        mounts = [line.split() for line in (proc / "mountinfo").read_text().splitlines()]
+        memberships = [line.split(":", 2) for line in (proc / "cgroup").read_text().splitlines() if line.count(":") >= 2]
+        mounts = [fields for line in (proc / "mountinfo").read_text().splitlines() if "-" in (fields := line.split())[6:-2]]
     except OSError:
         return None
     quotas = []
-    for line in memberships:
-        _, controllers, path = line.split(":", 2)
+    for _, controllers, path in memberships:
         v2 = controllers == ""
         if not v2 and "cpu" not in controllers.split(","):
             continue
         for fields in mounts:
-            fstype, options = fields[fields.index("-") + 1], fields[-1].split(",")
+            fstype, options = fields[fields.index("-", 6) + 1], fields[-1].split(",")
             if (fstype == "cgroup2") if v2 else (fstype == "cgroup" and "cpu" in options):
                 root, point = fields[3], Path(fields[4])
                 inside = path[len(root) :].lstrip("/") if path == root or path.startswith(root.rstrip("/") + "/") else ""

@@ -71,6 +71,11 @@ def test_v1_minus_one_is_no_quota(tmp_path):
     assert threads.cgroup_cpus(proc) is None
 
 
+def test_odd_lines_are_skipped(tmp_path):
+    proc = fake_proc(tmp_path, "garbage\n0::/\n", "short line\n" + V2_MOUNT, {".": {"cpu.max": "200000 100000"}})
+    assert threads.cgroup_cpus(proc) == 2.0
+
+
 def test_no_cgroup_files_is_no_quota(tmp_path):
     assert threads.cgroup_cpus(tmp_path / "nothing") is None
 
