@@ -14,9 +14,9 @@ import numpy as np
 import pandas as pd
 import traitlets
 
+from density_nb.views.assets import STATIC
 from density_nb.views.dashboard_state import COLUMNS, HEAD_SIZES, MEASURES, DashboardError, dashboard_state, summary_columns
-from density_nb.views.explorer import STATIC, SVG_MIME, _Widget
-from density_nb.views.export import esm
+from density_nb.views.explorer import SVG_MIME, _Widget
 
 SNAPSHOT_MAX = 2000  # passages up to which a notebook keeps the static SVG (5,000: 1.9 MB, 1.6 s)
 
@@ -30,7 +30,7 @@ class CorpusDashboard(_Widget):
     ``opened`` (the passage whose explorer is open). A click on a passage (or ``open_passage(passage_id)``)
     shows its explorer below, re-traced with the run's settings."""
 
-    _esm = esm("dashboard.js")
+    _esm = STATIC / "dashboard.js"
     _css = "\n".join((STATIC / name).read_text(encoding="utf-8") for name in ("density.css", "dashboard.css"))  # type: ignore[assignment]  # CSS text: the shared base styles first
 
     arrays = traitlets.Bytes(b"").tag(sync=True)

@@ -31,17 +31,12 @@ from density_nb.analysis.frequency import token_frequency
 from density_nb.analysis.stats import spearman
 from density_nb.errors import DensityNBError
 from density_nb.views.data import encode_shares, sig4
+from density_nb.views.theme import LABELS
 
 GRID = aggregate.COMMON_GRID[::2]  # the dashboard's common log grid: 5 points a decade, 1e-5 … 1 (26 points)
 LOG_FLOOR = 1e-4  # bottom of the MLP / residual share log code
 MEASURES = {"density": "density (published)", "density_plateau_free": "plateau-free density"}
-COLUMNS = {
-    "entropy_full": "entropy of the full distribution (nats)",
-    "top_prob_full": "top-1 probability of the full model",
-    "n_tokens": "prompt length (tokens)",
-    "log10_freq_next": "log10 unigram frequency of the next token",
-    "s_top1": "s_top1 (smallest s with the full top-1)",
-}
+COLUMNS = {key: column["label"] for key, column in LABELS["columns"].items()}
 PARTS = aggregate.COMPOSITION_PARTS
 HEAD_SIZES = (1e-2, 1e-1, 0.4)  # default sizes of the head view: the phase boundary, then refinement (SmolLM2 keeps no head at 1e-3)
 TEXT_TAIL = 60  # characters of each prompt's end sent with the page (``text=True``)

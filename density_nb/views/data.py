@@ -8,9 +8,11 @@ from typing import Any
 
 import numpy as np
 
+from density_nb.views.theme import LABELS
+
 DATA_VERSION = 2
 # The baselines a result may hold (result field suffix -> name in the chart's legend)
-BASELINE_NAMES = {"random": "random", "random_residual": "published random", "inverse": "inverse"}
+BASELINE_NAMES: dict[str, str] = LABELS["baselines"]
 Decode = Callable[[int], str]
 
 

@@ -1,4 +1,5 @@
-"""anywidget classes: one ESM (``static/density.js``) renders every view from the same compact data."""
+"""anywidget classes: one ESM (``static/density.js``) renders every view from the same compact data; every view
+also sends ``static/common.js`` (the module its ESM imports) and ``static/theme.json``."""
 
 from __future__ import annotations
 
@@ -18,21 +19,33 @@ from ipywidgets.widgets.widget import _remove_buffers
 
 from density_nb.files import write_text
 from density_nb.views import svg as _svg
+from density_nb.views.assets import STATIC, hot_reload, watched
 from density_nb.views.data import compact_data, share_codes
-from density_nb.views.export import STATIC, esm, write_image
+from density_nb.views.export import write_image
 
 SVG_MIME = "image/svg+xml"
 
 
 class _Widget(anywidget.AnyWidget):
-    """Shared base: one ESM (``static/density.js``, after ``static/export.js``) draws the view named by
-    ``view`` from ``data``; ``save`` and the notebook snapshot draw the same view in Python (``_svg``)."""
+    """Shared base: one ESM (``static/density.js``) draws the view named by ``view`` from ``data``; ``save`` and
+    the notebook snapshot draw the same view in Python (``_svg``). ``_esm`` and ``_css`` are paths, so that
+    anywidget's hot reload (``ANYWIDGET_HMR=1``) re-sends them when they are saved; ``_common`` and ``_theme``
+    (static/common.js, which the ESM imports, and static/theme.json) reload the same way."""
 
-    _esm: str | os.PathLike[str] = esm("density.js")
+    _esm: str | os.PathLike[str] = STATIC / "density.js"
     _css = STATIC / "density.css"
+    _COMMON, _THEME = watched("common.js"), watched("theme.json")  # one file (and watcher) for every widget
 
     view = traitlets.Unicode("explorer").tag(sync=True)
     data = traitlets.Dict().tag(sync=True)
+    _common = traitlets.Unicode().tag(sync=True)
+    _theme = traitlets.Unicode().tag(sync=True)
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(_common=str(self._COMMON), _theme=str(self._THEME), **kwargs)
+        if hot_reload():  # re-send them when they are saved, as anywidget re-sends _esm and _css
+            for name, source in (("_common", self._COMMON), ("_theme", self._THEME)):
+                source.changed.connect(lambda text, name=name: setattr(self, name, text))
 
     def state_nbytes(self) -> int:
         """Bytes this widget's synced state takes on the wire (JSON part + binary buffers)."""

@@ -2,48 +2,46 @@
 // layer × head grid, the linked explorer, the live view (generation, long traces) and the comparison of
 // several results of one text aligned by characters.
 // Plain ESM, no dependencies, no network. Text from the data is only ever set with textContent.
-// static/common.js (colour maps, DOM helpers) and static/export.js (addExportButtons) come first in the
-// same module (widgets/_export.esm).
 // Model traits: view ("explorer" | "strip" | "slider" | "preview" | "grid" | "live" | "compare"), data (dict),
-// shares (bytes: log-coded uint8 [R, K, L, H + 1], column H = MLP, see widgets/_data.py), root (token
+// shares (bytes: log-coded uint8 [R, K, L, H + 1], column H = MLP, see views/data.py), root (token
 // position), stratum (grid index), metric ("tv" | "kl"), scale ("log" | "linear"), status (live view),
-// span (compare view: selected characters [start, end)).
+// span (compare view: selected characters [start, end)); _common and _theme (static/common.js, static/theme.json).
+
+// ---- static/common.js: the module every view shares ------------------------------------------------------
+let CONTINUATION, addExportButtons, asBytes, button, fmt, fmtInt, fmtPct, fmtS, gradientCss, h, interp, label, mapColours, rgb, s,
+  showChar, showText, stops;
+let loaded = "";
+/** Import static/common.js from the `_common` trait (anywidget re-sends it when the file is saved, as `_esm`)
+ * and use the `_theme` trait's theme; true when either changed since the last call. */
+async function loadCommon(model) {
+  const text = model.get("_common"), key = text + model.get("_theme");
+  if (key === loaded) return false;
+  const C = await importText(text);
+  C.useTheme(model.get("_theme"));
+  ({ CONTINUATION, addExportButtons, asBytes, button, fmt, fmtInt, fmtPct, fmtS, gradientCss, h, interp, label, mapColours, rgb, s,
+    showChar, showText, stops } = C);
+  loaded = key;
+  return true;
+}
+/** ESM source as a module, as anywidget imports `_esm`: from a Blob URL, or from a data: URL on a page whose
+ * policy admits scripts from data: and not blob: (the standalone HTML, views/explorer.py). */
+function importText(text) {
+  const policy = document.querySelector("meta[http-equiv='Content-Security-Policy']")?.content ?? "";
+  const dataOnly = /script-src[^;]*data:/.test(policy) && !/script-src[^;]*blob:/.test(policy);
+  return import(dataOnly ? `data:text/javascript;charset=utf-8,${encodeURIComponent(text)}` : URL.createObjectURL(new Blob([text], { type: "text/javascript" })));
+}
 
 /** Background and readable text colour for a density in [0, 1] (null when there is none). */
-function densityColours(dens) {
-  const c = dens === null || dens === undefined ? null : interp(VIRIDIS, dens);
-  return c ? [rgb(c), luminance(c) > 0.22 ? "#111" : "#fff"] : null;
-}
-
-// ---- formatting -------------------------------------------------------------------------------
-const fmt = (x, d = 3) => (x === null || x === undefined || !Number.isFinite(x) ? "–" : Number(x.toPrecision(d)).toString());
-const fmtS = (s) => {
-  if (s === null || s === undefined || !Number.isFinite(s)) return "–";
-  if (s >= 0.01) return Number(s.toPrecision(3)).toString();
-  const [m, e] = s.toExponential(1).split("e");
-  return `${m}e${Number(e)}`;
-};
-const fmtInt = (n) => (Number.isFinite(n) ? Math.round(n).toLocaleString("en-US") : "–");
-const fmtPct = (v) => { const p = v * 100; return `${p >= 10 ? p.toFixed(0) : Number(p.toPrecision(2))} %`; };
-// A token whose text is "" continues a character split over several tokens (the first shows it).
-const CONTINUATION = "◌";
-// Visible whitespace: "·" for spaces, "→" for tabs, "↵" for newlines (the line break follows the token).
-function showText(s) {
-  if (s === "") return `${CONTINUATION} (rest of the character before)`;
-  return String(s).replace(/ /g, "·").replace(/\t/g, "→").replace(/\r?\n/g, "↵")
-    .replace(/[\u0000-\u001f\u007f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, "0")}`);
-}
-/** One character as the comparison view draws it (one column; see _compare.char_widths). */
-const showChar = (c) => (c === " " ? "·" : c === "\t" ? "→" : c === "\n" ? "↵" : c === "\r" ? "" : /[\u0000-\u001f\u007f]/.test(c) ? "�" : c);
+const densityColours = (dens) => mapColours("strip", dens);
 
 /** A colour-bar legend: label, low tick, gradient, high tick (decorative: numbers are in tooltips). */
-function gradientLegend(label, lo, hi, stops) {
+function gradientLegend(text0, lo, hi, map) {
   const legend = h("div", "dnb-legend");
   legend.setAttribute("aria-hidden", "true");
-  const text = h("span", "dnb-legend-label", label);
+  const text = h("span", "dnb-legend-label", text0);
   const tickLo = h("span", "dnb-legend-tick", lo), tickHi = h("span", "dnb-legend-tick", hi);
   const bar = h("span", "dnb-legend-bar");
-  bar.style.backgroundImage = gradientCss(stops);
+  bar.style.backgroundImage = gradientCss(map);
   legend.append(text, tickLo, bar, tickHi);
   return { legend, text, tickLo, tickHi };
 }
@@ -87,15 +85,6 @@ function rovingKeys(container, items, choose) {
     list[j].tabIndex = 0;
     list[j].focus();
   });
-}
-/** Bytes of a binary trait as a Uint8Array (the kernel sends a DataView, the exported page a DataView too). */
-function asBytes(v) {
-  if (!v) return null;
-  if (v instanceof Uint8Array) return v;
-  if (v instanceof DataView) return new Uint8Array(v.buffer, v.byteOffset, v.byteLength);
-  if (v instanceof ArrayBuffer) return new Uint8Array(v);
-  if (v.buffer instanceof ArrayBuffer) return new Uint8Array(v.buffer, v.byteOffset || 0, v.byteLength);
-  return null;
 }
 
 // ---- shared state of the explorer views --------------------------------------------------------------
@@ -230,7 +219,7 @@ function makeStrip(ctx) {
   strip.addEventListener("click", (e) => { const t = e.target.closest(".dnb-tok, .dnb-next"); if (t) choose(t); });
   rovingKeys(strip, focusable, choose);
 
-  const { legend } = gradientLegend("density", "0", "1", VIRIDIS);
+  const { legend } = gradientLegend("density", "0", "1", "strip");
   const swatch = (cls, label) => {  // a swatch and its label wrap together
     const item = h("span", "dnb-li");
     item.append(h("span", `dnb-legend-swatch ${cls}`, "abc"), h("span", "dnb-legend-label", label));
@@ -266,11 +255,6 @@ function makeStrip(ctx) {
 }
 
 // ---- SubgraphSlider -------------------------------------------------------------------------------
-const BASELINE_HELP = {
-  random: "random connected subgraphs of the same size, grown by the same rules (like for like)",
-  random_residual: "the same random subgraphs with every residual edge kept (the published random baseline)",
-  inverse: "the stratum's attention and MLP edges ablated, everything else kept (the published inverse)",
-};
 
 function makeSlider(ctx) {
   const { d, roots, grid, K, logGrid } = ctx;
@@ -334,7 +318,7 @@ function makeSlider(ctx) {
   const liPlateau = li("dnb-key-plateau", "no path from the input");
   legend.append(li("dnb-key-curve", "traced subgraph"));
   for (const [name, b] of baselines) {
-    const t = button("dnb-li dnb-li-toggle", "", `Show the ${b.label} baseline: ${BASELINE_HELP[name] || name}`);
+    const t = button("dnb-li dnb-li-toggle", "", `Show the ${b.label} baseline: ${label("baseline_help", name)}`);
     t.dataset.baseline = name;
     t.setAttribute("aria-pressed", "true");
     t.append(h("span", `dnb-key dnb-key-base dnb-base-${name}`), h("span", "", b.label));
@@ -560,14 +544,14 @@ function makeGrid(ctx) {
     title.textContent = "No head/MLP shares in this result.";
     return { el: wrap, update() {}, on: [] };
   }
-  // the byte code of widgets/_data.py: 0 none, 255 all, 1–254 log-spaced from the floor to 1
+  // the byte code of views/data.py: 0 none, 255 all, 1–254 log-spaced from the floor to 1
   const floor = d.share_floor || 1e-4, lf = Math.log10(floor);
   const VALUE = Float64Array.from({ length: 256 }, (_, c) => (c === 0 ? 0 : c === 255 ? 1 : Math.pow(10, lf * (254 - c) / 253)));
   const LOGPOS = Float64Array.from({ length: 256 }, (_, c) => (c === 0 ? 0 : Math.min(1, (c - 1) / 253)));
   const NONE = "transparent";
   const BG = {
-    linear: Array.from(VALUE, (v, c) => (c ? rgb(interp(CIVIDIS, v)) : NONE)),
-    log: Array.from(LOGPOS, (t, c) => (c ? rgb(interp(CIVIDIS, t)) : NONE)),
+    linear: Array.from(VALUE, (v, c) => (c ? rgb(interp(stops("shares"), v)) : NONE)),
+    log: Array.from(LOGPOS, (t, c) => (c ? rgb(interp(stops("shares"), t)) : NONE)),
   };
   const logPos = (v) => (v > 0 ? Math.min(1, Math.max(0, (Math.log10(v) - lf) / -lf)) : 0);
   const shareText = (c) => (c === 0 ? "none" : c === 255 ? "all" : `≈ ${fmtPct(VALUE[c])}`);
@@ -612,7 +596,7 @@ function makeGrid(ctx) {
     bars.push([a, m]);
     table.appendChild(bar);
   }
-  const grad = gradientLegend("", "", "100 %", CIVIDIS);
+  const grad = gradientLegend("", "", "100 %", "shares");
   const legend = grad.legend;
   legend.classList.add("dnb-grid-legend");
   const none = h("span", "dnb-li");
@@ -721,7 +705,7 @@ function makeCompare(model, rootEl) {
   const lines = h("div", "dnb-cmp-lines");
   const detail = h("div", "dnb-cmp-detail");
   detail.setAttribute("aria-live", "polite");
-  const { legend } = gradientLegend("density", "0", "1", VIRIDIS);
+  const { legend } = gradientLegend("density", "0", "1", "strip");
   legend.appendChild(h("span", "dnb-legend-note", "each token spans its characters; · space ↵ newline; click or press Enter on a token to select its characters in every row (↑/↓ move between rows)"));
   // scatter
   const scatter = h("div", "dnb-cmp-scatter");
@@ -971,7 +955,8 @@ function focusKey(container) {
   return label ? `[aria-label="${CSS.escape(label)}"]` : null;
 }
 
-function render({ model, el }) {
+/** Draw the view named by the `view` trait into ``el``; returns its cleanup. */
+function draw(model, el) {
   const root = h("div", "dnb");
   // keys pressed inside the widget (arrows, Home/End, Enter, Space) are ours, not JupyterLab's shortcuts
   // (Lumino matches selectors such as ".jp-Notebook.jp-mod-commandMode :focus" on the focused element
@@ -991,8 +976,8 @@ function render({ model, el }) {
   const body = h("div", "dnb-body");
   if (status) root.appendChild(status.el);
   root.appendChild(body);
-  // Save as SVG / PNG (static/export.js, joined in front of this module): the view as it is shown. Last in
-  // the tab order: the keys reach the view's own controls first.
+  // Save as SVG / PNG (static/common.js): the view as it is shown. Last in the tab order: the keys reach the
+  // view's own controls first.
   const tools = h("div", "dnb-export");
   tools.appendChild(h("span", "dnb-controls-label", "save view as"));
   root.appendChild(tools);
@@ -1044,6 +1029,15 @@ function render({ model, el }) {
     unmount();
     root.remove();
   };
+}
+
+/** anywidget's render: the view, drawn again when static/common.js or the theme is saved (hot reload). */
+async function render({ model, el }) {
+  await loadCommon(model);
+  let cleanup = draw(model, el);
+  const reload = async () => { if (await loadCommon(model)) { cleanup(); cleanup = draw(model, el); } };
+  model.on("change:_common change:_theme", reload);
+  return () => { model.off("change:_common change:_theme", reload); cleanup(); };
 }
 
 export default { render };
