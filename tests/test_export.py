@@ -113,7 +113,7 @@ def result():
 
 
 def test_strip_svg_holds_each_token_as_text_on_its_density_colour(result, tmp_path):
-    w = TokenStrip(result)
+    w = TokenStrip(result, colour_scale="fixed")  # density on 0–1 (the default fits the scale: test_strip_svg_fitted_scale)
     root = parse(w.save(tmp_path / "strip.svg").read_text(encoding="utf-8"))
     rects = [r for r in root.iter(f"{NS}rect") if r.get("class") in ("dnb-tok", "dnb-next")]
     toks = [r for r in rects if r.get("class") == "dnb-tok"]

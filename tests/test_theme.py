@@ -16,7 +16,7 @@ import pytest
 
 from density_nb.analysis.stats import spearman
 from density_nb.views import theme
-from density_nb.views.assets import STATIC
+from density_nb.views.assets import STATIC, compact_json
 from density_nb.views.explorer import _Widget
 
 COLOUR = re.compile(r"#[0-9a-fA-F]{3,8}\b|rgba?\(\s*\d")
@@ -115,10 +115,10 @@ def test_saved_files_are_sent_again(monkeypatch):
     monkeypatch.setattr("density_nb.views.explorer.hot_reload", lambda: True)
     widget = LiveTrace("m", ["a"], total=1, unit="steps")
     assert widget._common == (STATIC / "common.js").read_text(encoding="utf-8")
-    assert json.loads(widget._theme) == theme.THEME
+    assert json.loads(widget._theme) == json.loads(compact_json(json.dumps(theme.THEME)))  # without its "about" notes
     sent: list[dict[str, Any]] = []
     monkeypatch.setattr(widget, "send_state", lambda key=None: sent.append({"key": key}))
     _Widget._COMMON.changed.emit("// edited\n")  # what the file watcher emits on a save
-    _Widget._THEME.changed.emit('{"edited": true}')
-    assert widget._common == "// edited\n" and widget._theme == '{"edited": true}'
+    _Widget._THEME.changed.emit('{"edited": true, "about": "a note"}')
+    assert widget._common == "// edited\n" and widget._theme == '{"edited":true}'
     assert [s["key"] for s in sent] == ["_common", "_theme"]

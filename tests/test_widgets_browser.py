@@ -707,7 +707,7 @@ def test_saved_common_js_and_theme_redraw_the_page(browser, tmp_path):
     from helpers import make_result
 
     res = make_result(tokens=["The", " 日", "", "本", " cat", " sat", " on", " the", " mat"], n_strata=5, n_layers=2, n_heads=2)
-    widget = TokenStrip(res)
+    widget = TokenStrip(res, colour_scale="fixed")  # density on 0–1: the map alone decides the colours
     page = browser.new_page()
     requests, dialogs, errors = watch(page)
     page.goto(widget.to_html(tmp_path / "strip.html").as_uri())

@@ -5,8 +5,10 @@ module every view imports, ``common.js``, with the theme, ``theme.json``, as tex
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 from pathlib import Path
+from typing import Any
 
 from anywidget._file_contents import FileContents  # anywidget's own watched file (what a path _esm becomes)
 
@@ -16,6 +18,17 @@ STATIC = Path(__file__).parent / "static"
 def hot_reload() -> bool:
     """True when anywidget's hot reload is on (``ANYWIDGET_HMR=1``) and can watch files (watchfiles)."""
     return os.environ.get("ANYWIDGET_HMR") == "1" and importlib.util.find_spec("watchfiles") is not None
+
+
+def compact_json(text: str) -> str:
+    """JSON ``text`` as the browser needs it: without its "about" notes and spaces (what ``_theme`` sends)."""
+
+    def strip(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: strip(v) for k, v in value.items() if k != "about"}
+        return [strip(v) for v in value] if isinstance(value, list) else value
+
+    return json.dumps(strip(json.loads(text)), separators=(",", ":"), ensure_ascii=False)
 
 
 def watched(name: str) -> FileContents:

@@ -88,7 +88,7 @@ def _curve(widget: Any, ids: list[int] | None) -> alt.LayerChart:
         )
     )
     return (
-        alt.layer(phase_shading(), band, line)
+        alt.layer(phase_shading(labels=False), band, line)
         .resolve_scale(color="independent")
         .properties(width=320, height=180, title="Mean TV, 25–75 % band")
     )

@@ -8,7 +8,6 @@ from __future__ import annotations
 import hashlib
 import math
 import re
-import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -16,7 +15,27 @@ from xml.sax.saxutils import escape, quoteattr
 
 import numpy as np
 
-from density_nb.views.theme import fmt, fmt_int, fmt_pct, fmt_s, interp, map_colours, opaque, palette, rgb, stops
+from density_nb.views.text import columns, show_char, show_text, shown, visible_parts
+from density_nb.views.theme import (
+    LAYOUT,
+    MEASURES,
+    THEME,
+    colour_range,
+    count,
+    fmt,
+    fmt_int,
+    fmt_measure,
+    fmt_pct,
+    fmt_s,
+    interp,
+    log_axis,
+    map_colours,
+    opaque,
+    palette,
+    rgb,
+    scale_position,
+    stops,
+)
 
 P = palette("light")  # save() and the notebook snapshot draw the light theme
 FG, FG2, BG, BG2, NEUTRAL, BORDER, GRIDLINE = P["fg"], P["fg2"], P["bg"], P["bg2"], P["neutral"], P["border"], P["gridline"]
@@ -38,34 +57,6 @@ SIZE, MONO_SIZE = 13, 13
 COL = 0.6 * MONO_SIZE  # one monospace column
 VIEWS = ("explorer", "strip", "slider", "preview", "grid", "live", "compare")
 GAP = 24
-CONTINUATION = "◌"
-
-
-# ---- text, as static/common.js shows it -------------------------------------------------------------------
-def density_colours(dens: float | None) -> tuple[str, str] | None:
-    """Background and readable text colour of a density in [0, 1] (None where there is none)."""
-    return map_colours("strip", dens)
-
-
-def show_text(s: str) -> str:
-    """Visible whitespace: · space, → tab, ↵ newline; control characters as \\xNN."""
-    if s == "":
-        return f"{CONTINUATION} (rest of the character before)"
-    s = s.replace(" ", "·").replace("\t", "→").replace("\r\n", "↵").replace("\n", "↵")
-    return re.sub(r"[\x00-\x1f\x7f]", lambda m: f"\\x{ord(m.group()):02x}", s)
-
-
-def show_char(c: str) -> str:
-    """One character as the comparison view draws it (one column)."""
-    marks = {" ": "·", "\t": "→", "\n": "↵", "\r": ""}
-    return marks.get(c, "�" if re.match(r"[\x00-\x1f\x7f]", c) else c)
-
-
-def columns(text: str) -> int:
-    """Monospace columns of ``text``: 2 for wide characters, 0 for combining and format characters."""
-    return sum(
-        0 if unicodedata.category(c) in ("Mn", "Me", "Cf") else 2 if unicodedata.east_asian_width(c) in ("W", "F") else 1 for c in text
-    )
 
 
 def text_width(text: str, size: float = SIZE) -> float:
@@ -188,6 +179,8 @@ class View:
         self.k = min(max(0, int(getattr(widget, "stratum", 0))), max(0, len(self.grid) - 1))
         self.metric = getattr(widget, "metric", "tv")
         self.scale = getattr(widget, "scale", "log")
+        self.measure = getattr(widget, "measure", "density")
+        self.colour_scale = getattr(widget, "colour_scale", "fitted")
         shares = getattr(widget, "shares", b"")
         size = len(self.roots) * len(self.grid) * self.L * (self.H + 1)
         self.shares = np.frombuffer(shares, dtype=np.uint8) if shares and len(shares) == size else None
@@ -200,40 +193,90 @@ class View:
 
 
 def _token_glyphs(piece: str, x: float, y: float, fill: str) -> str:
-    """A token's text with whitespace marks faded (as the strip shows it)."""
-    spans = [] if piece else [(CONTINUATION, True)]
-    for part in re.split(r"(\s)", piece):
-        if part == "\r" or not part:
-            continue
-        marks = {" ": "·", "\t": "→", "\n": "↵"}
-        spans.append((marks.get(part, "␣"), True) if part.isspace() else (part, False))
-    inner = "".join(f'<tspan fill-opacity="0.45">{_xml_text(t)}</tspan>' if faded else _xml_text(t) for t, faded in spans)
+    """A token's text with its marks faded (as the strip shows it)."""
+    inner = "".join(f'<tspan fill-opacity="0.45">{_xml_text(t)}</tspan>' if mark else _xml_text(t) for t, mark in visible_parts(piece))
     return f'<text x="{x:g}" y="{y:g}" font-family={quoteattr(MONO)} font-size="{MONO_SIZE}" fill="{fill}">{inner}</text>'
 
 
+def strip_rows(widths: Sequence[int], pieces: Sequence[str], cols: float) -> list[int]:
+    """The line of each token of the strip (as static/density.js lays it out): tokens fill a line up to ``cols``
+    columns, each costing its shown columns (``widths``) and the theme's token overhead (its box); a token that
+    starts with a newline starts a line, and its further newlines leave empty lines."""
+    overhead = LAYOUT["token_overhead"]
+    rows, row, used = [], 0, 0.0
+    for i, (w, piece) in enumerate(zip(widths, pieces)):
+        lead = bool(re.match(r"^[ \t\r]*\n", piece))
+        if (lead and i > 0) or (used > 0 and used + w + overhead > cols):
+            row, used = row + 1, 0.0
+        rows.append(row)
+        used += w + overhead
+        extra = piece.count("\n") - lead
+        if extra > 0:
+            row, used = row + extra, 0.0
+    return rows
+
+
+def strip_colours(v: View) -> tuple[str, tuple[float, float], list[float | None]]:
+    """The measure the strip colours by, its colour range (fitted or fixed, as the widget's ``colour_scale``;
+    a range the data gives for it first) and each root's value."""
+    d = v.d
+    values = (d.get("measures") or {}).get(v.measure) or d.get("density", [])
+    fit = (d.get("fit") or {}).get(v.measure)
+    bounds = (float(fit[0]), float(fit[1])) if fit and v.colour_scale == "fitted" else colour_range(values, v.measure, v.colour_scale)
+    return v.measure, bounds, values
+
+
+def _strip_legend(v: View, flow: Flow, gid: str, bounds: tuple[float, float], n_gen: int) -> None:
+    """The measure's colour bar with the numbers at its ends, the swatches, and how the scale was chosen."""
+    spec = MEASURES.get(v.measure, {"label": v.measure})
+    bar = gradient_bar(gid + "v", spec["label"], fmt_measure(bounds[0], v.measure), fmt_measure(bounds[1], v.measure))
+    swatch = el("rect", x=0, y=0, width=26, height=13, rx=3, fill=NEUTRAL) + text(2, 10, "abc", size=10, fill=FG2, mono=True)
+    keys = [(swatch, "no prediction")]
+    if n_gen:
+        written = el("rect", x=0, y=0, width=26, height=13, rx=3, fill=NEUTRAL) + el("rect", x=0, y=10, width=26, height=3, fill=GEN)
+        keys.append((written, "written by the model"))
+    items = legend_items(keys, flow.width - bar.width - 16, glyph_width=26)
+    flow.body += [bar.at(0, flow.y), items.at(bar.width + 16, flow.y)]
+    flow.y += max(bar.height, items.height) + 2
+    flow.lines(f"· space  ↵ newline — colour: {scale_note(v)}", size=11, fill=FG2)
+
+
+def scale_note(v: View) -> str:
+    """How the strip's colour scale was chosen, as its legend says it."""
+    return scale_note_of(v.colour_scale, bool((v.d.get("fit") or {}).get(v.measure)))
+
+
+def scale_note_of(how: str, run: bool) -> str:
+    """ "fixed scale", or what the scale was fitted to (``run``: a corpus run's values)."""
+    if how == "fixed":
+        return "fixed scale"
+    low, high = THEME["fit"]["percentiles"]
+    return f"fitted to {'the run' if run else 'the values shown'} (percentiles {low}–{high})"
+
+
 def strip(v: View, width: float, gid: str) -> Part:
+    """The text as tokens, each coloured by the chosen measure of the step that predicts it, and its legend."""
     d, tokens = v.d, v.tokens
     generated = d.get("generated", "")
-    density = d.get("density", [])
     flow = Flow(width)
     n_gen = generated.count("1")
-    counts = f"{len(tokens)} tokens ({len(tokens) - n_gen} prompt + {n_gen} generated)" if n_gen else f"{len(tokens)} tokens"
-    finite = [x for x in density if x is not None]
+    counts = f"{count(len(tokens), 'token')} ({len(tokens) - n_gen} prompt + {n_gen} generated)" if n_gen else count(len(tokens), "token")
+    finite = [x for x in d.get("density", []) if x is not None]
     mean = sum(finite) / len(finite) if finite else None
-    flow.title(f"{d.get('model') or 'model'} · {counts} · {len(v.roots)} steps · mean density {fmt(mean)}")
+    flow.title(f"{d.get('model') or 'model'} · {counts} · {count(len(v.roots), 'step')} · mean density {fmt(mean)}")
+    measure, bounds, values = strip_colours(v)
     sel = v.roots[v.ri] + 1 if v.ri >= 0 else -1
-    body, x, y, line = [], 0.0, 2.0, 25.0
     # each token, coloured by the root before it; a root at the last position predicts past the text: "⋯"
     boxes = [(i, piece, v.index.get(i - 1, -1)) for i, piece in enumerate(tokens)]
     if len(tokens) - 1 in v.index:
         boxes.append((len(tokens), "⋯", v.index[len(tokens) - 1]))
-    for i, piece, ri in boxes:
-        shown = CONTINUATION if piece == "" else re.sub(r"\s", "·", piece.replace("\r", ""))
-        w = columns(shown) * COL + 2
-        lead = bool(re.match(r"^\s*?\n", piece))
-        if (lead and i > 0) or (x and x + w > width):
-            x, y = 0.0, y + line
-        colours = density_colours(density[ri]) if ri >= 0 else None
+    widths = [columns(shown(piece)) for _, piece, _ in boxes]
+    rows = strip_rows(widths, [piece for _, piece, _ in boxes], LAYOUT["strip_columns"])
+    body, x, line = [], 0.0, 25.0
+    for n, ((i, piece, ri), w_cols, row) in enumerate(zip(boxes, widths, rows)):
+        x = x if n and rows[n - 1] == row else 0.0
+        y, w = 2.0 + row * line, w_cols * COL + 2
+        colours = map_colours("strip", scale_position(values[ri], bounds, measure)) if ri >= 0 else None
         kind = "dnb-tok" if i < len(tokens) else "dnb-next"
         body.append(el("rect", x=x, y=y, width=w, height=19, rx=3, fill=colours[0] if colours else NEUTRAL, class_=kind, data_pos=str(i)))
         if generated[i : i + 1] == "1":
@@ -242,23 +285,8 @@ def strip(v: View, width: float, gid: str) -> Part:
             body.append(el("rect", x=x - 1, y=y - 1, width=w + 2, height=21, rx=3, fill="none", stroke=ACCENT, stroke_width=2))
         body.append(_token_glyphs(piece, x + 1, y + 14, colours[1] if colours else FG2))
         x += w + 1
-        if piece.count("\n") - lead > 0:
-            x, y = 0.0, y + line * (piece.count("\n") - lead)
-    flow.part(Part(width, y + line, body), gap=2)
-    bar = gradient_bar(gid + "v", "density", "0", "1")
-    swatch = el("rect", x=0, y=0, width=26, height=13, rx=3, fill=NEUTRAL) + text(2, 10, "abc", size=10, fill=FG2, mono=True)
-    keys = [(swatch, "no prediction")]
-    if n_gen:
-        keys.append(
-            (
-                el("rect", x=0, y=0, width=26, height=13, rx=3, fill=NEUTRAL) + el("rect", x=0, y=10, width=26, height=3, fill=GEN),
-                "written by the model",
-            )
-        )
-    items = legend_items(keys, width - bar.width - 16, glyph_width=26)
-    flow.body += [bar.at(0, flow.y), items.at(bar.width + 16, flow.y)]
-    flow.y += max(bar.height, items.height) + 2
-    flow.lines("· space  ↵ newline — colour = density of the step predicting the token", size=11, fill=FG2)
+    flow.part(Part(width, 2.0 + ((rows[-1] + 1) if rows else 1) * line, body), gap=2)
+    _strip_legend(v, flow, gid, bounds, n_gen)
     return flow.done()
 
 
@@ -275,10 +303,13 @@ def _curve(values: Sequence[float | None], xs: Sequence[float], y_of: Any) -> st
 
 @dataclass
 class Chart:
-    """The s-slider's chart box (as static/density.js lays it out): x is log10 s, y the metric from 0 to ``ymax``."""
+    """The s-slider's chart box (as static/density.js lays it out): x is log10 s; y the metric, TV on [0, 1]
+    or KL on a log axis from ``ylo`` to ``yhi`` (at its foot: 0 and whatever lies below ``ylo``)."""
 
     xmin: float  # log10 of the smallest size
-    ymax: float
+    ticks: list[float]
+    ylo: float | None = None  # a log axis (KL), else linear on [0, 1]
+    yhi: float = 1.0
     W: float = 420
     Hh: float = 212
     ml: float = 44
@@ -298,18 +329,20 @@ class Chart:
         return self.ml + (lx - self.xmin) / (0 - self.xmin) * self.pw
 
     def Y(self, val: float) -> float:
-        return self.mt + self.ph - min(max(val, 0), self.ymax) / self.ymax * self.ph
+        if self.ylo is None:
+            return self.mt + self.ph - min(max(val, 0), 1) * self.ph
+        a, b = math.log10(self.ylo), math.log10(self.yhi)
+        return self.mt + self.ph - (math.log10(min(max(val, self.ylo), self.yhi)) - a) / (b - a) * self.ph
 
 
 def _chart(v: View, log_grid: list[float]) -> Chart:
-    """The chart box of the selected root: TV on [0, 1]; KL up to a round number above every curve shown."""
-    ymax = 1.0
-    if v.metric == "kl":
-        ri, baselines = v.ri, (v.d.get("baselines") or {}).values()
-        ymax = max([1e-6, *(y for y in v.d["kl"][ri] if y is not None), *(y for b in baselines for y in b["kl"][ri] if y is not None)])
-        mag = 10 ** math.floor(math.log10(ymax))
-        ymax = math.ceil(ymax / mag * 2) / 2 * mag
-    return Chart(xmin=min([*log_grid, -0.0001]) if log_grid else -5.0, ymax=ymax)
+    """The chart box of the selected root: TV on [0, 1]; KL on a log axis over the traced curve and the baselines."""
+    xmin = min([*log_grid, -0.0001]) if log_grid else -5.0
+    if v.metric != "kl":
+        return Chart(xmin=xmin, ticks=[0, 0.5, 1])
+    ri, baselines = v.ri, (v.d.get("baselines") or {}).values()
+    lo, hi, ticks = log_axis([*v.d["kl"][ri], *(y for b in baselines for y in b["kl"][ri])])
+    return Chart(xmin=xmin, ticks=ticks, ylo=lo, yhi=hi)
 
 
 def _slider_marks(v: View, g: Chart, log_grid: list[float]) -> list[str]:
@@ -332,17 +365,17 @@ def _slider_marks(v: View, g: Chart, log_grid: list[float]) -> list[str]:
 
 
 def _slider_axes(g: Chart, metric: str) -> list[str]:
-    """The x axis in decades of s, the y axis with three ticks and its gridlines, both titles."""
+    """The x axis in decades of s, the y axis with its ticks and gridlines, both titles."""
     axes = [el("line", x1=g.ml, x2=g.ml + g.pw, y1=g.mt + g.ph, y2=g.mt + g.ph, stroke=FG2)]
     for e in range(math.ceil(g.xmin), 1):
         axes.append(el("line", x1=g.X(e), x2=g.X(e), y1=g.mt + g.ph, y2=g.mt + g.ph + 4, stroke=FG2))
         axes.append(text(g.X(e), g.mt + g.ph + 15, "1" if e == 0 else f"1e{e}", size=10, fill=FG2, text_anchor="middle"))
     axes.append(text(g.ml + g.pw / 2, g.Hh - 3, "subgraph size s (share of edges, log scale)", size=10, fill=FG2, text_anchor="middle"))
     axes.append(el("line", x1=g.ml, x2=g.ml, y1=g.mt, y2=g.mt + g.ph, stroke=FG2))
-    title = "TV distance" if metric == "tv" else "KL (nats)"
+    title = "TV distance" if metric == "tv" else "KL (nats, log scale)"
     axes.append(text(11, g.mt + g.ph / 2, title, size=10, fill=FG2, text_anchor="middle", transform=f"rotate(-90 11 {g.mt + g.ph / 2:g})"))
-    for val in (0, g.ymax / 2, g.ymax):
-        grid_line = {"stroke": FG2} if val == 0 else {"stroke": GRIDLINE, "stroke_dasharray": "2 3"}
+    for i, val in enumerate(g.ticks):
+        grid_line = {"stroke": FG2} if i == 0 else {"stroke": GRIDLINE, "stroke_dasharray": "2 3"}
         axes.append(el("line", x1=g.ml - 4, x2=g.ml + g.pw, y1=g.Y(val), y2=g.Y(val), **grid_line))
         axes.append(text(g.ml - 6, g.Y(val) + 3.5, fmt(val, 2), size=10, fill=FG2, text_anchor="end"))
     return axes
@@ -404,6 +437,8 @@ def _slider_legend(v: View, width: float) -> Part:
     keys += [(box(BAND), "top-1 agrees"), (vline(STOP1, "3 2"), "s_top1")]
     keys += [(box(PLATEAU), "no path from the input")] if any(v.plateau(v.ri, kk) for kk in range(len(v.grid))) else []
     keys.append((vline(MARKER), "current s"))
+    if v.metric == "kl":
+        keys.append(("", "KL on a log axis (0 and below 1e-3 at its foot)"))
     return legend_items(keys, width)
 
 
@@ -485,9 +520,11 @@ def preview(v: View) -> Part:
                     el("rect", x=0, y=0, width=width, height=17, rx=3, fill=NEXT_BG[0], fill_opacity=NEXT_BG[1]),
                     el("rect", x=0, y=0, width=3, height=17, fill=NEXT),
                 ]
-            shown = tok_text(t)
-            limit = 12
-            row.append(text(5, 13, shown if columns(shown) <= limit else shown[: limit - 1] + "…", mono=True, fill=FG))
+            shown, limit = tok_text(t), 12
+            shown = shown if columns(shown) <= limit else shown[: limit - 1] + "…"
+            chip = {"fill": BG2, "stroke": GRIDLINE}  # a chip: "," and "." are as easy to see as words
+            row.append(el("rect", x=2, y=1, width=columns(shown) * COL + 6, height=15, rx=3, **chip))
+            row.append(text(5, 13, shown, mono=True, fill=FG))
             row.append(el("rect", x=104, y=5, width=56, height=8, rx=2, fill=BG2))
             row.append(el("rect", x=104, y=5, width=56 * max(0.0, min(1.0, p or 0.0)), height=8, rx=2, fill=CURVE, fill_opacity=0.55))
             row.append(text(206, 13, fmt(p, 2), size=12, fill=FG, text_anchor="end"))
@@ -595,31 +632,36 @@ def row(parts: Sequence[Part], width: float) -> Part:
     return Part(width, y + tall, body)
 
 
-def line_breaks(chars: Sequence[str], cw: Sequence[int], cols: int) -> list[tuple[int, int]]:
-    """The comparison's lines as ``[first, end)`` characters: at most ``cols`` columns (``cw``: each character's),
-    broken before the last space that fits or after a newline (as static/density.js breaks them)."""
-    breaks, a, w, brk = [], 0, 0, -1
-    for c in range(len(chars)):
-        if w + cw[c] > cols and c > a:
-            b = brk if brk > a else c
-            breaks.append((a, b))
-            a, w, brk = b, sum(cw[a:c]), -1
-        w += cw[c]
-        if chars[c] == " ":
-            brk = c
-        if chars[c] == "\n":
-            breaks.append((a, c + 1))
-            a, w, brk = c + 1, 0, -1
-    if a < len(chars) or not breaks:
-        breaks.append((a, len(chars)))
-    return breaks
+def line_breaks(chars: Sequence[str], cw: Sequence[int], cols: int, breakable: str) -> list[tuple[int, int]]:
+    """The comparison's lines as ``[first, end)`` characters (as static/density.js breaks them): at most ``cols``
+    columns (``cw``: each character's), ending after a newline, else at the last boundary no token straddles
+    (``breakable``: '1' per boundary; a newline right after it stays on the line), else (a token wider than a
+    line) where the line is full."""
+    lines, a, n = [], 0, len(chars)
+    while a < n:
+        w, last, c, end = 0, -1, a, n
+        while c < n:
+            if c > a and w + cw[c] > cols:
+                end = last if last > a else c
+                end += end < n and chars[end] == "\n"  # the newline's mark stays at the end of its line
+                break
+            w += cw[c]
+            c += 1
+            if chars[c - 1] == "\n":
+                end = c
+                break
+            if breakable[c] == "1":
+                last = c
+        lines.append((a, end))
+        a = end
+    return lines or [(0, 0)]
 
 
 def _compare_row(
-    r: dict[str, Any], chars: Sequence[str], x0: dict[int, int], line: tuple[int, int], span: Sequence[int], width: float
+    r: dict[str, Any], chars: Sequence[str], x0: dict[int, int], line: tuple[int, int], span: Sequence[int], width: float, colour: Any
 ) -> Part:
-    """One result's tokens on one line of characters: each token's box in its density colour, its characters,
-    and the outline of the selected characters."""
+    """One result's tokens on one line of characters: each token's box in its colour (``colour(row, token)``:
+    background and text colour, or None), its characters, and the outline of the selected characters."""
     a0, b0 = line
     gutter = 3 * COL
     body = [text(0, 15, r["tag"], size=12, fill=FG2, font_weight="700")]
@@ -628,11 +670,22 @@ def _compare_row(
         if (not (a0 <= st < b0 or st == b0 == len(chars))) if zero else (en <= a0 or st >= b0):
             continue
         lo, hi = max(st, a0), min(en, b0)
-        colours = density_colours(r["density"][i])
+        colours = colour(r, i)
         x = gutter + x0[lo] * COL
         wd = 3 if zero else (x0[hi] - x0[lo]) * COL
         body.append(
-            el("rect", x=x - (1 if zero else 0), y=0, width=wd, height=20, rx=2, fill=colours[0] if colours else NEUTRAL, class_="dnb-ctok")
+            el(
+                "rect",
+                x=x - (1 if zero else 0),
+                y=0,
+                width=wd,
+                height=20,
+                rx=2,
+                fill=colours[0] if colours else NEUTRAL,
+                class_="dnb-ctok",
+                data_tag=r["tag"],
+                data_i=str(i),
+            )
         )
         if not zero:
             body.append(text(x, 15, "".join(show_char(ch) for ch in chars[lo:hi]), mono=True, fill=colours[1] if colours else FG2))
@@ -681,20 +734,26 @@ def compare(widget: Any, gid: str) -> Part:
     chars: list[str] = d["chars"]
     cw = [int(c) for c in d["cw"]]
     rows_, span = d["rows"], list(getattr(widget, "span", [0, 0]))
-    cols = min(90, max(12, columns("".join(chars))))
+    measure, how = getattr(widget, "measure", "density"), getattr(widget, "colour_scale", "fitted")
+    values = lambda r: r.get("measures", {}).get(measure, r["density"])
+    bounds = colour_range([x for r in rows_ for x in values(r)], measure, how)  # one scale for every row
+    colour = lambda r, i: map_colours("strip", scale_position(values(r)[i], bounds, measure))
+    cols = min(LAYOUT["compare_columns"], max(12, columns("".join(chars))))
     left = Flow(max(360.0, (cols + 4) * COL))
     left.title(f"The same text ({len(chars)} characters) in {len(rows_)} results, aligned by characters")
     for r in rows_:
         left.lines(f"{r['tag']}  {r['label']} — {len(r['tokens'])} tokens, mean density {fmt(r['mean'])}", size=12, gap=0)
     left.y += 6
-    for a0, b0 in line_breaks(chars, cw, cols):
+    for a0, b0 in line_breaks(chars, cw, cols, d.get("bk") or "1" * (len(chars) + 1)):
         x0 = {a0: 0}
         for c in range(a0, b0):
             x0[c + 1] = x0[c] + cw[c]
         for r in rows_:
-            left.part(_compare_row(r, chars, x0, (a0, b0), span, left.width), gap=2)
+            left.part(_compare_row(r, chars, x0, (a0, b0), span, left.width, colour), gap=2)
         left.y += 6
-    left.part(gradient_bar(gid + "v", "density", "0", "1"))
+    label = MEASURES.get(measure, {"label": measure})["label"]
+    left.part(gradient_bar(gid + "v", label, fmt_measure(bounds[0], measure), fmt_measure(bounds[1], measure)))
+    left.lines(f"one scale for every row, {scale_note_of(how, False)}", size=11, fill=FG2)
     if span[1] > span[0]:
         left.lines(f"Selected “{show_text(''.join(chars[span[0] : span[1]]))}” (characters {span[0]}–{span[1]}).", size=12)
     lp, rp = left.done(), _compare_scatter(rows_, d["pairs"], span)
@@ -715,7 +774,7 @@ def render(widget: Any) -> str:
         make = {"slider": lambda: slider(v), "preview": lambda: preview(v), "grid": lambda: head_grid(v, gid)}
         parts = [make[p]() for p in (["slider", "preview", "grid"] if view == "live" and v.roots else below)]
         strip_shown = view in ("explorer", "strip", "live")
-        width = max(700.0 if strip_shown else 0.0, sum(p.width for p in parts) + GAP * (len(parts) - 1))
+        width = max(LAYOUT["strip_columns"] * COL + 4 if strip_shown else 0.0, sum(p.width for p in parts) + GAP * (len(parts) - 1))
         flow = Flow(width)
         if view == "live":
             flow.part(status(widget, width), gap=10)

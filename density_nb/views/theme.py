@@ -20,6 +20,9 @@ THEME: dict[str, Any] = json.loads(THEME_FILE.read_text(encoding="utf-8"))
 LABELS: dict[str, Any] = THEME["labels"]
 CHARTS: dict[str, Any] = THEME["charts"]
 FORMATS: dict[str, Any] = THEME["formats"]
+LAYOUT: dict[str, Any] = THEME["layout"]
+MEASURES: dict[str, dict[str, Any]] = {name: spec for name, spec in THEME["measures"].items() if name != "about"}
+DEFAULT_SPEC = {"range": [0.0, 1.0], "scale": "linear"}
 
 
 def stops(name: str) -> list[RGB]:
@@ -77,6 +80,57 @@ def map_colours(name: str, t: float | None) -> tuple[str, str] | None:
     return rgb(c), text_on["dark"] if luminance(c) > text_on["threshold"] else text_on["light"]
 
 
+# ---- measures and their colour scale, as common.js computes them --------------------------------------
+def known_measures(have: Any) -> list[str]:
+    """The theme's measures that ``have`` (a mapping or a table's columns) holds, in the theme's order."""
+    return [name for name in MEASURES if name in have]
+
+
+def colour_range(values: Any, measure: str, how: str = "fitted") -> tuple[float, float]:
+    """The colour range of ``measure`` over ``values``: "fixed" (its range in the theme) or "fitted" (the
+    theme's percentiles of the finite values, of log10 for a log measure; the fixed range when too close)."""
+    spec = MEASURES.get(measure, DEFAULT_SPEC)
+    log, fixed = spec["scale"] == "log", (float(spec["range"][0]), float(spec["range"][1]))
+    if how == "fixed":
+        return fixed
+    v = np.asarray(values, dtype=np.float64)
+    v = v[np.isfinite(v) & ((v > 0) if log else True)]
+    if not v.size:
+        return fixed
+    v = np.log10(v) if log else v
+    lo, hi = (float(x) for x in np.percentile(v, THEME["fit"]["percentiles"]))
+    span = math.log10(fixed[1]) - math.log10(fixed[0]) if log else fixed[1] - fixed[0]
+    if not hi - lo >= THEME["fit"]["min_span"] * span:
+        return fixed
+    return (10**lo, 10**hi) if log else (lo, hi)
+
+
+def scale_position(value: float | None, bounds: Sequence[float], measure: str) -> float | None:
+    """Where ``value`` lies on ``bounds`` of ``measure``, in [0, 1] (clipped; log10 for a log measure)."""
+    if value is None or not math.isfinite(value):
+        return None
+    log = MEASURES.get(measure, DEFAULT_SPEC)["scale"] == "log"
+    if log and value <= 0:
+        return 0.0
+    a, b, x = (math.log10(bounds[0]), math.log10(bounds[1]), math.log10(value)) if log else (bounds[0], bounds[1], value)
+    return min(1.0, max(0.0, (x - a) / ((b - a) or 1)))
+
+
+def log_axis(values: Any) -> tuple[float, float, list[float]]:
+    """A log axis for the positive ``values``: whole decades from the smallest (not below 1e-3) to the largest,
+    and at most six ticks: (lo, hi, ticks)."""
+    v = [float(x) for x in values if x is not None and math.isfinite(x) and x > 0]
+    lo = max(-3, math.floor(math.log10(min(v)))) if v else -3
+    hi = max(lo + 1, math.ceil(math.log10(max(v)))) if v else lo + 1
+    step = math.ceil((hi - lo) / 5)
+    return 10.0**lo, 10.0**hi, [10.0**e for e in range(lo, hi + 1, step)]
+
+
+def fmt_measure(value: float | None, measure: str) -> str:
+    """A value of ``measure`` as legends and tooltips write it (sizes as sizes)."""
+    return fmt_s(value) if MEASURES.get(measure, DEFAULT_SPEC)["scale"] == "log" else fmt(value)
+
+
 # ---- numbers, as common.js writes them -----------------------------------------------------------------
 def fmt(x: float | None, digits: int = FORMATS["digits"]) -> str:
     """``x`` to ``digits`` significant digits, without trailing zeros ("–" when missing); as JavaScript writes a
@@ -103,6 +157,11 @@ def fmt_s(s: float | None, digits: int = FORMATS["s_digits"]) -> str:
 def fmt_int(n: float | None) -> str:
     """A count with thousands separators, rounded half up (as JS Math.round)."""
     return "–" if n is None or not math.isfinite(n) else f"{math.floor(n + 0.5):,}"
+
+
+def count(n: int, noun: str) -> str:
+    """``n`` and ``noun`` in the plural unless n is 1: "1 step", "9 tokens"."""
+    return f"{fmt_int(n)} {noun}" + ("" if n == 1 else "s")
 
 
 def fmt_pct(v: float) -> str:

@@ -59,6 +59,46 @@ export const gradientCss = (name) => {
   return `linear-gradient(to right, ${cs.map((c, i) => `${rgb(c)} ${(100 * i / (cs.length - 1)).toFixed(1)}%`).join(", ")})`;
 };
 
+// ---- measures and their colour scale (as views/theme.py computes them) ---------------------------------------
+/** The theme's entry of a measure: label, short name, fixed range, "linear" or "log" scale. */
+export const measureSpec = (name) => theme.measures[name] ?? { label: name, short: name, range: [0, 1], scale: "linear" };
+/** The measures of the theme that ``have`` (an object keyed by measure) holds, in the theme's order. */
+export const knownMeasures = (have) => Object.keys(theme.measures).filter((m) => m !== "about" && have && m in have);
+/** The colour range of ``name`` over ``values``: "fixed" (its range in the theme) or "fitted" (the theme's
+ * percentiles of the finite values, of log10 for a log measure; the fixed range when they are too close). */
+export function colourRange(values, name, how = "fitted") {
+  const spec = measureSpec(name), log = spec.scale === "log";
+  const to = (v) => (log ? Math.log10(v) : v);
+  const fixed = spec.range.map(to);
+  if (how === "fixed") return spec.range.slice();
+  const v = Array.from(values || []).filter((x) => fin(x) && (!log || x > 0)).map(to).sort((a, b) => a - b);
+  if (!v.length) return spec.range.slice();
+  const [lo, hi] = theme.fit.percentiles.map((q) => quantile(v, q / 100));
+  if (!(hi - lo >= theme.fit.min_span * (fixed[1] - fixed[0]))) return spec.range.slice();
+  return log ? [10 ** lo, 10 ** hi] : [lo, hi];
+}
+/** Where ``v`` lies on ``range`` of measure ``name``, in [0, 1] (clipped; log10 for a log measure); null if missing. */
+export function scalePosition(v, range, name) {
+  if (!fin(v)) return null;
+  const log = measureSpec(name).scale === "log";
+  if (log && !(v > 0)) return 0;
+  const [a, b, x] = log ? [Math.log10(range[0]), Math.log10(range[1]), Math.log10(v)] : [range[0], range[1], v];
+  return Math.min(1, Math.max(0, (x - a) / (b - a || 1)));
+}
+/** A value of measure ``name`` written as its legend and tooltips write it (sizes as sizes). */
+export const fmtMeasure = (v, name) => (measureSpec(name).scale === "log" ? fmtS(v) : fmt(v));
+
+/** A log axis for the positive ``values``: whole decades from the smallest (not below 1e-3) to the largest, and
+ * at most six ticks; {lo, hi, ticks}. */
+export function logAxis(values) {
+  const pos = values.filter((v) => fin(v) && v > 0);
+  const lo = pos.length ? Math.max(-3, Math.floor(Math.log10(Math.min(...pos)))) : -3;
+  const hi = pos.length ? Math.max(lo + 1, Math.ceil(Math.log10(Math.max(...pos)))) : lo + 1;
+  const step = Math.ceil((hi - lo) / 5), ticks = [];
+  for (let e = lo; e <= hi; e += step) ticks.push(10 ** e);
+  return { lo: 10 ** lo, hi: 10 ** hi, ticks };
+}
+
 // ---- numbers (as views/theme.py writes them) ------------------------------------------------------------
 export const fin = (x) => x !== null && x !== undefined && Number.isFinite(x);
 /** ``x`` to ``d`` significant digits without trailing zeros; "–" when missing. */
@@ -71,19 +111,41 @@ export const fmtS = (v, d = theme.formats.s_digits) => {
   return `${m}e${Number(e)}`;
 };
 export const fmtInt = (n) => (fin(n) ? Math.round(n).toLocaleString("en-US") : "–");
+/** ``n`` and ``noun`` in the plural unless n is 1: "1 step", "9 tokens". */
+export const count = (n, noun) => `${fmtInt(n)} ${noun}${n === 1 ? "" : "s"}`;
 export const fmtPct = (v) => { const p = v * 100; return `${p >= 10 ? p.toFixed(0) : Number(p.toPrecision(2))} %`; };
 
-// ---- visible whitespace ----------------------------------------------------------------------------------
+// ---- visible text (as views/text.py shows it) -------------------------------------------------------------
 // A token whose text is "" continues a character split over several tokens (the first shows it).
 export const CONTINUATION = "◌";
-/** Visible whitespace: "·" for spaces, "→" for tabs, "↵" for newlines (the line break follows the token). */
-export function showText(s) {
-  if (s === "") return `${CONTINUATION} (rest of the character before)`;
-  return String(s).replace(/ /g, "·").replace(/\t/g, "→").replace(/\r?\n/g, "↵")
-    .replace(/[\u0000-\u001f\u007f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, "0")}`);
+const MARKS = { " ": "·", "\t": "→", "\n": "↵" };
+const SPACE = /^[\t\n\v\f\r \u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff]$/;
+const CONTROL = /^[\u0000-\u001f\u007f-\u009f]$/;
+const FORMAT = /^\p{Cf}$/u;
+/** ``text`` as runs of [shown text, is a mark]: a mark for a space (·), a tab (→), a newline (↵), other
+ * whitespace (␣) and control characters (\xNN), and, in a token of invisible characters only, for format
+ * characters (\uNNNN); a continuation is ◌; a carriage return is dropped. */
+export function visibleParts(text) {
+  if (text === "") return [[CONTINUATION, true]];
+  const chars = Array.from(String(text));
+  const alone = chars.every((c) => SPACE.test(c) || CONTROL.test(c) || FORMAT.test(c));
+  const parts = [];
+  for (const c of chars) {
+    if (c === "\r") continue;
+    const hex = (n) => c.codePointAt(0).toString(16).padStart(n, "0");
+    const [shown, mark] = c in MARKS ? [MARKS[c], true] : SPACE.test(c) ? ["␣", true] : CONTROL.test(c) ? [`\\x${hex(2)}`, true]
+      : alone && FORMAT.test(c) ? [`\\u${hex(4)}`, true] : [c, false];
+    if (parts.length && parts[parts.length - 1][1] === mark) parts[parts.length - 1][0] += shown;
+    else parts.push([shown, mark]);
+  }
+  return parts;
 }
+/** ``text`` with its marks (what the strip shows of a token). */
+export const shown = (text) => visibleParts(text).map(([t]) => t).join("");
+/** ``text`` with its marks, for titles, tooltips and lists (a continuation says what it is). */
+export const showText = (text) => (text === "" ? `${CONTINUATION} (rest of the character before)` : shown(text));
 /** One character as the comparison view draws it (one column; see views/compare.py char_widths). */
-export const showChar = (c) => (c === " " ? "·" : c === "\t" ? "→" : c === "\n" ? "↵" : c === "\r" ? "" : /[\u0000-\u001f\u007f]/.test(c) ? "�" : c);
+export const showChar = (c) => (c === " " ? "·" : c === "\t" ? "→" : c === "\n" ? "↵" : c === "\r" ? "" : CONTROL.test(c) ? "�" : c);
 
 // ---- DOM helpers (text is always set with textContent) -------------------------------------------------
 export function h(tag, cls, text) {

@@ -9,7 +9,7 @@
 // _common and _theme (static/common.js, static/theme.json).
 
 // ---- static/common.js: the module every view shares ------------------------------------------------------
-let addExportButtons, asBytes, button, fin, fmt, fmtInt, fmtS, gradientCss, h, mapColours, quantile, s, spearman, themeLabel;
+let addExportButtons, asBytes, button, fin, fmt, fmtInt, fmtS, gradientCss, h, mapColours, measureSpec, quantile, s, showText, spearman, themeLabel;
 let loaded = "";
 /** Import static/common.js from the `_common` trait (anywidget re-sends it when the file is saved, as `_esm`)
  * and use the `_theme` trait's theme; true when either changed since the last call. */
@@ -18,7 +18,7 @@ async function loadCommon(model) {
   if (key === loaded) return false;
   const C = await importText(text);
   C.useTheme(model.get("_theme"));
-  ({ addExportButtons, asBytes, button, fin, fmt, fmtInt, fmtS, gradientCss, h, mapColours, quantile, s, spearman, label: themeLabel } = C);
+  ({ addExportButtons, asBytes, button, fin, fmt, fmtInt, fmtS, gradientCss, h, mapColours, measureSpec, quantile, s, showText, spearman, label: themeLabel } = C);
   loaded = key;
   return true;
 }
@@ -84,11 +84,11 @@ function frame({ width = 420, height = 220, x, y, xlog = false, xTitle = "", yTi
   svg.appendChild(plot);
   return { svg, plot, X, Y, W, H, m, width, height };
 }
-/** Evenly spaced "nice" ticks over [lo, hi]. */
-function niceTicks(lo, hi, count = 5) {
+/** Evenly spaced "nice" ticks over [lo, hi] (``integer``: whole numbers only, for counts). */
+function niceTicks(lo, hi, count = 5, integer = false) {
   if (!(hi > lo)) return [lo];
-  const step0 = (hi - lo) / count, mag = Math.pow(10, Math.floor(Math.log10(step0)));
-  const step = [1, 2, 2.5, 5, 10].map((f) => f * mag).find((st) => st >= step0) || step0;
+  const step0 = (hi - lo) / count, mag = Math.max(integer ? 1 : 0, Math.pow(10, Math.floor(Math.log10(step0))));
+  const step = (integer ? [1, 2, 5, 10] : [1, 2, 2.5, 5, 10]).map((f) => f * mag).find((st) => st >= step0) || step0;
   const out = [];
   for (let v = Math.ceil(lo / step) * step; v <= hi + step * 1e-9; v += step) out.push(Number(v.toPrecision(12)));
   return out;
@@ -202,7 +202,7 @@ function dashboardContext(model, bytes) {
     model, d, A, N, names,
     G: (d.grid || []).length, K: (d.sizes || []).length,
     offline: !model.widget_manager, // the standalone page has no kernel to trace a passage
-    st: { sel: null, detail: -1 },
+    st: { sel: null, detail: -1, cleared: "" },
     col(key) {
       const i = names.indexOf(key);
       return i < 0 ? new Float32Array(N).fill(NaN) : A.cols.subarray(i * N, (i + 1) * N);
@@ -258,7 +258,8 @@ function headerPanel(ctx) {
   for (const note of d.notes || []) el.appendChild(h("div", "dnb-d-note", note));
   const update = () => {
     for (const [k, b] of measureBtns) b.setAttribute("aria-pressed", k === ctx.measure() ? "true" : "false");
-    selText.textContent = st.sel ? `${fmtInt(st.sel.length)} of ${fmtInt(N)} passages selected` : `${fmtInt(N)} passages, none selected`;
+    selText.textContent = st.sel ? `${fmtInt(st.sel.length)} of ${fmtInt(N)} passages selected`
+      : `${fmtInt(N)} passages, none selected${st.cleared ? ` (${st.cleared})` : ""}`;
     clear.disabled = !st.sel;
   };
   return { el, update };
@@ -303,7 +304,7 @@ function distributionPanel(ctx) {
     for (let i = 0; i < N; i++) if (Number.isFinite(v[i])) all[bin(v[i])]++;
     if (st.sel) for (const i of st.sel) if (Number.isFinite(v[i])) sel[bin(v[i])]++;
     const top = Math.max(1, ...all);
-    const fr = frame({ x: [lo, hi], y: [0, top * 1.05], xTitle: label(key), yTitle: "passages", xTicks: niceTicks(lo, hi, 5), yTicks: niceTicks(0, top, 4),
+    const fr = frame({ x: [lo, hi], y: [0, top * 1.05], xTitle: label(key), yTitle: "passages", xTicks: niceTicks(lo, hi, 5), yTicks: niceTicks(0, top, 4, true),
       label: `Histogram of the ${label(key)} over ${fmtInt(N)} passages${st.sel ? `; ${fmtInt(st.sel.length)} selected` : ""}` });
     all.forEach((c, i) => c && fr.plot.appendChild(s("rect", { x: fr.X(lo + i * w) + 0.5, y: fr.Y(c), width: Math.max(0.5, fr.X(lo + w) - fr.X(lo) - 1), height: fr.Y(0) - fr.Y(c), class: st.sel ? "dnb-d-bar-all dnb-d-dim" : "dnb-d-bar-all" })));
     if (st.sel) sel.forEach((c, i) => c && fr.plot.appendChild(s("rect", { x: fr.X(lo + i * w) + 0.5, y: fr.Y(c), width: Math.max(0.5, fr.X(lo + w) - fr.X(lo) - 1), height: fr.Y(0) - fr.Y(c), class: "dnb-d-bar-sel" })));
@@ -599,6 +600,19 @@ function comparePanel(ctx) {
   return cm;
 }
 
+/** A passage's words in the list: the end of its prompt, cut at its start so that the next word stays in view
+ * (or, where the run holds no text, the next token's name). */
+function passageWords(d, i) {
+  const out = h("span", "dnb-d-text");
+  const t = d.text?.[i];
+  if (t) {
+    const prompt = out.appendChild(h("span", "dnb-d-prompt"));
+    prompt.appendChild(h("bdi", "", t[0]));
+    out.appendChild(h("span", "dnb-d-word", ` ⟨${showText(t[1])}⟩`));
+  } else if (d.next) out.appendChild(h("span", "dnb-d-word", `⟨${showText(d.next[i])}⟩`));
+  return out;
+}
+
 // ---- the selection's passages and the picked one ------------------------------------------------------------------
 /** The sparsest and densest passages of the selection (or the run); the picked one's numbers, text and state. */
 function passagesPanel(ctx) {
@@ -617,7 +631,8 @@ function passagesPanel(ctx) {
     const rows = idx.length <= 2 * SHOW ? idx : [...idx.slice(0, SHOW), -1, ...idx.slice(-SHOW)];
     const header = h("div", "dnb-d-prow dnb-d-phead");
     header.setAttribute("aria-hidden", "true");
-    header.append(h("span", "", "passage"), h("span", "dnb-d-num", mk === "density" ? "density" : "plateau-free"), h("span", "dnb-d-num", key ? themeLabel("columns", key)?.short ?? key : ""), h("span", "", d.text ? "end of the prompt ⟨next word⟩" : ""));
+    const words = d.text ? "end of the prompt ⟨next word⟩" : d.next ? "⟨next token⟩ (the text is not shipped)" : "";
+    header.append(h("span", "", "passage"), h("span", "dnb-d-num", measureSpec(mk).short), h("span", "dnb-d-num", key ? themeLabel("columns", key)?.short ?? key : ""), h("span", "", words));
     list.replaceChildren(header);
     for (const i of rows) {
       if (i < 0) { list.appendChild(h("div", "dnb-d-gap", "…")); continue; }
@@ -625,8 +640,7 @@ function passagesPanel(ctx) {
       b.setAttribute("role", "listitem");
       b.dataset.index = String(i);
       b.append(h("span", "dnb-d-id", `#${A.ids[i]}`), h("span", "dnb-d-num", fmt(v[i], 3)), h("span", "dnb-d-num", key ? fmt(x[i], 3) : ""));
-      const t = d.text?.[i];
-      b.appendChild(h("span", "dnb-d-text", t ? `${t[0]} ⟨${t[1]}⟩` : ""));
+      b.appendChild(passageWords(d, i));
       b.setAttribute("aria-label", `Passage ${A.ids[i]}: ${label(mk)} ${fmt(v[i], 3)}${key ? `, ${label(key)} ${fmt(x[i], 3)}` : ""}; open it`);
       if (i === st.detail) b.setAttribute("aria-current", "true");
       b.addEventListener("click", () => ctx.pick(i));
@@ -645,18 +659,19 @@ function passagesPanel(ctx) {
     const t = d.text?.[i];
     if (t) {
       const p = h("div", "dnb-d-passage");
-      p.append(h("span", "", t[0]), h("span", "dnb-d-next", ` ${t[1]}`));
+      p.append(h("span", "", t[0]), h("span", "dnb-d-next", ` ${showText(t[1])}`));
       detail.appendChild(p);
     }
     const o = model.get("opened") || {};
     let msg;
-    if (offline) msg = `This page has no kernel, so the explorer of passage ${pid} cannot be traced here. In a notebook: load_runs(DIR).widget() and click it, or load_runs(DIR).passage(${pid}).widget().`;
+    if (d.no_text) msg = `Passage ${pid}'s text is not shipped: this run keeps numbers and passage ids (WikiText is not ours to redistribute). Where WikiText-2 is found (DENSITY_NB_DATA, or shared/data beside the checkout), read it with density_nb.teaching.tutorial.corpus_text([${pid}]) and trace it: trace(model, prompt + " " + next_word).`;
+    else if (offline) msg = `This page has no kernel, so the explorer of passage ${pid} cannot be traced here. In a notebook: load_runs(DIR).widget() and click it, or load_runs(DIR).passage(${pid}).widget().`;
     else if (o.passage_id === pid && o.state === "tracing") msg = `Tracing passage ${pid} with the run's settings… the explorer appears below the dashboard.`;
     else if (o.passage_id === pid && o.state === "done") msg = `The explorer of passage ${pid} is below the dashboard.`;
     else if (o.passage_id === pid && o.state === "failed") msg = `Could not open passage ${pid}: ${o.note}`;
     else msg = `Opening passage ${pid}…`;
     const note = h("div", `dnb-d-status${o.state === "failed" && o.passage_id === pid ? " dnb-d-error" : ""}`, msg);
-    note.dataset.state = offline ? "offline" : o.passage_id === pid ? o.state || "" : "asked";
+    note.dataset.state = d.no_text ? "no-text" : offline ? "offline" : o.passage_id === pid ? o.state || "" : "asked";
     detail.appendChild(note);
   }
   ps.showDetail = showDetail;
@@ -686,6 +701,7 @@ function makeDashboard(model, bytes) {
   ctx.drawAll = (fromModel = true, skip = null) => {
     const t0 = performance.now();
     if (fromModel) st.sel = ctx.selectionOf(model.get("brush"));
+    if (st.sel) st.cleared = "";
     for (const p of parts) if (p !== skip) p.update();
     el.dataset.selected = st.sel ? String(st.sel.length) : "";
     el.dataset.redrawMs = (performance.now() - t0).toFixed(2);
@@ -694,14 +710,18 @@ function makeDashboard(model, bytes) {
   ctx.pick = (i) => {
     st.detail = i;
     ctx.drawAll(false);
-    if (!ctx.offline) model.send({ type: "open", passage_id: Number(A.ids[i]) });
+    if (!ctx.offline && !ctx.d.no_text) model.send({ type: "open", passage_id: Number(A.ids[i]) });
     live.textContent = `Passage ${A.ids[i]} picked`;
   };
-  const announce = () => { live.textContent = st.sel ? `${fmtInt(st.sel.length)} passages selected` : "Selection cleared"; };
+  const announce = () => {
+    live.textContent = st.sel ? `${fmtInt(st.sel.length)} passages selected` : `Selection cleared${st.cleared ? `: ${st.cleared}` : ""}`;
+  };
+  /** The next redraw says why the selection was cleared (until a new brush is drawn). */
+  const clearedBy = (why) => { st.cleared = why; };
   el.addEventListener("keydown", (e) => {
     if (e.key === "Escape" && (model.get("brush") || {}).kind) { e.preventDefault(); ctx.setBrush({}); }
   });
-  return { el, drawAll: ctx.drawAll, announce, showDetail: ps.showDetail };
+  return { el, drawAll: ctx.drawAll, announce, clearedBy, showDetail: ps.showDetail };
 }
 
 /** Draw the dashboard into ``el``; returns its cleanup. */
@@ -728,8 +748,17 @@ async function draw(model, el) {
   };
   const redraw = () => dash?.drawAll();
   const onBrush = () => { dash?.drawAll(); dash?.announce(); };
+  // a brush drawn on one measure selects by that measure: when the measure changes it is cleared, and the page says so
+  const onMeasure = () => {
+    const b = model.get("brush") || {};
+    if (dash && b.kind && b.measure !== model.get("measure")) {
+      dash.clearedBy("the measure changed: a selection is drawn on one measure");
+      model.set("brush", {});
+      model.save_changes();
+    } else redraw();
+  };
   const listeners = [
-    ["change:brush", onBrush], ["change:measure", redraw], ["change:column", redraw], ["change:head_size", redraw],
+    ["change:brush", onBrush], ["change:measure", onMeasure], ["change:column", redraw], ["change:head_size", redraw],
     ["change:opened", () => dash?.showDetail()], ["change:data", build], ["change:arrays", build],
   ];
   for (const [event, fn] of listeners) model.on(event, fn);
