@@ -117,6 +117,24 @@ def test_quickstart_strip_spans_the_colour_map(smollm2, browser, tmp_path):  # n
     check()
 
 
+@pytest.mark.real
+def test_generated_strip_is_fitted_too(smollm2, browser, tmp_path):  # noqa: F811
+    """generate(..., live=True): the live view's strip is on the fitted scale as well (its numbers in the legend),
+    the written tokens marked; save() draws the same colours."""
+    from density_nb import generate
+
+    live = generate(smollm2, "The lighthouse keeper climbed the stairs and", max_new_tokens=16, live=True, grid="fast")
+    result = live.wait()
+    page, check = open_html(browser, live, tmp_path / "gen.html", width=1100)
+    page.wait_for_selector(".dnb-live[data-state='done']")
+    ticks = [float(t) for t in page.locator(".dnb-strip-part .dnb-legend-tick").all_text_contents()]
+    assert ticks == pytest.approx(np.percentile(result.density, [2, 98]), abs=6e-3)
+    assert page.locator(".dnb-tok.dnb-gen").count() == int(result.generated.sum())
+    assert {p: c for p, (c, _) in svg_strip(live).items() if p in strip_colours(page)} == strip_colours(page)
+    page.screenshot(path=str(SCREENSHOTS / "generate.png"), full_page=True)
+    check()
+
+
 def test_measure_selector_offers_what_the_result_holds(browser, tmp_path):  # noqa: F811
     """The selector offers the theme's measures the result holds, the measures-v2 columns included; choosing one
     recolours the strip on its own fitted scale (a size on a log scale, written as a size), the fixed toggle on

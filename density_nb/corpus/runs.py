@@ -60,11 +60,11 @@ class CorpusRun:
     def widget(self, compare: CorpusRun | None = None, **kwargs: Any) -> Any:
         """The corpus dashboard (``density_nb.views.CorpusDashboard``); ``compare``: a run of another
         model on the same prompts. ``model=`` (the loaded model) re-traces clicked passages without loading it again;
-        the recorded model's tokenizer (``tokenizer()``, no weights) names the tokens unless ``tokenizer=`` is given."""
+        the recorded model's tokenizer (``tokenizer()``, no weights; read when first needed, so a run that holds its
+        text is shown without torch) names the tokens unless ``tokenizer=`` is given."""
         from density_nb.views import CorpusDashboard  # anywidget: the widgets extra
 
-        if "tokenizer" not in kwargs:
-            kwargs["tokenizer"] = kwargs.get("model") or self.tokenizer()
+        kwargs.setdefault("tokenizer", kwargs.get("model") or self.tokenizer)
         return CorpusDashboard(self, compare, **kwargs)
 
     def to_html(self, path: str | os.PathLike[str], compare: CorpusRun | None = None, **kwargs: Any) -> Path:

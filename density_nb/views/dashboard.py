@@ -30,8 +30,9 @@ class CorpusDashboard(_Widget):
     composition against s beside its base rate, layer × head inclusion frequency, two runs' per-prompt
     scatter. Traits: ``measure``, ``column``, ``head_size`` (index), ``brush`` (the selection) and
     ``opened`` (the passage whose explorer is open). A click on a passage (or ``open_passage(passage_id)``)
-    shows its explorer below, re-traced with the run's settings, its tokens named by ``tokenizer`` (or ``model``;
-    ``CorpusRun.widget`` gives the run's recorded one) and coloured on the run's scale (``fit``)."""
+    shows its explorer below, re-traced with the run's settings, its tokens named by ``tokenizer`` (a tokenizer, a
+    loaded model, or a function returning one when first needed; default ``model``; ``CorpusRun.widget`` gives the
+    run's recorded one) and coloured on the run's scale (``fit``)."""
 
     _esm = STATIC / "dashboard.js"
     _css = "\n".join((STATIC / name).read_text(encoding="utf-8") for name in ("density.css", "dashboard.css"))  # type: ignore[assignment]  # CSS text: the shared base styles first
@@ -58,12 +59,12 @@ class CorpusDashboard(_Widget):
         tokenizer: Any = None,
         **kwargs: Any,
     ) -> None:
-        decode = decoder(tokenizer if tokenizer is not None else model)
+        self._tokenizer_source = tokenizer if tokenizer is not None else model
+        decode = decoder(self.tokenizer) if "prompt" not in run.summary else None  # names the next tokens a run holds no text of
         data, arrays = dashboard_state(run, compare, counts=counts, head_sizes=head_sizes, text=text, labels=labels, decode=decode)
         super().__init__(view="dashboard", data=data, arrays=arrays, **kwargs)
         self.run, self.compare = run, compare
         self._model = model
-        self._tokenizer = tokenizer if tokenizer is not None else model
         self._results: dict[int, Any] = dict(results or {})
         self._summary = summary_columns(run.summary.drop_duplicates("passage_id").sort_values("passage_id", kind="stable"), counts)
         self.explorer: Any = None
@@ -115,13 +116,22 @@ class CorpusDashboard(_Widget):
             if pid not in self._results:
                 self._results[pid] = self.run.passage(pid, model=self._model)
             result = self._results[pid]
-            self.explorer = DensityExplorer(result, tokenizer=self._tokenizer, fit=self.fit())
+            self.explorer = DensityExplorer(result, tokenizer=self.tokenizer, fit=self.fit())
         except Exception as err:
             self.opened = {"passage_id": pid, "state": "failed", "note": f"{type(err).__name__}: {err}"}
             raise
         self.panel.children = (self, self.explorer)
         self.opened = {"passage_id": pid, "state": "done", "note": ""}
         return self.explorer
+
+    @property
+    def tokenizer(self) -> Any:
+        """What names the tokens: the ``tokenizer`` given (a function that returns one is called now, once), else
+        the ``model``; None: ids only."""
+        source = self._tokenizer_source
+        if callable(source) and not hasattr(source, "decode") and not hasattr(source, "tokenizer"):
+            self._tokenizer_source = source = source()
+        return source
 
     def fit(self) -> dict[str, tuple[float, float]]:
         """The run's fitted colour range of each measure it holds: an explorer opened from the dashboard colours its
