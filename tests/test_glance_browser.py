@@ -169,6 +169,24 @@ def test_measure_selector_offers_what_the_result_holds(browser, tmp_path):  # no
     check()
 
 
+@pytest.mark.real
+def test_compare_two_models_on_one_scale(smollm2, browser, tmp_path):  # noqa: F811
+    """SmolLM2 and Gemma-3 on one text: both rows on one fitted scale (the legend's numbers are the percentiles of
+    both rows' values), aligned by characters; the README's screenshot."""
+    from density_nb import load_model, trace
+
+    text = "The lighthouse keeper climbed the narrow stairs; below, the café lights of the naïve little town went out one by one."
+    results = [trace(m, text, roots="all", grid="fast", progress=False) for m in (smollm2, load_model("gemma3-270m"))]
+    view = compare(results)
+    view.span = [4, 14]
+    page, check = open_html(browser, view, tmp_path / "two.html", width=1100)
+    values = [x for r in view.data["rows"] for x in r["density"] if x is not None]
+    ticks = [float(t) for t in page.locator(".dnb-legend-tick").all_text_contents()]
+    assert ticks == pytest.approx(np.percentile(values, [2, 98]), abs=6e-3)
+    page.screenshot(path=str(SCREENSHOTS / "compare.png"), full_page=True)
+    check()
+
+
 def test_compare_shares_one_fitted_scale(browser, tmp_path):  # noqa: F811
     """Compare colours both rows on one scale fitted to every row's values; save() draws the same colours."""
     a, b = _pair_long(40)
@@ -274,7 +292,7 @@ def test_compare_tooltip_hides_no_selection(browser, tmp_path):  # noqa: F811
                 t["y"] + t["height"], s["y"] + s["height"]
             ) > max(t["y"], s["y"])
             assert not overlap, (t, s)
-    page.screenshot(path=str(SCREENSHOTS / "compare.png"), clip={"x": 0, "y": 0, "width": 1100, "height": 520})
+    page.screenshot(path=str(ARTIFACTS / "glance-compare-tooltip.png"), clip={"x": 0, "y": 0, "width": 1100, "height": 520})
     check()
 
 
