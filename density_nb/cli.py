@@ -206,8 +206,10 @@ def _add_view(sub: Any) -> None:
         "with Spearman rho, mean TV curve, composition, head frequencies) as a standalone HTML page that works offline. "
         "The page has no kernel: a click on a passage shows its numbers; its explorer opens in a notebook (load_runs(DIR).widget()).",
     )
-    v.add_argument("run", metavar="DIR", help="a corpus run directory (density-nb corpus --out DIR)")
-    v.add_argument("--out", metavar="FILE", default=None, help="the page to write (default: DIR/dashboard.html)")
+    v.add_argument(
+        "run", metavar="DIR", help="a corpus run directory (density-nb corpus --out DIR), or results/NAME: a run shipped with the package"
+    )
+    v.add_argument("--out", metavar="FILE", default=None, help="the page to write (default: DIR/dashboard.html; NAME-dashboard.html here)")
     v.add_argument("--compare", metavar="DIR2", default=None, help="a run of another model on the same prompts: per-prompt scatter and rho")
     v.add_argument(
         "--counts", metavar="FILE", default=None, help="unigram counts (parquet with token_id,count) for the next-token frequency column"
@@ -327,7 +329,8 @@ def _cmd_view(args: argparse.Namespace) -> int:
 
     from density_nb.corpus.runs import load_runs
 
-    out = Path(args.out) if args.out else Path(args.run) / "dashboard.html"
+    folder = Path(args.run)  # a run's folder, or a shipped run (results/<name>): its page goes here, not into the package
+    out = Path(args.out) if args.out else folder / "dashboard.html" if folder.is_dir() else Path(f"{folder.name}-dashboard.html")
     if out.suffix.lower() not in (".html", ".htm"):
         raise _UsageError(f"--out must end in .html, got {str(out)!r}")
     counts = None

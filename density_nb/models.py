@@ -549,6 +549,7 @@ class TokenCounter:
 
     encode: Callable[[str], list[int]]  # ids with the tokenizer's own defaults (BOS where it adds one)
     bos_id: int | None
+    decode: Callable[[list[int]], str]  # the text of token ids (names the tokens of a view)
 
     def count(self, text: str, prepend_bos: bool | None = None) -> int:
         """How many tokens ``tracing.tokenize`` gives ``text`` (``prepend_bos`` as there)."""
@@ -583,7 +584,7 @@ def token_counter(spec: Any) -> TokenCounter | None:
 
 
 def _hf_counter(tok: Any) -> TokenCounter:
-    return TokenCounter(lambda text: list(tok(text)["input_ids"]), tok.bos_token_id)
+    return TokenCounter(lambda text: list(tok(text)["input_ids"]), tok.bos_token_id, lambda ids: str(tok.decode(ids)))
 
 
 @functools.lru_cache(maxsize=4)
@@ -595,7 +596,7 @@ def _packaged_counter(folder: str) -> TokenCounter:
     tok = Tokenizer.from_file(str(Path(folder) / "tokenizer.json"))
     bos = json.loads((Path(folder) / "tokenizer_config.json").read_text()).get("bos_token")
     bos_id = tok.token_to_id(bos["content"] if isinstance(bos, dict) else bos) if bos else None
-    return TokenCounter(lambda text: tok.encode(text).ids, bos_id)
+    return TokenCounter(lambda text: tok.encode(text).ids, bos_id, lambda ids: str(tok.decode(ids)))
 
 
 def prepare_tokenizer(name: str) -> Path:
@@ -625,6 +626,16 @@ def cached_model(name: str) -> Any:
         while len(_named) > MODEL_CACHE_SIZE:
             _named.popitem(last=False)
         return bridge
+
+
+def named_tokenizer(name: str) -> Any:
+    """The tokenizer of the model ``name`` (as a corpus run records it), to name tokens: the model's own when it
+    is loaded by name, else read alone without its weights (``token_counter``); None when only loading it can tell."""
+    key = name.strip().lower() if name.strip().lower() in BUILTIN_MODELS else name
+    with _named_lock:
+        if key in _named:
+            return _named[key]
+    return token_counter(name)
 
 
 def release_models() -> None:

@@ -104,7 +104,8 @@ def test_state_agrees_with_aggregate(runs):
             ref = spearman(s[m].to_numpy(np.float32), s[col["key"]].to_numpy(np.float32), n_boot=0)
             got = col["rho"][m]
             assert got["n"] == ref.n and (got["rho"] is None if np.isnan(ref.rho) else got["rho"] == pytest.approx(ref.rho, rel=1e-3))
-    assert w.state_nbytes() < 100_000
+    code = sum(len(getattr(w, name).encode()) for name in ("_esm", "_css", "_common", "_theme"))  # the views' code and theme
+    assert w.state_nbytes() - code < 40_000 and code < 120_000
 
 
 def test_selection_follows_the_brush(runs):
@@ -236,7 +237,12 @@ def test_save_and_snapshot(runs, tmp_path):
 
 
 def test_js_sets_text_never_html():
-    from density_nb.views.explorer import STATIC
+    from density_nb.views.assets import STATIC
 
     js = (STATIC / "dashboard.js").read_text(encoding="utf-8")
+    # the one import() is importText's: static/common.js from the _common trait's text, never a URL of the network
+    loader = js[js.index("function importText(text) {") :]
+    loader = loader[: loader.index("\n}\n") + 3]
+    assert loader.count("import(") == 1 and "${encodeURIComponent(text)}" in loader and "new Blob([text]" in loader
+    js = js.replace(loader, "")
     assert not any(bad in js for bad in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval(", "fetch(", "import("))

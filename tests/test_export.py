@@ -8,14 +8,14 @@ import dataclasses
 import re
 import struct
 import zlib
-from pathlib import Path
 
 import numpy as np
 import pytest
 from defusedxml import ElementTree
 
 from density_nb.views import DensityExplorer, HeadGrid, LiveTrace, PredictionPreview, SubgraphSlider, TokenStrip, compare
-from density_nb.views.export import PNG_SCALE, STATIC, esm
+from density_nb.views.assets import STATIC
+from density_nb.views.export import PNG_SCALE
 from helpers import EVIL_TOKENS, make_result, with_measures
 
 NS = "{http://www.w3.org/2000/svg}"
@@ -113,7 +113,7 @@ def result():
 
 
 def test_strip_svg_holds_each_token_as_text_on_its_density_colour(result, tmp_path):
-    w = TokenStrip(result)
+    w = TokenStrip(result, colour_scale="fixed")  # density on 0–1 (the default fits the scale: test_strip_svg_fitted_scale)
     root = parse(w.save(tmp_path / "strip.svg").read_text(encoding="utf-8"))
     rects = [r for r in root.iter(f"{NS}rect") if r.get("class") in ("dnb-tok", "dnb-next")]
     toks = [r for r in rects if r.get("class") == "dnb-tok"]
@@ -245,13 +245,14 @@ def test_snapshot_in_the_mimebundle(result):
     assert len(big._repr_mimebundle_()[0]["image/svg+xml"]) < 60_000
 
 
-def test_esm_carries_the_export_buttons():
-    js = esm("density.js")
-    common, export = ((STATIC / name).read_text(encoding="utf-8") for name in ("common.js", "export.js"))
-    assert js.startswith(common + "\n" + export) and js.endswith((STATIC / "density.js").read_text(encoding="utf-8"))
-    assert js.count("export default") == 1 and "function addExportButtons(toolbarEl, viewEl, baseName)" in export
-    assert "addExportButtons(" in (STATIC / "density.js").read_text(encoding="utf-8")
-    assert DensityExplorer(make_result(n_tokens=4, n_strata=3))._esm == js
+def test_common_module_carries_the_export_buttons():
+    """Every view's ESM is its own file (a path, so anywidget's hot reload re-sends it when saved) and imports
+    static/common.js, sent as the ``_common`` trait, which holds the export buttons."""
+    w = DensityExplorer(make_result(n_tokens=4, n_strata=3))
+    common = (STATIC / "common.js").read_text(encoding="utf-8")
+    assert w._esm == (STATIC / "density.js").read_text(encoding="utf-8") and w._common == common
+    assert w._esm.count("export default") == 1 and "export function addExportButtons(toolbarEl, viewEl, baseName)" in common
+    assert "addExportButtons(" in w._esm and "loadCommon(model)" in w._esm
     for forbidden in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval(", "fetch(", "http://", "https://"):
-        assert forbidden not in export.replace("http://www.w3.org/2000/svg", ""), forbidden
-    assert Path(STATIC / "export.js").read_text(encoding="utf-8").startswith("// density_nb widgets")
+        assert forbidden not in common.replace("http://www.w3.org/2000/svg", ""), forbidden
+    assert common.startswith("// density_nb views")

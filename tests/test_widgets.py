@@ -414,3 +414,20 @@ def test_js_never_uses_innerhtml():
     js = "".join((WIDGET_DIR / "static" / name).read_text(encoding="utf-8") for name in ("common.js", "density.js"))
     assert "innerHTML" not in js and "outerHTML" not in js and "insertAdjacentHTML" not in js
     assert "document.write" not in js and "eval(" not in js
+
+
+def test_views_link_the_measure_and_its_scale(result):
+    """link() carries the measure colouring the strip and its scale between separate views; a measure the result
+    does not hold is refused, naming those it holds."""
+    res = with_measures(result)
+    strip, explorer = TokenStrip(res), DensityExplorer(res)
+    assert list(strip.data["measures"]) == ["density", "density_plateau_free", "s_top1"]
+    links = link(strip, explorer)
+    strip.measure, strip.colour_scale = "s_top1", "FIXED"
+    assert (explorer.measure, explorer.colour_scale) == ("s_top1", "fixed")
+    for lk in links:
+        lk.unlink()
+    with pytest.raises(traitlets.TraitError, match="measure must be one of density, density_plateau_free, s_top1"):
+        strip.measure = "tv_post_input"
+    with pytest.raises(traitlets.TraitError, match="colour_scale must be"):
+        strip.colour_scale = "log"

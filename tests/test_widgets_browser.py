@@ -695,3 +695,39 @@ def test_single_views_standalone(cls_name, browser, tmp_path):
     assert dialogs == [] and errors == [], (dialogs, errors)
     assert all(u.startswith(("file://", "data:")) for u in requests), requests
     page.close()
+
+
+def test_saved_common_js_and_theme_redraw_the_page(browser, tmp_path):
+    """What anywidget's hot reload sends when static/common.js or theme.json is saved (the _common and _theme
+    traits) redraws the view in place: a theme whose strip map is cividis colours the tokens as Python's
+    cividis does; an edited common.js (another continuation mark) is what the strip shows."""
+    from density_nb.views import TokenStrip
+    from density_nb.views.assets import STATIC
+    from density_nb.views.theme import THEME, map_colours
+    from helpers import make_result
+
+    res = make_result(tokens=["The", " 日", "", "本", " cat", " sat", " on", " the", " mat"], n_strata=5, n_layers=2, n_heads=2)
+    widget = TokenStrip(res, colour_scale="fixed")  # density on 0–1: the map alone decides the colours
+    page = browser.new_page()
+    requests, dialogs, errors = watch(page)
+    page.goto(widget.to_html(tmp_path / "strip.html").as_uri())
+    page.wait_for_selector("body[data-dnb-ready]", timeout=20_000)
+    colours = lambda: page.locator(".dnb-tok.dnb-pred").evaluate_all(
+        "els => els.map(e => [Number(e.dataset.pos), getComputedStyle(e).backgroundColor])"
+    )
+    density = dict(zip((res.roots + 1).tolist(), res.density.tolist()))
+    before = colours()
+    assert all(c == map_colours("strip", density[p])[0] for p, c in before)
+    cividis = json.dumps({**THEME, "map_of": {**THEME["map_of"], "strip": "cividis"}})
+    page.evaluate("(t) => window.dnbModel.set('_theme', t)", cividis)
+    page.wait_for_function("(c) => getComputedStyle(document.querySelector('.dnb-tok.dnb-pred')).backgroundColor !== c", arg=before[0][1])
+    assert all(c == map_colours("cividis", density[p])[0] for p, c in colours())
+    common = (
+        (STATIC / "common.js").read_text(encoding="utf-8").replace('export const CONTINUATION = "◌";', 'export const CONTINUATION = "⁂";')
+    )
+    page.evaluate("(t) => window.dnbModel.set('_common', t)", common)
+    page.wait_for_function("() => document.querySelector('.dnb-tok[data-pos=\"2\"]')?.textContent === '⁂'")
+    assert page.locator(".dnb-strip").count() == 1  # redrawn in place, not twice
+    assert dialogs == [] and errors == [], (dialogs, errors)
+    assert all(u.startswith(("file://", "data:")) for u in requests), requests
+    page.close()

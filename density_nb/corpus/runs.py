@@ -1,8 +1,11 @@
-"""A finished (or growing) corpus run as tables: ``load_runs`` reads the shards its manifest records into a
-``CorpusRun``, which re-traces a passage, or shows the run's dashboard."""
+"""A finished (or growing) corpus run as tables: ``load_runs`` reads the shards its manifest records (or a run
+shipped with the package, ``results/<name>``) into a ``CorpusRun``, which re-traces a passage, or shows the run's
+dashboard."""
 
 from __future__ import annotations
 
+import importlib.resources
+import json
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -12,6 +15,7 @@ from typing import Any
 import pandas as pd
 
 from density_nb.corpus.store import MANIFEST, CorpusError, read_manifest
+from density_nb.errors import DensityNBError
 
 
 @dataclass
@@ -43,11 +47,24 @@ class CorpusRun:
 
         return trace_recorded(self, passage_id, model)
 
+    def tokenizer(self) -> Any:
+        """The recorded model's tokenizer, read without its weights (the model itself when it is loaded by
+        name), to name tokens; None when only loading the model can tell."""
+        from density_nb.models import named_tokenizer  # torch (models loads it): only to name a run's tokens
+
+        try:
+            return named_tokenizer(str(self.manifest.get("settings", {}).get("model", "")))
+        except (DensityNBError, OSError):  # its files are not here (a packaged model not installed): ids name them
+            return None
+
     def widget(self, compare: CorpusRun | None = None, **kwargs: Any) -> Any:
         """The corpus dashboard (``density_nb.views.CorpusDashboard``); ``compare``: a run of another
-        model on the same prompts. ``model=`` (the loaded model) re-traces clicked passages without loading it again."""
+        model on the same prompts. ``model=`` (the loaded model) re-traces clicked passages without loading it again;
+        the recorded model's tokenizer (``tokenizer()``, no weights; read when first needed, so a run that holds its
+        text is shown without torch) names the tokens unless ``tokenizer=`` is given."""
         from density_nb.views import CorpusDashboard  # anywidget: the widgets extra
 
+        kwargs.setdefault("tokenizer", kwargs.get("model") or self.tokenizer)
         return CorpusDashboard(self, compare, **kwargs)
 
     def to_html(self, path: str | os.PathLike[str], compare: CorpusRun | None = None, **kwargs: Any) -> Path:
@@ -65,18 +82,30 @@ def _read_shard(path: Path) -> pd.DataFrame:
         ) from None
 
 
-def load_runs(out_dir: str | os.PathLike[str]) -> CorpusRun:
-    """Read a corpus run directory: ``CorpusRun(summary, curves, manifest)`` (unpacks as a pair).
+# ---- the runs shipped with the package: results/<name>.summary.parquet, .curves.parquet, index.json ----------------
+SHIPPED = Path(str(importlib.resources.files("density_nb") / "results"))
+SHIPPED_INDEX = "index.json"
 
-    Only shards recorded in the manifest are read; rows are sorted by ``passage_id`` and each
-    passage appears once.
-    """
-    out = Path(out_dir)
-    manifest = read_manifest(out)
-    if manifest is None:
-        raise CorpusError(f"{str(out)!r} holds no corpus run (no {MANIFEST}); run `run_corpus` or `density-nb corpus` first.")
-    summaries = [_read_shard(out / shard["summary"]) for shard in manifest["shards"]]
-    curves = [_read_shard(out / shard["curves"]) for shard in manifest["shards"]]
+
+def _shipped_index(folder: Path) -> dict[str, Any] | None:
+    """The index of the runs shipped in ``folder`` (name -> settings, grid sizes, ...), or None if it holds none."""
+    index = folder / SHIPPED_INDEX
+    return json.loads(index.read_text(encoding="utf-8")) if index.is_file() else None
+
+
+def _shipped_run(out: Path) -> CorpusRun | None:
+    """The shipped run ``out`` (``results/<name>``, or the package's own results when no such folder is here)."""
+    for folder in (out.parent, SHIPPED) if out.parent.name == "results" else (out.parent,):
+        entry = (_shipped_index(folder) or {}).get(out.name)
+        if entry is not None:
+            manifest = {**entry, "shards": [], "shipped": str(folder / out.name)}
+            return _run(manifest, [_read_shard(folder / f"{out.name}.{part}.parquet") for part in ("summary", "curves")])
+    return None
+
+
+def _run(manifest: dict[str, Any], tables: list[pd.DataFrame]) -> CorpusRun:
+    """A ``CorpusRun`` of summary tables and curves tables (alternating), sorted, each passage once."""
+    summaries, curves = tables[0::2], tables[1::2]
     if not summaries:
         return CorpusRun(pd.DataFrame(), pd.DataFrame(), manifest)
     summary = pd.concat(summaries, ignore_index=True).drop_duplicates("passage_id", keep="first")
@@ -84,3 +113,27 @@ def load_runs(out_dir: str | os.PathLike[str]) -> CorpusRun:
     curve = pd.concat(curves, ignore_index=True).drop_duplicates(["passage_id", "stratum"], keep="first")
     curve = curve.sort_values(["passage_id", "stratum"], kind="stable").reset_index(drop=True)
     return CorpusRun(summary, curve, manifest)
+
+
+def load_runs(out_dir: str | os.PathLike[str]) -> CorpusRun:
+    """Read a corpus run directory: ``CorpusRun(summary, curves, manifest)`` (unpacks as a pair); or a run shipped
+    with the package, ``results/<name>`` (``load_runs("results")`` lists them).
+
+    Only shards recorded in the manifest are read; rows are sorted by ``passage_id`` and each
+    passage appears once.
+    """
+    out = Path(out_dir)
+    manifest = read_manifest(out) if out.is_dir() else None
+    if manifest is None:
+        shipped = _shipped_run(out)
+        if shipped is not None:
+            return shipped
+        names = sorted(_shipped_index(out) or {})
+        if names:
+            raise CorpusError(
+                f"{str(out)!r} holds the shipped runs {', '.join(names)}, one dashboard each: open one with "
+                f"load_runs({str(out / names[0])!r}) (or density-nb view {out / names[0]})."
+            )
+        raise CorpusError(f"{str(out)!r} holds no corpus run (no {MANIFEST}); run `run_corpus` or `density-nb corpus` first.")
+    tables = [_read_shard(out / shard[part]) for shard in manifest["shards"] for part in ("summary", "curves")]
+    return _run(manifest, tables)

@@ -3,10 +3,13 @@ preview, head grid, the linked explorer, the live view, the character-aligned co
 dashboard (``static/dashboard.js``).
 
 Imports numpy, scipy, traitlets and anywidget only (no torch). Every view is drawn by one plain ESM
-module, ``static/density.js``, from compact data sent once; the views link their parts in the
-browser, so they also work in the standalone HTML that ``to_html`` writes. Every view saves itself as
-SVG or PNG: from its buttons (``static/export.js``) and from Python (``save``, drawn by ``svg``), and
-leaves that SVG in the notebook for readers without a kernel.
+module, ``static/density.js`` (the dashboard's: ``static/dashboard.js``), from compact data sent once; the
+views link their parts in the browser, so they also work in the standalone HTML that ``to_html`` writes.
+Each ESM imports ``static/common.js`` (formats, colours, statistics, saving), and every colour, label and
+number format comes from one theme, ``static/theme.json`` (``theme``), read alike by the browser, the Python
+SVG and the Altair charts. Every view saves itself as SVG or PNG: from its buttons and from Python
+(``save``, drawn by ``svg``), and leaves that SVG in the notebook for readers without a kernel. The files
+are sent as paths, so ``ANYWIDGET_HMR=1`` reloads a view while it is edited (``assets``).
 
 May import: ``analysis``, ``errors``, ``files``. Never torch, ``method`` or ``corpus``: a view draws what a
 result or a run holds (held by CI: ``[tool.importlinter]`` in pyproject.toml).

@@ -23,10 +23,11 @@ import pandas as pd
 
 from density_nb.analysis import stats
 from density_nb.analysis.aggregate import CONSTRUCTION, REFINEMENT
+from density_nb.views.theme import CHARTS, LABELS
 
 S_MIN, S_MAX = 1e-5, 1.0
-TRACED_COLOR, RANDOM_COLOR = "#0072B2", "#D55E00"  # Okabe–Ito: colour-blind safe
-PALETTE = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000"]
+TRACED_COLOR, RANDOM_COLOR = CHARTS["series"]["traced"], CHARTS["series"]["random"]
+PALETTE: list[str] = CHARTS["palette"]  # Okabe–Ito: colour-blind safe
 
 VEGALITE_MIME = f"application/vnd.vegalite.v{alt.SCHEMA_VERSION.lstrip('v').split('.')[0]}+json"
 PNG_SCALE = 1.0  # pixels per Vega pixel in the static image (1: ~40 kB a chart)
@@ -92,7 +93,9 @@ def phase_shading(y_title: str | None = None, labels: bool = True) -> alt.LayerC
             x2="end:Q",
             color=alt.Color(
                 "phase:N",
-                scale=alt.Scale(domain=["construction", "refinement"], range=["#999999", "#E69F00"]),
+                scale=alt.Scale(
+                    domain=["construction", "refinement"], range=[CHARTS["phases"]["construction"], CHARTS["phases"]["refinement"]]
+                ),
                 legend=alt.Legend(title="phase (papers)"),
             ),
         )
@@ -101,18 +104,14 @@ def phase_shading(y_title: str | None = None, labels: bool = True) -> alt.LayerC
         return rect
     text = (
         alt.Chart(phases)
-        .mark_text(baseline="top", dy=4, fontSize=11, color="#555")
+        .mark_text(baseline="top", dy=4, fontSize=11, color=CHARTS["annotation"])
         .encode(x=alt.X("mid:Q", scale=_s_scale()), y=alt.value(0), text="phase:N")
     )
     return rect + text
 
 
-BASELINE_LABELS = {
-    "random": "random, like for like",
-    "random_residual": "random + every residual (published)",
-    "inverse": "inverse: stratum ablated (published)",
-}
-SERIES_COLORS = {"traced subgraph": TRACED_COLOR, **dict(zip(BASELINE_LABELS.values(), [RANDOM_COLOR, "#CC79A7", "#009E73"]))}
+BASELINE_LABELS: dict[str, str] = LABELS["series"]
+SERIES_COLORS = {"traced subgraph": TRACED_COLOR, **{label: CHARTS["series"][name] for name, label in BASELINE_LABELS.items()}}
 
 
 def _no_legend(color: alt.Color) -> alt.Color:
@@ -170,7 +169,9 @@ def curve_chart(
     if reference is not None:
         ref = pd.DataFrame({"y": [reference], "label": [reference_label]})
         parts.append(
-            alt.Chart(ref).mark_rule(strokeDash=[5, 4], color="#555").encode(y="y:Q", tooltip=["label:N", alt.Tooltip("y:Q", format=".3f")])
+            alt.Chart(ref)
+            .mark_rule(strokeDash=[5, 4], color=CHARTS["annotation"])
+            .encode(y="y:Q", tooltip=["label:N", alt.Tooltip("y:Q", format=".3f")])
         )
     return alt.layer(*parts).resolve_scale(color="independent").properties(title=title, width=width, height=height)
 
@@ -209,13 +210,17 @@ def plateau_chart(curve: pd.DataFrame, tv_empty: float, s_input: float, title: s
     d = curve[["s", value]].copy()
     d["where"] = np.where(d.s < s_input, "plateau: uniform output", "reaches the input")
     band = pd.DataFrame({"start": [S_MIN], "end": [s_input], "label": ["plateau (no input reached)"]})
-    rect = alt.Chart(band).mark_rect(opacity=0.12, color="#999").encode(x=alt.X("start:Q", scale=_s_scale(), axis=_S_AXIS), x2="end:Q")
+    rect = (
+        alt.Chart(band)
+        .mark_rect(opacity=0.12, color=CHARTS["faint"])
+        .encode(x=alt.X("start:Q", scale=_s_scale(), axis=_S_AXIS), x2="end:Q")
+    )
     rule = (
         alt.Chart(pd.DataFrame({"y": [tv_empty]}))
-        .mark_rule(strokeDash=[5, 4], color="#555")
+        .mark_rule(strokeDash=[5, 4], color=CHARTS["annotation"])
         .encode(y=alt.Y("y:Q", title="TV(full, subgraph)", scale=alt.Scale(domain=[0, 1])))
     )
-    s_rule = alt.Chart(pd.DataFrame({"x": [s_input]})).mark_rule(color="#D55E00").encode(x=alt.X("x:Q", scale=_s_scale()))
+    s_rule = alt.Chart(pd.DataFrame({"x": [s_input]})).mark_rule(color=CHARTS["marker"]).encode(x=alt.X("x:Q", scale=_s_scale()))
     line = (
         alt.Chart(d)
         .mark_line(point=True, color=TRACED_COLOR)
@@ -328,7 +333,7 @@ def scatter_fit(
     trans = base.transform_loess(fx, y, bandwidth=0.5) if fit == "loess" else base.transform_regression(fx, y)
     if log_x:
         trans = trans.transform_calculate(**{x: "pow(10, datum._lx)"})
-    line = trans.mark_line(color="black", strokeWidth=2).encode(x=alt.X(f"{x}:Q", scale=xs), y=alt.Y(f"{y}:Q", scale=ys))
+    line = trans.mark_line(color=CHARTS["fit"], strokeWidth=2).encode(x=alt.X(f"{x}:Q", scale=xs), y=alt.Y(f"{y}:Q", scale=ys))
     dropped = [f"{missing} without a value"] * bool(missing) + [f"{not_positive} ≤ 0 on a log axis"] * bool(not_positive)
     subtitle = f"Spearman {r}" + (f" (of {len(df)}; left out: {', '.join(dropped)})" if dropped else "")
     layered = alt.layer(points, line)
@@ -367,7 +372,7 @@ def paired_chart(
     keep = d[id_col].drop_duplicates().sample(min(max_lines, d[id_col].nunique()), random_state=0)
     lines = (
         alt.Chart(d[d[id_col].isin(keep)])
-        .mark_line(opacity=0.18, color="#777")
+        .mark_line(opacity=0.18, color=CHARTS["lines"])
         .encode(
             x=alt.X(f"{group}:N", sort=list(order), title=group, axis=alt.Axis(labelAngle=0)),
             y=alt.Y(f"{value}:Q", title=y_title or value, scale=alt.Scale(zero=False)),
@@ -454,11 +459,13 @@ def interval_chart(
     if band is not None:
         ref = pd.DataFrame({"lo": [band[0]], "hi": [band[1]], "mean": [band_mean if band_mean is not None else np.nan]})
         parts.append(
-            alt.Chart(ref).mark_rect(opacity=0.2, color="#999").encode(x=alt.X("lo:Q", scale=alt.Scale(domain=list(domain))), x2="hi:Q")
+            alt.Chart(ref)
+            .mark_rect(opacity=0.2, color=CHARTS["faint"])
+            .encode(x=alt.X("lo:Q", scale=alt.Scale(domain=list(domain))), x2="hi:Q")
         )
         if band_mean is not None:
-            parts.append(alt.Chart(ref).mark_rule(color="#555", strokeDash=[4, 3]).encode(x="mean:Q"))
-    zero = alt.Chart(pd.DataFrame({"z": [0.0]})).mark_rule(color="#bbb").encode(x="z:Q")
+            parts.append(alt.Chart(ref).mark_rule(color=CHARTS["annotation"], strokeDash=[4, 3]).encode(x="mean:Q"))
+    zero = alt.Chart(pd.DataFrame({"z": [0.0]})).mark_rule(color=CHARTS["zero"]).encode(x="z:Q")
     err = (
         alt.Chart(df)
         .mark_errorbar(thickness=2)
@@ -501,7 +508,11 @@ def diagonal_scatter(
 ) -> alt.LayerChart:
     """Scatter of y against x on [0, 1] × [0, 1] with the diagonal y = x dashed (points above it: y > x)."""
     d = df[[x, y]].replace([np.inf, -np.inf], np.nan).dropna()
-    diag = alt.Chart(pd.DataFrame({"a": [0.0, 1.0], "b": [0.0, 1.0]})).mark_line(strokeDash=[4, 4], color="#999").encode(x="a:Q", y="b:Q")
+    diag = (
+        alt.Chart(pd.DataFrame({"a": [0.0, 1.0], "b": [0.0, 1.0]}))
+        .mark_line(strokeDash=[4, 4], color=CHARTS["faint"])
+        .encode(x="a:Q", y="b:Q")
+    )
     pts = (
         alt.Chart(d)
         .mark_circle(size=30, opacity=0.6, color=TRACED_COLOR)

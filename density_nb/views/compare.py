@@ -14,7 +14,8 @@ import traitlets
 
 from density_nb.errors import DensityNBError
 from density_nb.views.data import sig4
-from density_nb.views.explorer import _Widget
+from density_nb.views.explorer import _Widget, check_colour_scale, check_measure
+from density_nb.views.theme import known_measures
 
 
 class CompareError(DensityNBError):
@@ -52,13 +53,24 @@ def char_widths(text: str) -> str:
     return "".join(str(width(ch)) for ch in text)
 
 
-def token_density(result: Any) -> np.ndarray:
-    """[T] the density of the step that predicts each token (NaN where none was traced)."""
+def token_density(result: Any, values: Any = None) -> np.ndarray:
+    """[T] the density (or ``values``, one per root) of the step that predicts each token (NaN where none was traced)."""
     out = np.full(len(result.tokens), np.nan)
-    roots, density = np.asarray(result.roots), np.asarray(result.density, dtype=np.float64)
+    roots = np.asarray(result.roots)
+    per_root = np.asarray(result.density if values is None else values, dtype=np.float64)
     inside = roots + 1 < len(result.tokens)
-    out[roots[inside] + 1] = density[inside]
+    out[roots[inside] + 1] = per_root[inside]
     return out
+
+
+def breakable(spans: Sequence[Sequence[tuple[int, int]]], n_chars: int) -> str:
+    """'1' for each of the ``n_chars + 1`` character boundaries that no result's token straddles (where a line of
+    the comparison may end), else '0'."""
+    ok = np.ones(n_chars + 1, dtype=bool)
+    for row in spans:
+        for a, b in row:
+            ok[a + 1 : b] = False
+    return "".join("1" if x else "0" for x in ok)
 
 
 def char_density(result: Any, spans: Sequence[tuple[int, int]] | None = None) -> np.ndarray:
@@ -107,8 +119,10 @@ def compare_data(results: Sequence[Any], labels: Sequence[str] | None = None) ->
         raise CompareError(f"labels has {len(labels)} entries for {len(results)} results: give one per result.")
     names = [str(x) for x in labels] if labels is not None else [_label(r, results) for r in results]
     spans = [char_spans(r.tokens, text) for r in results]
+    summaries = [r.summary() for r in results]
+    measures = [m for m in known_measures(summaries[0].columns) if all(m in t for t in summaries)]
     rows = []
-    for i, (res, span, name) in enumerate(zip(results, spans, names)):
+    for i, (res, span, name, table) in enumerate(zip(results, spans, names, summaries)):
         per_token = token_density(res)
         s_top1 = np.full(len(res.tokens), np.nan)
         inside = res.roots + 1 < len(res.tokens)
@@ -122,6 +136,7 @@ def compare_data(results: Sequence[Any], labels: Sequence[str] | None = None) ->
                 "start": [a for a, _ in span],
                 "end": [b for _, b in span],
                 "density": sig4(per_token),
+                "measures": {m: sig4(token_density(res, table[m].to_numpy(dtype=np.float64))) for m in measures},
                 "s_top1": sig4(s_top1),
                 "mean": sig4(np.nanmean(res.density)) if len(res.roots) else None,
             }
@@ -141,6 +156,7 @@ def compare_data(results: Sequence[Any], labels: Sequence[str] | None = None) ->
         "title": f"density_nb — {len(results)} results of one text ({len(text)} characters)",
         "chars": list(text),
         "cw": char_widths(text),
+        "bk": breakable(spans, len(text)),
         "rows": rows,
         "pairs": pairs,
     }
@@ -152,12 +168,22 @@ class CompareView(_Widget):
     (trait ``span``: ``[start, end)``)."""
 
     span = traitlets.List(traitlets.Int(), default_value=[0, 0]).tag(sync=True)
+    measure = traitlets.Unicode("density").tag(sync=True)  # what colours the tokens (one of data["rows"][0]["measures"])
+    colour_scale = traitlets.Unicode("fitted").tag(sync=True)  # "fitted" to the values of every row, one scale, or "fixed"
 
     def __init__(self, results: Sequence[Any], labels: Sequence[str] | None = None, **kwargs: Any) -> None:
         data = compare_data(results, labels)
         self._n_chars = len(data["chars"])
         super().__init__(view="compare", data=data, **kwargs)
         self.results = list(results)
+
+    @traitlets.validate("measure")
+    def _check_measure(self, proposal: Any) -> str:
+        return check_measure(proposal["value"], self.data["rows"][0]["measures"] if self.data else None)
+
+    @traitlets.validate("colour_scale")
+    def _check_colour_scale(self, proposal: Any) -> str:
+        return check_colour_scale(proposal["value"])
 
     @traitlets.validate("span")
     def _check_span(self, proposal: Any) -> list[int]:

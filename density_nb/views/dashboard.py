@@ -14,9 +14,11 @@ import numpy as np
 import pandas as pd
 import traitlets
 
+from density_nb.views.assets import STATIC
 from density_nb.views.dashboard_state import COLUMNS, HEAD_SIZES, MEASURES, DashboardError, dashboard_state, summary_columns
-from density_nb.views.explorer import STATIC, SVG_MIME, _Widget
-from density_nb.views.export import esm
+from density_nb.views.data import decoder
+from density_nb.views.explorer import SVG_MIME, DensityExplorer, _Widget
+from density_nb.views.theme import colour_range, known_measures
 
 SNAPSHOT_MAX = 2000  # passages up to which a notebook keeps the static SVG (5,000: 1.9 MB, 1.6 s)
 
@@ -28,9 +30,11 @@ class CorpusDashboard(_Widget):
     composition against s beside its base rate, layer × head inclusion frequency, two runs' per-prompt
     scatter. Traits: ``measure``, ``column``, ``head_size`` (index), ``brush`` (the selection) and
     ``opened`` (the passage whose explorer is open). A click on a passage (or ``open_passage(passage_id)``)
-    shows its explorer below, re-traced with the run's settings."""
+    shows its explorer below, re-traced with the run's settings, its tokens named by ``tokenizer`` (a tokenizer, a
+    loaded model, or a function returning one when first needed; default ``model``; ``CorpusRun.widget`` gives the
+    run's recorded one) and coloured on the run's scale (``fit``)."""
 
-    _esm = esm("dashboard.js")
+    _esm = STATIC / "dashboard.js"
     _css = "\n".join((STATIC / name).read_text(encoding="utf-8") for name in ("density.css", "dashboard.css"))  # type: ignore[assignment]  # CSS text: the shared base styles first
 
     arrays = traitlets.Bytes(b"").tag(sync=True)
@@ -52,9 +56,12 @@ class CorpusDashboard(_Widget):
         head_sizes: Sequence[float] = HEAD_SIZES,
         text: bool = True,
         labels: tuple[str, str] | None = None,
+        tokenizer: Any = None,
         **kwargs: Any,
     ) -> None:
-        data, arrays = dashboard_state(run, compare, counts=counts, head_sizes=head_sizes, text=text, labels=labels)
+        self._tokenizer_source = tokenizer if tokenizer is not None else model
+        decode = decoder(self.tokenizer) if "prompt" not in run.summary else None  # names the next tokens a run holds no text of
+        data, arrays = dashboard_state(run, compare, counts=counts, head_sizes=head_sizes, text=text, labels=labels, decode=decode)
         super().__init__(view="dashboard", data=data, arrays=arrays, **kwargs)
         self.run, self.compare = run, compare
         self._model = model
@@ -109,13 +116,27 @@ class CorpusDashboard(_Widget):
             if pid not in self._results:
                 self._results[pid] = self.run.passage(pid, model=self._model)
             result = self._results[pid]
-            self.explorer = result.widget(tokenizer=self._model)
+            self.explorer = DensityExplorer(result, tokenizer=self.tokenizer, fit=self.fit())
         except Exception as err:
             self.opened = {"passage_id": pid, "state": "failed", "note": f"{type(err).__name__}: {err}"}
             raise
         self.panel.children = (self, self.explorer)
         self.opened = {"passage_id": pid, "state": "done", "note": ""}
         return self.explorer
+
+    @property
+    def tokenizer(self) -> Any:
+        """What names the tokens: the ``tokenizer`` given (a function that returns one is called now, once), else
+        the ``model``; None: ids only."""
+        source = self._tokenizer_source
+        if callable(source) and not hasattr(source, "decode") and not hasattr(source, "tokenizer"):
+            self._tokenizer_source = source = source()
+        return source
+
+    def fit(self) -> dict[str, tuple[float, float]]:
+        """The run's fitted colour range of each measure it holds: an explorer opened from the dashboard colours its
+        tokens on the run's scale, so passages compare."""
+        return {m: colour_range(self._summary[m].to_numpy(dtype=float), m) for m in known_measures(self._summary.columns)}
 
     @property
     def panel(self) -> Any:

@@ -13,11 +13,11 @@ from density_nb.analysis import aggregate
 from density_nb.analysis.stats import spearman
 from density_nb.views.charts import PALETTE, phase_shading
 from density_nb.views.dashboard_state import COLUMNS, GRID, MEASURES, PARTS
+from density_nb.views.theme import CHARTS, LABELS, palette
 
-ALL, SELECTION = "#8c8c8c", "#0072B2"
-PART_COLOURS = dict(zip(PARTS, ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#009E73", "#E69F00", "#D55E00"]))
-PART_LABELS = {"attention": "attention", "mlp": "MLP", "residual": "residual", "depth_q1": "layers, 1st quarter",
-               "depth_q2": "2nd quarter", "depth_q3": "3rd quarter", "depth_q4": "4th quarter"}  # fmt: skip
+ALL, SELECTION = CHARTS["run"], CHARTS["selection"]
+PART_COLOURS = {part: palette("light")[part] for part in PARTS}
+PART_LABELS = LABELS["parts"]
 S_SCALE = alt.Scale(type="log", domain=[1e-5, 1.0], nice=False)
 S_AXIS = alt.Axis(title="subgraph size s (log)", format="~e", values=[1e-5, 1e-3, 1e-1])
 TV_AXIS = alt.Axis(
@@ -88,7 +88,7 @@ def _curve(widget: Any, ids: list[int] | None) -> alt.LayerChart:
         )
     )
     return (
-        alt.layer(phase_shading(), band, line)
+        alt.layer(phase_shading(labels=False), band, line)
         .resolve_scale(color="independent")
         .properties(width=320, height=180, title="Mean TV, 25–75 % band")
     )

@@ -30,18 +30,15 @@ from density_nb.analysis import aggregate
 from density_nb.analysis.frequency import token_frequency
 from density_nb.analysis.stats import spearman
 from density_nb.errors import DensityNBError
-from density_nb.views.data import encode_shares, sig4
+from density_nb.views.data import Decode, encode_shares, sig4
+from density_nb.views.theme import LABELS
+from density_nb.views.theme import MEASURES as THEME_MEASURES
 
 GRID = aggregate.COMMON_GRID[::2]  # the dashboard's common log grid: 5 points a decade, 1e-5 … 1 (26 points)
 LOG_FLOOR = 1e-4  # bottom of the MLP / residual share log code
-MEASURES = {"density": "density (published)", "density_plateau_free": "plateau-free density"}
-COLUMNS = {
-    "entropy_full": "entropy of the full distribution (nats)",
-    "top_prob_full": "top-1 probability of the full model",
-    "n_tokens": "prompt length (tokens)",
-    "log10_freq_next": "log10 unigram frequency of the next token",
-    "s_top1": "s_top1 (smallest s with the full top-1)",
-}
+# the measures of the theme the dashboard's distributions and scatters read on a linear axis (s_top1 is a column)
+MEASURES = {name: spec["label"] for name, spec in THEME_MEASURES.items() if spec["scale"] == "linear"}
+COLUMNS = {key: column["label"] for key, column in LABELS["columns"].items()}
 PARTS = aggregate.COMPOSITION_PARTS
 HEAD_SIZES = (1e-2, 1e-1, 0.4)  # default sizes of the head view: the phase boundary, then refinement (SmolLM2 keeps no head at 1e-3)
 TEXT_TAIL = 60  # characters of each prompt's end sent with the page (``text=True``)
@@ -171,12 +168,14 @@ def dashboard_state(
     head_sizes: Sequence[float] = HEAD_SIZES,
     text: bool = True,
     labels: tuple[str, str] | None = None,
+    decode: Decode | None = None,
 ) -> tuple[dict[str, Any], bytes]:
     """The dashboard's JSON ``data`` and binary ``arrays`` for a ``CorpusRun`` (see the module docstring).
     ``compare``: a second run of the same prompts (joined on ``passage_id``); ``counts``: unigram counts
     (token id -> count, ``data.unigram_counts``) for the next-token frequency column; ``head_sizes``:
     the sizes of the head view (the nearest grid sizes are used); ``text``: send each prompt's last
-    characters and next word (False: numbers and ids only)."""
+    characters and next word (False: numbers and ids only); ``decode`` (token id -> text): names each passage's
+    next token where the run holds no text (the shipped WikiText runs)."""
     summary, curves, manifest = run.summary, run.curves, run.manifest
     if summary is None or not len(summary):
         raise DashboardError("This run holds no passages yet; wait for its first shard (or run it) and load it again.")
@@ -222,6 +221,10 @@ def dashboard_state(
 
     if text and {"prompt", "next_word"} <= set(summary.columns):
         data["text"] = [[_tail(str(p)), str(w)] for p, w in zip(summary["prompt"], summary["next_word"])]
+    elif "prompt" not in summary:  # a shipped run: numbers and ids only
+        data["no_text"] = True
+        if decode is not None and "next_token" in summary:
+            data["next"] = [decode(int(t)) if t >= 0 else "" for t in summary["next_token"].to_numpy(dtype=np.int64)]
 
     if compare is not None:
         label_a, label_b = labels or _pair_labels(run, compare)

@@ -8,9 +8,12 @@ from typing import Any
 
 import numpy as np
 
+from density_nb.views.text import columns, shown
+from density_nb.views.theme import LABELS, known_measures
+
 DATA_VERSION = 2
 # The baselines a result may hold (result field suffix -> name in the chart's legend)
-BASELINE_NAMES = {"random": "random", "random_residual": "published random", "inverse": "inverse"}
+BASELINE_NAMES: dict[str, str] = LABELS["baselines"]
 Decode = Callable[[int], str]
 
 
@@ -79,6 +82,11 @@ def _topk(result: Any, plateau: np.ndarray, decode: Decode | None) -> dict[str, 
     }
 
 
+def token_widths(tokens: Any) -> list[int]:
+    """Columns each token takes in the strip, with its marks (what lays out its lines, here and in the browser)."""
+    return [columns(shown(str(t))) for t in tokens]
+
+
 def compact_data(result: Any, tokenizer: Any = None) -> dict[str, Any]:
     """Everything the browser needs except head/MLP shares (see ``share_codes``). ``tokenizer``
     (optional) names the top-k tokens; without it they show the text the result holds, or their id."""
@@ -88,6 +96,7 @@ def compact_data(result: Any, tokenizer: Any = None) -> dict[str, Any]:
         "v": DATA_VERSION,
         "model": str(result.model),
         "tokens": [str(t) for t in result.tokens],
+        "tw": token_widths(result.tokens),
         "roots": _ints(result.roots),
         "grid": sig4(result.grid),
         "n_layers": int(result.n_layers),
@@ -108,6 +117,8 @@ def compact_data(result: Any, tokenizer: Any = None) -> dict[str, Any]:
             if getattr(result, f"tv_{name}") is not None and getattr(result, f"kl_{name}") is not None
         },
     }
+    summary = result.summary()  # the per-root measures the strip can colour by (the theme's, where present)
+    data["measures"] = {m: sig4(summary[m].to_numpy(dtype=np.float64)) for m in known_measures(summary.columns)}
     plateau = np.zeros(np.shape(result.n_edges), dtype=bool)  # [R, K] strata with no path from the input
     if result.input_edges is not None:
         data["input_edges"] = _ints(result.input_edges)

@@ -1,4 +1,5 @@
-"""anywidget classes: one ESM (``static/density.js``) renders every view from the same compact data."""
+"""anywidget classes: one ESM (``static/density.js``) renders every view from the same compact data; every view
+also sends ``static/common.js`` (the module its ESM imports) and ``static/theme.json``."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import html
 import itertools
 import json
 import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,21 +20,33 @@ from ipywidgets.widgets.widget import _remove_buffers
 
 from density_nb.files import write_text
 from density_nb.views import svg as _svg
+from density_nb.views.assets import STATIC, compact_json, hot_reload, watched
 from density_nb.views.data import compact_data, share_codes
-from density_nb.views.export import STATIC, esm, write_image
+from density_nb.views.export import write_image
 
 SVG_MIME = "image/svg+xml"
 
 
 class _Widget(anywidget.AnyWidget):
-    """Shared base: one ESM (``static/density.js``, after ``static/export.js``) draws the view named by
-    ``view`` from ``data``; ``save`` and the notebook snapshot draw the same view in Python (``_svg``)."""
+    """Shared base: one ESM (``static/density.js``) draws the view named by ``view`` from ``data``; ``save`` and
+    the notebook snapshot draw the same view in Python (``_svg``). ``_esm`` and ``_css`` are paths, so that
+    anywidget's hot reload (``ANYWIDGET_HMR=1``) re-sends them when they are saved; ``_common`` and ``_theme``
+    (static/common.js, which the ESM imports, and static/theme.json) reload the same way."""
 
-    _esm: str | os.PathLike[str] = esm("density.js")
+    _esm: str | os.PathLike[str] = STATIC / "density.js"
     _css = STATIC / "density.css"
+    _COMMON, _THEME = watched("common.js"), watched("theme.json")  # one file (and watcher) for every widget
 
     view = traitlets.Unicode("explorer").tag(sync=True)
     data = traitlets.Dict().tag(sync=True)
+    _common = traitlets.Unicode().tag(sync=True)
+    _theme = traitlets.Unicode().tag(sync=True)
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(_common=str(self._COMMON), _theme=compact_json(str(self._THEME)), **kwargs)
+        if hot_reload():  # re-send them when they are saved, as anywidget re-sends _esm and _css
+            self._COMMON.changed.connect(lambda text: setattr(self, "_common", text))
+            self._THEME.changed.connect(lambda text: setattr(self, "_theme", compact_json(text)))
 
     def state_nbytes(self) -> int:
         """Bytes this widget's synced state takes on the wire (JSON part + binary buffers)."""
@@ -60,10 +74,28 @@ class _Widget(anywidget.AnyWidget):
         return bundle
 
 
+def check_measure(value: Any, measures: Any) -> str:
+    """``value`` if it names one of ``measures`` (the measures a view's data holds; None: not known yet)."""
+    if measures is not None and value not in measures:
+        raise traitlets.TraitError(f"measure must be one of {', '.join(measures)} (the measures this result holds), not {value!r}.")
+    return str(value)
+
+
+def check_colour_scale(value: Any) -> str:
+    """``value`` if it is "fitted" or "fixed" (lower case)."""
+    text = str(value).lower()
+    if text not in ("fitted", "fixed"):
+        raise traitlets.TraitError(f"colour_scale must be 'fitted' or 'fixed', not {value!r}.")
+    return text
+
+
 class _DensityWidget(_Widget):
     """The views of one result (None: nothing yet, as in a live view before its first step): traits
-    ``data`` (dict), ``shares`` (bytes) and the selection ``root``/``stratum``/``metric``/``scale``.
-    ``tokenizer`` (a tokenizer or the loaded model) names the top-k tokens of the prediction preview."""
+    ``data`` (dict), ``shares`` (bytes), the selection ``root``/``stratum``/``metric``/``scale`` and what
+    colours the strip: ``measure`` (one of the theme's measures the result holds) on a ``colour_scale``
+    "fitted" to its values (the 2nd–98th percentile; ``fit={measure: (lo, hi)}`` gives another range, such
+    as a corpus run's) or "fixed" (the measure's range in the theme). ``tokenizer`` (a tokenizer or the loaded
+    model) names the top-k tokens of the prediction preview."""
 
     _view: str = "explorer"
     _needs_shares: bool = True
@@ -73,6 +105,8 @@ class _DensityWidget(_Widget):
     stratum = traitlets.Int(0).tag(sync=True)  # index into result.grid
     metric = traitlets.Unicode("tv").tag(sync=True)  # "tv" or "kl"
     scale = traitlets.Unicode("log").tag(sync=True)  # head grid colours: "log" or "linear"
+    measure = traitlets.Unicode("density").tag(sync=True)  # what colours the strip (a key of data["measures"])
+    colour_scale = traitlets.Unicode("fitted").tag(sync=True)  # "fitted" to the values shown, or "fixed"
 
     def __init__(
         self,
@@ -83,9 +117,11 @@ class _DensityWidget(_Widget):
         metric: str = "tv",
         scale: str = "log",
         tokenizer: Any = None,
+        fit: Mapping[str, Sequence[float]] | None = None,
         **kwargs: Any,
     ) -> None:
         self._tokenizer = tokenizer
+        self._fit = {str(m): [float(x) for x in bounds] for m, bounds in (fit or {}).items()}
         state = {} if result is None else self._result_state(result, root, stratum)
         super().__init__(view=self._view, metric=metric, scale=scale, **state, **kwargs)
         self.result = result
@@ -93,6 +129,8 @@ class _DensityWidget(_Widget):
     def _result_state(self, result: Any, root: int | None, stratum: int | None) -> dict[str, Any]:
         """The synced state that shows ``result`` (selection defaults: median-density root, its s_top1)."""
         data = compact_data(result, self._tokenizer)
+        if self._fit:
+            data["fit"] = self._fit
         shares = b""
         if self._needs_shares:
             shares, data["share_floor"] = share_codes(result)
@@ -127,6 +165,14 @@ class _DensityWidget(_Widget):
         if value not in ("tv", "kl"):
             raise traitlets.TraitError(f"metric must be 'tv' or 'kl', not {proposal['value']!r}.")
         return value
+
+    @traitlets.validate("measure")
+    def _check_measure(self, proposal: Any) -> str:
+        return check_measure(proposal["value"], (self.data or {}).get("measures"))
+
+    @traitlets.validate("colour_scale")
+    def _check_colour_scale(self, proposal: Any) -> str:
+        return check_colour_scale(proposal["value"])
 
     @traitlets.validate("scale")
     def _check_scale(self, proposal: Any) -> str:
@@ -193,7 +239,9 @@ class HeadGrid(_DensityWidget):
     _view = "grid"
 
 
-def link(*widgets: _DensityWidget, names: tuple[str, ...] = ("root", "stratum", "metric", "scale")) -> list[traitlets.link]:
+def link(
+    *widgets: _DensityWidget, names: tuple[str, ...] = ("root", "stratum", "metric", "scale", "measure", "colour_scale")
+) -> list[traitlets.link]:
     """Link the selection of separate widgets through the kernel (the explorer links in the browser)."""
     links = []
     for a, b in itertools.pairwise(widgets):

@@ -1,5 +1,5 @@
-"""Saving views: the browser's export buttons (``static/export.js``, joined to each view's ESM by ``esm``)
-and the Python side, ``write_image`` (an SVG document written as ``.svg`` or converted to ``.png``)."""
+"""Saving views from Python: ``write_image`` writes an SVG document (``svg.render``, or the dashboard's chart) as
+``.svg`` or converts it to ``.png``. (The browser's SVG / PNG buttons are in ``static/common.js``.)"""
 
 from __future__ import annotations
 
@@ -8,16 +8,8 @@ from pathlib import Path
 
 from density_nb.files import write_bytes, write_text
 
-STATIC = Path(__file__).parent / "static"
 PNG_SCALE = 2  # PNG pixels per SVG pixel, as the browser's export at 2× device pixels
 SUFFIXES = (".svg", ".png")
-
-
-def esm(*names: str) -> str:
-    """One ESM string: ``static/common.js`` (colour maps, DOM helpers), ``static/export.js`` (which defines
-    ``addExportButtons(toolbarEl, viewEl, baseName)``), then the named modules of ``static/`` (e.g.
-    ``esm("density.js")``), for a widget's ``_esm``."""
-    return "\n".join((STATIC / name).read_text(encoding="utf-8") for name in ("common.js", "export.js", *names))
 
 
 def write_image(svg: str, path: str | os.PathLike[str]) -> Path:

@@ -9,6 +9,7 @@ from typing import Any
 
 import traitlets
 
+from density_nb.views.data import token_widths
 from density_nb.views.explorer import _default_stratum, _DensityWidget
 
 Step = Callable[[Any, int], None]  # (the result so far, steps done)
@@ -27,7 +28,15 @@ class LiveTrace(_DensityWidget):
     status = traitlets.Dict().tag(sync=True)
 
     def __init__(self, model: str, tokens: list[str], total: int, unit: str, tokenizer: Any = None) -> None:
-        placeholder = {"model": model, "tokens": list(tokens), "roots": [], "grid": [], "n_layers": 0, "n_heads": 0}
+        placeholder = {
+            "model": model,
+            "tokens": list(tokens),
+            "tw": token_widths(tokens),
+            "roots": [],
+            "grid": [],
+            "n_layers": 0,
+            "n_heads": 0,
+        }
         super().__init__(None, tokenizer=tokenizer, data=placeholder)
         self.status = {"state": "running", "done": 0, "total": int(total), "unit": unit, "note": ""}
         self._stop = threading.Event()

@@ -6,10 +6,8 @@ strips line up wherever DejaVu Sans Mono, Menlo or Consolas draw them."""
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import re
-import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -17,102 +15,48 @@ from xml.sax.saxutils import escape, quoteattr
 
 import numpy as np
 
-from density_nb.views.export import STATIC
+from density_nb.views.text import columns, show_char, show_text, shown, visible_parts
+from density_nb.views.theme import (
+    LAYOUT,
+    MEASURES,
+    THEME,
+    colour_range,
+    count,
+    fmt,
+    fmt_int,
+    fmt_measure,
+    fmt_pct,
+    fmt_s,
+    interp,
+    log_axis,
+    map_colours,
+    opaque,
+    palette,
+    rgb,
+    scale_position,
+    stops,
+)
 
-
-def _js_stops(name: str) -> list[tuple[int, int, int]]:
-    """A colour map (9 RGB stops) as static/common.js defines it: one source for the browser and this drawing."""
-    found = re.search(rf"const {name} = (\[\[.*?\]\]);", (STATIC / "common.js").read_text(encoding="utf-8"))
-    if found is None:
-        raise RuntimeError(f"static/common.js defines no colour map {name}.")
-    return [(r, g, b) for r, g, b in json.loads(found.group(1))]
-
-
-VIRIDIS, CIVIDIS = _js_stops("VIRIDIS"), _js_stops("CIVIDIS")  # matplotlib's, colour-blind safe
-# the light theme of static/density.css
-FG, FG2, BG, BG2, NEUTRAL, BORDER, GRIDLINE = "#222", "#555", "#fff", "#eee", "#e0e0e0", "#bbb", "#ddd"
-CURVE, ACCENT, MARKER, STOP1, GEN, ATTN, MLP, NEXT = "#111", "#1976d2", "#d55e00", "#009e73", "#d55e00", "#0072b2", "#e69f00", "#009e73"
-BASELINE_STYLE = {"random": ("#8c8c8c", "5 3"), "random_residual": ("#0072b2", "8 3 2 3"), "inverse": ("#cc79a7", "2 2")}
+P = palette("light")  # save() and the notebook snapshot draw the light theme
+FG, FG2, BG, BG2, NEUTRAL, BORDER, GRIDLINE = P["fg"], P["fg2"], P["bg"], P["bg2"], P["neutral"], P["border"], P["gridline"]
+CURVE, ACCENT, MARKER, STOP1, GEN, ATTN, MLP, NEXT = (
+    P["curve"],
+    P["accent"],
+    P["marker"],
+    P["stop1"],
+    P["gen"],
+    P["attention"],
+    P["mlp"],
+    P["next"],
+)
+PLATEAU, BAND, NEXT_BG, CELL_BORDER = (opaque(P[name]) for name in ("plateau", "band", "next_bg", "cell_border"))  # (colour, opacity)
+BASELINE_DASH = {"random": "5 3", "random_residual": "8 3 2 3", "inverse": "2 2"}  # as static/density.css draws them
 SANS = "DejaVu Sans, Liberation Sans, Helvetica, Arial, sans-serif"
 MONO = "DejaVu Sans Mono, Menlo, Consolas, monospace"
 SIZE, MONO_SIZE = 13, 13
 COL = 0.6 * MONO_SIZE  # one monospace column
 VIEWS = ("explorer", "strip", "slider", "preview", "grid", "live", "compare")
 GAP = 24
-CONTINUATION = "◌"
-
-
-# ---- colours and numbers, as static/common.js and density.js have them ---------------------------------
-def interp(stops: Sequence[tuple[int, int, int]], t: float) -> tuple[int, int, int]:
-    t = min(1.0, max(0.0, t))
-    x = t * (len(stops) - 1)
-    i = min(len(stops) - 2, math.floor(x))
-    f = x - i
-    a, b = stops[i], stops[i + 1]
-    r, g, bl = (math.floor(a[j] + (b[j] - a[j]) * f + 0.5) for j in range(3))  # JS Math.round
-    return r, g, bl
-
-
-def rgb(c: tuple[int, int, int]) -> str:
-    return f"rgb({c[0]}, {c[1]}, {c[2]})"
-
-
-def _luminance(c: tuple[int, int, int]) -> float:
-    lin = [v / 255 / 12.92 if v / 255 <= 0.03928 else ((v / 255 + 0.055) / 1.055) ** 2.4 for v in c]
-    return 0.2126 * lin[0] + 0.7152 * lin[1] + 0.0722 * lin[2]
-
-
-def density_colours(dens: float | None) -> tuple[str, str] | None:
-    """Background and readable text colour of a density in [0, 1] (None where there is none)."""
-    if dens is None or not math.isfinite(dens):
-        return None
-    c = interp(VIRIDIS, dens)
-    return rgb(c), "#111" if _luminance(c) > 0.22 else "#fff"
-
-
-def fmt(x: float | None, digits: int = 3) -> str:
-    if x is None or not math.isfinite(x):
-        return "–"
-    return str(np.format_float_positional(float(f"{x:.{digits}g}"), trim="-"))
-
-
-def fmt_s(s: float | None) -> str:
-    if s is None or not math.isfinite(s):
-        return "–"
-    if s >= 0.01:
-        return fmt(s)
-    m, e = f"{s:.1e}".split("e")
-    return f"{m}e{int(e)}"
-
-
-def fmt_int(n: float | None) -> str:
-    return "–" if n is None or not math.isfinite(n) else f"{round(n):,}"
-
-
-def fmt_pct(v: float) -> str:
-    p = v * 100
-    return f"{p:.0f} %" if p >= 10 else f"{fmt(p, 2)} %"
-
-
-def show_text(s: str) -> str:
-    """Visible whitespace: · space, → tab, ↵ newline; control characters as \\xNN."""
-    if s == "":
-        return f"{CONTINUATION} (rest of the character before)"
-    s = s.replace(" ", "·").replace("\t", "→").replace("\r\n", "↵").replace("\n", "↵")
-    return re.sub(r"[\x00-\x1f\x7f]", lambda m: f"\\x{ord(m.group()):02x}", s)
-
-
-def show_char(c: str) -> str:
-    """One character as the comparison view draws it (one column)."""
-    marks = {" ": "·", "\t": "→", "\n": "↵", "\r": ""}
-    return marks.get(c, "�" if re.match(r"[\x00-\x1f\x7f]", c) else c)
-
-
-def columns(text: str) -> int:
-    """Monospace columns of ``text``: 2 for wide characters, 0 for combining and format characters."""
-    return sum(
-        0 if unicodedata.category(c) in ("Mn", "Me", "Cf") else 2 if unicodedata.east_asian_width(c) in ("W", "F") else 1 for c in text
-    )
 
 
 def text_width(text: str, size: float = SIZE) -> float:
@@ -235,6 +179,8 @@ class View:
         self.k = min(max(0, int(getattr(widget, "stratum", 0))), max(0, len(self.grid) - 1))
         self.metric = getattr(widget, "metric", "tv")
         self.scale = getattr(widget, "scale", "log")
+        self.measure = getattr(widget, "measure", "density")
+        self.colour_scale = getattr(widget, "colour_scale", "fitted")
         shares = getattr(widget, "shares", b"")
         size = len(self.roots) * len(self.grid) * self.L * (self.H + 1)
         self.shares = np.frombuffer(shares, dtype=np.uint8) if shares and len(shares) == size else None
@@ -247,40 +193,90 @@ class View:
 
 
 def _token_glyphs(piece: str, x: float, y: float, fill: str) -> str:
-    """A token's text with whitespace marks faded (as the strip shows it)."""
-    spans = [] if piece else [(CONTINUATION, True)]
-    for part in re.split(r"(\s)", piece):
-        if part == "\r" or not part:
-            continue
-        marks = {" ": "·", "\t": "→", "\n": "↵"}
-        spans.append((marks.get(part, "␣"), True) if part.isspace() else (part, False))
-    inner = "".join(f'<tspan fill-opacity="0.45">{_xml_text(t)}</tspan>' if faded else _xml_text(t) for t, faded in spans)
+    """A token's text with its marks faded (as the strip shows it)."""
+    inner = "".join(f'<tspan fill-opacity="0.45">{_xml_text(t)}</tspan>' if mark else _xml_text(t) for t, mark in visible_parts(piece))
     return f'<text x="{x:g}" y="{y:g}" font-family={quoteattr(MONO)} font-size="{MONO_SIZE}" fill="{fill}">{inner}</text>'
 
 
+def strip_rows(widths: Sequence[int], pieces: Sequence[str], cols: float) -> list[int]:
+    """The line of each token of the strip (as static/density.js lays it out): tokens fill a line up to ``cols``
+    columns, each costing its shown columns (``widths``) and the theme's token overhead (its box); a token that
+    starts with a newline starts a line, and its further newlines leave empty lines."""
+    overhead = LAYOUT["token_overhead"]
+    rows, row, used = [], 0, 0.0
+    for i, (w, piece) in enumerate(zip(widths, pieces)):
+        lead = bool(re.match(r"^[ \t\r]*\n", piece))
+        if (lead and i > 0) or (used > 0 and used + w + overhead > cols):
+            row, used = row + 1, 0.0
+        rows.append(row)
+        used += w + overhead
+        extra = piece.count("\n") - lead
+        if extra > 0:
+            row, used = row + extra, 0.0
+    return rows
+
+
+def strip_colours(v: View) -> tuple[str, tuple[float, float], list[float | None]]:
+    """The measure the strip colours by, its colour range (fitted or fixed, as the widget's ``colour_scale``;
+    a range the data gives for it first) and each root's value."""
+    d = v.d
+    values = (d.get("measures") or {}).get(v.measure) or d.get("density", [])
+    fit = (d.get("fit") or {}).get(v.measure)
+    bounds = (float(fit[0]), float(fit[1])) if fit and v.colour_scale == "fitted" else colour_range(values, v.measure, v.colour_scale)
+    return v.measure, bounds, values
+
+
+def _strip_legend(v: View, flow: Flow, gid: str, bounds: tuple[float, float], n_gen: int) -> None:
+    """The measure's colour bar with the numbers at its ends, the swatches, and how the scale was chosen."""
+    spec = MEASURES.get(v.measure, {"label": v.measure})
+    bar = gradient_bar(gid + "v", spec["label"], fmt_measure(bounds[0], v.measure), fmt_measure(bounds[1], v.measure))
+    swatch = el("rect", x=0, y=0, width=26, height=13, rx=3, fill=NEUTRAL) + text(2, 10, "abc", size=10, fill=FG2, mono=True)
+    keys = [(swatch, "no prediction")]
+    if n_gen:
+        written = el("rect", x=0, y=0, width=26, height=13, rx=3, fill=NEUTRAL) + el("rect", x=0, y=10, width=26, height=3, fill=GEN)
+        keys.append((written, "written by the model"))
+    items = legend_items(keys, flow.width - bar.width - 16, glyph_width=26)
+    flow.body += [bar.at(0, flow.y), items.at(bar.width + 16, flow.y)]
+    flow.y += max(bar.height, items.height) + 2
+    flow.lines(f"· space  ↵ newline — colour: {scale_note(v)}", size=11, fill=FG2)
+
+
+def scale_note(v: View) -> str:
+    """How the strip's colour scale was chosen, as its legend says it."""
+    return scale_note_of(v.colour_scale, bool((v.d.get("fit") or {}).get(v.measure)))
+
+
+def scale_note_of(how: str, run: bool) -> str:
+    """ "fixed scale", or what the scale was fitted to (``run``: a corpus run's values)."""
+    if how == "fixed":
+        return "fixed scale"
+    low, high = THEME["fit"]["percentiles"]
+    return f"fitted to {'the run' if run else 'the values shown'} (percentiles {low}–{high})"
+
+
 def strip(v: View, width: float, gid: str) -> Part:
+    """The text as tokens, each coloured by the chosen measure of the step that predicts it, and its legend."""
     d, tokens = v.d, v.tokens
     generated = d.get("generated", "")
-    density = d.get("density", [])
     flow = Flow(width)
     n_gen = generated.count("1")
-    counts = f"{len(tokens)} tokens ({len(tokens) - n_gen} prompt + {n_gen} generated)" if n_gen else f"{len(tokens)} tokens"
-    finite = [x for x in density if x is not None]
+    counts = f"{count(len(tokens), 'token')} ({len(tokens) - n_gen} prompt + {n_gen} generated)" if n_gen else count(len(tokens), "token")
+    finite = [x for x in d.get("density", []) if x is not None]
     mean = sum(finite) / len(finite) if finite else None
-    flow.title(f"{d.get('model') or 'model'} · {counts} · {len(v.roots)} steps · mean density {fmt(mean)}")
+    flow.title(f"{d.get('model') or 'model'} · {counts} · {count(len(v.roots), 'step')} · mean density {fmt(mean)}")
+    measure, bounds, values = strip_colours(v)
     sel = v.roots[v.ri] + 1 if v.ri >= 0 else -1
-    body, x, y, line = [], 0.0, 2.0, 25.0
     # each token, coloured by the root before it; a root at the last position predicts past the text: "⋯"
     boxes = [(i, piece, v.index.get(i - 1, -1)) for i, piece in enumerate(tokens)]
     if len(tokens) - 1 in v.index:
         boxes.append((len(tokens), "⋯", v.index[len(tokens) - 1]))
-    for i, piece, ri in boxes:
-        shown = CONTINUATION if piece == "" else re.sub(r"\s", "·", piece.replace("\r", ""))
-        w = columns(shown) * COL + 2
-        lead = bool(re.match(r"^\s*?\n", piece))
-        if (lead and i > 0) or (x and x + w > width):
-            x, y = 0.0, y + line
-        colours = density_colours(density[ri]) if ri >= 0 else None
+    widths = [columns(shown(piece)) for _, piece, _ in boxes]
+    rows = strip_rows(widths, [piece for _, piece, _ in boxes], LAYOUT["strip_columns"])
+    body, x, line = [], 0.0, 25.0
+    for n, ((i, piece, ri), w_cols, row) in enumerate(zip(boxes, widths, rows)):
+        x = x if n and rows[n - 1] == row else 0.0
+        y, w = 2.0 + row * line, w_cols * COL + 2
+        colours = map_colours("strip", scale_position(values[ri], bounds, measure)) if ri >= 0 else None
         kind = "dnb-tok" if i < len(tokens) else "dnb-next"
         body.append(el("rect", x=x, y=y, width=w, height=19, rx=3, fill=colours[0] if colours else NEUTRAL, class_=kind, data_pos=str(i)))
         if generated[i : i + 1] == "1":
@@ -289,23 +285,8 @@ def strip(v: View, width: float, gid: str) -> Part:
             body.append(el("rect", x=x - 1, y=y - 1, width=w + 2, height=21, rx=3, fill="none", stroke=ACCENT, stroke_width=2))
         body.append(_token_glyphs(piece, x + 1, y + 14, colours[1] if colours else FG2))
         x += w + 1
-        if piece.count("\n") - lead > 0:
-            x, y = 0.0, y + line * (piece.count("\n") - lead)
-    flow.part(Part(width, y + line, body), gap=2)
-    bar = gradient_bar(gid + "v", "density", "0", "1")
-    swatch = el("rect", x=0, y=0, width=26, height=13, rx=3, fill=NEUTRAL) + text(2, 10, "abc", size=10, fill=FG2, mono=True)
-    keys = [(swatch, "no prediction")]
-    if n_gen:
-        keys.append(
-            (
-                el("rect", x=0, y=0, width=26, height=13, rx=3, fill=NEUTRAL) + el("rect", x=0, y=10, width=26, height=3, fill=GEN),
-                "written by the model",
-            )
-        )
-    items = legend_items(keys, width - bar.width - 16, glyph_width=26)
-    flow.body += [bar.at(0, flow.y), items.at(bar.width + 16, flow.y)]
-    flow.y += max(bar.height, items.height) + 2
-    flow.lines("· space  ↵ newline — colour = density of the step predicting the token", size=11, fill=FG2)
+    flow.part(Part(width, 2.0 + ((rows[-1] + 1) if rows else 1) * line, body), gap=2)
+    _strip_legend(v, flow, gid, bounds, n_gen)
     return flow.done()
 
 
@@ -320,92 +301,115 @@ def _curve(values: Sequence[float | None], xs: Sequence[float], y_of: Any) -> st
     return "".join(out)
 
 
-def slider(v: View) -> Part:
-    d, grid, K, ri, k = v.d, v.grid, len(v.grid), v.ri, v.k
-    W, Hh, ml, mr, mt, mb = 420, 212, 44, 12, 22, 34
-    pw, ph = W - ml - mr, Hh - mt - mb
-    flow = Flow(W)
-    if ri < 0:
-        flow.title("no roots")
-        return flow.done()
-    pos, metric = v.roots[ri], v.metric
-    flow.title(f"Step {pos}: after {v.label(pos)} → predicts {v.label(pos + 1)}; full model's top: “{show_text(d['top_token'][ri] or '')}”")
-    log_grid = [math.log10(max(g, 1e-12)) for g in grid]
-    xmin = min([*log_grid, -0.0001]) if K else -5.0
-    X = lambda lx: ml + (lx - xmin) / (0 - xmin) * pw
-    ys = d[metric][ri]
-    baselines = list((d.get("baselines") or {}).items())
-    ymax = 1.0
-    if metric == "kl":
-        ymax = max([1e-6, *(y for y in ys if y is not None), *(y for _, b in baselines for y in b["kl"][ri] if y is not None)])
-        mag = 10 ** math.floor(math.log10(ymax))
-        ymax = math.ceil(ymax / mag * 2) / 2 * mag
-    Y = lambda val: mt + ph - min(max(val, 0), ymax) / ymax * ph
-    xs = [X(g) for g in log_grid]
-    c: list[str] = []
+@dataclass
+class Chart:
+    """The s-slider's chart box (as static/density.js lays it out): x is log10 s; y the metric, TV on [0, 1]
+    or KL on a log axis from ``ylo`` to ``yhi`` (at its foot: 0 and whatever lies below ``ylo``)."""
+
+    xmin: float  # log10 of the smallest size
+    ticks: list[float]
+    ylo: float | None = None  # a log axis (KL), else linear on [0, 1]
+    yhi: float = 1.0
+    W: float = 420
+    Hh: float = 212
+    ml: float = 44
+    mr: float = 12
+    mt: float = 22
+    mb: float = 34
+
+    @property
+    def pw(self) -> float:
+        return self.W - self.ml - self.mr
+
+    @property
+    def ph(self) -> float:
+        return self.Hh - self.mt - self.mb
+
+    def X(self, lx: float) -> float:
+        return self.ml + (lx - self.xmin) / (0 - self.xmin) * self.pw
+
+    def Y(self, val: float) -> float:
+        if self.ylo is None:
+            return self.mt + self.ph - min(max(val, 0), 1) * self.ph
+        a, b = math.log10(self.ylo), math.log10(self.yhi)
+        return self.mt + self.ph - (math.log10(min(max(val, self.ylo), self.yhi)) - a) / (b - a) * self.ph
+
+
+def _chart(v: View, log_grid: list[float]) -> Chart:
+    """The chart box of the selected root: TV on [0, 1]; KL on a log axis over the traced curve and the baselines."""
+    xmin = min([*log_grid, -0.0001]) if log_grid else -5.0
+    if v.metric != "kl":
+        return Chart(xmin=xmin, ticks=[0, 0.5, 1])
+    ri, baselines = v.ri, (v.d.get("baselines") or {}).values()
+    lo, hi, ticks = log_axis([*v.d["kl"][ri], *(y for b in baselines for y in b["kl"][ri])])
+    return Chart(xmin=xmin, ticks=ticks, ylo=lo, yhi=hi)
+
+
+def _slider_marks(v: View, g: Chart, log_grid: list[float]) -> list[str]:
+    """Behind the curves: the plateau (no path from the input), the top-1 agreement bands."""
+    d, ri, K = v.d, v.ri, len(log_grid)
+    marks = []
     flat = [kk for kk in range(K) if v.plateau(ri, kk)]
-    s_input = d["input_edges"][ri] / d["total_edges"][ri] if "input_edges" in d else math.nan
     if flat:
+        s_input = d["input_edges"][ri] / d["total_edges"][ri]
         edge = min(0.0, math.log10(s_input)) if s_input > 0 else log_grid[flat[-1]]
-        c.append(el("rect", x=ml, y=mt, width=max(0.0, X(max(edge, xmin)) - ml), height=ph, fill="#808080", fill_opacity=0.16))
-    bits = d["top1"][ri]
-    for kk in range(K):
-        if bits[kk] == "1":
-            x0 = X((log_grid[kk - 1] + log_grid[kk]) / 2 if kk else log_grid[0])
-            x1 = X((log_grid[kk] + log_grid[kk + 1]) / 2 if kk < K - 1 else log_grid[-1])
-            c.append(el("rect", x=x0, y=mt, width=max(0.5, x1 - x0), height=ph, fill="#009e73", fill_opacity=0.16))
-    c.append(el("line", x1=ml, x2=ml + pw, y1=mt + ph, y2=mt + ph, stroke=FG2))
-    for e in range(math.ceil(xmin), 1):
-        c.append(el("line", x1=X(e), x2=X(e), y1=mt + ph, y2=mt + ph + 4, stroke=FG2))
-        c.append(text(X(e), mt + ph + 15, "1" if e == 0 else f"1e{e}", size=10, fill=FG2, text_anchor="middle"))
-    c.append(text(ml + pw / 2, Hh - 3, "subgraph size s (share of edges, log scale)", size=10, fill=FG2, text_anchor="middle"))
-    c.append(el("line", x1=ml, x2=ml, y1=mt, y2=mt + ph, stroke=FG2))
-    c.append(
-        text(
-            11,
-            mt + ph / 2,
-            "TV distance" if metric == "tv" else "KL (nats)",
-            size=10,
-            fill=FG2,
-            text_anchor="middle",
-            transform=f"rotate(-90 11 {mt + ph / 2:g})",
+        marks.append(
+            el("rect", x=g.ml, y=g.mt, width=max(0.0, g.X(max(edge, g.xmin)) - g.ml), height=g.ph, fill=PLATEAU[0], fill_opacity=PLATEAU[1])
         )
+    for kk, bit in enumerate(d["top1"][ri]):
+        if bit == "1":
+            x0 = g.X((log_grid[kk - 1] + log_grid[kk]) / 2 if kk else log_grid[0])
+            x1 = g.X((log_grid[kk] + log_grid[kk + 1]) / 2 if kk < K - 1 else log_grid[-1])
+            marks.append(el("rect", x=x0, y=g.mt, width=max(0.5, x1 - x0), height=g.ph, fill=BAND[0], fill_opacity=BAND[1]))
+    return marks
+
+
+def _slider_axes(g: Chart, metric: str) -> list[str]:
+    """The x axis in decades of s, the y axis with its ticks and gridlines, both titles."""
+    axes = [el("line", x1=g.ml, x2=g.ml + g.pw, y1=g.mt + g.ph, y2=g.mt + g.ph, stroke=FG2)]
+    for e in range(math.ceil(g.xmin), 1):
+        axes.append(el("line", x1=g.X(e), x2=g.X(e), y1=g.mt + g.ph, y2=g.mt + g.ph + 4, stroke=FG2))
+        axes.append(text(g.X(e), g.mt + g.ph + 15, "1" if e == 0 else f"1e{e}", size=10, fill=FG2, text_anchor="middle"))
+    axes.append(text(g.ml + g.pw / 2, g.Hh - 3, "subgraph size s (share of edges, log scale)", size=10, fill=FG2, text_anchor="middle"))
+    axes.append(el("line", x1=g.ml, x2=g.ml, y1=g.mt, y2=g.mt + g.ph, stroke=FG2))
+    title = "TV distance" if metric == "tv" else "KL (nats, log scale)"
+    axes.append(text(11, g.mt + g.ph / 2, title, size=10, fill=FG2, text_anchor="middle", transform=f"rotate(-90 11 {g.mt + g.ph / 2:g})"))
+    for i, val in enumerate(g.ticks):
+        grid_line = {"stroke": FG2} if i == 0 else {"stroke": GRIDLINE, "stroke_dasharray": "2 3"}
+        axes.append(el("line", x1=g.ml - 4, x2=g.ml + g.pw, y1=g.Y(val), y2=g.Y(val), **grid_line))
+        axes.append(text(g.ml - 6, g.Y(val) + 3.5, fmt(val, 2), size=10, fill=FG2, text_anchor="end"))
+    return axes
+
+
+def _s_top1_mark(st: float | None, g: Chart) -> list[str]:
+    """The dashed line at s_top1 and its label (right-aligned near the right edge)."""
+    if st is None:
+        return []
+    x = g.X(math.log10(st))
+    right = x > g.ml + g.pw - 70
+    label = text(
+        x - 3 if right else x + 3,
+        g.mt - 6,
+        f"s_top1 {fmt_s(st)}",
+        size=10,
+        fill=STOP1,
+        font_weight="600",
+        text_anchor="end" if right else "start",
     )
-    for val in (0, ymax / 2, ymax):
-        c.append(
-            el(
-                "line",
-                x1=ml - 4,
-                x2=ml + pw,
-                y1=Y(val),
-                y2=Y(val),
-                stroke=FG2 if val == 0 else GRIDLINE,
-                stroke_dasharray=None if val == 0 else "2 3",
-            )
-        )
-        c.append(text(ml - 6, Y(val) + 3.5, fmt(val, 2), size=10, fill=FG2, text_anchor="end"))
-    st = d["s_top1"][ri]
-    if st is not None:
-        x = X(math.log10(st))
-        c.append(el("line", x1=x, x2=x, y1=mt - 4, y2=mt + ph, stroke=STOP1, stroke_width=1.5, stroke_dasharray="3 2"))
-        right = x > ml + pw - 70
-        c.append(
-            text(
-                x - 3 if right else x + 3,
-                mt - 6,
-                f"s_top1 {fmt_s(st)}",
-                size=10,
-                fill=STOP1,
-                font_weight="600",
-                text_anchor="end" if right else "start",
-            )
-        )
-    for name, b in baselines:
-        colour, dash = BASELINE_STYLE.get(name, ("#8c8c8c", "5 3"))
-        c.append(
+    return [el("line", x1=x, x2=x, y1=g.mt - 4, y2=g.mt + g.ph, stroke=STOP1, stroke_width=1.5, stroke_dasharray="3 2"), label]
+
+
+def _slider_curves(v: View, g: Chart, xs: list[float]) -> list[str]:
+    """Each baseline, the traced curve with its points, the marker at the current s."""
+    d, ri, k, metric = v.d, v.ri, v.k, v.metric
+    ys = d[metric][ri]
+    curves = []
+    for name, b in (d.get("baselines") or {}).items():
+        colour, dash = P.get(name, P["random"]), BASELINE_DASH.get(name, BASELINE_DASH["random"])
+        curves.append(
             el(
                 "path",
-                d=_curve(b[metric][ri], xs, Y),
+                d=_curve(b[metric][ri], xs, g.Y),
                 fill="none",
                 stroke=colour,
                 stroke_width=1.5,
@@ -413,51 +417,80 @@ def slider(v: View) -> Part:
                 class_=f"dnb-base-{name}",
             )
         )
-    c.append(el("path", d=_curve(ys, xs, Y), fill="none", stroke=CURVE, stroke_width=2, class_="dnb-curve"))
-    c += [el("circle", cx=round(x, 1), cy=round(Y(y), 1), r=1.8, fill=CURVE) for x, y in zip(xs, ys) if y is not None]
-    xk = xs[k] if K else X(0)
-    c.append(el("line", x1=xk, x2=xk, y1=mt, y2=mt + ph, stroke=MARKER, stroke_width=2, class_="dnb-marker"))
-    c.append(el("circle", cx=xk, cy=Y(ys[k]) if K and ys[k] is not None else mt + ph, r=4.5, fill=MARKER, stroke=BG, stroke_width=1.5))
-    flow.part(Part(W, Hh, c))
+    curves.append(el("path", d=_curve(ys, xs, g.Y), fill="none", stroke=CURVE, stroke_width=2, class_="dnb-curve"))
+    curves += [el("circle", cx=round(x, 1), cy=round(g.Y(y), 1), r=1.8, fill=CURVE) for x, y in zip(xs, ys) if y is not None]
+    xk = xs[k] if xs else g.X(0)
+    curves.append(el("line", x1=xk, x2=xk, y1=g.mt, y2=g.mt + g.ph, stroke=MARKER, stroke_width=2, class_="dnb-marker"))
+    cy = g.Y(ys[k]) if xs and ys[k] is not None else g.mt + g.ph
+    curves.append(el("circle", cx=xk, cy=cy, r=4.5, fill=MARKER, stroke=BG, stroke_width=1.5))
+    return curves
+
+
+def _slider_legend(v: View, width: float) -> Part:
+    """The traced curve, each baseline, the agreement band, s_top1, the plateau (when there is one), current s."""
     line = lambda colour, dash="": el("line", x1=0, x2=16, y1=6, y2=6, stroke=colour, stroke_width=2, stroke_dasharray=dash or None)
-    box = lambda colour: el("rect", x=0, y=1, width=16, height=10, fill=colour, fill_opacity=0.16)
+    box = lambda paint: el("rect", x=0, y=1, width=16, height=10, fill=paint[0], fill_opacity=paint[1])
     vline = lambda colour, dash="": el("line", x1=8, x2=8, y1=0, y2=12, stroke=colour, stroke_width=2, stroke_dasharray=dash or None)
     keys = [(line(CURVE), "traced subgraph")]
-    keys += [(line(*BASELINE_STYLE.get(name, ("#8c8c8c", "5 3"))), b["label"]) for name, b in baselines]
-    keys += [(box("#009e73"), "top-1 agrees"), (vline(STOP1, "3 2"), "s_top1")]
-    keys += [(box("#808080"), "no path from the input")] if flat else []
+    baselines = (v.d.get("baselines") or {}).items()
+    keys += [(line(P.get(name, P["random"]), BASELINE_DASH.get(name, BASELINE_DASH["random"])), b["label"]) for name, b in baselines]
+    keys += [(box(BAND), "top-1 agrees"), (vline(STOP1, "3 2"), "s_top1")]
+    keys += [(box(PLATEAU), "no path from the input")] if any(v.plateau(v.ri, kk) for kk in range(len(v.grid))) else []
     keys.append((vline(MARKER), "current s"))
-    flow.part(legend_items(keys, W))
-    # the range input: its track, the thumb at the current stratum, the ends
-    t = k / max(1, K - 1)
-    flow.part(
-        Part(
-            W,
-            16,
-            [
-                el("rect", x=0, y=6, width=W, height=4, rx=2, fill=BORDER),
-                el("rect", x=0, y=6, width=W * t, height=4, rx=2, fill=MARKER),
-                el("circle", cx=8 + (W - 16) * t, cy=8, r=7, fill=MARKER),
-            ],
-        ),
-        gap=2,
+    if v.metric == "kl":
+        keys.append(("", "KL on a log axis (0 and below 1e-3 at its foot)"))
+    return legend_items(keys, width)
+
+
+def _range_input(v: View, width: float) -> list[Part]:
+    """The range input as drawn: its track, the thumb at the current stratum; the sizes at its ends."""
+    K, t = len(v.grid), v.k / max(1, len(v.grid) - 1)
+    track = [
+        el("rect", x=0, y=6, width=width, height=4, rx=2, fill=BORDER),
+        el("rect", x=0, y=6, width=width * t, height=4, rx=2, fill=MARKER),
+        el("circle", cx=8 + (width - 16) * t, cy=8, r=7, fill=MARKER),
+    ]
+    ends = [
+        text(0, 10, f"s = {fmt_s(v.grid[0]) if K else '–'}", size=10, fill=FG2),
+        text(width, 10, "full graph (s = 1)", size=10, fill=FG2, text_anchor="end"),
+    ]
+    return [Part(width, 16, track), Part(width, 14, ends)]
+
+
+def _readout(v: View) -> str:
+    """The numbers at the current s (as the browser's readout line)."""
+    d, ri, k, metric = v.d, v.ri, v.k, v.metric
+    ok = d["top1"][ri][k] == "1"
+    readout = (
+        f"s = {fmt_s(v.grid[k])}, |S| = {fmt_int(d['n_edges'][ri][k])} of {fmt_int(d['total_edges'][ri])} edges, "
+        f"TV = {fmt(d['tv'][ri][k])}, KL = {fmt(d['kl'][ri][k])}, top-1 {'✓' if ok else '✗'}"
     )
-    ends = Part(
-        W,
-        14,
-        [
-            text(0, 10, f"s = {fmt_s(grid[0]) if K else '–'}", size=10, fill=FG2),
-            text(W, 10, "full graph (s = 1)", size=10, fill=FG2, text_anchor="end"),
-        ],
-    )
-    flow.part(ends)
-    ne, te, ok = d["n_edges"][ri][k], d["total_edges"][ri], bits[k] == "1"
-    readout = f"s = {fmt_s(grid[k])}, |S| = {fmt_int(ne)} of {fmt_int(te)} edges, TV = {fmt(d['tv'][ri][k])}, KL = {fmt(d['kl'][ri][k])}, top-1 {'✓' if ok else '✗'}"
     if v.plateau(ri, k):
         readout += " — no path from the input yet"
+    baselines = (d.get("baselines") or {}).values()
     if baselines:
-        readout += f" · {metric.upper()} of " + ", ".join(f"{b['label']} {fmt(b[metric][ri][k])}" for _, b in baselines)
-    flow.lines(readout, size=12)
+        readout += f" · {metric.upper()} of " + ", ".join(f"{b['label']} {fmt(b[metric][ri][k])}" for b in baselines)
+    return readout
+
+
+def slider(v: View) -> Part:
+    """The s-slider of the selected root: title, the TV/KL chart, its legend, the range input and the readout."""
+    flow = Flow(420)
+    if v.ri < 0:
+        flow.title("no roots")
+        return flow.done()
+    d, ri, pos = v.d, v.ri, v.roots[v.ri]
+    flow.title(f"Step {pos}: after {v.label(pos)} → predicts {v.label(pos + 1)}; full model's top: “{show_text(d['top_token'][ri] or '')}”")
+    log_grid = [math.log10(max(g, 1e-12)) for g in v.grid]
+    g = _chart(v, log_grid)
+    xs = [g.X(x) for x in log_grid]
+    body = _slider_marks(v, g, log_grid) + _slider_axes(g, v.metric) + _s_top1_mark(d["s_top1"][ri], g) + _slider_curves(v, g, xs)
+    flow.part(Part(g.W, g.Hh, body))
+    flow.part(_slider_legend(v, g.W))
+    track, ends = _range_input(v, g.W)
+    flow.part(track, gap=2)
+    flow.part(ends)
+    flow.lines(_readout(v), size=12)
     return flow.done()
 
 
@@ -484,12 +517,14 @@ def preview(v: View) -> Part:
             row = []
             if is_next:
                 row += [
-                    el("rect", x=0, y=0, width=width, height=17, rx=3, fill=NEXT, fill_opacity=0.12),
+                    el("rect", x=0, y=0, width=width, height=17, rx=3, fill=NEXT_BG[0], fill_opacity=NEXT_BG[1]),
                     el("rect", x=0, y=0, width=3, height=17, fill=NEXT),
                 ]
-            shown = tok_text(t)
-            limit = 12
-            row.append(text(5, 13, shown if columns(shown) <= limit else shown[: limit - 1] + "…", mono=True, fill=FG))
+            shown, limit = tok_text(t), 12
+            shown = shown if columns(shown) <= limit else shown[: limit - 1] + "…"
+            chip = {"fill": BG2, "stroke": GRIDLINE}  # a chip: "," and "." are as easy to see as words
+            row.append(el("rect", x=2, y=1, width=columns(shown) * COL + 6, height=15, rx=3, **chip))
+            row.append(text(5, 13, shown, mono=True, fill=FG))
             row.append(el("rect", x=104, y=5, width=56, height=8, rx=2, fill=BG2))
             row.append(el("rect", x=104, y=5, width=56 * max(0.0, min(1.0, p or 0.0)), height=8, rx=2, fill=CURVE, fill_opacity=0.55))
             row.append(text(206, 13, fmt(p, 2), size=12, fill=FG, text_anchor="end"))
@@ -510,7 +545,7 @@ def preview(v: View) -> Part:
             size=12,
         )
         box = note.done()
-        flow.body.append(el("rect", x=0, y=flow.y, width=width, height=box.height + 8, rx=3, fill="#808080", fill_opacity=0.16))
+        flow.body.append(el("rect", x=0, y=flow.y, width=width, height=box.height + 8, rx=3, fill=PLATEAU[0], fill_opacity=PLATEAU[1]))
         flow.body.append(box.at(8, flow.y + 2))
         flow.y += box.height + 14
     else:
@@ -553,7 +588,7 @@ def head_grid(v: View, gid: str) -> Part:
         for j in range(H + 1):
             c = int(codes[layer, j])
             t = value[c] if scale == "linear" else logpos[c]
-            fill = rgb(interp(CIVIDIS, t)) if c else "none"
+            fill = rgb(interp(stops("shares"), t)) if c else "none"
             cells.append(el("rect", x=x_of(j), y=y, width=cell, height=cell, rx=2, fill=fill, class_="dnb-cell"))
         attn = sum(value[int(c)] for c in codes[layer, :H]) / H if H else 0.0
         mlp_code = int(codes[layer, H])
@@ -561,12 +596,12 @@ def head_grid(v: View, gid: str) -> Part:
         wa, wm = (pos(attn), logpos[mlp_code]) if scale == "log" else (attn, value[mlp_code])
         body.append(el("rect", x=bars_x, y=y + 2, width=max(1.0, wa * bars_w), height=5, rx=1, fill=ATTN))
         body.append(el("rect", x=bars_x, y=y + 9, width=max(1.0, wm * bars_w), height=5, rx=1, fill=MLP))
-    body.append(f'<g stroke="#808080" stroke-opacity="0.5">{"".join(cells)}</g>')
+    body.append(f"<g{_attrs({'stroke': CELL_BORDER[0], 'stroke_opacity': CELL_BORDER[1]})}>{''.join(cells)}</g>")
     flow.part(Part(grid_w, 14 + L * (cell + 1), body))
     flow.lines(f"share of each head's (MLP's) edges in the subgraph, {scale} scale", size=11, fill=FG2, gap=2)
     flow.part(gradient_bar(gid + "c", "", fmt_pct(floor) if scale == "log" else "0 %", "100 %"), gap=4)
     key = lambda colour: el("rect", x=0, y=3, width=16, height=6, fill=colour)
-    none = el("rect", x=3, y=1, width=10, height=10, rx=2, fill="none", stroke="#808080", stroke_opacity=0.5)
+    none = el("rect", x=3, y=1, width=10, height=10, rx=2, fill="none", stroke=CELL_BORDER[0], stroke_opacity=CELL_BORDER[1])
     flow.part(legend_items([(none, "none"), (key(ATTN), "attention (mean of heads)"), (key(MLP), "MLP")], width))
     return flow.done()
 
@@ -597,128 +632,131 @@ def row(parts: Sequence[Part], width: float) -> Part:
     return Part(width, y + tall, body)
 
 
-def compare(widget: Any, gid: str) -> Part:
-    d = widget.data
-    chars: list[str] = d["chars"]
-    cw = [int(c) for c in d["cw"]]
-    rows_, pairs = d["rows"], d["pairs"]
-    span = list(getattr(widget, "span", [0, 0]))
-    cols = min(90, max(12, columns("".join(chars))))
-    left = Flow(max(360.0, (cols + 4) * COL))
-    left.title(f"The same text ({len(chars)} characters) in {len(rows_)} results, aligned by characters")
-    for r in rows_:
-        left.lines(f"{r['tag']}  {r['label']} — {len(r['tokens'])} tokens, mean density {fmt(r['mean'])}", size=12, gap=0)
-    left.y += 6
-    # lines of at most ``cols`` columns, broken after a space or a newline (as the browser does)
-    breaks, a, w, brk = [], 0, 0, -1
-    for c in range(len(chars)):
-        if w + cw[c] > cols and c > a:
-            b = brk if brk > a else c
-            breaks.append((a, b))
-            a, w, brk = b, sum(cw[a:c]), -1
-        w += cw[c]
-        if chars[c] == " ":
-            brk = c
-        if chars[c] == "\n":
-            breaks.append((a, c + 1))
-            a, w, brk = c + 1, 0, -1
-    if a < len(chars) or not breaks:
-        breaks.append((a, len(chars)))
+def line_breaks(chars: Sequence[str], cw: Sequence[int], cols: int, breakable: str) -> list[tuple[int, int]]:
+    """The comparison's lines as ``[first, end)`` characters (as static/density.js breaks them): at most ``cols``
+    columns (``cw``: each character's), ending after a newline, else at the last boundary no token straddles
+    (``breakable``: '1' per boundary; a newline right after it stays on the line), else (a token wider than a
+    line) where the line is full."""
+    lines, a, n = [], 0, len(chars)
+    while a < n:
+        w, last, c, end = 0, -1, a, n
+        while c < n:
+            if c > a and w + cw[c] > cols:
+                end = last if last > a else c
+                end += end < n and chars[end] == "\n"  # the newline's mark stays at the end of its line
+                break
+            w += cw[c]
+            c += 1
+            if chars[c - 1] == "\n":
+                end = c
+                break
+            if breakable[c] == "1":
+                last = c
+        lines.append((a, end))
+        a = end
+    return lines or [(0, 0)]
+
+
+def _compare_row(
+    r: dict[str, Any], chars: Sequence[str], x0: dict[int, int], line: tuple[int, int], span: Sequence[int], width: float, colour: Any
+) -> Part:
+    """One result's tokens on one line of characters: each token's box in its colour (``colour(row, token)``:
+    background and text colour, or None), its characters, and the outline of the selected characters."""
+    a0, b0 = line
     gutter = 3 * COL
-    for a0, b0 in breaks:
-        x0 = {a0: 0}
-        for c in range(a0, b0):
-            x0[c + 1] = x0[c] + cw[c]
-        for r in rows_:
-            body = [text(0, 15, r["tag"], size=12, fill=FG2, font_weight="700")]
-            for i, (st, en) in enumerate(zip(r["start"], r["end"])):
-                zero = en == st
-                if (not (a0 <= st < b0 or st == b0 == len(chars))) if zero else (en <= a0 or st >= b0):
-                    continue
-                lo, hi = max(st, a0), min(en, b0)
-                colours = density_colours(r["density"][i])
-                x = gutter + x0[lo] * COL
-                wd = 3 if zero else (x0[hi] - x0[lo]) * COL
-                body.append(
-                    el(
-                        "rect",
-                        x=x - (1 if zero else 0),
-                        y=0,
-                        width=wd,
-                        height=20,
-                        rx=2,
-                        fill=colours[0] if colours else NEUTRAL,
-                        class_="dnb-ctok",
-                    )
-                )
-                if not zero:
-                    body.append(text(x, 15, "".join(show_char(ch) for ch in chars[lo:hi]), mono=True, fill=colours[1] if colours else FG2))
-            if span[1] > span[0] and min(span[1], b0) > max(span[0], a0):
-                lo, hi = max(span[0], a0), min(span[1], b0)
-                body.append(
-                    el(
-                        "rect",
-                        x=gutter + x0[lo] * COL - 1,
-                        y=-1,
-                        width=(x0[hi] - x0[lo]) * COL + 2,
-                        height=22,
-                        rx=2,
-                        fill="none",
-                        stroke=MARKER,
-                        stroke_width=2,
-                    )
-                )
-            left.part(Part(left.width, 20, body), gap=2)
-        left.y += 6
-    bar = gradient_bar(gid + "v", "density", "0", "1")
-    left.part(bar)
-    if span[1] > span[0]:
-        left.lines(f"Selected “{show_text(''.join(chars[span[0] : span[1]]))}” (characters {span[0]}–{span[1]}).", size=12)
+    body = [text(0, 15, r["tag"], size=12, fill=FG2, font_weight="700")]
+    for i, (st, en) in enumerate(zip(r["start"], r["end"])):
+        zero = en == st  # a continuation or special token: a thin mark where it stands
+        if (not (a0 <= st < b0 or st == b0 == len(chars))) if zero else (en <= a0 or st >= b0):
+            continue
+        lo, hi = max(st, a0), min(en, b0)
+        colours = colour(r, i)
+        x = gutter + x0[lo] * COL
+        wd = 3 if zero else (x0[hi] - x0[lo]) * COL
+        body.append(
+            el(
+                "rect",
+                x=x - (1 if zero else 0),
+                y=0,
+                width=wd,
+                height=20,
+                rx=2,
+                fill=colours[0] if colours else NEUTRAL,
+                class_="dnb-ctok",
+                data_tag=r["tag"],
+                data_i=str(i),
+            )
+        )
+        if not zero:
+            body.append(text(x, 15, "".join(show_char(ch) for ch in chars[lo:hi]), mono=True, fill=colours[1] if colours else FG2))
+    if span[1] > span[0] and min(span[1], b0) > max(span[0], a0):
+        lo, hi = max(span[0], a0), min(span[1], b0)
+        outline = {"fill": "none", "stroke": MARKER, "stroke_width": 2}
+        body.append(el("rect", x=gutter + x0[lo] * COL - 1, y=-1, width=(x0[hi] - x0[lo]) * COL + 2, height=22, rx=2, **outline))
+    return Part(width, 20, body)
+
+
+def _compare_scatter(rows_: Sequence[dict[str, Any]], pairs: Sequence[dict[str, Any]], span: Sequence[int]) -> Part:
+    """The first pair's per-character density scatter with its Spearman ρ, the selected characters on top."""
     S, m0 = 230, 34
     pw = S - m0 - 10
     Xs, Ys = (lambda val: m0 + val * pw), (lambda val: S - m0 - val * pw)
     right = Flow(240)
     if not pairs:
         right.title("Needs at least two results.")
-    else:
-        p = pairs[0]
-        A, B = rows_[p["a"]], rows_[p["b"]]
-        right.title(f"Spearman ρ = {fmt(p['rho'], 2)} over {p['n']} characters")
-        dots = [el("line", x1=Xs(0), y1=Ys(0), x2=Xs(1), y2=Ys(1), stroke=GRIDLINE, stroke_dasharray="2 3")]
-        for val in (0, 0.5, 1):
-            dots.append(el("line", x1=Xs(val), x2=Xs(val), y1=Ys(0), y2=Ys(0) + 4, stroke=FG2))
-            dots.append(el("line", x1=Xs(0) - 4, x2=Xs(0), y1=Ys(val), y2=Ys(val), stroke=FG2))
-            dots.append(text(Xs(val), Ys(0) + 14, fmt(val), size=10, fill=FG2, text_anchor="middle"))
-            dots.append(text(Xs(0) - 6, Ys(val) + 3, fmt(val), size=10, fill=FG2, text_anchor="end"))
-        dots.append(el("line", x1=Xs(0), x2=Xs(1), y1=Ys(0), y2=Ys(0), stroke=FG2))
-        dots.append(el("line", x1=Xs(0), x2=Xs(0), y1=Ys(0), y2=Ys(1), stroke=FG2))
-        dots.append(text(Xs(0.5), S - 2, f"density, {A['tag']} ({A['label']})"[:60], size=10, fill=FG2, text_anchor="middle"))
-        dots.append(
-            text(
-                10,
-                Ys(0.5),
-                f"density, {B['tag']} ({B['label']})"[:60],
-                size=10,
-                fill=FG2,
-                text_anchor="middle",
-                transform=f"rotate(-90 10 {Ys(0.5):g})",
-            )
-        )
-        on = lambda a, b: span[1] > span[0] and a < span[1] and b > span[0]
-        for x, y, a, b in sorted(p["points"], key=lambda q: on(q[2], q[3])):
-            sel = on(a, b)
-            dots.append(
-                el(
-                    "circle",
-                    cx=round(Xs(x), 1),
-                    cy=round(Ys(y), 1),
-                    r=round(1.6 + math.sqrt(b - a), 1),
-                    fill=MARKER if sel else CURVE,
-                    fill_opacity=0.9 if sel else 0.35,
-                )
-            )
-        right.part(Part(S, S, dots))
-    lp, rp = left.done(), right.done()
+        return right.done()
+    p = pairs[0]
+    A, B = rows_[p["a"]], rows_[p["b"]]
+    right.title(f"Spearman ρ = {fmt(p['rho'], 2)} over {p['n']} characters")
+    dots = [el("line", x1=Xs(0), y1=Ys(0), x2=Xs(1), y2=Ys(1), stroke=GRIDLINE, stroke_dasharray="2 3")]
+    for val in (0, 0.5, 1):
+        dots.append(el("line", x1=Xs(val), x2=Xs(val), y1=Ys(0), y2=Ys(0) + 4, stroke=FG2))
+        dots.append(el("line", x1=Xs(0) - 4, x2=Xs(0), y1=Ys(val), y2=Ys(val), stroke=FG2))
+        dots.append(text(Xs(val), Ys(0) + 14, fmt(val), size=10, fill=FG2, text_anchor="middle"))
+        dots.append(text(Xs(0) - 6, Ys(val) + 3, fmt(val), size=10, fill=FG2, text_anchor="end"))
+    dots.append(el("line", x1=Xs(0), x2=Xs(1), y1=Ys(0), y2=Ys(0), stroke=FG2))
+    dots.append(el("line", x1=Xs(0), x2=Xs(0), y1=Ys(0), y2=Ys(1), stroke=FG2))
+    dots.append(text(Xs(0.5), S - 2, f"density, {A['tag']} ({A['label']})"[:60], size=10, fill=FG2, text_anchor="middle"))
+    y_title = f"density, {B['tag']} ({B['label']})"[:60]
+    dots.append(text(10, Ys(0.5), y_title, size=10, fill=FG2, text_anchor="middle", transform=f"rotate(-90 10 {Ys(0.5):g})"))
+    on = lambda a, b: span[1] > span[0] and a < span[1] and b > span[0]
+    for x, y, a, b in sorted(p["points"], key=lambda q: on(q[2], q[3])):
+        paint = {"fill": MARKER, "fill_opacity": 0.9} if on(a, b) else {"fill": CURVE, "fill_opacity": 0.35}
+        dots.append(el("circle", cx=round(Xs(x), 1), cy=round(Ys(y), 1), r=round(1.6 + math.sqrt(b - a), 1), **paint))
+    right.part(Part(S, S, dots))
+    return right.done()
+
+
+def compare(widget: Any, gid: str) -> Part:
+    """The comparison: each result's key, the rows of every line of characters, the legend and the selection;
+    beside them the scatter."""
+    d = widget.data
+    chars: list[str] = d["chars"]
+    cw = [int(c) for c in d["cw"]]
+    rows_, span = d["rows"], list(getattr(widget, "span", [0, 0]))
+    measure, how = getattr(widget, "measure", "density"), getattr(widget, "colour_scale", "fitted")
+    values = lambda r: r.get("measures", {}).get(measure, r["density"])
+    bounds = colour_range([x for r in rows_ for x in values(r)], measure, how)  # one scale for every row
+    colour = lambda r, i: map_colours("strip", scale_position(values(r)[i], bounds, measure))
+    cols = min(LAYOUT["compare_columns"], max(12, columns("".join(chars))))
+    left = Flow(max(360.0, (cols + 4) * COL))
+    left.title(f"The same text ({len(chars)} characters) in {len(rows_)} results, aligned by characters")
+    for r in rows_:
+        left.lines(f"{r['tag']}  {r['label']} — {len(r['tokens'])} tokens, mean density {fmt(r['mean'])}", size=12, gap=0)
+    left.y += 6
+    for a0, b0 in line_breaks(chars, cw, cols, d.get("bk") or "1" * (len(chars) + 1)):
+        x0 = {a0: 0}
+        for c in range(a0, b0):
+            x0[c + 1] = x0[c] + cw[c]
+        for r in rows_:
+            left.part(_compare_row(r, chars, x0, (a0, b0), span, left.width, colour), gap=2)
+        left.y += 6
+    label = MEASURES.get(measure, {"label": measure})["label"]
+    left.part(gradient_bar(gid + "v", label, fmt_measure(bounds[0], measure), fmt_measure(bounds[1], measure)))
+    left.lines(f"one scale for every row, {scale_note_of(how, False)}", size=11, fill=FG2)
+    if span[1] > span[0]:
+        left.lines(f"Selected “{show_text(''.join(chars[span[0] : span[1]]))}” (characters {span[0]}–{span[1]}).", size=12)
+    lp, rp = left.done(), _compare_scatter(rows_, d["pairs"], span)
     return Part(lp.width + GAP + rp.width, max(lp.height, rp.height), [lp.at(0, 0), rp.at(lp.width + GAP, 0)])
 
 
@@ -736,7 +774,7 @@ def render(widget: Any) -> str:
         make = {"slider": lambda: slider(v), "preview": lambda: preview(v), "grid": lambda: head_grid(v, gid)}
         parts = [make[p]() for p in (["slider", "preview", "grid"] if view == "live" and v.roots else below)]
         strip_shown = view in ("explorer", "strip", "live")
-        width = max(700.0 if strip_shown else 0.0, sum(p.width for p in parts) + GAP * (len(parts) - 1))
+        width = max(LAYOUT["strip_columns"] * COL + 4 if strip_shown else 0.0, sum(p.width for p in parts) + GAP * (len(parts) - 1))
         flow = Flow(width)
         if view == "live":
             flow.part(status(widget, width), gap=10)
@@ -750,7 +788,7 @@ def render(widget: Any) -> str:
     doc = (
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}" role="img" '
         f'font-family={quoteattr(SANS)} font-size="{SIZE}"><title>{_xml_text(title)}</title>'
-        f"<defs>{gradient_def(gid + 'v', VIRIDIS)}{gradient_def(gid + 'c', CIVIDIS)}</defs>"
+        f"<defs>{gradient_def(gid + 'v', stops('strip'))}{gradient_def(gid + 'c', stops('shares'))}</defs>"
         f"{el('rect', width=w, height=h, fill=BG)}{content.at(8, 8)}</svg>"
     )
     return doc.replace("{ID}", hashlib.sha1(doc.encode()).hexdigest()[:8])

@@ -1,41 +1,40 @@
 // density_nb corpus dashboard: density distribution with a brush, density against a column with Spearman ρ,
 // mean TV curve with its 25–75 % band (phases marked), composition against s beside its base rate, layer × head
 // inclusion frequency, two runs' per-prompt scatter, the selection's passages; all linked here, in the browser.
+// Each panel is a function of the dashboard's context (dashboardContext) returning {el, update}; makeDashboard
+// lays them out and redraws them together.
 // Plain ESM, no dependencies, no network. Text from the data is only ever set with textContent.
-// static/common.js (colour maps, DOM helpers) and static/export.js (addExportButtons) come first in the
-// same module (widgets/_export.esm).
 // Model traits: data (dict: the whole run's aggregates and the layout of ``arrays``), arrays (bytes: per-passage
-// quantised arrays, see widgets/_dashboard.py), measure, column, head_size, brush (the selection), opened.
+// quantised arrays, see views/dashboard_state.py), measure, column, head_size, brush (the selection), opened;
+// _common and _theme (static/common.js, static/theme.json).
 
-const PART_LABELS = {
-  attention: "attention", mlp: "MLP", residual: "residual",
-  depth_q1: "layers, 1st quarter", depth_q2: "2nd quarter", depth_q3: "3rd quarter", depth_q4: "4th quarter",
-};
-
-// ---- formatting and DOM helpers (text is always set with textContent) ----------------------------------
-const fin = (x) => x !== null && x !== undefined && Number.isFinite(x);
-const fmt = (x, d = 3) => (fin(x) ? Number(x.toPrecision(d)).toString() : "–");
-const fmtS = (v) => {
-  if (!fin(v)) return "–";
-  if (v >= 0.01) return Number(v.toPrecision(2)).toString();
-  const [m, e] = v.toExponential(0).split("e");
-  return `${m}e${Number(e)}`;
-};
-const fmtInt = (n) => (fin(n) ? Math.round(n).toLocaleString("en-US") : "–");
-function viridis(t) {
-  const c = fin(t) ? interp(VIRIDIS, t) : null;
-  return c ? rgb(c) : "transparent";
+// ---- static/common.js: the module every view shares ------------------------------------------------------
+let addExportButtons, asBytes, button, fin, fmt, fmtInt, fmtS, gradientCss, h, mapColours, measureSpec, quantile, s, showText, spearman, themeLabel;
+let loaded = "";
+/** Import static/common.js from the `_common` trait (anywidget re-sends it when the file is saved, as `_esm`)
+ * and use the `_theme` trait's theme; true when either changed since the last call. */
+async function loadCommon(model) {
+  const text = model.get("_common"), key = text + model.get("_theme");
+  if (key === loaded) return false;
+  const C = await importText(text);
+  C.useTheme(model.get("_theme"));
+  ({ addExportButtons, asBytes, button, fin, fmt, fmtInt, fmtS, gradientCss, h, mapColours, measureSpec, quantile, s, showText, spearman, label: themeLabel } = C);
+  loaded = key;
+  return true;
 }
+/** ESM source as a module, as anywidget imports `_esm`: from a Blob URL, or from a data: URL on a page whose
+ * policy admits scripts from data: and not blob: (the standalone HTML, views/explorer.py). */
+function importText(text) {
+  const policy = document.querySelector("meta[http-equiv='Content-Security-Policy']")?.content ?? "";
+  const dataOnly = /script-src[^;]*data:/.test(policy) && !/script-src[^;]*blob:/.test(policy);
+  return import(dataOnly ? `data:text/javascript;charset=utf-8,${encodeURIComponent(text)}` : URL.createObjectURL(new Blob([text], { type: "text/javascript" })));
+}
+
+const PARTS_ORDER = ["attention", "mlp", "residual", "depth_q1", "depth_q2", "depth_q3", "depth_q4"];
+const BINS = 30; // bars of the distribution
+const SHOW = 5; // the sparsest and the densest passages listed
 
 // ---- the binary arrays ----------------------------------------------------------------------------------
-function asBytes(v) {
-  if (!v) return new Uint8Array(0);
-  if (v instanceof Uint8Array) return v;
-  if (v instanceof DataView) return new Uint8Array(v.buffer, v.byteOffset, v.byteLength);
-  if (v instanceof ArrayBuffer) return new Uint8Array(v);
-  if (v.buffer instanceof ArrayBuffer) return new Uint8Array(v.buffer, v.byteOffset || 0, v.byteLength);
-  return new Uint8Array(0);
-}
 /** The zlib-compressed trait inflated (the browser's own DecompressionStream). */
 async function inflate(bytes) {
   if (!bytes.length) return bytes;
@@ -53,40 +52,9 @@ function unpack(bytes, layout) {
   }
   return out;
 }
-/** Share from the MLP / residual log code (widgets/_data.py encode_shares). */
+/** Share from the MLP / residual log code (views/data.py encode_shares). */
 const logShare = (c, floor) => (c === 0 ? 0 : c === 255 ? 1 : Math.pow(10, Math.log10(floor) * (254 - c) / 253));
 
-// ---- statistics -------------------------------------------------------------------------------------------
-/** Average ranks (ties share the mean rank), as scipy.stats.rankdata. */
-function ranks(v) {
-  const idx = Array.from(v.keys()).sort((a, b) => v[a] - v[b]);
-  const r = new Float64Array(v.length);
-  for (let i = 0; i < idx.length;) {
-    let j = i;
-    while (j + 1 < idx.length && v[idx[j + 1]] === v[idx[i]]) j++;
-    for (let k = i; k <= j; k++) r[idx[k]] = (i + j) / 2 + 1;
-    i = j + 1;
-  }
-  return r;
-}
-/** Spearman ρ of the finite pairs (as density_nb.stats.spearman): {rho, n}; rho null when undefined. */
-function spearman(x, y) {
-  const xs = [], ys = [];
-  for (let i = 0; i < x.length; i++) if (Number.isFinite(x[i]) && Number.isFinite(y[i])) { xs.push(x[i]); ys.push(y[i]); }
-  const n = xs.length;
-  if (n < 3) return { rho: null, n };
-  const rx = ranks(xs), ry = ranks(ys);
-  const mx = (n + 1) / 2;
-  let sxy = 0, sxx = 0, syy = 0;
-  for (let i = 0; i < n; i++) { const a = rx[i] - mx, b = ry[i] - mx; sxy += a * b; sxx += a * a; syy += b * b; }
-  return { rho: sxx > 0 && syy > 0 ? sxy / Math.sqrt(sxx * syy) : null, n };
-}
-/** numpy.quantile (linear) of a sorted array. */
-function quantile(sorted, q) {
-  if (!sorted.length) return NaN;
-  const pos = (sorted.length - 1) * q, i = Math.floor(pos), f = pos - i;
-  return i + 1 < sorted.length ? sorted[i] + (sorted[i + 1] - sorted[i]) * f : sorted[i];
-}
 
 // ---- a small SVG chart frame -----------------------------------------------------------------------------
 /** {svg, plot, X, Y, W, H}: axes with ticks and titles; ``xlog`` puts x on log10. */
@@ -105,7 +73,7 @@ function frame({ width = 420, height = 220, x, y, xlog = false, xTitle = "", yTi
   }
   for (const v of xTicks || []) {
     axes.appendChild(s("line", { x1: X(v), x2: X(v), y1: m.t + H, y2: m.t + H + 3, class: "dnb-axis" }));
-    axes.appendChild(s("text", { x: X(v), y: m.t + H + 13, "text-anchor": "middle" }, xlog ? fmtS(v) : fmt(v, 3)));
+    axes.appendChild(s("text", { x: X(v), y: m.t + H + 13, "text-anchor": "middle" }, xlog ? fmtS(v, 2) : fmt(v, 3)));
   }
   axes.appendChild(s("line", { x1: m.l, x2: m.l + W, y1: m.t + H, y2: m.t + H, class: "dnb-axis" }));
   axes.appendChild(s("line", { x1: m.l, x2: m.l, y1: m.t, y2: m.t + H, class: "dnb-axis" }));
@@ -116,11 +84,11 @@ function frame({ width = 420, height = 220, x, y, xlog = false, xTitle = "", yTi
   svg.appendChild(plot);
   return { svg, plot, X, Y, W, H, m, width, height };
 }
-/** Evenly spaced "nice" ticks over [lo, hi]. */
-function niceTicks(lo, hi, count = 5) {
+/** Evenly spaced "nice" ticks over [lo, hi] (``integer``: whole numbers only, for counts). */
+function niceTicks(lo, hi, count = 5, integer = false) {
   if (!(hi > lo)) return [lo];
-  const step0 = (hi - lo) / count, mag = Math.pow(10, Math.floor(Math.log10(step0)));
-  const step = [1, 2, 2.5, 5, 10].map((f) => f * mag).find((st) => st >= step0) || step0;
+  const step0 = (hi - lo) / count, mag = Math.max(integer ? 1 : 0, Math.pow(10, Math.floor(Math.log10(step0))));
+  const step = (integer ? [1, 2, 5, 10] : [1, 2, 2.5, 5, 10]).map((f) => f * mag).find((st) => st >= step0) || step0;
   const out = [];
   for (let v = Math.ceil(lo / step) * step; v <= hi + step * 1e-9; v += step) out.push(Number(v.toPrecision(12)));
   return out;
@@ -183,28 +151,94 @@ function dragBox(fr, { horizontalOnly = false, onMove, onEnd, onClick }) {
   return rect;
 }
 
-// ---- the dashboard ------------------------------------------------------------------------------------------
-function makeDashboard(model, bytes) {
+/** [lo, hi] of the finite values, padded by 2 % (a flat or empty column gets a small range). */
+function extent(values) {
+  let lo = Infinity, hi = -Infinity;
+  for (const v of values) if (Number.isFinite(v)) { lo = Math.min(lo, v); hi = Math.max(hi, v); }
+  if (!(hi > lo)) { lo = fin(lo) ? lo - 0.01 : 0; hi = lo + 0.02; }
+  const pad = (hi - lo) * 0.02;
+  return [lo - pad, hi + pad];
+}
+/** Grey bands (and labels) over the papers' construction and refinement ranges of s. */
+function phaseBands(fr, phases, showLabels = true) {
+  for (const [name, [a, b]] of Object.entries(phases || {})) {
+    fr.plot.appendChild(s("rect", { x: fr.X(a), y: fr.m.t, width: fr.X(b) - fr.X(a), height: fr.H, class: `dnb-d-phase dnb-d-phase-${name}` }));
+    if (showLabels) fr.plot.appendChild(s("text", { x: (fr.X(a) + fr.X(b)) / 2, y: fr.m.t + fr.H - 5, "text-anchor": "middle", class: "dnb-d-phase-label" }, name));
+  }
+}
+/** A legend entry: a key of class ``cls`` and its text. */
+function legendKey(cls, text) {
+  const li = h("span", "dnb-li");
+  li.append(h("span", `dnb-key ${cls}`), h("span", "", text));
+  return li;
+}
+/** A section of the dashboard (class ``cls``, named ``aria``) with an ``update`` to fill in. */
+function panel(cls, aria) {
+  const el = h("section", `dnb-part dnb-d-panel ${cls}`);
+  el.setAttribute("aria-label", aria);
+  return { el, update() {} };
+}
+/** ``fn`` at most once per animation frame, with the latest arguments; ``.cancel()`` drops a pending call. */
+function throttle(fn) {
+  let pending = null, frameId = 0;
+  const call = (...args) => {
+    if (pending === null) frameId = requestAnimationFrame(() => { const a = pending; pending = null; fn(...a); });
+    pending = args;
+  };
+  call.cancel = () => { if (pending !== null) cancelAnimationFrame(frameId); pending = null; };
+  return call;
+}
+
+// ---- the dashboard's context: data, columns, selection, brush ----------------------------------------------
+/** What every panel reads: the data, the unpacked arrays, the current measure and column, the selection state
+ * ``st`` (sel: Int32Array of selected passage indices, null when none is brushed; detail: the picked passage),
+ * and what every panel may do: set the brush, pick a passage, redraw the others (``drawAll``, set by makeDashboard). */
+function dashboardContext(model, bytes) {
   const d = model.get("data") || {};
   const A = unpack(bytes, d.layout);
-  const N = d.n || 0, G = (d.grid || []).length, K = (d.sizes || []).length;
+  const N = d.n || 0;
   const names = [...(d.measures || []).map((m) => m.key), ...(d.columns || []).map((c) => c.key)];
-  const col = (key) => {
-    const i = names.indexOf(key);
-    return i < 0 ? new Float32Array(N).fill(NaN) : A.cols.subarray(i * N, (i + 1) * N);
+  const ctx = {
+    model, d, A, N, names,
+    G: (d.grid || []).length, K: (d.sizes || []).length,
+    offline: !model.widget_manager, // the standalone page has no kernel to trace a passage
+    st: { sel: null, detail: -1, cleared: "" },
+    col(key) {
+      const i = names.indexOf(key);
+      return i < 0 ? new Float32Array(N).fill(NaN) : A.cols.subarray(i * N, (i + 1) * N);
+    },
+    label: (key) => [...(d.measures || []), ...(d.columns || [])].find((c) => c.key === key)?.label || key,
+    measure: () => (names.includes(model.get("measure")) ? model.get("measure") : names[0]),
+    column: () => ((d.columns || []).some((c) => c.key === model.get("column")) ? model.get("column") : (d.columns || [])[0]?.key),
+    /** The passages a brush selects (bounds inclusive, on the float32 values the page holds); null for none. */
+    selectionOf(b) {
+      if (!b || !b.kind) return null;
+      const out = [];
+      if (b.kind === "range") {
+        const v = ctx.col(b.measure);
+        const lo = Math.fround(b.lo), hi = Math.fround(b.hi);
+        for (let i = 0; i < N; i++) if (v[i] >= lo && v[i] <= hi) out.push(i);
+      } else if (b.kind === "box") {
+        const x = ctx.col(b.column), y = ctx.col(b.measure);
+        const [x0, x1] = b.x.map(Math.fround), [y0, y1] = b.y.map(Math.fround);
+        for (let i = 0; i < N; i++) if (x[i] >= x0 && x[i] <= x1 && y[i] >= y0 && y[i] <= y1) out.push(i);
+      }
+      return Int32Array.from(out);
+    },
+    setBrush(b, save = true) {
+      model.set("brush", b);
+      if (save) model.save_changes();
+    },
+    drawAll: () => {},
+    pick: () => {},
   };
-  const label = (key) => [...(d.measures || []), ...(d.columns || [])].find((c) => c.key === key)?.label || key;
-  const offline = !model.widget_manager; // the standalone page has no kernel to trace a passage
-  const st = { sel: null, detail: -1 }; // sel: Int32Array of selected passage indices (null: none brushed)
-  const measure = () => (names.includes(model.get("measure")) ? model.get("measure") : names[0]);
-  const column = () => ((d.columns || []).some((c) => c.key === model.get("column")) ? model.get("column") : (d.columns || [])[0]?.key);
+  return ctx;
+}
 
-  const el = h("div", "dnb-d");
-  const live = h("div", "dnb-d-sr");
-  live.setAttribute("aria-live", "polite");
-
-  // ---- header: title, measure toggle, selection summary --------------------------------------------------
-  const head = h("div", "dnb-d-head");
+// ---- header: title, measure toggle, selection summary -------------------------------------------------------
+function headerPanel(ctx) {
+  const { d, model, N, st } = ctx;
+  const el = h("div", "dnb-d-head");
   const title = h("div", "dnb-title", d.title || "corpus run");
   const controls = h("div", "dnb-controls");
   const toggle = h("div", "dnb-toggle");
@@ -218,35 +252,24 @@ function makeDashboard(model, bytes) {
   });
   const selText = h("span", "dnb-d-seltext");
   const clear = button("dnb-btn dnb-d-clear", "Clear selection", "Clear the selection (Escape)");
-  clear.addEventListener("click", () => setBrush({}));
+  clear.addEventListener("click", () => ctx.setBrush({}));
   controls.append(h("span", "dnb-controls-label", "Measure"), toggle, selText, clear);
-  head.append(title, controls);
-  for (const note of d.notes || []) head.appendChild(h("div", "dnb-d-note", note));
+  el.append(title, controls);
+  for (const note of d.notes || []) el.appendChild(h("div", "dnb-d-note", note));
+  const update = () => {
+    for (const [k, b] of measureBtns) b.setAttribute("aria-pressed", k === ctx.measure() ? "true" : "false");
+    selText.textContent = st.sel ? `${fmtInt(st.sel.length)} of ${fmtInt(N)} passages selected`
+      : `${fmtInt(N)} passages, none selected${st.cleared ? ` (${st.cleared})` : ""}`;
+    clear.disabled = !st.sel;
+  };
+  return { el, update };
+}
 
-  // ---- brush ----------------------------------------------------------------------------------------------
-  function selectionOf(b) {
-    if (!b || !b.kind) return null;
-    const out = [];
-    if (b.kind === "range") {
-      const v = col(b.measure);
-      const lo = Math.fround(b.lo), hi = Math.fround(b.hi);
-      for (let i = 0; i < N; i++) if (v[i] >= lo && v[i] <= hi) out.push(i);
-    } else if (b.kind === "box") {
-      const x = col(b.column), y = col(b.measure);
-      const [x0, x1] = b.x.map(Math.fround), [y0, y1] = b.y.map(Math.fround);
-      for (let i = 0; i < N; i++) if (x[i] >= x0 && x[i] <= x1 && y[i] >= y0 && y[i] <= y1) out.push(i);
-    }
-    return Int32Array.from(out);
-  }
-  function setBrush(b, save = true) {
-    model.set("brush", b);
-    if (save) model.save_changes();
-  }
-
-  // ---- distribution ---------------------------------------------------------------------------------------
-  const BINS = 30;
-  const dist = { el: h("section", "dnb-part dnb-d-panel dnb-d-dist") };
-  dist.el.setAttribute("aria-label", "Density distribution");
+// ---- distribution ----------------------------------------------------------------------------------------------
+/** The measure's histogram over the run (and the selection), brushed by a drag or by its two range inputs. */
+function distributionPanel(ctx) {
+  const { model, N, st, col, label } = ctx;
+  const dist = panel("dnb-d-dist", "Density distribution");
   dist.el.appendChild(h("div", "dnb-d-h", "Density distribution — drag to select passages"));
   const distBox = h("div");
   const sliders = h("div", "dnb-d-sliders");
@@ -262,33 +285,26 @@ function makeDashboard(model, bytes) {
   };
   const loR = mkRange("from"), hiR = mkRange("to");
   dist.el.append(distBox, sliders);
-  const extent = (key) => {
-    let lo = Infinity, hi = -Infinity;
-    for (const v of col(key)) if (Number.isFinite(v)) { lo = Math.min(lo, v); hi = Math.max(hi, v); }
-    if (!(hi > lo)) { lo = fin(lo) ? lo - 0.01 : 0; hi = lo + 0.02; }
-    const pad = (hi - lo) * 0.02;
-    return [lo - pad, hi + pad];
-  };
-  const edges = (key) => { const [lo, hi] = extent(key); return Array.from({ length: BINS + 1 }, (_, i) => lo + ((hi - lo) * i) / BINS); };
+  const edges = (key) => { const [lo, hi] = extent(col(key)); return Array.from({ length: BINS + 1 }, (_, i) => lo + ((hi - lo) * i) / BINS); };
   const sliderBrush = () => {
-    const e = edges(measure());
+    const e = edges(ctx.measure());
     const a = Math.min(+loR.input.value, +hiR.input.value), b = Math.max(+loR.input.value, +hiR.input.value);
-    if (a === 0 && b === BINS) setBrush({});
-    else setBrush({ kind: "range", measure: measure(), lo: e[a], hi: e[b] });
+    if (a === 0 && b === BINS) ctx.setBrush({});
+    else ctx.setBrush({ kind: "range", measure: ctx.measure(), lo: e[a], hi: e[b] });
   };
   loR.input.setAttribute("aria-label", "Select passages with density from this bin edge");
   hiR.input.setAttribute("aria-label", "Select passages with density up to this bin edge");
   loR.input.addEventListener("change", sliderBrush);
   hiR.input.addEventListener("change", sliderBrush);
   dist.update = () => {
-    const key = measure(), v = col(key), e = edges(key);
+    const key = ctx.measure(), v = col(key), e = edges(key);
     const lo = e[0], hi = e[BINS], w = (hi - lo) / BINS;
     const all = new Array(BINS).fill(0), sel = new Array(BINS).fill(0);
     const bin = (x) => Math.min(BINS - 1, Math.max(0, Math.floor((x - lo) / w)));
     for (let i = 0; i < N; i++) if (Number.isFinite(v[i])) all[bin(v[i])]++;
     if (st.sel) for (const i of st.sel) if (Number.isFinite(v[i])) sel[bin(v[i])]++;
     const top = Math.max(1, ...all);
-    const fr = frame({ x: [lo, hi], y: [0, top * 1.05], xTitle: label(key), yTitle: "passages", xTicks: niceTicks(lo, hi, 5), yTicks: niceTicks(0, top, 4),
+    const fr = frame({ x: [lo, hi], y: [0, top * 1.05], xTitle: label(key), yTitle: "passages", xTicks: niceTicks(lo, hi, 5), yTicks: niceTicks(0, top, 4, true),
       label: `Histogram of the ${label(key)} over ${fmtInt(N)} passages${st.sel ? `; ${fmtInt(st.sel.length)} selected` : ""}` });
     all.forEach((c, i) => c && fr.plot.appendChild(s("rect", { x: fr.X(lo + i * w) + 0.5, y: fr.Y(c), width: Math.max(0.5, fr.X(lo + w) - fr.X(lo) - 1), height: fr.Y(0) - fr.Y(c), class: st.sel ? "dnb-d-bar-all dnb-d-dim" : "dnb-d-bar-all" })));
     if (st.sel) sel.forEach((c, i) => c && fr.plot.appendChild(s("rect", { x: fr.X(lo + i * w) + 0.5, y: fr.Y(c), width: Math.max(0.5, fr.X(lo + w) - fr.X(lo) - 1), height: fr.Y(0) - fr.Y(c), class: "dnb-d-bar-sel" })));
@@ -297,8 +313,8 @@ function makeDashboard(model, bytes) {
       fr.plot.appendChild(s("rect", { x: fr.X(Math.max(lo, b.lo)), y: fr.m.t, width: Math.max(1, fr.X(Math.min(hi, b.hi)) - fr.X(Math.max(lo, b.lo))), height: fr.H, class: "dnb-d-brushed" }));
     }
     const invert = (px) => lo + ((px - fr.m.l) / fr.W) * (hi - lo);
-    const preview = throttle((bx) => { st.sel = selectionOf({ kind: "range", measure: key, lo: invert(bx.x0), hi: invert(bx.x1) }); drawAll(false, dist); });
-    const end = (b2) => { preview.cancel(); setBrush(b2); };
+    const preview = throttle((bx) => { st.sel = ctx.selectionOf({ kind: "range", measure: key, lo: invert(bx.x0), hi: invert(bx.x1) }); ctx.drawAll(false, dist); });
+    const end = (b2) => { preview.cancel(); ctx.setBrush(b2); };
     dragBox(fr, { horizontalOnly: true, onMove: preview, onEnd: (bx) => end({ kind: "range", measure: key, lo: invert(bx.x0), hi: invert(bx.x1) }), onClick: () => end({}) });
     distBox.replaceChildren(fr.svg);
     const idx = (x) => Math.max(0, Math.min(BINS, Math.round((x - lo) / w)));
@@ -307,10 +323,14 @@ function makeDashboard(model, bytes) {
     loR.out.textContent = fmt(e[a], 3); hiR.out.textContent = fmt(e[c], 3);
     loR.input.setAttribute("aria-valuetext", fmt(e[a], 3)); hiR.input.setAttribute("aria-valuetext", fmt(e[c], 3));
   };
+  return dist;
+}
 
-  // ---- density against a column ------------------------------------------------------------------------------
-  const sc = { el: h("section", "dnb-part dnb-d-panel dnb-d-scatter") };
-  sc.el.setAttribute("aria-label", "Density against a column");
+// ---- density against a column ------------------------------------------------------------------------------
+/** One point per passage, the measure against a column, brushed by a box; a click picks the nearest passage. */
+function scatterPanel(ctx) {
+  const { d, model, N, st, col, label } = ctx;
+  const sc = panel("dnb-d-scatter", "Density against a column");
   const scHead = h("div", "dnb-d-h");
   const colSel = h("select", "dnb-d-select");
   colSel.setAttribute("aria-label", "Column on the x axis");
@@ -322,11 +342,11 @@ function makeDashboard(model, bytes) {
   const scBox = h("div");
   sc.el.append(scHead, scBox, rhoLine);
   sc.update = () => {
-    const key = column(), mk = measure();
+    const key = ctx.column(), mk = ctx.measure();
     if (!key) { scBox.replaceChildren(h("div", "dnb-d-note", "This run has no columns to plot density against.")); return; }
     colSel.value = key;
     const x = col(key), y = col(mk);
-    const [x0, x1] = extent(key), [y0, y1] = extent(mk);
+    const [x0, x1] = extent(col(key)), [y0, y1] = extent(col(mk));
     const fr = frame({ x: [x0, x1], y: [y0, y1], xTitle: label(key), yTitle: label(mk), xTicks: niceTicks(x0, x1, 5), yTicks: niceTicks(y0, y1, 4),
       label: `Scatter of the ${label(mk)} against the ${label(key)}, one point per passage` });
     let all = "", sel = "";
@@ -346,10 +366,10 @@ function makeDashboard(model, bytes) {
     }
     const ix = (px) => x0 + ((px - fr.m.l) / fr.W) * (x1 - x0), iy = (py) => y0 + ((fr.m.t + fr.H - py) / fr.H) * (y1 - y0);
     const boxOf = (bx) => ({ kind: "box", measure: mk, column: key, x: [ix(bx.x0), ix(bx.x1)], y: [iy(bx.y1), iy(bx.y0)] });
-    const preview = throttle((bx) => { st.sel = selectionOf(boxOf(bx)); drawAll(false, sc); });
+    const preview = throttle((bx) => { st.sel = ctx.selectionOf(boxOf(bx)); ctx.drawAll(false, sc); });
     dragBox(fr, {
       onMove: preview,
-      onEnd: (bx) => { preview.cancel(); setBrush(boxOf(bx)); },
+      onEnd: (bx) => { preview.cancel(); ctx.setBrush(boxOf(bx)); },
       onClick: ([px, py]) => {
         preview.cancel();
         let best = -1, dist2 = 100;
@@ -358,7 +378,7 @@ function makeDashboard(model, bytes) {
           const dx = fr.X(x[i]) - px, dy = fr.Y(y[i]) - py, q = dx * dx + dy * dy;
           if (q < dist2) { dist2 = q; best = i; }
         }
-        if (best >= 0) pick(best); else setBrush({});
+        if (best >= 0) ctx.pick(best); else ctx.setBrush({});
       },
     });
     scBox.replaceChildren(fr.svg);
@@ -370,16 +390,14 @@ function makeDashboard(model, bytes) {
     );
     rhoLine.dataset.rhoSel = now && fin(now.rho) ? String(now.rho) : "";
   };
+  return sc;
+}
 
-  // ---- mean TV curve --------------------------------------------------------------------------------------------
+// ---- mean TV curve -------------------------------------------------------------------------------------------
+/** The run's mean TV against s with its 25–75 % band, the selection's, the picked passage's curve, the phases. */
+function curvePanel(ctx) {
+  const { d, A, G, st } = ctx;
   const grid = d.grid || [];
-  const phaseBands = (fr, showLabels = true) => {
-    const ph = d.phases || {};
-    for (const [name, [a, b]] of Object.entries(ph)) {
-      fr.plot.appendChild(s("rect", { x: fr.X(a), y: fr.m.t, width: fr.X(b) - fr.X(a), height: fr.H, class: `dnb-d-phase dnb-d-phase-${name}` }));
-      if (showLabels) fr.plot.appendChild(s("text", { x: (fr.X(a) + fr.X(b)) / 2, y: fr.m.t + fr.H - 5, "text-anchor": "middle", class: "dnb-d-phase-label" }, name));
-    }
-  };
   const tvOf = (i, g) => { const c = A.tv[i * G + g]; return c === 255 ? NaN : c / 254; };
   function selCurve(idx) {
     const mean = [], q25 = [], q75 = [];
@@ -392,8 +410,7 @@ function makeDashboard(model, bytes) {
     }
     return { mean, q25, q75 };
   }
-  const cv = { el: h("section", "dnb-part dnb-d-panel dnb-d-curve") };
-  cv.el.setAttribute("aria-label", "Mean TV curve");
+  const cv = panel("dnb-d-curve", "Mean TV curve");
   cv.el.appendChild(h("div", "dnb-d-h", "Mean TV against subgraph size, 25–75 % band"));
   const cvBox = h("div"), cvLegend = h("div", "dnb-chart-legend");
   cv.el.append(cvBox, cvLegend);
@@ -402,7 +419,7 @@ function makeDashboard(model, bytes) {
     const fr = frame({ x: [grid[0], 1], y: [0, 1], xlog: true, xTitle: "subgraph size s (share of edges, log)", yTitle: "TV to the full model",
       xTicks: [1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1], yTicks: [0, 0.25, 0.5, 0.75, 1],
       label: `Mean TV against s for the whole run${st.sel ? " and the selection" : ""}, with the construction and refinement phases marked` });
-    phaseBands(fr);
+    phaseBands(fr, d.phases);
     const dim = st.sel ? " dnb-d-dim" : "";
     fr.plot.appendChild(s("path", { d: bandPath(grid, c.q25 || [], c.q75 || [], fr.X, fr.Y), class: `dnb-d-band-all${dim}` }));
     fr.plot.appendChild(s("path", { d: linePath(grid, c.mean || [], fr.X, fr.Y), class: `dnb-d-line-all${dim}` }));
@@ -416,17 +433,20 @@ function makeDashboard(model, bytes) {
     if (st.detail >= 0) fr.plot.appendChild(s("path", { d: linePath(grid, grid.map((_, g) => tvOf(st.detail, g)), fr.X, fr.Y), class: "dnb-d-line-one" }));
     cvBox.replaceChildren(fr.svg);
     cvBox.dataset.selMean = selMean ? JSON.stringify(selMean.map((v) => (fin(v) ? Number(v.toFixed(4)) : null))) : "";
-    const key = (cls, text) => { const li = h("span", "dnb-li"); li.append(h("span", `dnb-key ${cls}`), h("span", "", text)); return li; };
-    cvLegend.replaceChildren(key("dnb-d-key-all", `whole run (${fmtInt(c.n)})`));
-    if (st.sel) cvLegend.appendChild(key("dnb-d-key-sel", `selection (${fmtInt(st.sel.length)})`));
-    if (st.detail >= 0) cvLegend.appendChild(key("dnb-d-key-one", `passage ${A.ids[st.detail]}`));
-    cvLegend.appendChild(key("dnb-d-key-phase", "phases: construction 1e-4–1e-2, refinement 1e-2–1"));
+    cvLegend.replaceChildren(legendKey("dnb-d-key-all", `whole run (${fmtInt(c.n)})`));
+    if (st.sel) cvLegend.appendChild(legendKey("dnb-d-key-sel", `selection (${fmtInt(st.sel.length)})`));
+    if (st.detail >= 0) cvLegend.appendChild(legendKey("dnb-d-key-one", `passage ${A.ids[st.detail]}`));
+    cvLegend.appendChild(legendKey("dnb-d-key-phase", "phases: construction 1e-4–1e-2, refinement 1e-2–1"));
   };
+  return cv;
+}
 
-  // ---- composition ------------------------------------------------------------------------------------------------
+// ---- composition ----------------------------------------------------------------------------------------------
+/** Shares of attention, MLP and residual edges, and of each quarter of the layers, against s (run and selection). */
+function compositionPanel(ctx) {
+  const { d, A, K, st } = ctx;
   const comp = d.comp || {};
-  const cp = { el: h("section", "dnb-part dnb-d-panel dnb-d-comp") };
-  cp.el.setAttribute("aria-label", "Composition against s");
+  const cp = panel("dnb-d-comp", "Composition against s");
   cp.el.appendChild(h("div", "dnb-d-h", "Composition of the subgraph against s; dotted: the full graph's base rate"));
   const cpBox = h("div", "dnb-d-comp-charts"), cpLegend = h("div", "dnb-chart-legend");
   cp.el.append(cpBox, cpLegend);
@@ -454,7 +474,7 @@ function makeDashboard(model, bytes) {
       const fr = frame({ width: 270, height: 210, x: [d.sizes[0], 1], y: [0, 1], xlog: true, xTitle: "s (log)", yTitle: gname === "depth" ? "share by depth" : "share by kind",
         xTicks: [1e-5, 1e-3, 1e-1], yTicks: [0, 0.5, 1], label: `${gname === "depth" ? "Share of the subgraph's edges in each quarter of the layers" : "Share of attention, MLP and residual edges"} against s${st.sel ? ", whole run and selection" : ""}, with the full graph's base rate`,
         m: { l: 40, r: 8, t: 10, b: 32 } });
-      phaseBands(fr, false);
+      phaseBands(fr, d.phases, false);
       for (const p of parts) {
         const vals = comp.values[p], base = vals[vals.length - 1];
         fr.plot.appendChild(s("line", { x1: fr.m.l, x2: fr.m.l + fr.W, y1: fr.Y(base), y2: fr.Y(base), class: `dnb-d-base dnb-d-part-${p}` }));
@@ -467,23 +487,27 @@ function makeDashboard(model, bytes) {
       const li = h("span", "dnb-li");
       const sw = s("svg", { width: 22, height: 8, "aria-hidden": "true" });
       sw.appendChild(s("line", { x1: 1, x2: 21, y1: 4, y2: 4, class: `dnb-d-part dnb-d-part-sel dnb-d-part-${p}` }));
-      li.append(sw, h("span", "", PART_LABELS[p]));
+      li.append(sw, h("span", "", themeLabel("parts", p)));
       return li;
     };
     cpLegend.replaceChildren(...PARTS_ORDER.map(key));
     if (st.sel) cpLegend.appendChild(h("span", "dnb-li", "thick: selection; thin: whole run"));
   };
+  return cp;
+}
 
-  // ---- heads ---------------------------------------------------------------------------------------------------------
+// ---- heads ------------------------------------------------------------------------------------------------------
+/** Layer × head: the share of each head's edges kept at one of a few sizes, over the run or the selection. */
+function headsPanel(ctx) {
+  const { d, A, model, N, st } = ctx;
   const heads = d.heads || {};
-  const hd = { el: h("section", "dnb-part dnb-d-panel dnb-d-heads") };
-  hd.el.setAttribute("aria-label", "Layer × head inclusion frequency");
+  const hd = panel("dnb-d-heads", "Layer × head inclusion frequency");
   const hdHead = h("div", "dnb-d-h", "Share of each head's edges kept at s = ");
   const sizeBtns = h("div", "dnb-toggle");
   sizeBtns.setAttribute("role", "group");
   sizeBtns.setAttribute("aria-label", "Subgraph size of the head view");
   const sizeList = (heads.sizes || []).map((v, j) => {
-    const b = button("dnb-btn", fmtS(v), `Head view at s = ${fmtS(v)}`);
+    const b = button("dnb-btn", fmtS(v, 2), `Head view at s = ${fmtS(v, 2)}`);
     b.addEventListener("click", () => { model.set("head_size", j); model.save_changes(); });
     sizeBtns.appendChild(b);
     return b;
@@ -508,7 +532,7 @@ function makeDashboard(model, bytes) {
     g.style.gridTemplateColumns = `2.4em repeat(${Hh}, ${cell}px)`;
     g.setAttribute("role", "img");
     const best = freq.map((v, c) => [v, c]).filter(([v]) => fin(v)).sort((a, b) => b[0] - a[0]).slice(0, 3);
-    g.setAttribute("aria-label", `Share of each head's edges kept at s = ${fmtS(heads.sizes[j])}, mean over ${st.sel ? "the selection" : "the whole run"}; highest: ${best.map(([v, c]) => `layer ${Math.floor(c / Hh)} head ${c % Hh} ${fmt(v, 2)}`).join(", ")}`);
+    g.setAttribute("aria-label", `Share of each head's edges kept at s = ${fmtS(heads.sizes[j], 2)}, mean over ${st.sel ? "the selection" : "the whole run"}; highest: ${best.map(([v, c]) => `layer ${Math.floor(c / Hh)} head ${c % Hh} ${fmt(v, 2)}`).join(", ")}`);
     g.appendChild(h("span", "dnb-gh", ""));
     for (let k = 0; k < Hh; k++) g.appendChild(h("span", "dnb-gh", k % 2 === 0 || Hh <= 8 ? String(k) : ""));
     for (let l = 0; l < L; l++) {
@@ -517,7 +541,7 @@ function makeDashboard(model, bytes) {
         const v = freq[l * Hh + k];
         const c = h("span", "dnb-cell dnb-d-hcell");
         c.style.height = `${cell}px`;
-        c.style.background = viridis(v / top);
+        c.style.background = mapColours("heads", v / top)?.[0] ?? "transparent";
         c.title = `layer ${l}, head ${k}: ${fmt(v, 3)}`;
         g.appendChild(c);
       }
@@ -526,21 +550,25 @@ function makeDashboard(model, bytes) {
     const legend = h("div", "dnb-legend");
     legend.setAttribute("aria-hidden", "true");
     const bar = h("span", "dnb-legend-bar");
-    bar.style.backgroundImage = `linear-gradient(to right, ${VIRIDIS.map((c, i) => `rgb(${c.join(",")}) ${(100 * i) / (VIRIDIS.length - 1)}%`).join(", ")})`;
+    bar.style.backgroundImage = gradientCss("heads");
     legend.append(h("span", "", "0"), bar, h("span", "", fmt(top, 2)));
     hdBox.appendChild(legend);
     hdNote.textContent = `mean over ${st.sel ? `the selection (${fmtInt(st.sel.length)})` : `the whole run (${fmtInt(N)})`}; hover a cell for its value`;
   };
+  return hd;
+}
 
-  // ---- two runs ---------------------------------------------------------------------------------------------------------
+// ---- two runs -----------------------------------------------------------------------------------------------------
+/** The same prompts in two runs: one point per prompt, Spearman ρ for the run and the selection. */
+function comparePanel(ctx) {
+  const { d, A, N, st, col, label } = ctx;
   const cmpd = d.compare;
-  const cm = { el: h("section", "dnb-part dnb-d-panel dnb-d-compare") };
-  cm.el.setAttribute("aria-label", "Two runs compared prompt by prompt");
+  const cm = panel("dnb-d-compare", "Two runs compared prompt by prompt");
   const cmBox = h("div"), cmRho = h("div", "dnb-d-rho");
   if (cmpd) cm.el.append(h("div", "dnb-d-h", `Per prompt: ${cmpd.a} against ${cmpd.b}`), cmBox, cmRho);
   cm.update = () => {
     if (!cmpd) return;
-    const mk = measure(), mi = cmpd.measures.indexOf(mk);
+    const mk = ctx.measure(), mi = cmpd.measures.indexOf(mk);
     if (mi < 0 || !cmpd.n) { cmBox.replaceChildren(h("div", "dnb-d-note", cmpd.note || `The second run has no ${label(mk)}.`)); cmRho.replaceChildren(); return; }
     const M = cmpd.n, ia = A.cmp_a, b = A.cmp_b.subarray(mi * M, (mi + 1) * M), a = col(mk);
     const xs = Array.from(ia, (i) => a[i]);
@@ -569,25 +597,42 @@ function makeDashboard(model, bytes) {
       h("span", "dnb-d-rho-sel", now ? `selection: ${fmt(now.rho, 3)} (n = ${fmtInt(now.n)})` : "selection: –"),
     );
   };
+  return cm;
+}
 
-  // ---- the selection's passages and the picked one -------------------------------------------------------------------------
-  const ps = { el: h("section", "dnb-part dnb-d-panel dnb-d-passages") };
-  ps.el.setAttribute("aria-label", "Passages");
+/** A passage's words in the list: the end of its prompt, cut at its start so that the next word stays in view
+ * (or, where the run holds no text, the next token's name). */
+function passageWords(d, i) {
+  const out = h("span", "dnb-d-text");
+  const t = d.text?.[i];
+  if (t) {
+    const prompt = out.appendChild(h("span", "dnb-d-prompt"));
+    prompt.appendChild(h("bdi", "", t[0]));
+    out.appendChild(h("span", "dnb-d-word", ` ⟨${showText(t[1])}⟩`));
+  } else if (d.next) out.appendChild(h("span", "dnb-d-word", `⟨${showText(d.next[i])}⟩`));
+  return out;
+}
+
+// ---- the selection's passages and the picked one ------------------------------------------------------------------
+/** The sparsest and densest passages of the selection (or the run); the picked one's numbers, text and state. */
+function passagesPanel(ctx) {
+  const { d, A, model, N, st, col, label, names, offline } = ctx;
+  const ps = panel("dnb-d-passages", "Passages");
   const psHead = h("div", "dnb-d-h");
   const list = h("div", "dnb-d-list");
   list.setAttribute("role", "list");
   const detail = h("div", "dnb-d-detail");
   detail.setAttribute("aria-live", "polite");
   ps.el.append(psHead, list, detail);
-  const SHOW = 5;
   ps.update = () => {
-    const mk = measure(), v = col(mk), key = column(), x = col(key);
+    const mk = ctx.measure(), v = col(mk), key = ctx.column(), x = col(key);
     const idx = Array.from(st.sel || Array.from({ length: N }, (_, i) => i)).filter((i) => Number.isFinite(v[i])).sort((a, b) => v[a] - v[b]);
     psHead.textContent = `${st.sel ? "Selected" : "All"} passages (${fmtInt(idx.length)}): the ${SHOW} sparsest and the ${SHOW} densest — Enter or a click opens one`;
     const rows = idx.length <= 2 * SHOW ? idx : [...idx.slice(0, SHOW), -1, ...idx.slice(-SHOW)];
     const header = h("div", "dnb-d-prow dnb-d-phead");
     header.setAttribute("aria-hidden", "true");
-    header.append(h("span", "", "passage"), h("span", "dnb-d-num", mk === "density" ? "density" : "plateau-free"), h("span", "dnb-d-num", key ? SHORT[key] || key : ""), h("span", "", d.text ? "end of the prompt ⟨next word⟩" : ""));
+    const words = d.text ? "end of the prompt ⟨next word⟩" : d.next ? "⟨next token⟩ (the text is not shipped)" : "";
+    header.append(h("span", "", "passage"), h("span", "dnb-d-num", measureSpec(mk).short), h("span", "dnb-d-num", key ? themeLabel("columns", key)?.short ?? key : ""), h("span", "", words));
     list.replaceChildren(header);
     for (const i of rows) {
       if (i < 0) { list.appendChild(h("div", "dnb-d-gap", "…")); continue; }
@@ -595,11 +640,10 @@ function makeDashboard(model, bytes) {
       b.setAttribute("role", "listitem");
       b.dataset.index = String(i);
       b.append(h("span", "dnb-d-id", `#${A.ids[i]}`), h("span", "dnb-d-num", fmt(v[i], 3)), h("span", "dnb-d-num", key ? fmt(x[i], 3) : ""));
-      const t = d.text?.[i];
-      b.appendChild(h("span", "dnb-d-text", t ? `${t[0]} ⟨${t[1]}⟩` : ""));
+      b.appendChild(passageWords(d, i));
       b.setAttribute("aria-label", `Passage ${A.ids[i]}: ${label(mk)} ${fmt(v[i], 3)}${key ? `, ${label(key)} ${fmt(x[i], 3)}` : ""}; open it`);
       if (i === st.detail) b.setAttribute("aria-current", "true");
-      b.addEventListener("click", () => pick(i));
+      b.addEventListener("click", () => ctx.pick(i));
       list.appendChild(b);
     }
     showDetail();
@@ -615,68 +659,73 @@ function makeDashboard(model, bytes) {
     const t = d.text?.[i];
     if (t) {
       const p = h("div", "dnb-d-passage");
-      p.append(h("span", "", t[0]), h("span", "dnb-d-next", ` ${t[1]}`));
+      p.append(h("span", "", t[0]), h("span", "dnb-d-next", ` ${showText(t[1])}`));
       detail.appendChild(p);
     }
     const o = model.get("opened") || {};
     let msg;
-    if (offline) msg = `This page has no kernel, so the explorer of passage ${pid} cannot be traced here. In a notebook: load_runs(DIR).widget() and click it, or load_runs(DIR).passage(${pid}).widget().`;
+    if (d.no_text) msg = `Passage ${pid}'s text is not shipped: this run keeps numbers and passage ids (WikiText is not ours to redistribute). Where WikiText-2 is found (DENSITY_NB_DATA, or shared/data beside the checkout), read it with density_nb.teaching.tutorial.corpus_text([${pid}]) and trace it: trace(model, prompt + " " + next_word).`;
+    else if (offline) msg = `This page has no kernel, so the explorer of passage ${pid} cannot be traced here. In a notebook: load_runs(DIR).widget() and click it, or load_runs(DIR).passage(${pid}).widget().`;
     else if (o.passage_id === pid && o.state === "tracing") msg = `Tracing passage ${pid} with the run's settings… the explorer appears below the dashboard.`;
     else if (o.passage_id === pid && o.state === "done") msg = `The explorer of passage ${pid} is below the dashboard.`;
     else if (o.passage_id === pid && o.state === "failed") msg = `Could not open passage ${pid}: ${o.note}`;
     else msg = `Opening passage ${pid}…`;
     const note = h("div", `dnb-d-status${o.state === "failed" && o.passage_id === pid ? " dnb-d-error" : ""}`, msg);
-    note.dataset.state = offline ? "offline" : o.passage_id === pid ? o.state || "" : "asked";
+    note.dataset.state = d.no_text ? "no-text" : offline ? "offline" : o.passage_id === pid ? o.state || "" : "asked";
     detail.appendChild(note);
   }
-  function pick(i) {
-    st.detail = i;
-    drawAll(false);
-    if (!offline) model.send({ type: "open", passage_id: Number(A.ids[i]) });
-    live.textContent = `Passage ${A.ids[i]} picked`;
-  }
+  ps.showDetail = showDetail;
+  return ps;
+}
 
-  // ---- drawing -------------------------------------------------------------------------------------------------------
-  const parts = [dist, sc, cv, cp, hd, cm, ps];
+// ---- the dashboard ------------------------------------------------------------------------------------------------
+/** The panels, laid out in three rows and redrawn together; ``drawAll``, ``announce`` and ``showDetail`` for render. */
+function makeDashboard(model, bytes) {
+  const ctx = dashboardContext(model, bytes);
+  const { A, st } = ctx;
+  const el = h("div", "dnb-d");
+  const live = h("div", "dnb-d-sr");
+  live.setAttribute("aria-live", "polite");
+  const head = headerPanel(ctx);
+  const [dist, sc, cv, cp, hd, cm, ps] = [distributionPanel, scatterPanel, curvePanel, compositionPanel, headsPanel, comparePanel, passagesPanel].map((f) => f(ctx));
+  const parts = [head, dist, sc, cv, cp, hd, cm, ps];
   const row1 = h("div", "dnb-row dnb-d-row"), row2 = h("div", "dnb-row dnb-d-row"), row3 = h("div", "dnb-row dnb-d-row");
   row1.append(dist.el, sc.el);
   row2.append(cv.el, cp.el);
   row3.append(hd.el);
-  if (cmpd) row3.appendChild(cm.el);
+  if (ctx.d.compare) row3.appendChild(cm.el);
   row3.appendChild(ps.el);
-  el.append(head, row1, row2, row3, live);
+  el.append(head.el, row1, row2, row3, live);
 
-  /** Redraw every view from ``st`` (``fromModel``: first take the selection from the brush trait). */
-  function drawAll(fromModel = true, skip = null) {
+  /** Redraw every panel but ``skip`` from ``st`` (``fromModel``: first take the selection from the brush trait). */
+  ctx.drawAll = (fromModel = true, skip = null) => {
     const t0 = performance.now();
-    if (fromModel) st.sel = selectionOf(model.get("brush"));
-    for (const [k, b] of measureBtns) b.setAttribute("aria-pressed", k === measure() ? "true" : "false");
-    selText.textContent = st.sel ? `${fmtInt(st.sel.length)} of ${fmtInt(N)} passages selected` : `${fmtInt(N)} passages, none selected`;
-    clear.disabled = !st.sel;
+    if (fromModel) st.sel = ctx.selectionOf(model.get("brush"));
+    if (st.sel) st.cleared = "";
     for (const p of parts) if (p !== skip) p.update();
     el.dataset.selected = st.sel ? String(st.sel.length) : "";
     el.dataset.redrawMs = (performance.now() - t0).toFixed(2);
-  }
-  function announce() { live.textContent = st.sel ? `${fmtInt(st.sel.length)} passages selected` : "Selection cleared"; }
-  el.addEventListener("keydown", (e) => {
-    if (e.key === "Escape" && (model.get("brush") || {}).kind) { e.preventDefault(); setBrush({}); }
-  });
-  return { el, drawAll, announce, showDetail };
-}
-const SHORT = { entropy_full: "entropy", top_prob_full: "top-1 p", n_tokens: "tokens", log10_freq_next: "log freq", s_top1: "s_top1" };
-const PARTS_ORDER = ["attention", "mlp", "residual", "depth_q1", "depth_q2", "depth_q3", "depth_q4"];
-/** ``fn`` at most once per animation frame, with the latest arguments; ``.cancel()`` drops a pending call. */
-function throttle(fn) {
-  let pending = null, frameId = 0;
-  const call = (...args) => {
-    if (pending === null) frameId = requestAnimationFrame(() => { const a = pending; pending = null; fn(...a); });
-    pending = args;
   };
-  call.cancel = () => { if (pending !== null) cancelAnimationFrame(frameId); pending = null; };
-  return call;
+  /** Open passage ``i`` (its explorer, through the kernel) and show its details. */
+  ctx.pick = (i) => {
+    st.detail = i;
+    ctx.drawAll(false);
+    if (!ctx.offline && !ctx.d.no_text) model.send({ type: "open", passage_id: Number(A.ids[i]) });
+    live.textContent = `Passage ${A.ids[i]} picked`;
+  };
+  const announce = () => {
+    live.textContent = st.sel ? `${fmtInt(st.sel.length)} passages selected` : `Selection cleared${st.cleared ? `: ${st.cleared}` : ""}`;
+  };
+  /** The next redraw says why the selection was cleared (until a new brush is drawn). */
+  const clearedBy = (why) => { st.cleared = why; };
+  el.addEventListener("keydown", (e) => {
+    if (e.key === "Escape" && (model.get("brush") || {}).kind) { e.preventDefault(); ctx.setBrush({}); }
+  });
+  return { el, drawAll: ctx.drawAll, announce, clearedBy, showDetail: ps.showDetail };
 }
 
-async function render({ model, el }) {
+/** Draw the dashboard into ``el``; returns its cleanup. */
+async function draw(model, el) {
   const root = h("div", "dnb dnb-dash");
   root.setAttribute("data-lm-suppress-shortcuts", "true");
   const OWN_KEYS = new Set(["ArrowLeft", "ArrowRight", "ArrowUp", "ArrowDown", "Home", "End", "PageUp", "PageDown", "Enter", " ", "Escape"]);
@@ -685,22 +734,31 @@ async function render({ model, el }) {
   });
   el.appendChild(root);
   const body = h("div", "dnb-body");
-  // Save as SVG / PNG (static/export.js): the views as shown. Last in the tab order.
+  // Save as SVG / PNG (static/common.js): the views as shown. Last in the tab order.
   const tools = h("div", "dnb-export");
   tools.appendChild(h("span", "dnb-controls-label", "save view as"));
   root.append(body, tools);
   addExportButtons(tools, root, "density_nb-dashboard");
   let dash = null;
   const build = async () => {
-    const bytes = await inflate(asBytes(model.get("arrays")));
+    const bytes = await inflate(asBytes(model.get("arrays")) || new Uint8Array(0));
     dash = makeDashboard(model, bytes);
     body.replaceChildren(dash.el);
     dash.drawAll();
   };
   const redraw = () => dash?.drawAll();
   const onBrush = () => { dash?.drawAll(); dash?.announce(); };
+  // a brush drawn on one measure selects by that measure: when the measure changes it is cleared, and the page says so
+  const onMeasure = () => {
+    const b = model.get("brush") || {};
+    if (dash && b.kind && b.measure !== model.get("measure")) {
+      dash.clearedBy("the measure changed: a selection is drawn on one measure");
+      model.set("brush", {});
+      model.save_changes();
+    } else redraw();
+  };
   const listeners = [
-    ["change:brush", onBrush], ["change:measure", redraw], ["change:column", redraw], ["change:head_size", redraw],
+    ["change:brush", onBrush], ["change:measure", onMeasure], ["change:column", redraw], ["change:head_size", redraw],
     ["change:opened", () => dash?.showDetail()], ["change:data", build], ["change:arrays", build],
   ];
   for (const [event, fn] of listeners) model.on(event, fn);
@@ -709,6 +767,15 @@ async function render({ model, el }) {
     for (const [event, fn] of listeners) model.off(event, fn);
     root.remove();
   };
+}
+
+/** anywidget's render: the dashboard, drawn again when static/common.js or the theme is saved (hot reload). */
+async function render({ model, el }) {
+  await loadCommon(model);
+  let cleanup = await draw(model, el);
+  const reload = async () => { if (await loadCommon(model)) { cleanup(); cleanup = await draw(model, el); } };
+  model.on("change:_common change:_theme", reload);
+  return () => { model.off("change:_common change:_theme", reload); cleanup(); };
 }
 
 export default { render };

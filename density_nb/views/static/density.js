@@ -2,48 +2,44 @@
 // layer × head grid, the linked explorer, the live view (generation, long traces) and the comparison of
 // several results of one text aligned by characters.
 // Plain ESM, no dependencies, no network. Text from the data is only ever set with textContent.
-// static/common.js (colour maps, DOM helpers) and static/export.js (addExportButtons) come first in the
-// same module (widgets/_export.esm).
 // Model traits: view ("explorer" | "strip" | "slider" | "preview" | "grid" | "live" | "compare"), data (dict),
-// shares (bytes: log-coded uint8 [R, K, L, H + 1], column H = MLP, see widgets/_data.py), root (token
+// shares (bytes: log-coded uint8 [R, K, L, H + 1], column H = MLP, see views/data.py), root (token
 // position), stratum (grid index), metric ("tv" | "kl"), scale ("log" | "linear"), status (live view),
-// span (compare view: selected characters [start, end)).
+// span (compare view: selected characters [start, end)); _common and _theme (static/common.js, static/theme.json).
 
-/** Background and readable text colour for a density in [0, 1] (null when there is none). */
-function densityColours(dens) {
-  const c = dens === null || dens === undefined ? null : interp(VIRIDIS, dens);
-  return c ? [rgb(c), luminance(c) > 0.22 ? "#111" : "#fff"] : null;
+// ---- static/common.js: the module every view shares ------------------------------------------------------
+let CONTINUATION, THEME, addExportButtons, asBytes, button, colourRange, count, logAxis, fmt, fmtInt, fmtMeasure, fmtPct, fmtS, gradientCss, h,
+  interp, knownMeasures, label, mapColours, measureSpec, rgb, s, scalePosition, showChar, showText, shown, stops, visibleParts;
+let loaded = "";
+/** Import static/common.js from the `_common` trait (anywidget re-sends it when the file is saved, as `_esm`)
+ * and use the `_theme` trait's theme; true when either changed since the last call. */
+async function loadCommon(model) {
+  const text = model.get("_common"), key = text + model.get("_theme");
+  if (key === loaded) return false;
+  const C = await importText(text);
+  THEME = C.useTheme(model.get("_theme"));
+  ({ CONTINUATION, addExportButtons, asBytes, button, colourRange, count, logAxis, fmt, fmtInt, fmtMeasure, fmtPct, fmtS, gradientCss, h, interp,
+    knownMeasures, label, mapColours, measureSpec, rgb, s, scalePosition, showChar, showText, shown, stops, visibleParts } = C);
+  loaded = key;
+  return true;
+}
+/** ESM source as a module, as anywidget imports `_esm`: from a Blob URL, or from a data: URL on a page whose
+ * policy admits scripts from data: and not blob: (the standalone HTML, views/explorer.py). */
+function importText(text) {
+  const policy = document.querySelector("meta[http-equiv='Content-Security-Policy']")?.content ?? "";
+  const dataOnly = /script-src[^;]*data:/.test(policy) && !/script-src[^;]*blob:/.test(policy);
+  return import(dataOnly ? `data:text/javascript;charset=utf-8,${encodeURIComponent(text)}` : URL.createObjectURL(new Blob([text], { type: "text/javascript" })));
 }
 
-// ---- formatting -------------------------------------------------------------------------------
-const fmt = (x, d = 3) => (x === null || x === undefined || !Number.isFinite(x) ? "–" : Number(x.toPrecision(d)).toString());
-const fmtS = (s) => {
-  if (s === null || s === undefined || !Number.isFinite(s)) return "–";
-  if (s >= 0.01) return Number(s.toPrecision(3)).toString();
-  const [m, e] = s.toExponential(1).split("e");
-  return `${m}e${Number(e)}`;
-};
-const fmtInt = (n) => (Number.isFinite(n) ? Math.round(n).toLocaleString("en-US") : "–");
-const fmtPct = (v) => { const p = v * 100; return `${p >= 10 ? p.toFixed(0) : Number(p.toPrecision(2))} %`; };
-// A token whose text is "" continues a character split over several tokens (the first shows it).
-const CONTINUATION = "◌";
-// Visible whitespace: "·" for spaces, "→" for tabs, "↵" for newlines (the line break follows the token).
-function showText(s) {
-  if (s === "") return `${CONTINUATION} (rest of the character before)`;
-  return String(s).replace(/ /g, "·").replace(/\t/g, "→").replace(/\r?\n/g, "↵")
-    .replace(/[\u0000-\u001f\u007f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, "0")}`);
-}
-/** One character as the comparison view draws it (one column; see _compare.char_widths). */
-const showChar = (c) => (c === " " ? "·" : c === "\t" ? "→" : c === "\n" ? "↵" : c === "\r" ? "" : /[\u0000-\u001f\u007f]/.test(c) ? "�" : c);
 
 /** A colour-bar legend: label, low tick, gradient, high tick (decorative: numbers are in tooltips). */
-function gradientLegend(label, lo, hi, stops) {
+function gradientLegend(text0, lo, hi, map) {
   const legend = h("div", "dnb-legend");
   legend.setAttribute("aria-hidden", "true");
-  const text = h("span", "dnb-legend-label", label);
+  const text = h("span", "dnb-legend-label", text0);
   const tickLo = h("span", "dnb-legend-tick", lo), tickHi = h("span", "dnb-legend-tick", hi);
   const bar = h("span", "dnb-legend-bar");
-  bar.style.backgroundImage = gradientCss(stops);
+  bar.style.backgroundImage = gradientCss(map);
   legend.append(text, tickLo, bar, tickHi);
   return { legend, text, tickLo, tickHi };
 }
@@ -54,7 +50,8 @@ function makeTip(rootEl) {
   tip.hidden = true;
   return {
     el: tip,
-    show(target, lines) {
+    /** ``lines`` under ``target`` (or under ``below``, horizontally at the target). */
+    show(target, lines, below = target) {
       tip.replaceChildren();
       lines.forEach((line, i) => tip.appendChild(h("div", i === 0 ? "dnb-tip-head" : "", line)));
       tip.hidden = false;
@@ -64,7 +61,7 @@ function makeTip(rootEl) {
       let left = t.left - box.left + t.width / 2 - w / 2;
       left = Math.max(0, Math.min(left, box.width - w));
       tip.style.left = `${left}px`;
-      tip.style.top = `${t.bottom - box.top + 6}px`;
+      tip.style.top = `${below.getBoundingClientRect().bottom - box.top + 6}px`;
     },
     hide() { tip.hidden = true; },
   };
@@ -87,15 +84,6 @@ function rovingKeys(container, items, choose) {
     list[j].tabIndex = 0;
     list[j].focus();
   });
-}
-/** Bytes of a binary trait as a Uint8Array (the kernel sends a DataView, the exported page a DataView too). */
-function asBytes(v) {
-  if (!v) return null;
-  if (v instanceof Uint8Array) return v;
-  if (v instanceof DataView) return new Uint8Array(v.buffer, v.byteOffset, v.byteLength);
-  if (v instanceof ArrayBuffer) return new Uint8Array(v);
-  if (v.buffer instanceof ArrayBuffer) return new Uint8Array(v.buffer, v.byteOffset || 0, v.byteLength);
-  return null;
 }
 
 // ---- shared state of the explorer views --------------------------------------------------------------
@@ -131,21 +119,99 @@ function makeContext(model, rootEl) {
 }
 
 // ---- TokenStrip -------------------------------------------------------------------------------------
-/** The spans of one token's text with visible whitespace marks. */
+/** The spans of one token's text with its marks (views/text.py: spaces, newlines, control characters, ...). */
 function fillToken(span, text) {
-  if (!text.length) {
-    span.classList.add("dnb-cont");
-    span.appendChild(h("span", "dnb-ws", CONTINUATION));
+  if (!text.length) span.classList.add("dnb-cont");
+  for (const [part, mark] of visibleParts(text)) span.appendChild(mark ? h("span", "dnb-ws", part) : document.createTextNode(part));
+}
+
+/** The line of each token of the strip (views/svg.py strip_rows): tokens fill a line up to ``cols`` columns,
+ * each costing its shown columns (``widths``) and the theme's token overhead (its box); a token that starts
+ * with a newline starts a line, and its further newlines leave empty lines. */
+function stripRows(widths, pieces, cols) {
+  const overhead = THEME.layout.token_overhead;
+  const rows = [];
+  let row = 0, used = 0;
+  pieces.forEach((piece, i) => {
+    const w = widths[i];
+    const lead = /^[ \t\r]*\n/.test(piece) ? 1 : 0;
+    if ((lead && i > 0) || (used > 0 && used + w + overhead > cols)) { row += 1; used = 0; }
+    rows.push(row);
+    used += w + overhead;
+    const extra = (piece.match(/\n/g) || []).length - lead;
+    if (extra > 0) { row += extra; used = 0; }
+  });
+  return rows;
+}
+
+/** The strip's colours: the measure chosen (``measure`` trait, one the data holds), its values per root and
+ * its colour range (``colour_scale``: fitted to the values shown, or to the range ``data.fit`` gives, or fixed). */
+function stripScale(ctx) {
+  const { d, model } = ctx;
+  const chosen = model.get("measure");
+  const measure = d.measures && chosen in d.measures ? chosen : "density";
+  const values = (d.measures && d.measures[measure]) || d.density || [];
+  const how = model.get("colour_scale") === "fixed" ? "fixed" : "fitted";
+  const given = how === "fitted" && d.fit && d.fit[measure];
+  const range = given ? d.fit[measure].slice() : colourRange(values, measure, how);
+  const colours = (ri) => (ri >= 0 ? mapColours("strip", scalePosition(values[ri], range, measure)) : null);
+  return { measure, values, how, range, run: Boolean(given), colours };
+}
+
+/** A legend of the measure's colour scale: its colour bar with the numbers at both ends, a measure selector (for
+ * more than one of ``measures``) and the fitted / fixed toggle (``select(name, value)`` sets the trait), then the
+ * ``swatches`` ([css class, text]) and a note; ``show(sc, note)`` shows a scale (stripScale, compareScale). */
+function scaleLegend(measures, select, swatches) {
+  const grad = gradientLegend("", "", "", "strip");
+  const { legend } = grad;
+  const controls = h("span", "dnb-li dnb-strip-controls");
+  let pick = null;
+  if (measures.length > 1) {
+    pick = h("select", "dnb-select dnb-measure");
+    pick.setAttribute("aria-label", "Measure that colours the tokens");
+    pick.setAttribute("data-lm-suppress-shortcuts", "true");
+    for (const m of measures) { const o = h("option", "", measureSpec(m).label); o.value = m; pick.appendChild(o); }
+    pick.addEventListener("change", () => select("measure", pick.value));
+    controls.appendChild(pick);
   }
-  for (const part of text.split(/(\s)/)) {
-    if (!part) continue;
-    if (part === " ") span.appendChild(h("span", "dnb-ws", "·"));
-    else if (part === "\t") span.appendChild(h("span", "dnb-ws", "→"));
-    else if (part === "\n") span.appendChild(h("span", "dnb-ws", "↵"));
-    else if (part === "\r") continue;
-    else if (/\s/.test(part)) span.appendChild(h("span", "dnb-ws", "␣"));
-    else span.appendChild(document.createTextNode(part));
+  const group = h("span", "dnb-toggle");
+  group.setAttribute("role", "group");
+  group.setAttribute("aria-label", "Colour scale of the tokens");
+  const btn = {};
+  for (const [how, desc] of [["fitted", "fitted to the values shown (between their percentiles 2 and 98)"], ["fixed", "the measure's whole range"]]) {
+    const b = button("dnb-btn dnb-cscale-btn", how, `Colour the tokens on a scale ${desc}`);
+    b.dataset.scale = how;
+    b.addEventListener("click", () => select("colour_scale", how));
+    btn[how] = b;
+    group.appendChild(b);
   }
+  controls.appendChild(group);
+  legend.removeAttribute("aria-hidden");  // its controls are for everyone; the bar itself is decorative
+  for (const e of [grad.text, grad.tickLo, grad.tickHi]) e.setAttribute("aria-hidden", "true");
+  legend.append(h("span", "dnb-legend-sep", ""), controls);
+  for (const [cls, text] of swatches) {  // a swatch and its label wrap together
+    const item = h("span", "dnb-li");
+    item.setAttribute("aria-hidden", "true");
+    item.append(h("span", `dnb-legend-swatch ${cls}`, "abc"), h("span", "dnb-legend-label", text));
+    legend.append(h("span", "dnb-legend-sep", ""), item);
+  }
+  const note = legend.appendChild(h("span", "dnb-legend-note"));
+  const show = (sc, text) => {
+    const spec = measureSpec(sc.measure);
+    grad.text.textContent = spec.label;
+    grad.tickLo.textContent = fmtMeasure(sc.range[0], sc.measure);
+    grad.tickHi.textContent = fmtMeasure(sc.range[1], sc.measure);
+    if (pick) pick.value = sc.measure;
+    for (const how of ["fitted", "fixed"]) btn[how].setAttribute("aria-pressed", String(how === sc.how));
+    btn.fixed.textContent = `fixed ${fmtMeasure(spec.range[0], sc.measure)}–${fmtMeasure(spec.range[1], sc.measure)}`;
+    note.textContent = text;
+  };
+  return { el: legend, show };
+}
+/** How a scale was chosen, as the legends say it (``run``: fitted to a corpus run's values). */
+function scaleNote(sc) {
+  const [lo, hi] = THEME.fit.percentiles;
+  return sc.how === "fixed" ? "fixed scale" : `fitted to ${sc.run ? "the run" : "the values shown"} (percentiles ${lo}–${hi})`;
 }
 
 function makeStrip(ctx) {
@@ -155,41 +221,34 @@ function makeStrip(ctx) {
   wrap.setAttribute("aria-label", "Token strip");
   const strip = h("div", "dnb-strip");
   strip.setAttribute("role", "listbox");
-  strip.setAttribute("aria-label", "Tokens coloured by the computation density of the step that predicts them; arrow keys move, Enter selects");
+  strip.setAttribute("aria-label", "Tokens coloured by the chosen measure of the step that predicts them; arrow keys move, Enter selects");
   const els = [];
   const predicting = []; // token position -> root index that predicts it (root position = token − 1), or -1
   const focusable = [];
+  const option = (span, label) => {
+    span.setAttribute("role", "option");
+    span.setAttribute("aria-selected", "false");
+    span.dataset.label = label;
+    span.tabIndex = -1;
+    span.setAttribute("data-lm-suppress-shortcuts", "true");
+    focusable.push(span);
+  };
   for (let i = 0; i < tokens.length; i++) {
     const ri = rootIndex.has(i - 1) ? rootIndex.get(i - 1) : -1;
     predicting.push(ri);
     const span = h("span", "dnb-tok");
     span.dataset.pos = String(i);
-    const text = tokens[i];
-    fillToken(span, text);
+    fillToken(span, tokens[i]);
     const gen = generated[i] === "1";
     if (gen) span.classList.add("dnb-gen");
-    const dens = ri >= 0 ? d.density[ri] : null;
-    const colours = ri >= 0 ? densityColours(dens) : null;
-    if (colours) {
-      [span.style.backgroundColor, span.style.color] = colours;
+    if (ri >= 0 && d.density[ri] !== null && d.density[ri] !== undefined) {
       span.classList.add("dnb-pred");
-      span.setAttribute("role", "option");
-      span.setAttribute("aria-selected", "false");
-      span.setAttribute("aria-label", `token ${i} ${showText(text)}${gen ? " (generated)" : ""}: density ${fmt(dens)}`);
-      span.tabIndex = -1;
-      span.setAttribute("data-lm-suppress-shortcuts", "true");
-      focusable.push(span);
+      option(span, `token ${i} ${showText(tokens[i])}${gen ? " (generated)" : ""}`);
     } else {
       span.classList.add("dnb-none");
       span.setAttribute("aria-hidden", "true");
     }
     els.push(span);
-    // line breaks: a token that starts with newlines starts a new line; other newlines break after it
-    const lead = (text.match(/^\s*?\n/) ? 1 : 0);
-    const newlines = (text.match(/\n/g) || []).length - lead;
-    if (lead && i > 0) strip.appendChild(document.createElement("br"));
-    strip.appendChild(span);
-    for (let k = 0; k < newlines; k++) strip.appendChild(document.createElement("br"));
   }
   // A root at the last position predicts past the text: show it as a trailing "next" marker.
   const lastRi = rootIndex.has(tokens.length - 1) ? rootIndex.get(tokens.length - 1) : -1;
@@ -197,17 +256,13 @@ function makeStrip(ctx) {
   if (lastRi >= 0) {
     after = h("span", "dnb-next", "⋯");
     after.dataset.pos = String(tokens.length);
-    const colours = densityColours(d.density[lastRi]);
-    if (colours) [after.style.backgroundColor, after.style.color] = colours;
-    after.setAttribute("role", "option");
-    after.setAttribute("aria-selected", "false");
-    after.setAttribute("aria-label", `prediction after the text: density ${fmt(d.density[lastRi])}`);
-    after.tabIndex = -1;
-    after.setAttribute("data-lm-suppress-shortcuts", "true");
-    focusable.push(after);
-    strip.appendChild(after);
+    option(after, "prediction after the text");
   }
+  const boxes = after ? [...els, after] : els;
+  const pieces = after ? [...tokens, "⋯"] : tokens;
+  const widths = pieces.map((t, i) => (d.tw && i < tokens.length ? d.tw[i] : Array.from(shown(t)).length));
   const riOf = (el) => { const p = Number(el.dataset.pos); return p < tokens.length ? predicting[p] : lastRi; };
+  let sc = stripScale(ctx);
 
   const tipLines = (el) => {
     const p = Number(el.dataset.pos);
@@ -216,6 +271,7 @@ function makeStrip(ctx) {
     if (ri < 0) return [`${ctx.tokenLabel(p)} (token ${p})${gen}`, "no prediction traced for this token"];
     const lines = [p < tokens.length ? `${ctx.tokenLabel(p)} — token ${p}${gen}, predicted at step ${roots[ri]}` : `after the text — predicted at step ${roots[ri]}`];
     lines.push(`density ${fmt(d.density[ri])}   s_top1 ${fmtS(d.s_top1[ri])}`);
+    if (sc.measure !== "density") lines.push(`${measureSpec(sc.measure).label} ${fmtMeasure(sc.values[ri], sc.measure)}`);
     lines.push(`entropy ${fmt(d.entropy[ri])} nats`);
     lines.push(`full model's top prediction: “${showText(d.top_token[ri] ?? "")}” (p = ${fmt(d.top_prob[ri])})`);
     return lines;
@@ -230,24 +286,40 @@ function makeStrip(ctx) {
   strip.addEventListener("click", (e) => { const t = e.target.closest(".dnb-tok, .dnb-next"); if (t) choose(t); });
   rovingKeys(strip, focusable, choose);
 
-  const { legend } = gradientLegend("density", "0", "1", VIRIDIS);
-  const swatch = (cls, label) => {  // a swatch and its label wrap together
-    const item = h("span", "dnb-li");
-    item.append(h("span", `dnb-legend-swatch ${cls}`, "abc"), h("span", "dnb-legend-label", label));
-    legend.append(h("span", "dnb-legend-sep", ""), item);
-  };
-  swatch("", "no prediction");
   const nGen = (generated.match(/1/g) || []).length;
-  if (nGen) swatch("dnb-gen", "written by the model");
-  legend.appendChild(h("span", "dnb-legend-note", "· space  ↵ newline — colour = density of the step predicting the token (hover for numbers)"));
+  const legend = scaleLegend(knownMeasures(d.measures), ctx.select, [["", "no prediction"], ...(nGen ? [["dnb-gen", "written by the model"]] : [])]);
   const finite = (d.density || []).filter(Number.isFinite);
   const mean = finite.length ? finite.reduce((a, b) => a + b, 0) / finite.length : NaN;
-  const counts = nGen ? `${tokens.length} tokens (${tokens.length - nGen} prompt + ${nGen} generated)` : `${tokens.length} tokens`;
-  const head = h("div", "dnb-title", `${d.model || "model"} · ${counts} · ${roots.length} steps · mean density ${fmt(mean)}`);
-  wrap.append(head, strip, legend);
+  const counts = nGen ? `${count(tokens.length, "token")} (${tokens.length - nGen} prompt + ${nGen} generated)` : count(tokens.length, "token");
+  const head = h("div", "dnb-title", `${d.model || "model"} · ${counts} · ${count(roots.length, "step")} · mean density ${fmt(mean)}`);
+  wrap.append(head, strip, legend.el);
+
+  /** Colour every token by the chosen measure and scale; the legend says which. */
+  function recolour() {
+    sc = stripScale(ctx);
+    boxes.forEach((el) => {
+      const ri = riOf(el);
+      const colours = el.classList.contains("dnb-none") ? null : sc.colours(ri);
+      [el.style.backgroundColor, el.style.color] = colours || ["", ""];
+      if (el.dataset.label) el.setAttribute("aria-label", `${el.dataset.label}: ${measureSpec(sc.measure).short} ${fmtMeasure(sc.values[ri], sc.measure)}`);
+    });
+    const what = measureSpec(sc.measure).short;
+    legend.show(sc, `· space  ↵ newline — colour = ${what} of the step predicting the token, ${scaleNote(sc)} (hover for numbers)`);
+  }
+  /** The tokens in lines of at most the theme's strip columns (fewer where the strip is narrower). */
+  function layout() {
+    const probe = strip.appendChild(h("span", "dnb-cmp-probe", "0000000000"));
+    const chPx = probe.getBoundingClientRect().width / 10 || 8;
+    probe.remove();
+    const cols = Math.max(12, Math.min(THEME.layout.strip_columns, Math.floor((strip.clientWidth || 800) / chPx) - 1));
+    const rows = stripRows(widths, pieces, cols);
+    const lines = Array.from({ length: (rows[rows.length - 1] ?? 0) + 1 }, () => h("div", "dnb-line"));
+    boxes.forEach((el, i) => lines[rows[i]].appendChild(el));
+    strip.replaceChildren(...lines);
+  }
 
   let selected = null;
-  function update() {
+  function select() {
     const ri = ctx.rootIdx();
     const pos = ri >= 0 ? roots[ri] + 1 : -1;
     const el = pos >= 0 && pos < tokens.length ? els[pos] : pos === tokens.length ? after : null;
@@ -261,16 +333,28 @@ function makeStrip(ctx) {
       el.tabIndex = 0;
     } else if (focusable.length && !focusable.some((f) => f.tabIndex === 0)) focusable[0].tabIndex = 0;
   }
+  function update(what) {
+    if (what === "all" || what === "measure" || what === "colour_scale") recolour();
+    if (what === "all" || what === "root") select();
+  }
   if (focusable.length) focusable[0].tabIndex = 0;
-  return { el: wrap, update, on: ["root"] };
+  boxes.forEach((el) => strip.appendChild(el));  // in one line until mounted (laid out once the strip has a width)
+  return {
+    el: wrap,
+    update,
+    on: ["root", "measure", "colour_scale"],
+    mount() {
+      layout();
+      if (typeof ResizeObserver === "undefined") return () => {};
+      let width = strip.clientWidth;
+      const ro = new ResizeObserver(() => { if (Math.abs(strip.clientWidth - width) > 4) { width = strip.clientWidth; layout(); } });
+      ro.observe(strip);
+      return () => ro.disconnect();
+    },
+  };
 }
 
 // ---- SubgraphSlider -------------------------------------------------------------------------------
-const BASELINE_HELP = {
-  random: "random connected subgraphs of the same size, grown by the same rules (like for like)",
-  random_residual: "the same random subgraphs with every residual edge kept (the published random baseline)",
-  inverse: "the stratum's attention and MLP edges ablated, everything else kept (the published inverse)",
-};
 
 function makeSlider(ctx) {
   const { d, roots, grid, K, logGrid } = ctx;
@@ -332,9 +416,10 @@ function makeSlider(ctx) {
   legend.setAttribute("aria-label", "Chart legend; the baselines can be switched on and off");
   const li = (cls, text) => { const e = h("span", "dnb-li"); e.setAttribute("aria-hidden", "true"); e.append(h("span", `dnb-key ${cls}`), h("span", "", text)); return e; };
   const liPlateau = li("dnb-key-plateau", "no path from the input");
+  const liLog = li("dnb-key-none dnb-key-log", "KL on a log axis (0 and below 1e-3 at its foot)");
   legend.append(li("dnb-key-curve", "traced subgraph"));
   for (const [name, b] of baselines) {
-    const t = button("dnb-li dnb-li-toggle", "", `Show the ${b.label} baseline: ${BASELINE_HELP[name] || name}`);
+    const t = button("dnb-li dnb-li-toggle", "", `Show the ${b.label} baseline: ${label("baseline_help", name)}`);
     t.dataset.baseline = name;
     t.setAttribute("aria-pressed", "true");
     t.append(h("span", `dnb-key dnb-key-base dnb-base-${name}`), h("span", "", b.label));
@@ -346,7 +431,7 @@ function makeSlider(ctx) {
     });
     legend.appendChild(t);
   }
-  legend.append(li("dnb-key-band", "top-1 agrees"), li("dnb-key-stop1", "s_top1"), liPlateau, li("dnb-key-marker", "current s"));
+  legend.append(li("dnb-key-band", "top-1 agrees"), li("dnb-key-stop1", "s_top1"), liPlateau, li("dnb-key-marker", "current s"), liLog);
 
   const input = h("input", "dnb-range");
   input.type = "range";
@@ -386,20 +471,22 @@ function makeSlider(ctx) {
     title.textContent = `Step ${pos}: after ${ctx.tokenLabel(pos)} → predicts ${ctx.tokenLabel(pos + 1)}; full model's top: “${showText(d.top_token[ri] ?? "")}”`;
     ys = (d[metric] || [])[ri] || [];
     const shown = baselines.filter(([name]) => !hidden.has(name)).map(([name, b]) => [name, (b[metric] || [])[ri] || []]);
-    let ymax = 1;
+    // TV on [0, 1]; KL on a log axis (a baseline of hundreds of nats does not flatten the traced curve; 0 at its foot)
+    let ticks = [0, 0.5, 1];
     if (metric === "kl") {
-      ymax = Math.max(1e-6, ...ys.filter(Number.isFinite), ...shown.flatMap(([, v]) => v.filter(Number.isFinite)));
-      const mag = Math.pow(10, Math.floor(Math.log10(ymax)));
-      ymax = Math.ceil(ymax / mag * 2) / 2 * mag;
-    }
-    Y = (v) => mt + ph - (Math.min(Math.max(v, 0), ymax) / ymax) * ph;
-    yl.textContent = metric === "tv" ? "TV distance" : "KL (nats)";
-    for (const v of [0, ymax / 2, ymax]) {
-      gY.appendChild(s("line", { x1: ml - 4, x2: ml + pw, y1: Y(v), y2: Y(v), class: v === 0 ? "dnb-axis" : "dnb-gridline" }));
+      const axis = logAxis([...ys, ...shown.flatMap(([, v]) => v)]);
+      const [a, b] = [Math.log10(axis.lo), Math.log10(axis.hi)];
+      Y = (v) => mt + ph - ((Math.log10(Math.min(Math.max(v, axis.lo), axis.hi)) - a) / (b - a)) * ph;
+      ticks = axis.ticks;
+    } else Y = (v) => mt + ph - Math.min(Math.max(v, 0), 1) * ph;
+    yl.textContent = metric === "tv" ? "TV distance" : "KL (nats, log scale)";
+    liLog.style.display = metric === "kl" ? "" : "none";
+    ticks.forEach((v, i) => {
+      gY.appendChild(s("line", { x1: ml - 4, x2: ml + pw, y1: Y(v), y2: Y(v), class: i === 0 ? "dnb-axis" : "dnb-gridline" }));
       const t = s("text", { x: ml - 6, y: Y(v) + 3.5, "text-anchor": "end", class: "dnb-ticklabel" });
       t.textContent = fmt(v, 2);
       gY.appendChild(t);
-    }
+    });
     // top-1 agreement bands, one per grid point spanning half-way to its neighbours
     const bits = d.top1[ri] || "";
     for (let k = 0; k < K; k++) {
@@ -513,7 +600,7 @@ function makePreview(ctx) {
       if (!has) return;
       const isNext = v === next && next >= 0;
       found ||= isNext;
-      r.tok.textContent = tokText(v);
+      r.tok.replaceChildren(h("span", "dnb-pv-chip", tokText(v)));  // a chip: "," and "." are as easy to see as words
       r.tok.title = tk.vocab[v] === null ? `token id ${tk.vocab_id[v]} (give the widget a tokenizer to see its text)` : "";
       r.p.textContent = fmt(probs[i], 2);
       r.fill.style.width = `${Math.max(0, Math.min(1, probs[i] || 0)) * 100}%`;
@@ -560,14 +647,14 @@ function makeGrid(ctx) {
     title.textContent = "No head/MLP shares in this result.";
     return { el: wrap, update() {}, on: [] };
   }
-  // the byte code of widgets/_data.py: 0 none, 255 all, 1–254 log-spaced from the floor to 1
+  // the byte code of views/data.py: 0 none, 255 all, 1–254 log-spaced from the floor to 1
   const floor = d.share_floor || 1e-4, lf = Math.log10(floor);
   const VALUE = Float64Array.from({ length: 256 }, (_, c) => (c === 0 ? 0 : c === 255 ? 1 : Math.pow(10, lf * (254 - c) / 253)));
   const LOGPOS = Float64Array.from({ length: 256 }, (_, c) => (c === 0 ? 0 : Math.min(1, (c - 1) / 253)));
   const NONE = "transparent";
   const BG = {
-    linear: Array.from(VALUE, (v, c) => (c ? rgb(interp(CIVIDIS, v)) : NONE)),
-    log: Array.from(LOGPOS, (t, c) => (c ? rgb(interp(CIVIDIS, t)) : NONE)),
+    linear: Array.from(VALUE, (v, c) => (c ? rgb(interp(stops("shares"), v)) : NONE)),
+    log: Array.from(LOGPOS, (t, c) => (c ? rgb(interp(stops("shares"), t)) : NONE)),
   };
   const logPos = (v) => (v > 0 ? Math.min(1, Math.max(0, (Math.log10(v) - lf) / -lf)) : 0);
   const shareText = (c) => (c === 0 ? "none" : c === 255 ? "all" : `≈ ${fmtPct(VALUE[c])}`);
@@ -612,7 +699,7 @@ function makeGrid(ctx) {
     bars.push([a, m]);
     table.appendChild(bar);
   }
-  const grad = gradientLegend("", "", "100 %", CIVIDIS);
+  const grad = gradientLegend("", "", "100 %", "shares");
   const legend = grad.legend;
   legend.classList.add("dnb-grid-legend");
   const none = h("span", "dnb-li");
@@ -702,6 +789,42 @@ function makeStatus(model) {
 }
 
 // ---- Compare: several results of one text, aligned by characters ----------------------------------
+/** The comparison's lines as [first, end) characters (views/svg.py line_breaks): at most ``cols`` columns
+ * (``cw``: each character's), ending after a newline, else at the last boundary no token straddles
+ * (``breakable``: "1" per boundary; a newline right after it stays on the line), else (a token wider than a
+ * line) where the line is full. */
+function lineBreaks(chars, cw, cols, breakable) {
+  const lines = [], n = chars.length;
+  let a = 0;
+  while (a < n) {
+    let w = 0, last = -1, c = a, end = n;
+    while (c < n) {
+      if (c > a && w + cw[c] > cols) {
+        end = last > a ? last : c;
+        if (end < n && chars[end] === "\n") end += 1;  // the newline's mark stays at the end of its line
+        break;
+      }
+      w += cw[c];
+      c += 1;
+      if (chars[c - 1] === "\n") { end = c; break; }
+      if (breakable[c] === "1") last = c;
+    }
+    lines.push([a, end]);
+    a = end;
+  }
+  return lines.length ? lines : [[0, 0]];
+}
+/** The comparison's colours: one scale for every row (the ``measure`` trait, fitted to every row's values or fixed). */
+function compareScale(model, rows) {
+  const have = (rows[0] || {}).measures || {};
+  const chosen = model.get("measure");
+  const measure = chosen in have ? chosen : "density";
+  const values = (r) => (r.measures && r.measures[measure]) || r.density;
+  const how = model.get("colour_scale") === "fixed" ? "fixed" : "fitted";
+  const range = colourRange(rows.flatMap(values), measure, how);
+  return { measure, how, range, run: false, values, colours: (r, i) => mapColours("strip", scalePosition(values(r)[i], range, measure)) };
+}
+
 function makeCompare(model, rootEl) {
   const d = model.get("data") || {};
   const chars = d.chars || [];
@@ -721,8 +844,9 @@ function makeCompare(model, rootEl) {
   const lines = h("div", "dnb-cmp-lines");
   const detail = h("div", "dnb-cmp-detail");
   detail.setAttribute("aria-live", "polite");
-  const { legend } = gradientLegend("density", "0", "1", VIRIDIS);
-  legend.appendChild(h("span", "dnb-legend-note", "each token spans its characters; · space ↵ newline; click or press Enter on a token to select its characters in every row (↑/↓ move between rows)"));
+  const select = (name, value) => { model.set(name, value); model.save_changes(); };
+  const scaleKey = scaleLegend(Object.keys((rows[0] || {}).measures || {}), select, [["", "no prediction"]]);
+  const legend = scaleKey.el;
   // scatter
   const scatter = h("div", "dnb-cmp-scatter");
   const pick = h("select", "dnb-cmp-pair");
@@ -769,27 +893,27 @@ function makeCompare(model, rootEl) {
   const focusables = (m) => tokEls[m].map((els) => els[0]).filter(Boolean);
   const choose = (el) => { const [a, b] = spanOf(Number(el.dataset.m), Number(el.dataset.i)); model.set("span", [a, b]); model.save_changes(); };
   const tokenText = (m, i) => chars.slice(rows[m].start[i], rows[m].end[i]).join("");
+  let sc = compareScale(model, rows);
+  /** Colour every token by the chosen measure, one scale for every row; the legend says which. */
+  function recolour() {
+    sc = compareScale(model, rows);
+    tokEls.forEach((els, m) => els.forEach((list, i) => {
+      const colours = sc.colours(rows[m], i);
+      for (const el of list) {
+        if (!el.classList.contains("dnb-none")) [el.style.backgroundColor, el.style.color] = colours || ["", ""];
+        el.setAttribute("aria-label", `${el.dataset.label}: ${measureSpec(sc.measure).short} ${fmtMeasure(sc.values(rows[m])[i], sc.measure)}`);
+      }
+    }));
+    scaleKey.show(sc, `one scale for every row, ${scaleNote(sc)}; each token spans its characters; · space ↵ newline; click or press Enter on a token to select its characters in every row (↑/↓ move between rows)`);
+  }
 
   function layout() {
     const probe = h("span", "dnb-cmp-probe", "0000000000");
     lines.appendChild(probe);
     const chPx = probe.getBoundingClientRect().width / 10 || 8;
     probe.remove();
-    const cols = Math.max(12, Math.floor((lines.clientWidth || 600) / chPx) - 4);
-    breaks = [];
-    let a = 0, w = 0, brk = -1;
-    for (let c = 0; c < chars.length; c++) {
-      if (w + cw[c] > cols && c > a) {
-        const b = brk > a ? brk : c;
-        breaks.push([a, b]);
-        a = b; w = 0; brk = -1;
-        for (let j = a; j < c; j++) w += cw[j];
-      }
-      w += cw[c];
-      if (chars[c] === " ") brk = c;
-      if (chars[c] === "\n") { breaks.push([a, c + 1]); a = c + 1; w = 0; brk = -1; }
-    }
-    if (a < chars.length || !breaks.length) breaks.push([a, chars.length]);
+    const cols = Math.max(12, Math.min(THEME.layout.compare_columns, Math.floor((lines.clientWidth || 600) / chPx) - 4));
+    breaks = lineBreaks(chars, cw, cols, d.bk || "1".repeat(chars.length + 1));
     lines.replaceChildren();
     tokEls = rows.map((r) => r.start.map(() => []));
     for (const [a0, b0] of breaks) {
@@ -816,16 +940,14 @@ function makeCompare(model, rootEl) {
             el.style.width = `${x0[hi] - x0[lo]}ch`;
             el.textContent = chars.slice(lo, hi).map(showChar).join("");
           }
-          const colours = densityColours(r.density[i]);
-          if (colours) [el.style.backgroundColor, el.style.color] = colours;
-          else el.classList.add("dnb-none");
+          if (r.density[i] === null) el.classList.add("dnb-none");
           el.dataset.m = String(m);
           el.dataset.i = String(i);
           el.tabIndex = -1;
           el.setAttribute("role", "option");
           el.setAttribute("aria-selected", "false");
           el.setAttribute("data-lm-suppress-shortcuts", "true");
-          el.setAttribute("aria-label", `${r.tag} token ${i} ${zero ? (r.tokens[i] ? `(special ${r.tokens[i]})` : "(rest of a character)") : showText(tokenText(m, i))}: density ${fmt(r.density[i])}`);
+          el.dataset.label = `${r.tag} token ${i} ${zero ? (r.tokens[i] ? `(special ${showText(r.tokens[i])})` : "(rest of a character)") : showText(tokenText(m, i))}`;
           tokEls[m][i].push(el);
           row.appendChild(el);
         }
@@ -839,6 +961,7 @@ function makeCompare(model, rootEl) {
       lines.appendChild(block);
     }
     rows.forEach((_, m) => { const f = focusables(m); if (f.length) f[0].tabIndex = 0; });
+    recolour();
     selectSpan();
   }
 
@@ -850,9 +973,11 @@ function makeCompare(model, rootEl) {
     lines2.push(r.density[i] === null ? "no prediction traced for this token" : `density ${fmt(r.density[i])}   s_top1 ${fmtS(r.s_top1[i])}`);
     return lines2;
   };
-  lines.addEventListener("mouseover", (e) => { const t = e.target.closest(".dnb-ctok"); if (t) tip.show(t, tipLines(t)); });
+  // the tooltip goes under the line's block of rows, where it hides no row of the line (nor the selection there)
+  const showTip = (t) => tip.show(t, tipLines(t), t.closest(".dnb-cmp-line"));
+  lines.addEventListener("mouseover", (e) => { const t = e.target.closest(".dnb-ctok"); if (t) showTip(t); });
   lines.addEventListener("mouseout", (e) => { if (e.target.closest(".dnb-ctok")) tip.hide(); });
-  lines.addEventListener("focusin", (e) => { const t = e.target.closest(".dnb-ctok"); if (t) tip.show(t, tipLines(t)); });
+  lines.addEventListener("focusin", (e) => { const t = e.target.closest(".dnb-ctok"); if (t) showTip(t); });
   lines.addEventListener("focusout", () => tip.hide());
   // keys: ←/→ the row's previous/next token, ↑/↓ the token of the row above/below at the same character
   lines.addEventListener("keydown", (e) => {
@@ -956,8 +1081,8 @@ function makeCompare(model, rootEl) {
       }
       return () => {};
     },
-    update: selectSpan,
-    on: ["span"],
+    update(what) { if (what === "measure" || what === "colour_scale") recolour(); else selectSpan(); },
+    on: ["span", "measure", "colour_scale"],
   };
 }
 
@@ -971,7 +1096,8 @@ function focusKey(container) {
   return label ? `[aria-label="${CSS.escape(label)}"]` : null;
 }
 
-function render({ model, el }) {
+/** Draw the view named by the `view` trait into ``el``; returns its cleanup. */
+function draw(model, el) {
   const root = h("div", "dnb");
   // keys pressed inside the widget (arrows, Home/End, Enter, Space) are ours, not JupyterLab's shortcuts
   // (Lumino matches selectors such as ".jp-Notebook.jp-mod-commandMode :focus" on the focused element
@@ -991,8 +1117,8 @@ function render({ model, el }) {
   const body = h("div", "dnb-body");
   if (status) root.appendChild(status.el);
   root.appendChild(body);
-  // Save as SVG / PNG (static/export.js, joined in front of this module): the view as it is shown. Last in
-  // the tab order: the keys reach the view's own controls first.
+  // Save as SVG / PNG (static/common.js): the view as it is shown. Last in the tab order: the keys reach the
+  // view's own controls first.
   const tools = h("div", "dnb-export");
   tools.appendChild(h("span", "dnb-controls-label", "save view as"));
   root.appendChild(tools);
@@ -1028,6 +1154,8 @@ function render({ model, el }) {
     }
     if (row.childElementCount) body.appendChild(row);
     body.appendChild(ctx.tip.el);
+    const unmounts = parts.filter((p) => p.mount).map((p) => p.mount());
+    unmount = () => { for (const u of unmounts) u(); };
     for (const p of parts) p.update("all");
     if (focused) body.querySelector(focused)?.focus();
   };
@@ -1035,6 +1163,7 @@ function render({ model, el }) {
   const listeners = [
     ["change:root", update("root")], ["change:stratum", update("stratum")], ["change:metric", update("metric")],
     ["change:scale", update("scale")], ["change:span", update("span")], ["change:status", update("status")],
+    ["change:measure", update("measure")], ["change:colour_scale", update("colour_scale")],
     ["change:data", build], ["change:shares", build], ["change:view", build],
   ];
   for (const [event, fn] of listeners) model.on(event, fn);
@@ -1044,6 +1173,15 @@ function render({ model, el }) {
     unmount();
     root.remove();
   };
+}
+
+/** anywidget's render: the view, drawn again when static/common.js or the theme is saved (hot reload). */
+async function render({ model, el }) {
+  await loadCommon(model);
+  let cleanup = draw(model, el);
+  const reload = async () => { if (await loadCommon(model)) { cleanup(); cleanup = draw(model, el); } };
+  model.on("change:_common change:_theme", reload);
+  return () => { model.off("change:_common change:_theme", reload); cleanup(); };
 }
 
 export default { render };
