@@ -18,7 +18,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pandas as pd
 import torch
@@ -50,6 +50,17 @@ def versions() -> dict[str, str]:
 
 
 # ---- which Ray ------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Session:
+    """How a run got its Ray: ``kind`` is ``"existing"`` (already initialised: used as it is and left running;
+    its job's runtime_env applies), ``"cluster"`` (connected by address) or ``"local"`` (a private Ray on this
+    machine); ``actor_env``: a runtime_env for the actors themselves (only for an existing Ray, where Ray
+    takes no local paths: URIs such as ``pip`` packages or uploaded ``gcs://`` modules)."""
+
+    kind: str
+    actor_env: dict[str, Any] | None
+
+
 def ray_address(address: str | None) -> str | None:
     """The cluster to connect to: ``address``, else ``$RAY_ADDRESS`` (Ray's convention; ``auto`` finds the
     cluster ``ray start`` made on this machine), else None: a private Ray on this machine. ``"local"``
@@ -101,32 +112,39 @@ def _connect_error(address: str, err: BaseException) -> CorpusError:
 
 
 @contextlib.contextmanager
-def ray_session(address: str | None, local_cpus: int) -> Iterator[str]:
-    """Ray for one run; yields how it came: ``"existing"`` (already initialised: used as it is, left running),
-    ``"cluster"`` (connected to ``address``) or ``"local"`` (a private Ray with ``local_cpus`` CPUs). Ray's
-    own errors (nothing at the address, another Ray version) become ``CorpusError``s that say what to do."""
+def ray_session(address: str | None, local_cpus: int, model: str, runtime_env: dict[str, Any] | None) -> Iterator[Session]:
+    """Ray for one run (see ``Session``). Connecting to a cluster passes the job's runtime_env: ``runtime_env``,
+    else ``default_runtime_env(model)`` (``{}``: none). A private local Ray needs none (its workers share this
+    machine's Python). Ray's own errors (nothing at the address, another Ray version) become
+    ``CorpusError``s that say what to do."""
     try:
         import ray  # ray: an optional dependency (the ray extra)
     except ImportError as err:
         raise CorpusError("backend='ray' needs Ray: pip install 'density_nb[ray]' (or pip install ray).") from err
     if ray.is_initialized():
-        yield "existing"
+        yield Session("existing", runtime_env or None)
         return
+    env = (default_runtime_env(model) if runtime_env is None and address is not None else runtime_env) or None
     if address is None:
         ray.init(
-            address="local", num_cpus=max(1, local_cpus), include_dashboard=False, object_store_memory=200 * 1024**2, log_to_driver=False
+            address="local",
+            num_cpus=max(1, local_cpus),
+            include_dashboard=False,
+            object_store_memory=200 * 1024**2,
+            log_to_driver=False,
+            runtime_env=env,
         )
         kind = "local"
     else:
         if address != "auto":
             _probe(address)
         try:
-            ray.init(address=address, log_to_driver=False)
+            ray.init(address=address, log_to_driver=False, runtime_env=env)
         except (ConnectionError, RuntimeError, ValueError) as err:
             raise _connect_error(address, err) from err
         kind = "cluster"
     try:
-        yield kind
+        yield Session(kind, None)
     finally:
         ray.shutdown()
 
@@ -151,25 +169,8 @@ def default_runtime_env(model: str) -> dict[str, Any]:
     return {"py_modules": modules}
 
 
-def runtime_env_for(kind: str, model: str, runtime_env: dict[str, Any] | None) -> dict[str, Any] | None:
-    """The workers' runtime_env: the caller's (``{}``: none), else the default on a cluster (also on an already
-    initialised Ray whose job ships no code of its own), else none (a private Ray shares this machine's Python)."""
-    if runtime_env is not None:
-        return runtime_env or None
-    if kind == "local":
-        return None
-    if kind == "existing":
-        import ray  # ray: an optional dependency (the ray extra)
-
-        job = ray.get_runtime_context().runtime_env
-        if job.get("py_modules") or job.get("working_dir"):
-            return None
-    return default_runtime_env(model)
-
-
 # ---- how many workers, how large ------------------------------------------------------------------
-@dataclass(frozen=True)
-class Plan:
+class Plan(NamedTuple):
     """The workers of a run: how many, torch threads each, the Ray resources each asks for, its device."""
 
     workers: int
@@ -319,7 +320,13 @@ def run_ray(
     options["scheduling_strategy"] = "SPREAD"
     if runtime_env:
         options["runtime_env"] = runtime_env
-    actor_cls = ray.remote(_TraceWorker).options(**options)
+    try:
+        actor_cls = ray.remote(_TraceWorker).options(**options)
+    except ValueError as err:  # local paths in an actor's runtime_env
+        raise CorpusError(
+            f"Ray takes this runtime_env only when it starts or connects ({err}); Ray was already initialised, so pass it to "
+            "your own ray.init(runtime_env=...), or give URIs (pip packages, gcs:// or https:// zip files)."
+        ) from None
     expected = versions()
     queue = collections.deque((int(r.passage_id), r.prompt, r.next_word) for r in todo.itertuples(index=False))
     attempts: collections.Counter[int] = collections.Counter()
@@ -333,10 +340,14 @@ def run_ray(
         pending[actors[slot].info.remote()] = (slot, actors[slot], None)
         _active_actors[:] = list(actors.values())
 
-    def submit(slot: int) -> None:
-        if queue and slot in running:
-            row = queue.popleft()
-            pending[actors[slot].run.remote(*row, kwargs)] = (slot, actors[slot], row)
+    def feed() -> None:
+        """Give each running worker passages until it has ``IN_FLIGHT`` (a lost worker's go to the others)."""
+        busy = collections.Counter(slot for slot, actor, row in pending.values() if row is not None and actors.get(slot) is actor)
+        for slot in sorted(running):
+            while queue and busy[slot] < IN_FLIGHT:
+                row = queue.popleft()
+                pending[actors[slot].run.remote(*row, kwargs)] = (slot, actors[slot], row)
+                busy[slot] += 1
 
     def lost(slot: int, actor: Any, err: BaseException) -> None:
         if actors.get(slot) is not actor:  # reported already, by another of its passages
@@ -380,6 +391,7 @@ def run_ray(
                         raise CorpusError(f"Passage {row[0]} was lost with its Ray worker {MAX_ATTEMPTS} times: {err}") from err
                     queue.appendleft(row)
                 lost(slot, actor, err)
+                feed()
                 continue
             if row is None:  # a worker is up: check it, then feed it
                 if actors.get(slot) is not actor:
@@ -387,13 +399,11 @@ def run_ray(
                 check_worker(value, expected)
                 running.add(slot)
                 failed_starts[slot] = 0
-                for _ in range(IN_FLIGHT):
-                    submit(slot)
             else:
                 passage_id, summary, curves = value
                 if writer.add(passage_id, summary, curves):
                     bar.update(1)
-                submit(slot)
+            feed()
             idle_since = time.monotonic()
     finally:
         for actor in actors.values():

@@ -117,10 +117,10 @@ def run_corpus(
         ray = None
         if backend == "ray":  # connect (or start Ray) and size the workers before the run folder is made
             address = ray_backend.ray_address(ray_address)
-            kind = stack.enter_context(ray_backend.ray_session(address, workers or 2))
+            session = stack.enter_context(ray_backend.ray_session(address, workers or 2, model, runtime_env))
             nodes = ray_backend.alive_nodes()
-            plan = ray_backend.plan(kind, nodes, label, device, workers, threads, gpus_per_worker, torch.get_num_threads())
-            ray = (plan, ray_backend.runtime_env_for(kind, model, runtime_env))
+            plan = ray_backend.plan(session.kind, nodes, label, device, workers, threads, gpus_per_worker, torch.get_num_threads())
+            ray = (plan, session.actor_env)
         stack.enter_context(_run_folder(out))
         stack.enter_context(RunLock(out))
         _run_locked(model, out, df, config, run_settings, resume=resume, force=force, device=device, workers=workers, ray=ray,
