@@ -20,9 +20,11 @@ import io
 import os
 import pickle
 import statistics
+import tempfile
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from bench_core import gemm_work, matmul_gflops
@@ -46,6 +48,7 @@ def row_flops(s: dict[str, int]) -> float:
 @dataclass
 class Cost:
     seconds: float
+    cpu_seconds: float  # CPU time of this process (one thread): what a core spends, whatever else runs
     gemm_seconds: float
     linear_flops: float
     logits_flops: float
@@ -99,7 +102,9 @@ def measure(model: str, n: int, words: int) -> Cost:
     arch_module.Arch.logits, pipeline.stratify = logits, stratify
     try:
         results = []
+        cpu = time.process_time()
         w = gemm_work(lambda: [results.append(trace_passage(bridge, *row, **kwargs)) for row in work[1:]])
+        cpu = time.process_time() - cpu
     finally:
         arch_module.Arch.logits, pipeline.stratify = real_logits, real_stratify
     summaries = [s for s, _ in results]
@@ -108,6 +113,7 @@ def measure(model: str, n: int, words: int) -> Cost:
     result = statistics.mean(len(pickle.dumps((row[0], s, c), protocol=5)) for row, (s, c) in zip(work[1:], results))
     return Cost(
         seconds=w.seconds / n,
+        cpu_seconds=cpu / n,
         gemm_seconds=w.gemm_seconds / n,
         linear_flops=(w.flops - logits_flops[0]) / n,
         logits_flops=logits_flops[0] / n,
@@ -122,6 +128,21 @@ def measure(model: str, n: int, words: int) -> Cost:
     )
 
 
+def driver_cost(result: bytes, shard_size: int, n: int = 300) -> float:
+    """Seconds the driver spends per passage on a Ray run: unpickle one result, then the run store's ``add``
+    (shards of ``shard_size``, written to a temp dir, merges included)."""
+    from density_nb.corpus.store import ShardWriter, new_manifest
+
+    with tempfile.TemporaryDirectory() as folder:
+        writer = ShardWriter(Path(folder), new_manifest({}, {}, []), shard_size)
+        t0 = time.perf_counter()
+        for pid in range(n):
+            _, summary, curves = pickle.loads(result)
+            writer.add(pid, summary.assign(passage_id=pid), curves.assign(passage_id=pid))
+        writer.flush()
+        return (time.perf_counter() - t0) / n
+
+
 def as_7b(c: Cost) -> Cost:
     """SmolLM2's measured passage scaled to Llama-2-7B's shapes (same text, same tokens: an estimate)."""
     smol = SHAPES["smollm2-135m"]
@@ -133,6 +154,9 @@ def as_7b(c: Cost) -> Cost:
     other = c.seconds - c.gemm_seconds - c.stratify_seconds  # masks, attention, metrics: grows with heads x tokens^2
     return Cost(
         seconds=(linear + logit) / (c.linear_flops + c.logits_flops) * c.gemm_seconds + c.stratify_seconds * edges + other * edges,
+        cpu_seconds=c.cpu_seconds
+        * ((linear + logit) / (c.linear_flops + c.logits_flops) * c.gemm_seconds + (c.seconds - c.gemm_seconds) * edges)
+        / c.seconds,
         gemm_seconds=(linear + logit) / (c.linear_flops + c.logits_flops) * c.gemm_seconds,
         linear_flops=linear,
         logits_flops=logit,
@@ -155,25 +179,34 @@ def main() -> None:
     ap.add_argument("--gpu-tflops", type=float, default=200.0, help="achieved bf16 GEMM rate assumed for a GPU (H100: ~990 peak)")
     ap.add_argument("--cores-per-gpu", type=int, default=8, help="CPU cores a GPU's workers have for stratification")
     args = ap.parse_args()
-    rate = matmul_gflops() / max(1, torch.get_num_threads())
-    print(f"load average {os.getloadavg()[0]:.2f}; one large fp32 GEMM: {rate:.0f} GFLOP/s per thread here")
+    torch.set_num_threads(1)
+    print(f"load average {os.getloadavg()[0]:.2f}; one large fp32 GEMM on one thread: {matmul_gflops():.0f} GFLOP/s here")
     costs = {m: measure(m, args.passages, args.words) for m in args.models}
+    first = args.models[0]
+    bridge = load_model(first)
+    row = rows(1, args.words)[0]
+    result = pickle.dumps((row[0], *trace_passage(bridge, *row, config=TraceConfig(grid="paper"), words=args.words)), protocol=5)
+    driver = {size: driver_cost(result, size) for size in (1, 10, 100)}
     if "smollm2-135m" in costs:
         costs["llama-2-7b (derived)"] = as_7b(costs["smollm2-135m"])
     print(f"load average {os.getloadavg()[0]:.2f}; {args.passages} passages of {args.words} words, paper grid, one thread\n")
-    head = f"{'model':22s} {'s/passage':>9s} {'GEMM s':>7s} {'strat s':>7s} {'GFLOP':>7s} {'logits%':>7s} {'tokens':>6s} {'edges':>9s}"
+    head = f"{'model':22s} {'s/passage':>9s} {'CPU s':>6s} {'GEMM s':>7s} {'strat s':>7s} {'GFLOP':>7s} {'logits%':>7s} {'tokens':>6s} {'edges':>9s}"
     print(head + f" {'task B':>7s} {'result B':>9s} {'parquet B':>9s} {'/s/core':>8s} {'/s/GPU':>7s}")
     for name, c in costs.items():
         flops = c.linear_flops + c.logits_flops
         gpu = min(args.gpu_tflops * 1e12 / flops, args.cores_per_gpu / max(c.stratify_seconds, 1e-9))
         print(
-            f"{name:22s} {c.seconds:9.2f} {c.gemm_seconds:7.2f} {c.stratify_seconds:7.2f} {flops / 1e9:7.0f} "
+            f"{name:22s} {c.seconds:9.2f} {c.cpu_seconds:6.2f} {c.gemm_seconds:7.2f} {c.stratify_seconds:7.2f} {flops / 1e9:7.0f} "
             f"{100 * c.logits_flops / flops:6.0f}% {c.tokens:6.0f} {c.edges:9.0f} {c.task_bytes:7.0f} {c.result_bytes:9.0f} "
-            f"{c.parquet_bytes:9.0f} {1 / c.seconds:8.3f} {gpu:7.1f}"
+            f"{c.parquet_bytes:9.0f} {1 / c.cpu_seconds:8.3f} {gpu:7.1f}"
         )
     print(
         f"\n/s/GPU: min(GEMM work at {args.gpu_tflops:.0f} TFLOP/s achieved, {args.cores_per_gpu} cores of stratification), an estimate. "
-        "Result bytes: summary + curves pickled as Ray sends them."
+        "/s/core: 1 / CPU s. Result bytes: summary + curves pickled as Ray sends them."
+    )
+    print(
+        f"driver, per {first} passage (unpickle + run store, load average {os.getloadavg()[0]:.2f}): "
+        + ", ".join(f"shards of {k}: {1e3 * v:.1f} ms ({1 / v:.0f} passages/s)" for k, v in driver.items())
     )
 
 

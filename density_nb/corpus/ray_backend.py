@@ -14,6 +14,7 @@ import contextlib
 import importlib.util
 import os
 import socket
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -91,22 +92,28 @@ def _probe(address: str) -> None:
 
 
 def _connect_error(address: str, err: BaseException) -> CorpusError:
-    text = "; ".join(str(e) for e in (err, err.__cause__) if e)
-    if "Version mismatch" in text or "version mismatch" in text.lower():
+    text = " ".join(f"{e}" for e in (err, err.__cause__) if e)
+    first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    if "version mismatch" in text.lower():
         import ray  # ray: an optional dependency (the ray extra)
 
         return CorpusError(
-            f"The Ray cluster at {address!r} runs another version of Ray or Python than this process (Ray {ray.__version__}): "
-            f"{text.splitlines()[0]}. Install the cluster's Ray version here (pip install 'ray=={{its version}}'), "
-            "or run the command on the head node."
+            f"The Ray cluster at {address!r} runs another version of Ray or Python than this process (Ray {ray.__version__}, "
+            f"Python {'.'.join(map(str, sys.version_info[:3]))}): install the cluster's versions here "
+            "(`ray --version` on the head node), or run the command on the head node."
+        )
+    if "InvalidAuthToken" in text or "Authentication token" in text:
+        return CorpusError(
+            f"The Ray cluster at {address!r} asks for its authentication token: set RAY_AUTH_MODE=token here and give the "
+            "cluster's token (copy ~/.ray/auth_token from the head node, or set RAY_AUTH_TOKEN), as for `ray start --address`."
         )
     if address == "auto":
         return CorpusError(
-            f"No running Ray cluster found on this machine ({text}). Start one with `ray start --head`, "
-            "give its address (--ray-address HOST:PORT), or unset RAY_ADDRESS to run on a private local Ray."
+            f"No running Ray cluster found on this machine ({first}). Start one with `ray start --head`, give its address "
+            "(--ray-address HOST:PORT), or unset RAY_ADDRESS to run on a private local Ray."
         )
     return CorpusError(
-        f"Cannot connect to the Ray cluster at {address!r} ({text}). Check the address with `ray status` on the head node "
+        f"Cannot connect to the Ray cluster at {address!r} ({first}). Check the address with `ray status` on the head node "
         "and that this machine can reach it, or unset RAY_ADDRESS / leave --ray-address to run on a private local Ray."
     )
 
@@ -140,7 +147,7 @@ def ray_session(address: str | None, local_cpus: int, model: str, runtime_env: d
             _probe(address)
         try:
             ray.init(address=address, log_to_driver=False, runtime_env=env)
-        except (ConnectionError, RuntimeError, ValueError) as err:
+        except (ConnectionError, RuntimeError, ValueError, ray.exceptions.RayError) as err:
             raise _connect_error(address, err) from err
         kind = "cluster"
     try:
