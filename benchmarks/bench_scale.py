@@ -20,6 +20,7 @@ import io
 import os
 import pickle
 import statistics
+import sys
 import tempfile
 import threading
 import time
@@ -27,12 +28,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from bench_core import gemm_work, matmul_gflops
 
 from density_nb.config import TraceConfig
 from density_nb.corpus.passages import trace_passage
 from density_nb.method import pipeline
 from density_nb.models import load_model
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the benchmarks beside this one
+from bench_core import gemm_work, matmul_gflops
+from bench_gpu import rows as gpu_rows
 
 LLAMA2_7B = {"layers": 32, "heads": 32, "kv_heads": 32, "d": 4096, "d_ff": 11008, "vocab": 32000, "mlp_mats": 3}
 SHAPES = {"smollm2-135m": {"layers": 30, "heads": 9, "kv_heads": 3, "d": 576, "d_ff": 1536, "vocab": 49152, "mlp_mats": 3}}  # its HF config
@@ -63,8 +67,6 @@ class Cost:
 
 
 def rows(n: int, words: int) -> list[tuple[int, str, str]]:
-    from bench_gpu import rows as gpu_rows
-
     return gpu_rows(n + 1, words)
 
 
