@@ -71,6 +71,17 @@ def test_an_unreachable_cluster_is_refused_at_once_and_leaves_no_folder(tmp_path
     assert code.value.code == 2 and not (tmp_path / "cli").exists()
 
 
+def test_the_cli_reads_a_runtime_env_as_json_or_a_file(tmp_path, capsys):
+    (tmp_path / "env.json").write_text('{"pip": ["density_nb"]}')
+    parser = cli._parser()
+    args = parser.parse_args(["corpus", "--out", "x", "--runtime-env", f"@{tmp_path / 'env.json'}", "--gpus-per-worker", "0.5"])
+    assert args.runtime_env == {"pip": ["density_nb"]} and args.gpus_per_worker == 0.5 and args.shard_size == 1
+    assert parser.parse_args(["corpus", "--out", "x", "--runtime-env", "{}"]).runtime_env == {}
+    with pytest.raises(SystemExit):
+        parser.parse_args(["corpus", "--out", "x", "--runtime-env", "[1, 2]"])
+    assert "expected a JSON object" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize(
     ("address", "raised", "message"),
     [
