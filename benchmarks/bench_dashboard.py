@@ -24,7 +24,7 @@ import pandas as pd
 
 from density_nb.config import PAPER_GRID
 from density_nb.corpus.runs import load_runs
-from density_nb.corpus.store import MANIFEST, ShardWriter, write_json
+from density_nb.corpus.store import ShardWriter, new_manifest
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--no-first-run"]
@@ -74,11 +74,8 @@ def passage_tables(pid: int, rng: np.random.Generator) -> tuple[pd.DataFrame, pd
 
 
 def write_run(out: Path, n: int) -> None:
-    manifest = {"format": 1, "settings": {"model": "synthetic-smollm2", "grid": "paper", "norms": "live"},
-                "grid_sizes": list(PAPER_GRID), "shards": [], "passage_ids": [], "next_shard": 0}  # fmt: skip
-    out.mkdir(parents=True, exist_ok=True)
-    write_json(manifest, out / MANIFEST)
-    writer = ShardWriter(out, manifest, shard_size=500)
+    manifest = new_manifest({"model": "synthetic-smollm2", "grid": "paper", "norms": "live"}, {}, list(PAPER_GRID))
+    writer = ShardWriter(out, manifest, shard_size=500)  # writes the manifest with its first shard
     rng = np.random.default_rng(0)
     for pid in range(n):
         writer.add(pid, *passage_tables(pid, rng))

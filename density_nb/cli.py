@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import json
 import os
 import subprocess
 import sys
@@ -71,6 +72,18 @@ def _positive(value: str) -> int:
     if n < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}")
     return n
+
+
+def _json_object(value: str) -> dict[str, Any]:
+    """A JSON object given inline or as @FILE."""
+    try:
+        text = Path(value[1:]).read_text() if value.startswith("@") else value
+        obj = json.loads(text)
+    except (OSError, ValueError) as err:
+        raise argparse.ArgumentTypeError(f"expected a JSON object or @FILE.json, got {value!r} ({err})") from None
+    if not isinstance(obj, dict):
+        raise argparse.ArgumentTypeError(f'expected a JSON object like \'{{"pip": ["..."]}}\', got {value!r}')
+    return obj
 
 
 def _trace_settings(p: argparse.ArgumentParser, grid: str) -> None:
@@ -146,6 +159,25 @@ def _add_corpus(sub: Any) -> None:
         "--backend", choices=("local", "ray"), default="local", help="run here, or on Ray workers (pip install 'density_nb[ray]')"
     )
     c.add_argument(
+        "--ray-address",
+        metavar="ADDRESS",
+        help="with --backend ray: the cluster to run on, HOST:PORT (as `ray start --head` prints it), ray://HOST:10001 or 'auto' "
+        "(default: $RAY_ADDRESS; without either, a private Ray on this machine)",
+    )
+    c.add_argument(
+        "--runtime-env",
+        type=_json_object,
+        metavar="JSON",
+        help="with --backend ray: the workers' Ray runtime_env as JSON, or @FILE.json (default on a cluster: this density_nb "
+        "and the model's packaged weights as py_modules; '{}': none)",
+    )
+    c.add_argument(
+        "--gpus-per-worker",
+        type=float,
+        metavar="G",
+        help="with --backend ray --device cuda: each worker's share of a GPU (default: 0.25 for the small built-in models, else 1)",
+    )
+    c.add_argument(
         "--workers",
         type=_positive,
         default=None,
@@ -154,6 +186,13 @@ def _add_corpus(sub: Any) -> None:
     c.add_argument("--threads", type=_positive, default=None, help="torch CPU threads per worker (default: torch's count / workers)")
     c.add_argument(
         "--batch", type=_positive, default=1, metavar="B", help="passages per masked pass, local backend; pays on GPU, not CPU (default: 1)"
+    )
+    c.add_argument(
+        "--shard-size",
+        type=_positive,
+        default=1,
+        metavar="S",
+        help="passages per shard file (default: 1, every passage saved as it completes; more: fewer files at high rates)",
     )
     c.add_argument("--device", default=None, help="cpu, cuda, cuda:0, ... (default: the model's)")
     c.add_argument(
@@ -287,6 +326,10 @@ def _cmd_corpus(args: argparse.Namespace) -> int:
             workers=args.workers,
             threads=args.threads,
             batch=args.batch,
+            shard_size=args.shard_size,
+            ray_address=args.ray_address,
+            runtime_env=args.runtime_env,
+            gpus_per_worker=args.gpus_per_worker,
             drop_unk=args.drop_unk,
             progress=not args.quiet,
         )

@@ -251,16 +251,20 @@ def with_measures(result: DensityResult, k: int = 5, seed: int = 0) -> DensityRe
     )
 
 
-def resume_killed_before_manifest(model: Any, out: Path, monkeypatch: Any, **run: Any) -> None:
-    """Resume the corpus run in ``out`` and kill it after it writes its next shard, before the manifest
-    lists that shard (``run`` goes to ``run_corpus``)."""
+def resume_killed_mid_shard(model: Any, out: Path, monkeypatch: Any, **run: Any) -> None:
+    """Resume the corpus run in ``out`` and kill it after it writes its next shard's curves file, before the
+    summary file that makes the shard count (``run`` goes to ``run_corpus``)."""
     from density_nb.corpus import runner
     from density_nb.corpus import store as run_store
 
-    def killed(obj: Any, path: Any) -> None:
-        raise SystemExit("killed")
+    real = run_store.write_parquet
+
+    def killed(df: Any, path: Path) -> None:
+        if path.name.endswith(".summary.parquet"):
+            raise SystemExit("killed")
+        real(df, path)
 
     with monkeypatch.context() as patch:
-        patch.setattr(run_store, "write_json", killed)
+        patch.setattr(run_store, "write_parquet", killed)
         with pytest.raises(SystemExit):
             runner.run_corpus(model, out, resume=True, **run)

@@ -15,7 +15,7 @@ from density_nb.corpus import runs as corpus_runs
 from density_nb.corpus import sources as corpus_data
 from density_nb.corpus import store as run_store
 from density_nb.corpus.sources import DataError, detokenize, find_data, passages, unigram_counts
-from helpers import SAMPLE_LINES, resume_killed_before_manifest
+from helpers import SAMPLE_LINES, resume_killed_mid_shard
 
 NO_DATA = (
     "No WikiText-2 data: set DENSITY_NB_DATA to a folder with wikitext-2/{test,valid}.txt, put ../shared/data "
@@ -162,16 +162,20 @@ def count_traces(monkeypatch):
     return state
 
 
+def piece_ids(out):
+    """The passage ids of each counted piece of a run, read from its summary file."""
+    return [pd.read_parquet(out / p.summary, columns=["passage_id"])["passage_id"].tolist() for p in run_store.scan(out)[0]]
+
+
 def check_complete(out, n):
-    """Every manifest shard exists and reads; no temp files; each passage exactly once."""
-    manifest = json.loads((out / "manifest.json").read_text())
-    listed = {f for s in manifest["shards"] for f in (s["summary"], s["curves"])}
-    on_disk = {f"shards/{p.name}" for p in (out / "shards").iterdir()}
-    assert on_disk == listed
+    """Only counted pieces on disk (no temp or stray file), each passage in exactly one, all read back once."""
+    pieces, strays = run_store.scan(out)
+    assert not strays and json.loads((out / "manifest.json").read_text())["format"] == run_store.RUN_FORMAT
+    assert {f"shards/{p.name}" for p in (out / "shards").iterdir()} == {f for p in pieces for f in (p.summary, p.curves)}
     summary, curves = corpus_runs.load_runs(out)
-    ids = [p for s in manifest["shards"] for p in s["passage_ids"]]
+    ids = [i for piece in piece_ids(out) for i in piece]
     assert len(ids) == len(set(ids)) == n == len(summary)
-    assert sorted(ids) == manifest["passage_ids"] == summary["passage_id"].tolist()
+    assert sorted(ids) == summary["passage_id"].tolist()
     assert len(curves) == n * 9 and not curves.duplicated(["passage_id", "stratum"]).any()
     return summary, curves
 
@@ -225,12 +229,12 @@ def test_crash_then_resume(tiny_llama, run_data, tmp_path, count_traces):
     assert len(summary) == 5
 
 
-def test_kill_before_manifest_update(tiny_llama, run_data, tmp_path, monkeypatch):
-    """A kill after a shard is written but before the manifest lists it: the shard is not counted."""
+def test_kill_before_a_shard_counts(tiny_llama, run_data, tmp_path, monkeypatch):
+    """A kill after a shard's curves file is written but before its summary file: the shard is not counted."""
     out = tmp_path / "run"
     runner.run_corpus(tiny_llama, out, data=run_data, n_passages=1, **RUN)
-    resume_killed_before_manifest(tiny_llama, out, monkeypatch, data=run_data, n_passages=2, **RUN)
-    assert len(list((out / "shards").iterdir())) == 4  # an orphan shard pair
+    resume_killed_mid_shard(tiny_llama, out, monkeypatch, data=run_data, n_passages=2, **RUN)
+    assert len(list((out / "shards").iterdir())) == 3  # a shard pair and an orphan curves file
     assert len(corpus_runs.load_runs(out).summary) == 1  # ... that does not count
     runner.run_corpus(tiny_llama, out, data=run_data, n_passages=3, resume=True, **RUN)
     check_complete(out, 3)
@@ -276,7 +280,7 @@ def test_batch_does_not_change_results(tiny_gemma3, run_data, tmp_path):
 def test_shard_size(tiny_llama, run_data, tmp_path):
     out = tmp_path / "run"
     runner.run_corpus(tiny_llama, out, data=run_data, n_passages=5, shard_size=2, **RUN)
-    assert [len(s["passage_ids"]) for s in corpus_runs.load_runs(out).manifest["shards"]] == [2, 2, 1]
+    assert [len(ids) for ids in piece_ids(out)] == [2, 2, 1]
     check_complete(out, 5)
 
 

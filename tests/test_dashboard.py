@@ -4,7 +4,7 @@ re-traces the passage's own numbers; ``density-nb view`` writes an offline page.
 
 from __future__ import annotations
 
-import json
+import shutil
 import zlib
 
 import numpy as np
@@ -20,7 +20,7 @@ from density_nb.corpus import store as run_store
 from density_nb.views import CorpusDashboard, DashboardError
 from density_nb.views.dashboard_state import GRID, HEAD_SIZES, LOG_FLOOR, PARTS, composition_shares, head_shares, nearest_sizes, tv_on_grid
 from density_nb.views.data import decode_shares
-from helpers import SAMPLE_LINES, resume_killed_before_manifest
+from helpers import SAMPLE_LINES, resume_killed_mid_shard
 
 RUN = {"words": 6, "grid": "fast", "progress": False}
 N_PASSAGES = 5
@@ -148,12 +148,11 @@ def test_killed_and_resumed_run_shows_each_passage_once(tiny_llama, tmp_path, mo
     data = make_data(tmp_path / "data")
     out = tmp_path / "run"
     runner.run_corpus(tiny_llama, out, data=data, n_passages=2, **RUN)
-    resume_killed_before_manifest(tiny_llama, out, monkeypatch, data=data, n_passages=3, **RUN)
+    resume_killed_mid_shard(tiny_llama, out, monkeypatch, data=data, n_passages=3, **RUN)
     runner.run_corpus(tiny_llama, out, data=data, n_passages=4, resume=True, **RUN)
-    # a manifest listing one passage in two shards (as a race could leave it) still shows it once
-    manifest = json.loads((out / "manifest.json").read_text())
-    manifest["shards"].append(dict(manifest["shards"][0], name="dup"))
-    (out / "manifest.json").write_text(json.dumps(manifest))
+    # one passage in two shards (as a copied or damaged folder could hold it) still shows once
+    for kind in ("summary", "curves"):
+        shutil.copy(out / f"shards/00000000.{kind}.parquet", out / f"shards/00000099.{kind}.parquet")
     run = corpus_runs.load_runs(out)
     w = run.widget()
     ids = unpack(w)["ids"]

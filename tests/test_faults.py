@@ -1,9 +1,11 @@
 """Faults a corpus run must survive, in real processes (slow, seeded: rerun it to repeat it exactly as far as
 timing allows): two writers started at the same instant on one folder, SIGKILL at random points,
-SIGKILL in the middle of a shard's or the manifest's write and between them, a disk that fills during a
-shard write; then a resume. After every fault the manifest and each shard it lists read, each passage is
-listed once and no passage recorded before is lost; at the end every passage is there exactly once, with
-the numbers of an uninterrupted run, and nothing else is left in the folder.
+SIGKILL in the middle of a shard's write and between its two files, in the middle of a merge, between a
+merge's two files and between a merged piece and the removal of its inputs, a disk that fills during a
+shard's write and a merge's; then a resume. The runs merge every 4 shards (``store.FANOUT``), so merges of
+three sizes happen. After every fault the run and each piece it counts read, each passage is in one piece
+and no passage recorded before is lost; at the end every passage is there exactly once, with the numbers
+of an uninterrupted run, and nothing else is left in the folder.
 
 The runs are forked from a server process that imported torch, transformers and TransformerLens once
 (multiprocessing's forkserver), so each starts in about 0.2 s instead of 6 s.
@@ -13,11 +15,9 @@ from __future__ import annotations
 
 import errno
 import itertools
-import json
 import multiprocessing
 import multiprocessing.connection
 import os
-import pathlib
 import random
 import signal
 import time
@@ -27,9 +27,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 
 from density_nb.corpus import runner
+from density_nb.corpus import store as run_store
 from density_nb.corpus.runs import load_runs
 from density_nb.corpus.store import CorpusError
 from density_nb.files import WriteError
@@ -43,20 +45,27 @@ PASSAGES = 200
 RANDOM_KILLS = 24  # SIGKILL once a run has recorded 0 to MORE more passages, a random 0 to DELAY s later
 MORE, DELAY = 3, 0.2
 CHECKED = 25  # passages whose numbers are compared with an uninterrupted run's
-# SIGKILL in a write (the file half written), before one, or a full disk (every write fails from there on).
-# to_parquet writes a shard's curves then its summary; write_text writes the manifest that lists them.
+FANOUT = 4  # the runs merge every 4 pieces of one span
+# SIGKILL in a write (the file half written), before one, after one, or a full disk (every write fails from there on).
+# to_parquet writes a shard's curves then its summary (the shard counts from there); a merge writes its curves
+# then its summary with ParquetWriter.write_table, one call per input piece, then removes its inputs.
 WRITE_FAULTS = [
     ("shard", 1, "kill"),
     ("shard", 2, "kill"),
     ("shard", 4, "kill before"),  # between a shard's two files
-    ("manifest", 1, "kill"),
-    ("manifest", 2, "kill before"),  # the shard written, the manifest not yet
-    ("manifest", 3, "kill"),
+    ("merge", 2, "kill"),  # a merged curves file half written
+    ("merge", FANOUT + 1, "kill before"),  # the merged curves written, its summary not yet
+    ("merged", 2, "kill after"),  # the merged piece counts, its inputs not yet removed
     ("shard", 3, "disk full"),
-    ("manifest", 2, "disk full"),
+    ("merge", 3, "disk full"),
 ]
 OPTIONS = [{"workers": w, "batch": b, "shard_size": s} for w in (1, 2) for b in (1, 2) for s in (1, 3)]
-WRITERS = {"shard": (pd.DataFrame, "to_parquet", 1), "manifest": (pathlib.Path, "write_text", 0)}  # which argument is the file
+# the method a fault hits, and which of its arguments is the file it writes (None: a merge's open ParquetWriter)
+WRITERS = {
+    "shard": (pd.DataFrame, "to_parquet", 1),
+    "merge": (pq.ParquetWriter, "write_table", None),
+    "merged": (run_store, "_concat", None),
+}
 REFUSED, DISK_FULL = 3, 4  # exit codes of a run (a SIGKILLed one exits with -9)
 WORDS = sorted({word for line in SAMPLE_LINES for word in line.split() if word.isalpha()})
 
@@ -64,6 +73,7 @@ WORDS = sorted({word for line in SAMPLE_LINES for word in line.split() if word.i
 def corpus_run(out: str, table: str, options: dict[str, Any], fault: tuple[str, int, str] | None = None, barrier: Any = None) -> None:
     """One corpus run (in a forked process) that resumes ``out``; ``fault``: a write fault to inject;
     ``barrier``: waited at once the model is loaded (the test and other runs start from there together)."""
+    run_store.FANOUT = FANOUT
     if fault is not None:
         inject(*fault)
     bridge = load_model("tiny-llama")
@@ -79,7 +89,7 @@ def corpus_run(out: str, table: str, options: dict[str, Any], fault: tuple[str, 
 
 
 def inject(writer: str, at: int, then: str) -> None:
-    """From the ``at``-th call of ``writer`` on: SIGKILL this process before or half-way through that write,
+    """From the ``at``-th call of ``writer`` on: SIGKILL this process before, half-way through or after that write,
     or fail it and every later one with ENOSPC after half the file is written."""
     owner, name, position = WRITERS[writer]
     real = getattr(owner, name)
@@ -92,8 +102,13 @@ def inject(writer: str, at: int, then: str) -> None:
         if then == "kill before":
             os.kill(os.getpid(), signal.SIGKILL)
         real(*args, **kwargs)
-        path = args[position]
-        os.truncate(path, os.path.getsize(path) // 2)
+        if then == "kill after":
+            os.kill(os.getpid(), signal.SIGKILL)
+        if position is not None:
+            path = args[position]
+            os.truncate(path, os.path.getsize(path) // 2)
+        else:  # a merge: its temp file holds what was written so far
+            path = "a merged piece"
         if then == "kill":
             os.kill(os.getpid(), signal.SIGKILL)
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
@@ -107,11 +122,21 @@ def prompt_table(path: Path, rng: random.Random) -> Path:
     return path
 
 
+def recorded(out: Path) -> int:
+    """How many passages the run in ``out`` has recorded (read while it runs: a merge may remove a piece meanwhile)."""
+    for _ in range(20):
+        try:
+            return sum(pq.read_metadata(out / p.summary).num_rows for p in run_store.scan(out)[0])
+        except FileNotFoundError:
+            continue
+    raise AssertionError("the pieces kept vanishing")
+
+
 class Runs:
     """Corpus runs that resume one folder, forked from a server that imported everything once; after each,
-    ``check`` holds what any fault may leave: the manifest and every shard it lists read, each passage is
-    listed once, and every passage recorded before is still recorded (stray shards and temp files are the
-    next run's to clean)."""
+    ``check`` holds what any fault may leave: the run and every piece it counts read, each passage is in one
+    piece, and every passage recorded before is still recorded (superseded pieces, orphan curves and temp
+    files are the next run's to clean)."""
 
     def __init__(self, tmp_path: Path, rng: random.Random) -> None:
         self.rng, self.out = rng, tmp_path / "run"
@@ -132,8 +157,9 @@ class Runs:
         ids: set[int] = set()
         if self.manifest.exists():
             run = load_runs(self.out)
-            listed = [p for shard in run.manifest["shards"] for p in shard["passage_ids"]]
-            assert len(listed) == len(set(listed)) and sorted(listed) == run.manifest["passage_ids"] == run.summary["passage_id"].tolist()
+            pieces = run_store.scan(self.out)[0]
+            listed = [i for p in pieces for i in pd.read_parquet(self.out / p.summary, columns=["passage_id"])["passage_id"]]
+            assert len(listed) == len(set(listed)) and sorted(listed) == run.summary["passage_id"].tolist()
             assert len(run.curves) == 9 * len(listed) and not run.curves.duplicated(["passage_id", "stratum"]).any()
             ids = set(listed)
         assert self.recorded[-1] <= ids, f"lost {self.recorded[-1] - ids}"
@@ -143,7 +169,7 @@ class Runs:
         """SIGKILL ``run`` at a random point, the same on a fast or a busy machine: once it has recorded 0 to
         ``MORE`` more passages, a random moment later (in a trace or a write)."""
         wait_for, deadline = len(self.recorded[-1]) + self.rng.randint(0, MORE), time.monotonic() + 120
-        while len(json.loads(self.manifest.read_text())["passage_ids"] if self.manifest.exists() else []) < wait_for:
+        while recorded(self.out) < wait_for:
             assert run.is_alive() and time.monotonic() < deadline, "the run ended or hung before its kill"
             time.sleep(0.005)
         time.sleep(self.rng.uniform(0, DELAY))
@@ -199,7 +225,7 @@ def test_a_corpus_run_survives_kills_two_writers_and_a_full_disk(tmp_path, tiny_
 def assert_complete(runs: Runs, model: Any, tmp_path: Path) -> None:
     """Every passage exactly once, with an uninterrupted run's numbers (on a sample); no lock, temp or unlisted file left."""
     run = load_runs(runs.out)
-    listed = {shard[kind] for shard in run.manifest["shards"] for kind in ("summary", "curves")} | {"manifest.json"}
+    listed = {p[kind] for p in run.manifest["shards"] for kind in ("summary", "curves")} | {"manifest.json"}
     on_disk = {str(p.relative_to(runs.out)) for p in runs.out.rglob("*") if p.is_file()}
     assert on_disk == listed, on_disk ^ listed
     prompts = pd.read_csv(runs.table)

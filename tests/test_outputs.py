@@ -126,8 +126,8 @@ def test_a_full_disk_during_a_shard_keeps_the_run(tiny_llama, tmp_path, monkeypa
         runner.run_corpus(tiny_llama, out, n_passages=3, resume=True, **settings)
     assert (out / "manifest.json").read_bytes() == manifest and len(load_runs(out).summary) == 2
     assert not list(out.rglob("*.tmp"))
-    assert sorted(p.name for p in (out / "shards").iterdir()) == ["000000.curves.parquet", "000000.summary.parquet",
-                                                                   "000001.curves.parquet", "000001.summary.parquet"]  # fmt: skip
+    assert sorted(p.name for p in (out / "shards").iterdir()) == ["00000000.curves.parquet", "00000000.summary.parquet",
+                                                                   "00000001.curves.parquet", "00000001.summary.parquet"]  # fmt: skip
     assert len(runner.run_corpus(tiny_llama, out, n_passages=3, resume=True, **settings)) == 3
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 
@@ -51,8 +50,7 @@ def test_ray_killed_worker_same_results(ray_local, data, tmp_path, tiny_llama):
     deadline = time.time() + 120
     killed = False
     while thread.is_alive() and time.time() < deadline:  # kill a worker once the first passage is in
-        manifest = out / "manifest.json"
-        if manifest.exists() and json.loads(manifest.read_text())["passage_ids"] and ray_backend._active_actors:
+        if run_store.scan(out)[0] and ray_backend._active_actors:
             ray.kill(ray_backend._active_actors[0], no_restart=False)  # Ray restarts it; its tasks retry
             killed = True
             break
@@ -60,8 +58,7 @@ def test_ray_killed_worker_same_results(ray_local, data, tmp_path, tiny_llama):
     thread.join(timeout=180)
     assert not thread.is_alive() and not errors, errors
     assert killed, "the run finished before a worker could be killed"
-    manifest = json.loads((out / "manifest.json").read_text())
-    ids = [p for s in manifest["shards"] for p in s["passage_ids"]]
+    ids = [i for p in run_store.scan(out)[0] for i in pd.read_parquet(out / p.summary)["passage_id"]]
     assert len(ids) == len(set(ids)) == N  # every passage exactly once
     summary, curves = corpus_runs.load_runs(out)
     assert len(summary) == N and len(curves) == N * 9
@@ -75,9 +72,8 @@ def test_ray_killed_worker_same_results(ray_local, data, tmp_path, tiny_llama):
 
 
 def test_writer_dedups(tmp_path):
-    manifest = {"format": 1, "settings": {}, "shards": [], "passage_ids": [], "next_shard": 0}
-    writer = run_store.ShardWriter(tmp_path, manifest, shard_size=1)
+    writer = run_store.ShardWriter(tmp_path, run_store.new_manifest({}, {}, []), shard_size=1)
     rows = pd.DataFrame({"passage_id": [3], "x": [1.0]})
     curves = pd.DataFrame({"passage_id": [3], "stratum": [0]})
     assert writer.add(3, rows, curves) and not writer.add(3, rows, curves)
-    assert writer.manifest["passage_ids"] == [3] and len(writer.manifest["shards"]) == 1
+    assert writer.done == {3} and len(run_store.scan(tmp_path)[0]) == 1

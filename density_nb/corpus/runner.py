@@ -6,7 +6,6 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import os
-import time
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,15 +13,15 @@ from typing import Any
 
 import pandas as pd
 import torch
-import transformers
 from tqdm.auto import tqdm
 
-from density_nb import __version__
 from density_nb.config import TraceConfig, resolve
+from density_nb.corpus import ray_backend
 from density_nb.corpus.passages import CORPUS_CONFIG, recorded_settings, trace_passages
+from density_nb.corpus.ray_backend import versions
 from density_nb.corpus.runs import load_runs
 from density_nb.corpus.sources import DataError, data_source, passages, prompt_table, read_prompts
-from density_nb.corpus.store import RUN_FORMAT, CorpusError, RunLock, ShardWriter, read_manifest
+from density_nb.corpus.store import CorpusError, RunLock, ShardWriter, new_manifest, read_manifest, recorded_ids
 from density_nb.models import BUILTIN_MODELS, load_model, model_name
 
 BACKENDS = ("local", "ray")
@@ -33,11 +32,6 @@ def _model_label(model: Any) -> str:
         key = model.strip().lower()
         return key if key in BUILTIN_MODELS else model
     return model_name(load_model(model))
-
-
-def versions() -> dict[str, str]:
-    """The versions a run's numbers depend on (recorded in its manifest)."""
-    return {"density_nb": __version__, "torch": torch.__version__, "transformers": transformers.__version__}
 
 
 def run_corpus(
@@ -59,6 +53,9 @@ def run_corpus(
     shard_size: int = 1,
     threads: int | None = None,
     batch: int = 1,
+    ray_address: str | None = None,
+    runtime_env: dict[str, Any] | None = None,
+    gpus_per_worker: float | None = None,
     **settings: Any,
 ) -> pd.DataFrame:
     """Trace the next-word prediction of ``n_passages`` WikiText passages; returns the summary table.
@@ -68,23 +65,30 @@ def run_corpus(
     are traced as given (``words``, ``split`` and ``drop_unk`` then do not apply).
     ``config`` / ``settings``: how to trace, as in ``trace`` (default: the paper grid).
 
-    Results go to ``out_dir`` as parquet shards (``shards/NNNNNN.{summary,curves}.parquet``) plus a
-    ``manifest.json`` (settings, model, grid, shards, completed passage ids); read them back with
-    ``load_runs``. Every file is written to a temp name and renamed, and a shard counts only once the
-    manifest lists it, so an interrupted run loses at most the passages in flight (up to ``batch``;
-    and, with ``shard_size > 1``, completed passages not yet flushed when the process is killed outright).
+    Results go to ``out_dir`` as parquet shards (``shards/*.{summary,curves}.parquet``, merged as the run
+    grows) plus a ``manifest.json`` (settings, model, grid, versions); read them back with ``load_runs``.
+    Every file is written to a temp name and renamed, and a shard counts once its summary file is
+    written, so an interrupted run loses at most the passages in flight (up to ``batch``; and, with
+    ``shard_size > 1``, completed passages not yet written, at most ``store.FLUSH_S`` seconds' worth).
     One process writes ``out_dir`` at a time (``run.lock``; another is refused); the manifest is written
     with the first shard, so a run that fails before any passage is done leaves nothing behind.
-    ``resume=True`` skips passages already recorded and refuses if the settings differ, or if the
-    run was made by other versions of density_nb, torch or transformers (``force=True`` continues
-    anyway, with a warning); without it, an ``out_dir`` that already holds a run is refused.
+    ``resume=True`` skips passages already recorded (on either backend, whichever started the run) and
+    refuses if the settings differ, or if the run was made by other versions of density_nb, torch or
+    transformers (``force=True`` continues anyway, with a warning); without it, an ``out_dir`` that
+    already holds a run is refused.
     ``workers``: passages traced at once. Local: threads sharing one model in this process (the
     serial parts of one passage, stratification and small ops, overlap the other's GEMMs); Ray:
-    actors that each load the model once (``model`` must then be a name or path; one GPU per actor
-    when ``device="cuda"``). Default: 2 (local: 1 on a single core).
+    actors that each load the model once (``model`` must then be a name or path). Default: 2 (local: 1
+    on a single core; on a Ray cluster: as many as its nodes hold, see ``ray_backend.plan``).
     ``threads``: torch CPU threads per worker. Default: this process's count divided among the
-    workers, the same for both backends, so Ray gives bitwise the local backend's numbers (float
-    sums depend on the thread count).
+    workers, the same for both backends, so a private Ray gives bitwise the local backend's numbers
+    (float sums depend on the thread count; on a cluster pass the same ``threads`` to compare).
+    ``ray_address``: the Ray cluster to run on (``HOST:PORT``, ``ray://HOST:PORT``, ``"auto"``; default
+    ``$RAY_ADDRESS``); without one, a private Ray on this machine. An already initialised Ray is used as
+    it is. ``runtime_env``: what Ray sets up for the workers (default on a cluster: this density_nb and
+    the model's packaged weights, ``ray_backend.default_runtime_env``; ``{}``: nothing).
+    ``gpus_per_worker``: with ``device="cuda"`` on Ray, each worker's share of a GPU (default: 0.25 for
+    the small built-in models, else 1).
     ``batch``: passages whose strata share one masked pass (local backend; Ray runs one passage per
     task). On CPU it does not pay (measured: benchmarks/bench_corpus.py); on a GPU it fills the
     device. The numbers do not depend on it beyond float rounding.
@@ -95,6 +99,8 @@ def run_corpus(
         raise CorpusError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}.")
     if backend == "ray" and not isinstance(model, str):
         raise CorpusError("backend='ray' needs the model as a name or path (each worker loads it itself).")
+    if backend != "ray" and (ray_address is not None or runtime_env is not None or gpus_per_worker is not None):
+        raise CorpusError("ray_address, runtime_env and gpus_per_worker apply to the Ray backend: pass backend='ray' (--backend ray).")
     config = resolve(config, settings, CORPUS_CONFIG)
     df, words_setting = _passages_to_run(data, split, n_passages, words, drop_unk)
     label = _model_label(model)
@@ -107,8 +113,17 @@ def run_corpus(
         "data": data_source(data, split),
     }
     out = Path(out_dir)
-    with _run_folder(out), RunLock(out):
-        _run_locked(model, out, df, config, run_settings, resume=resume, force=force, backend=backend, device=device, workers=workers,
+    with contextlib.ExitStack() as stack:
+        ray = None
+        if backend == "ray":  # connect (or start Ray) and size the workers before the run folder is made
+            address = ray_backend.ray_address(ray_address)
+            session = stack.enter_context(ray_backend.ray_session(address, workers or 2, model, runtime_env))
+            nodes = ray_backend.alive_nodes()
+            plan = ray_backend.plan(session.kind, nodes, label, device, workers, threads, gpus_per_worker, torch.get_num_threads())
+            ray = (plan, session.actor_env)
+        stack.enter_context(_run_folder(out))
+        stack.enter_context(RunLock(out))
+        _run_locked(model, out, df, config, run_settings, resume=resume, force=force, device=device, workers=workers, ray=ray,
                     progress=progress, shard_size=shard_size, threads=threads, words=words_setting, batch=batch)  # fmt: skip
     return load_runs(out).summary
 
@@ -176,56 +191,43 @@ def _check_versions(out: Path, recorded: dict[str, str] | None, force: bool) -> 
 
 
 def _run_locked(model: Any, out: Path, df: pd.DataFrame, config: TraceConfig, settings: dict[str, Any], *, resume: bool, force: bool,
-                backend: str, device: str | None, workers: int | None, progress: bool, shard_size: int, threads: int | None,
-                words: int | None, batch: int) -> None:  # fmt: skip
+                device: str | None, workers: int | None, ray: tuple[ray_backend.Plan, dict[str, Any] | None] | None, progress: bool,
+                shard_size: int, threads: int | None, words: int | None, batch: int) -> None:  # fmt: skip
     label = settings["model"]
     manifest = read_manifest(out)
-    if manifest is not None and not manifest["passage_ids"]:  # a run that recorded no passage (older density_nb): start afresh
+    recorded = recorded_ids(out, manifest) if manifest is not None else set()
+    if manifest is not None and not recorded:  # a run that recorded no passage (killed before its first shard): start afresh
         manifest = None
     if manifest is not None and not resume:
         raise CorpusError(
-            f"{str(out)!r} already holds a corpus run ({len(manifest['passage_ids'])} passages); pass "
+            f"{str(out)!r} already holds a corpus run ({len(recorded)} passages); pass "
             "resume=True (--resume) to continue it, or choose another output directory."
         )
     if manifest is not None:
-        recorded = recorded_settings(manifest["settings"])
-        diff = {k: (recorded.get(k), v) for k, v in settings.items() if recorded.get(k) != v}
+        same = recorded_settings(manifest["settings"])
+        diff = {k: (same.get(k), v) for k, v in settings.items() if same.get(k) != v}
         if diff:
             lines = "; ".join(f"{k}: recorded {a!r}, now {b!r}" for k, (a, b) in diff.items())
             raise CorpusError(f"Cannot resume {str(out)!r}: its settings differ ({lines}). Use the same settings or another directory.")
         _check_versions(out, manifest.get("versions"), force)
-    else:
-        manifest = {
-            "format": RUN_FORMAT,
-            "settings": settings,
-            "versions": versions(),
-            "grid_sizes": config.sizes.tolist(),
-            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "shards": [],
-            "passage_ids": [],
-            "next_shard": 0,
-        }  # written with the first shard: a run killed before it leaves no run to resume
+    else:  # written with the first shard: a run killed before it leaves no run to resume
+        manifest = new_manifest(settings, versions(), config.sizes.tolist())
     writer = ShardWriter(out, manifest, shard_size)
     todo = df[~df["passage_id"].isin(writer.done)]
-    if workers is None:
-        workers = 2 if backend == "ray" else min(2, torch.get_num_threads())
-    threads = int(threads) if threads else max(1, torch.get_num_threads() // workers)
     kwargs: dict[str, Any] = {"config": config, "words": words}
     bar = tqdm(total=len(df), initial=len(df) - len(todo), desc=f"corpus {label}", unit="passage", disable=not progress, smoothing=0.1)
     try:
-        if len(todo):
-            if backend == "local":
-                bridge = load_model(model, device=device)
-                before = torch.get_num_threads()
-                torch.set_num_threads(threads)
-                try:
-                    _run_local(bridge, todo, kwargs, workers, batch, writer, bar)
-                finally:
-                    torch.set_num_threads(before)
-            else:
-                from density_nb.corpus.ray_backend import run_ray  # ray: an optional dependency (the ray extra)
-
-                run_ray(model, device, threads, todo, kwargs, workers, writer, bar)
+        if len(todo) and ray is not None:
+            ray_backend.run_ray(model, *ray, todo, kwargs, writer, bar)
+        elif len(todo):
+            workers = workers or min(2, torch.get_num_threads())
+            bridge = load_model(model, device=device)
+            before = torch.get_num_threads()
+            torch.set_num_threads(int(threads) if threads else max(1, before // workers))
+            try:
+                _run_local(bridge, todo, kwargs, workers, batch, writer, bar)
+            finally:
+                torch.set_num_threads(before)
     finally:
         writer.flush()  # Ctrl-C or an error: keep every completed passage
         bar.close()

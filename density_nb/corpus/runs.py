@@ -1,6 +1,6 @@
-"""A finished (or growing) corpus run as tables: ``load_runs`` reads the shards its manifest records (or a run
-shipped with the package, ``results/<name>``) into a ``CorpusRun``, which re-traces a passage, or shows the run's
-dashboard."""
+"""A finished (or growing) corpus run as tables: ``load_runs`` reads the shards the run store has recorded (or a
+run shipped with the package, ``results/<name>``) into a ``CorpusRun``, which re-traces a passage, or shows the
+run's dashboard."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from typing import Any
 
 import pandas as pd
 
-from density_nb.corpus.store import MANIFEST, CorpusError, read_manifest
+from density_nb.corpus.store import MANIFEST, CorpusError, read_manifest, read_tables
 from density_nb.errors import DensityNBError
 
 
@@ -29,7 +29,7 @@ class CorpusRun:
     ``curves``: one row per (passage, stratum): ``passage_id``, ``model``, ``words`` and the columns of
     ``DensityResult.curves()`` (``s``, ``s_actual``, ``tv``, ``kl``, ``top1``, ``nu``, ...), plus
     ``edges_attn``, ``edges_mlp``, ``edges_res`` and ``layer_edges`` (edges per layer, a list).
-    ``manifest``: the run's settings and completed shards.
+    ``manifest``: the run's settings, and ``shards``: the files its passages were read from.
     """
 
     summary: pd.DataFrame
@@ -74,6 +74,7 @@ class CorpusRun:
 
 
 def _read_shard(path: Path) -> pd.DataFrame:
+    """One shipped table; a damaged one is a ``CorpusError``."""
     try:
         return pd.read_parquet(path)
     except (OSError, ValueError) as err:  # missing, truncated or not parquet (pyarrow's errors are both)
@@ -108,9 +109,12 @@ def _run(manifest: dict[str, Any], tables: list[pd.DataFrame]) -> CorpusRun:
     summaries, curves = tables[0::2], tables[1::2]
     if not summaries:
         return CorpusRun(pd.DataFrame(), pd.DataFrame(), manifest)
-    summary = pd.concat(summaries, ignore_index=True).drop_duplicates("passage_id", keep="first")
+    summary = pd.concat(summaries, ignore_index=True)
+    curve = pd.concat(curves, ignore_index=True)
+    if summary["passage_id"].duplicated().any():  # not written by one run's writer (which records each passage once)
+        summary = summary.drop_duplicates("passage_id", keep="first")
+        curve = curve.drop_duplicates(["passage_id", "stratum"], keep="first")
     summary = summary.sort_values("passage_id", kind="stable").reset_index(drop=True)
-    curve = pd.concat(curves, ignore_index=True).drop_duplicates(["passage_id", "stratum"], keep="first")
     curve = curve.sort_values(["passage_id", "stratum"], kind="stable").reset_index(drop=True)
     return CorpusRun(summary, curve, manifest)
 
@@ -119,8 +123,8 @@ def load_runs(out_dir: str | os.PathLike[str]) -> CorpusRun:
     """Read a corpus run directory: ``CorpusRun(summary, curves, manifest)`` (unpacks as a pair); or a run shipped
     with the package, ``results/<name>`` (``load_runs("results")`` lists them).
 
-    Only shards recorded in the manifest are read; rows are sorted by ``passage_id`` and each
-    passage appears once.
+    Only the shards the run has recorded are read (a run may be read while it is written); rows are
+    sorted by ``passage_id`` and each passage appears once.
     """
     out = Path(out_dir)
     manifest = read_manifest(out) if out.is_dir() else None
@@ -135,5 +139,7 @@ def load_runs(out_dir: str | os.PathLike[str]) -> CorpusRun:
                 f"load_runs({str(out / names[0])!r}) (or density-nb view {out / names[0]})."
             )
         raise CorpusError(f"{str(out)!r} holds no corpus run (no {MANIFEST}); run `run_corpus` or `density-nb corpus` first.")
-    tables = [_read_shard(out / shard[part]) for shard in manifest["shards"] for part in ("summary", "curves")]
-    return _run(manifest, tables)
+    pieces, summaries, curves = read_tables(out, manifest)
+    if manifest["format"] != 1:
+        manifest = {**manifest, "shards": [p.record() for p in pieces]}
+    return _run(manifest, [table for pair in zip(summaries, curves) for table in pair])
