@@ -135,10 +135,12 @@ def versus_baseline(summary: pd.DataFrame, curves: pd.DataFrame, baseline: str, 
     return stats.paired_difference(np.zeros(len(gap)), gap.to_numpy(), statistic="mean"), sizes
 
 
-def plateau_free_from(summary: pd.DataFrame, curves: pd.DataFrame, s_from: pd.Series) -> pd.Series:
-    """Per passage: the mean of TV / TV(uniform) over log10 s from the first grid size ≥ ``s_from[passage]``
-    to 1 (trapezoid rule): ``density_plateau_free`` over a range chosen by the caller, so that runs whose
-    plateaus end at different sizes can be compared over the same range."""
+def mean_tv_from(summary: pd.DataFrame, curves: pd.DataFrame, s_from: pd.Series, over_empty: bool = False) -> pd.Series:
+    """Per passage: the mean TV over log10 s from the first grid size ≥ ``s_from[passage]`` to 1 (trapezoid
+    rule): ``tv_post_input`` over a range chosen by the caller, so that predictions whose plateaus end at
+    different sizes (the same prediction after prompts of different lengths) are compared over the same
+    range (the length-fair variant). ``over_empty``: of TV / ``tv_empty`` (``tv_post_input_over_empty``'s
+    ratio, which re-couples to the full distribution)."""
     empty = summary.set_index("passage_id").tv_empty
 
     def one(g: pd.DataFrame) -> float:
@@ -147,7 +149,8 @@ def plateau_free_from(summary: pd.DataFrame, curves: pd.DataFrame, s_from: pd.Se
         x = np.log10(g.s.to_numpy())
         if len(x) < 2:
             return float("nan")
-        return float(np.trapezoid(g.tv.to_numpy() / empty[pid], x) / (x[-1] - x[0]))
+        y = g.tv.to_numpy() / empty[pid] if over_empty else g.tv.to_numpy()
+        return float(np.trapezoid(y, x) / (x[-1] - x[0]))
 
     return curves.sort_values(["passage_id", "stratum"]).groupby("passage_id")[["passage_id", "s", "tv"]].apply(one)
 

@@ -61,7 +61,7 @@ def run_ray(
     def submit(slot: int) -> None:
         if queue:
             row = queue.popleft()
-            ref = actors[slot].run.remote(int(row.passage_id), row.prompt, row.next_word, kwargs)
+            ref = actors[slot].run.remote(int(row.passage_id), row.prompt, row.next_word, {**kwargs, "continuation": row.continuation})
             pending[ref] = (slot, row)
 
     try:

@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 
 from density_nb import __version__
 from density_nb.config import TraceConfig, resolve
-from density_nb.corpus.passages import CORPUS_CONFIG, recorded_settings, trace_passages
+from density_nb.corpus.passages import CONTINUATION, CORPUS_CONFIG, recorded_settings, trace_passages
 from density_nb.corpus.runs import load_runs
 from density_nb.corpus.sources import DataError, data_source, passages, prompt_table, read_prompts
 from density_nb.corpus.store import RUN_FORMAT, CorpusError, RunLock, ShardWriter, read_manifest
@@ -105,6 +105,7 @@ def run_corpus(
         **config.settings(),
         "drop_unk": drop_unk,
         "data": data_source(data, split),
+        "continuation": CONTINUATION,
     }
     out = Path(out_dir)
     with _run_folder(out), RunLock(out):
@@ -192,7 +193,14 @@ def _run_locked(model: Any, out: Path, df: pd.DataFrame, config: TraceConfig, se
         diff = {k: (recorded.get(k), v) for k, v in settings.items() if recorded.get(k) != v}
         if diff:
             lines = "; ".join(f"{k}: recorded {a!r}, now {b!r}" for k, (a, b) in diff.items())
-            raise CorpusError(f"Cannot resume {str(out)!r}: its settings differ ({lines}). Use the same settings or another directory.")
+            older = (
+                " It was made before runs traced prompt + continuation exactly (it put a space before every next word)."
+                if "continuation" in diff
+                else ""
+            )
+            raise CorpusError(
+                f"Cannot resume {str(out)!r}: its settings differ ({lines}).{older} Use the same settings or another directory."
+            )
         _check_versions(out, manifest.get("versions"), force)
     else:
         manifest = {
@@ -236,11 +244,11 @@ def _run_local(bridge: Any, todo: pd.DataFrame, kwargs: dict[str, Any], workers:
 
     On an error or Ctrl-C, queued batches are dropped, running ones finish, and every completed
     batch is written before the exception goes on."""
-    rows = [(int(r.passage_id), r.prompt, r.next_word) for r in todo.itertuples(index=False)]
+    rows = [(int(r.passage_id), r.prompt, r.next_word, r.continuation) for r in todo.itertuples(index=False)]
     chunks = [rows[start : start + batch] for start in range(0, len(rows), batch)]
 
-    def write(chunk: list[tuple[int, str, str]], tables: list[tuple[pd.DataFrame, pd.DataFrame]]) -> None:
-        for (passage_id, _, _), (summary, curves) in zip(chunk, tables):
+    def write(chunk: list[tuple[int, str, str, str]], tables: list[tuple[pd.DataFrame, pd.DataFrame]]) -> None:
+        for (passage_id, *_), (summary, curves) in zip(chunk, tables):
             writer.add(passage_id, summary, curves)
         bar.update(len(chunk))
 

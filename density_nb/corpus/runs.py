@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,6 +13,7 @@ from typing import Any
 import pandas as pd
 
 from density_nb.corpus.store import MANIFEST, CorpusError, read_manifest
+from density_nb.result import RENAMED_COLUMNS
 
 
 @dataclass
@@ -79,7 +81,13 @@ def load_runs(out_dir: str | os.PathLike[str]) -> CorpusRun:
     curves = [_read_shard(out / shard["curves"]) for shard in manifest["shards"]]
     if not summaries:
         return CorpusRun(pd.DataFrame(), pd.DataFrame(), manifest)
-    summary = pd.concat(summaries, ignore_index=True).drop_duplicates("passage_id", keep="first")
+    if "continuation" not in manifest.get("settings", {}):
+        warnings.warn(
+            f"{str(out)!r} was made before corpus runs traced prompt + continuation exactly: it put a space before every next "
+            "word, so passages continuing with ',', \"'s\", ')' ... have the wrong target token and loss. Run it again to fix them.",
+            stacklevel=2,
+        )
+    summary = pd.concat(summaries, ignore_index=True).rename(columns=RENAMED_COLUMNS).drop_duplicates("passage_id", keep="first")
     summary = summary.sort_values("passage_id", kind="stable").reset_index(drop=True)
     curve = pd.concat(curves, ignore_index=True).drop_duplicates(["passage_id", "stratum"], keep="first")
     curve = curve.sort_values(["passage_id", "stratum"], kind="stable").reset_index(drop=True)

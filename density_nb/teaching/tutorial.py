@@ -72,14 +72,72 @@ from density_nb.teaching.verdicts import (
 )
 
 __all__ = [
-    "ALL_BASELINES", "COMPONENTS", "CONTEXT_CUTS", "INCONCLUSIVE", "MEASURES", "MODE_ENV", "NOTEBOOKS", "NOT_REPRODUCED",
-    "N_PASSAGES", "OPPOSITE", "QUARTILES", "REPRODUCED", "RUNS_ENV", "RUN_SPECS", "SPLIT", "TEXT_COLUMNS", "VERDICT_COLUMNS",
-    "WORDS", "CorpusData", "NotebookInfo", "RunSpec", "above", "baseline_by_size", "bootstrap_ci", "check", "ci_text",
-    "combine", "composition", "compute_run", "context_table", "corpus", "corpus_text", "correlation_table", "decode",
-    "direction", "export_results", "first_past_input", "gap_verdict", "iqr", "log10_frequency", "long_shares", "main", "mode",
-    "past_input", "per_passage_spearman", "phase_compare", "phase_means", "phase_of", "plateau_area", "plateau_free_from",
-    "plateau_share", "rarity", "residual_spread", "results_dir", "runs_dir", "share_by_size", "show_corpus_text",
-    "smallest_s", "start", "strip_text", "teaching_run", "tokenizer", "tv_at", "unigram", "verdict_table", "versus_baseline",
+    "ALL_BASELINES",
+    "COMPONENTS",
+    "CONTEXT_CUTS",
+    "INCONCLUSIVE",
+    "MEASURES",
+    "MODE_ENV",
+    "NOTEBOOKS",
+    "NOT_REPRODUCED",
+    "N_PASSAGES",
+    "OPPOSITE",
+    "QUARTILES",
+    "REPRODUCED",
+    "RUNS_ENV",
+    "RUN_SPECS",
+    "SPLIT",
+    "TEXT_COLUMNS",
+    "VERDICT_COLUMNS",
+    "WORDS",
+    "CorpusData",
+    "NotebookInfo",
+    "RunSpec",
+    "above",
+    "baseline_by_size",
+    "bootstrap_ci",
+    "check",
+    "ci_text",
+    "combine",
+    "composition",
+    "compute_run",
+    "context_table",
+    "corpus",
+    "corpus_text",
+    "correlation_table",
+    "decode",
+    "direction",
+    "export_results",
+    "first_past_input",
+    "gap_verdict",
+    "iqr",
+    "log10_frequency",
+    "long_shares",
+    "main",
+    "mean_tv_from",
+    "mode",
+    "past_input",
+    "per_passage_spearman",
+    "phase_compare",
+    "phase_means",
+    "phase_of",
+    "plateau_area",
+    "plateau_share",
+    "rarity",
+    "residual_spread",
+    "results_dir",
+    "runs_dir",
+    "share_by_size",
+    "show_corpus_text",
+    "smallest_s",
+    "start",
+    "strip_text",
+    "teaching_run",
+    "tokenizer",
+    "tv_at",
+    "unigram",
+    "verdict_table",
+    "versus_baseline",
 ]  # fmt: skip
 
 
@@ -93,9 +151,9 @@ def versus_baseline(data: CorpusData, baseline: str, informative_only: bool = Tr
     return _curves.versus_baseline(data.summary, data.curves, baseline, informative_only)
 
 
-def plateau_free_from(data: CorpusData, s_from: pd.Series) -> pd.Series:
-    """``analysis.curves.plateau_free_from`` of a run."""
-    return _curves.plateau_free_from(data.summary, data.curves, s_from)
+def mean_tv_from(data: CorpusData, s_from: pd.Series, over_empty: bool = False) -> pd.Series:
+    """``analysis.curves.mean_tv_from`` of a run."""
+    return _curves.mean_tv_from(data.summary, data.curves, s_from, over_empty)
 
 
 def phase_compare(data: CorpusData, part: str, added: bool = False, only_past_input: bool = False) -> pd.DataFrame:

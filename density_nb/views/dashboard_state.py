@@ -34,7 +34,7 @@ from density_nb.views.data import encode_shares, sig4
 
 GRID = aggregate.COMMON_GRID[::2]  # the dashboard's common log grid: 5 points a decade, 1e-5 … 1 (26 points)
 LOG_FLOOR = 1e-4  # bottom of the MLP / residual share log code
-MEASURES = {"density": "density (published)", "density_plateau_free": "plateau-free density"}
+MEASURES = {"density": "density (published)", "tv_post_input": "plateau-free density (mean TV past the input)"}
 COLUMNS = {
     "entropy_full": "entropy of the full distribution (nats)",
     "top_prob_full": "top-1 probability of the full model",
@@ -210,8 +210,10 @@ def dashboard_state(
         ],
         "curve": {"mean": sig4(whole["mean"]), "q25": sig4(whole["q25"]), "q75": sig4(whole["q75"]), "n": len(traced)},
     }
-    if "density_plateau_free" not in summary:
-        data["notes"] = ["This run has no plateau-free density (made before it was recorded); only the published density is shown."]
+    if "tv_post_input" not in summary:
+        data["notes"] = [
+            "This run has no plateau-free density, tv_post_input (made before it was recorded); only the published density is shown."
+        ]
     if counts is None:
         data.setdefault("notes", []).append(
             "No next-token frequency column: add it with unigram counts (widget(counts=...), or density-nb view --counts FILE)."
