@@ -592,6 +592,22 @@ class DensityResult:
             )
         return sub
 
+    def with_baselines(self, model: Any, baselines: Sequence[str]) -> DensityResult:
+        """This result with the baselines ``baselines`` (any of ``config.BASELINES``) added: only their
+        masked passes run (one forward for the weights, the strata again; the traced passes are kept),
+        and the numbers are bitwise those of ``trace(..., baselines=...)`` with the same settings from the
+        start (a result from ``trace_steps`` or ``generate`` groups its roots otherwise, so there they agree
+        to float rounding). ``model``: the one this result was traced with."""
+        from density_nb.method.pipeline import baseline_fields  # torch: only to run the baselines' passes
+
+        config = TraceConfig.from_settings(self.settings)
+        wanted = TraceConfig(baselines=tuple(baselines)).baselines  # checked and ordered
+        added, settings = baseline_fields(model, self.text, self.roots.tolist(), self.token_ids, self.settings, wanted)
+        if not added:
+            return dataclasses.replace(self)
+        extra = {k: v for k, v in self.settings.items() if k not in config.settings()}  # e.g. a generation's own settings
+        return dataclasses.replace(self, **added, settings={**settings, **extra})
+
     # ---- views ---------------------------------------------------------------------------------
     def widget(self, tokenizer: Any = None) -> Any:
         """The linked explorer (token strip, s-slider with TV/KL curve and baselines, what the subgraph

@@ -266,3 +266,19 @@ def test_nucleus_equals_sorting_everything(vocab, temperature, ties, seed):
     got = shared_nucleus(p_full, p).tolist()
     assert got[0] == 99.0
     assert got == expected
+
+
+@pytest.mark.parametrize("max_rows", [4096, 60])  # one masked pass for every root, or several groups on two threads
+def test_with_baselines_equals_tracing_with_them(tiny, max_rows):
+    """``with_baselines`` runs only the baselines' passes, and gives bitwise what tracing with the
+    baselines from the start gives; baselines added one at a time too."""
+    kwargs = {"roots": "all", "grid": "fast", "max_rows": max_rows, "progress": False}
+    both = trace(tiny, TEXT, baselines=["random", "random_residual", "inverse"], **kwargs)
+    plain = trace(tiny, TEXT, **kwargs)
+    assert plain.with_baselines(tiny, ["inverse", "random", "random_residual"]).equals(both)
+    inverse = trace(tiny, TEXT, baselines=["inverse"], **kwargs)
+    assert plain.with_baselines(tiny, ["inverse"]).equals(inverse)
+    assert inverse.with_baselines(tiny, ["random_residual", "random"]).equals(both)
+    assert both.with_baselines(tiny, ["inverse"]).equals(both)  # nothing to add
+    with pytest.raises(Exception, match="each baseline"):
+        plain.with_baselines(tiny, ["nope"])

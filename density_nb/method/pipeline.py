@@ -9,7 +9,7 @@ from __future__ import annotations
 import concurrent.futures
 import itertools
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
@@ -340,6 +340,83 @@ def setup(model: Any, texts: list[str], per_text: list[Roots], config: TraceConf
     return bridge, arch, prepared
 
 
+def _strata(
+    arch: Arch, prepared: list[TracedText], group: list[tuple[int, int, int]], grid: np.ndarray
+) -> tuple[list[Strata], list[Strata | None]]:
+    """Each root's traced strata, and its random ones where a random baseline is asked for (else None)."""
+    strata = [stratify(prepared[t].weights, p, grid, arch.n_layers, arch.n_heads, prepared[t].in_edges) for t, _, p in group]
+    rand_strata: list[Strata | None] = [None] * len(group)
+    if prepared[0].rand is not None:
+        rand_strata = [
+            stratify(prepared[t].rand, p, grid, arch.n_layers, arch.n_heads, prepared[t].rand_in_edges)  # type: ignore[arg-type]
+            for t, _, p in group
+        ]
+    return strata, rand_strata
+
+
+def _baseline_logits(
+    arch: Arch,
+    prepared: list[TracedText],
+    which: list[tuple[int, int]],
+    strata: list[Strata],
+    rand_strata: list[Strata | None],
+    names: Sequence[Baseline],
+    frozen: bool,
+    stop: Callable[[], bool] | None,
+) -> dict[Baseline, list[torch.Tensor]]:
+    """Each baseline's logits [K, V] per root: the inverse of the traced strata, the random ones' passes."""
+    out: dict[Baseline, list[torch.Tensor]] = {}
+    for name in names:
+        subgraphs = strata if name == "inverse" else rand_strata
+        out[name] = _evaluate(arch, prepared, subgraphs, which, frozen, _HOW[name], stop)  # type: ignore[arg-type]
+    return out
+
+
+def baseline_fields(
+    model: Any, text: str, positions: Sequence[int], token_ids: np.ndarray, settings: dict[str, Any], names: Sequence[Baseline]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The fields (``tv_<name>``, ``kl_<name>``, ``top1_<name>``, the random strata's composition) of the
+    baselines ``names`` that a result traced with ``settings`` lacks, and its settings with them added:
+    only the baseline passes are run (one forward for the weights, the strata again, no traced pass),
+    grouped and threaded as ``trace`` groups them, so the numbers are bitwise those of tracing with the
+    baselines from the start (``DensityResult.with_baselines``)."""
+    base = TraceConfig.from_settings(settings)
+    config = base.replace(baselines=(*base.baselines, *names), refine=False)
+    new = [name for name in config.baselines if name not in base.baselines]
+    if not new:
+        return {}, config.settings() | {"refine": base.refine}
+    _, arch, prepared = setup(model, [text], [[int(p) for p in positions]], config)
+    if not np.array_equal(prepared[0].ids.numpy(), np.asarray(token_ids)):
+        raise TraceInputError("This model tokenizes the result's text differently: pass the model the result was traced with.")
+    grid, frozen = config.sizes, config.norms == "frozen"
+    work = [(0, i, p) for i, p in enumerate(prepared[0].positions)]
+
+    def run(group: list[tuple[int, int, int]]) -> list[tuple[dict[Baseline, Metrics], Composition | None]]:
+        which = [(t, i) for t, i, _ in group]
+        strata, rand_strata = _strata(arch, prepared, group, grid)
+        logits = _baseline_logits(arch, prepared, which, strata, rand_strata, new, frozen, None)
+        text_ = prepared[0]
+        return [
+            (
+                {name: distribution_metrics(text_.full[i], logits[name][j], text_.target(s.position), config.topk) for name in new},
+                None if rs is None else composition(rs),
+            )
+            for j, ((_, i), s, rs) in enumerate(zip(which, strata, rand_strata))
+        ]
+
+    halt = threading.Event()
+    rows = [row for group in _in_order(run, _batches(work, len(grid), config.max_rows), arch.device.type == "cpu", halt) for row in group]
+    fields: dict[str, Any] = {}
+    for name in new:
+        fields[f"tv_{name}"] = np.stack([m[name].tv for m, _ in rows]).astype(np.float64)
+        fields[f"kl_{name}"] = np.stack([m[name].kl for m, _ in rows]).astype(np.float64)
+        fields[f"top1_{name}"] = np.stack([m[name].top1 for m, _ in rows]).astype(bool)
+    if any(name.startswith("random") for name in new) and not any(name.startswith("random") for name in base.baselines):
+        fields["component_edges_random"] = np.stack([c.component_edges for _, c in rows]).astype(np.int64)  # type: ignore[union-attr]
+        fields["layer_edges_random"] = np.stack([c.layer_edges for _, c in rows]).astype(np.int64)  # type: ignore[union-attr]
+    return fields, config.settings() | {"refine": base.refine}
+
+
 def passes(
     arch: Arch, prepared: list[TracedText], config: TraceConfig, first: int = 0, stop: threading.Event | None = None
 ) -> Iterator[int]:
@@ -359,18 +436,9 @@ def passes(
 
     def run(group: list[tuple[int, int, int]]) -> list[RootRow]:
         which = [(t, i) for t, i, _ in group]
-        strata = [stratify(prepared[t].weights, p, grid, arch.n_layers, arch.n_heads, prepared[t].in_edges) for t, _, p in group]
+        strata, rand_strata = _strata(arch, prepared, group, grid)
         logits = _evaluate(arch, prepared, strata, which, frozen, stop=stopped)
-        rand_strata: list[Strata | None] = [None] * len(group)
-        if prepared[0].rand is not None:
-            rand_strata = [
-                stratify(prepared[t].rand, p, grid, arch.n_layers, arch.n_heads, prepared[t].rand_in_edges)  # type: ignore[arg-type]
-                for t, _, p in group
-            ]
-        baselines: dict[Baseline, list[torch.Tensor]] = {}
-        for name in config.baselines:
-            subgraphs = strata if name == "inverse" else rand_strata
-            baselines[name] = _evaluate(arch, prepared, subgraphs, which, frozen, _HOW[name], stopped)  # type: ignore[arg-type]
+        baselines = _baseline_logits(arch, prepared, which, strata, rand_strata, config.baselines, frozen, stopped)
         rows = [
             _row(prepared[t], i, s, lg, {name: values[j] for name, values in baselines.items()}, rs, config.topk)
             for j, ((t, i), s, lg, rs) in enumerate(zip(which, strata, logits, rand_strata))
