@@ -13,14 +13,14 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from density_nb.config import TV_LEVELS, TV_MID, TraceConfig, tv_level_name
+from density_nb.config import TV_LEVELS, TV_MID, Baseline, TraceConfig, tv_level_name
 from density_nb.errors import DensityNBError
 from density_nb.files import atomic_write
 from density_nb.method.measures import (
@@ -601,7 +601,7 @@ class DensityResult:
         from density_nb.method.pipeline import baseline_fields  # torch: only to run the baselines' passes
 
         config = TraceConfig.from_settings(self.settings)
-        wanted = TraceConfig(baselines=tuple(baselines)).baselines  # checked and ordered
+        wanted = TraceConfig(baselines=cast("tuple[Baseline, ...]", tuple(baselines))).baselines  # checked and ordered
         added, settings = baseline_fields(model, self.text, self.roots.tolist(), self.token_ids, self.settings, wanted)
         if not added:
             return dataclasses.replace(self)
