@@ -422,8 +422,10 @@ class DensityResult:
             **{name: value.item() if name in self.fields_of("root") else value for name, value in values.items() if name != "roots"},
         )
 
-    def curves(self) -> pd.DataFrame:
-        """Long format: one row per (root, stratum)."""
+    def curves(self, composition: bool = False) -> pd.DataFrame:
+        """Long format: one row per (root, stratum). ``composition``: each stratum's composition behind
+        (edges per component ``edges_attn``, ``edges_mlp``, ``edges_res`` and per layer ``layer_edges``, of
+        the random strata too where traced, with ``_random``; head shares; top-k), as corpus runs keep it."""
         r_count, k_count = self.tv.shape
         cols: dict[str, Any] = {
             "position": np.repeat(self.roots, k_count),
@@ -437,20 +439,10 @@ class DensityResult:
             value = getattr(self, name)
             if value is not None:
                 cols[name] = value.ravel()
-        return pd.DataFrame(cols)
-
-    def corpus_tables(self, passage_id: int, words: int, **columns: Any) -> tuple[pd.DataFrame, pd.DataFrame]:
-        """This result as a corpus run's rows (``corpus.store``): the summary with ``passage_id``, ``model``,
-        ``words`` and ``columns`` (the passage's prompt, next word, ...) in front; the curves with
-        ``passage_id``, ``model`` and ``words`` in front and each stratum's composition behind (edges per
-        component and per layer, of the random strata too where traced; head shares; top-k)."""
-        front = {"passage_id": np.int64(passage_id), "model": self.model, "words": np.int64(words)}
-        summary = self.summary()
-        summary = pd.concat([pd.DataFrame({**front, **columns}, index=summary.index), summary], axis=1)
-        curves = self.curves()
-        for name, value in reversed(front.items()):
-            curves.insert(0, name, value)
-        rows = len(self.roots) * len(self.grid)
+        curves = pd.DataFrame(cols)
+        if not composition:
+            return curves
+        rows = r_count * k_count
         for suffix, edges, layers in (
             ("", self.component_edges, self.layer_edges),
             ("_random", self.component_edges_random, self.layer_edges_random),
@@ -468,6 +460,19 @@ class DensityResult:
             value = getattr(self, name)
             if value is not None:
                 curves[name] = list(value.reshape(rows, -1))
+        return curves
+
+    def corpus_tables(self, passage_id: int, words: int, **columns: Any) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """This result as a corpus run's rows (``corpus.store``): the summary with ``passage_id``, ``model``,
+        ``words`` and ``columns`` (the passage's prompt, next word, ...) in front; the curves with
+        ``passage_id``, ``model`` and ``words`` in front and each stratum's composition behind
+        (``curves(composition=True)``)."""
+        front = {"passage_id": np.int64(passage_id), "model": self.model, "words": np.int64(words)}
+        summary = self.summary()
+        summary = pd.concat([pd.DataFrame({**front, **columns}, index=summary.index), summary], axis=1)
+        curves = self.curves(composition=True)
+        for name, value in reversed(front.items()):
+            curves.insert(0, name, value)
         return summary, curves
 
     # ---- persistence ----------------------------------------------------------------------------

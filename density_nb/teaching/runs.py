@@ -333,7 +333,7 @@ def context_table(cuts: Sequence[int] = CONTEXT_CUTS) -> pd.DataFrame:
             edges_top1=summary.edges_top1 if "edges_top1" in summary else s.s_top1 * s.total_edges,
             plateau_density=plateau,
             s_tv10=summary.s_tv10 if "s_tv10" in summary else smallest_s(data.curves, "tv", 0.1),
-            tv_post_input_common=mean_tv_from(data.summary, data.curves, s_common),
+            tv_post_input_common=mean_tv_from(data, s_common),
         )
         s = s.add_suffix(f"_{words}")
         wide = s if wide is None else wide.join(s, how="inner")
