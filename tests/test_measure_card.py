@@ -10,9 +10,9 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 
-import measure_card  # noqa: E402
+import measure_card
 
-from density_nb.teaching.runs import results_dir  # noqa: E402
+from density_nb.teaching.runs import results_dir
 
 
 def test_the_card_in_method_md_is_the_scripts():
