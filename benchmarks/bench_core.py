@@ -159,7 +159,8 @@ def refine_cost(model, n_texts: int = 6) -> None:
             trace(model, text, roots="last", grid="paper", refine=True, refine_rtol=rtol, progress=False)  # warm this text's shapes
             plain += timed(lambda text=text: trace(model, text, roots="last", grid="paper", progress=False), repeat=3)[0]
             refined += timed(
-                lambda text=text: trace(model, text, roots="last", grid="paper", refine=True, refine_rtol=rtol, progress=False), repeat=3
+                lambda text=text, rtol=rtol: trace(model, text, roots="last", grid="paper", refine=True, refine_rtol=rtol, progress=False),
+                repeat=3,
             )[0]
         print(f"   refine_rtol {rtol:4.2f}: {plain:6.2f} s -> {refined:6.2f} s, +{100 * (refined / plain - 1):.0f} % (aim < +50 %)")
 
