@@ -53,7 +53,12 @@ def _cell(summary: pd.DataFrame, measure: str, against: str) -> str:
     if measure not in summary or against not in summary:
         return "n/a"
     r = spearman(summary[measure], summary[against], n_boot=N_BOOT)
-    return "n/a" if r.rho != r.rho else f"{r.rho:+.2f} [{r.lo:+.2f}, {r.hi:+.2f}]".replace("-", "−")
+    return "n/a" if r.rho != r.rho else f"{_signed(r.rho)} [{_signed(r.lo)}, {_signed(r.hi)}]"
+
+
+def _signed(x: float) -> str:
+    text = f"{x:+.2f}"
+    return "0.00" if text in ("+0.00", "-0.00") else text.replace("-", "−")
 
 
 def card() -> str:
