@@ -9,6 +9,8 @@ Issue 13's targets, each printed beside the number before that work (commit 21c7
 2. Last-token trace, paper grid, SmolLM2, a 40-word WikiText passage: fast vs reference (>= 28x), the
    share of the fast path's time outside the GEMMs, and the achieved GFLOP/s of the masked passes
    against one large GEMM (``Linear``) in the same run.
+2b. What the required sizes by bisection (``refine=True``) add to the last-token paper-grid trace (issue 21:
+   aim under +50 %; it costs more, so it is opt-in for ``trace`` and on by default for corpus runs).
 3. Cost growth with text length (T = 10, 20, 40, 80): the fitted exponent.
 4. ``--gemma``: Gemma-3-270M's first load from a fresh cache (a temporary DENSITY_NB_CACHE).
 The machine is often shared: the load average is printed with the numbers.
@@ -138,6 +140,31 @@ def gemma_first_load() -> float:
         return float(out.stdout.split()[-1])
 
 
+def refine_cost(model, n_texts: int = 6) -> None:
+    """What the required sizes by bisection (``refine=True``, docs/method.md §5) add to the last-token trace on
+    the paper grid, over several 40-word passages (each warmed once: a new batch shape's first pass is slower),
+    for each relative tolerance; the aim was under +50 %."""
+    try:
+        from density_nb.corpus.sources import passages
+
+        texts = [str(t) for t in passages(n=n_texts, words=40)["prompt"]]
+    except Exception:
+        texts = [" ".join((QUICKSTART_TEXT + " " + QUICKSTART_TEXT).split()[i : i + 40]) for i in range(n_texts)]
+    print(
+        f"\n2b. Required sizes by bisection: last-token trace, paper grid, {len(texts)} passages of 40 words (load {os.getloadavg()[0]:.1f})"
+    )
+    for rtol in (0.05, 0.02, 0.0):
+        plain = refined = 0.0
+        for text in texts:
+            trace(model, text, roots="last", grid="paper", refine=True, refine_rtol=rtol, progress=False)  # warm this text's shapes
+            plain += timed(lambda text=text: trace(model, text, roots="last", grid="paper", progress=False), repeat=3)[0]
+            refined += timed(
+                lambda text=text, rtol=rtol: trace(model, text, roots="last", grid="paper", refine=True, refine_rtol=rtol, progress=False),
+                repeat=3,
+            )[0]
+        print(f"   refine_rtol {rtol:4.2f}: {plain:6.2f} s -> {refined:6.2f} s, +{100 * (refined / plain - 1):.0f} % (aim < +50 %)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="skip the reference run and the paper-grid strip")
@@ -195,6 +222,8 @@ def main() -> None:
             f"   speed-up         {t_ref / t_fast:8.1f} x   (target >= 28x; before {BEFORE['speed-up']:.0f}x; "
             f"{t_ref / work.floor(gemm):.0f}x if nothing but the GEMMs ran, at the floor)"
         )
+
+    refine_cost(model)
 
     print("\n3. Cost growth with text length (last root, paper grid)")
     lengths, times = [10, 20, 40, 80], []

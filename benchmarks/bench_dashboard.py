@@ -60,7 +60,7 @@ def passage_tables(pid: int, rng: np.random.Generator) -> tuple[pd.DataFrame, pd
             "top_prob_full": [rng.uniform(0.05, 0.95)], "entropy_full": [rng.uniform(0.2, 7)], "loss_full": [rng.uniform(0, 8)],
             "density": [auc], "auc_tv": [auc * 5], "s_top1": [float(grid[int(rng.integers(18, k))])], "total_edges": [total],
             "input_edges": [int(s_input * total)], "s_input": [s_input], "tv_empty": [tv_empty],
-            "density_plateau_free": [auc - rng.uniform(0.02, 0.1)],
+            "tv_post_input": [auc - rng.uniform(0.02, 0.1)],
         }
     )  # fmt: skip
     curves = pd.DataFrame(

@@ -40,6 +40,7 @@ _LAZY = {
     "read_prompts": "density_nb.corpus.sources",
     "unigram_counts": "density_nb.corpus.sources",
     "token_frequency": "density_nb.analysis.frequency",
+    "stack": "density_nb.analysis.tables",
     "CorpusError": "density_nb.corpus.store",
     "CorpusRun": "density_nb.corpus.runs",
     "load_runs": "density_nb.corpus.runs",

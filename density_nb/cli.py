@@ -86,7 +86,7 @@ def _json_object(value: str) -> dict[str, Any]:
     return obj
 
 
-def _trace_settings(p: argparse.ArgumentParser, grid: str) -> None:
+def _trace_settings(p: argparse.ArgumentParser, grid: str, refine: bool) -> None:
     """The arguments that make a ``TraceConfig`` (shared by trace and corpus)."""
     strata = {name: len(sizes) for name, sizes in GRIDS.items()}
     p.add_argument(
@@ -111,10 +111,17 @@ def _trace_settings(p: argparse.ArgumentParser, grid: str) -> None:
         metavar="NAMES",
         help="also evaluate these, comma-separated: " + "; ".join(f"{name}: {what}" for name, what in BASELINES.items()),
     )
+    p.add_argument(
+        "--refine",
+        action=argparse.BooleanOptionalAction,
+        default=refine,
+        help="find the required sizes (TV <= 0.1 and 0.5, top-1, nucleus) by bisection between the grid's sizes: "
+        f"more masked passes (default: {'on' if refine else 'off'})",
+    )
 
 
 def _config(args: argparse.Namespace) -> TraceConfig:
-    return TraceConfig(grid=args.grid, weighting=args.weighting, norms=args.norms, baselines=args.baselines)
+    return TraceConfig(grid=args.grid, weighting=args.weighting, norms=args.norms, baselines=args.baselines, refine=args.refine)
 
 
 def _add_trace(sub: Any) -> None:
@@ -127,7 +134,7 @@ def _add_trace(sub: Any) -> None:
     p.add_argument("text", metavar="TEXT", help="the text to trace")
     p.add_argument("--model", default=DEFAULT_MODEL, help=_MODEL_HELP)
     p.add_argument("--roots", type=_roots, default="all", help="'all', 'last' or positions like 0,3,5 (default: all)")
-    _trace_settings(p, grid="fast")
+    _trace_settings(p, grid="fast", refine=False)
     p.add_argument("--out", metavar="FILE", help="save the result: FILE.parquet (data) or FILE.html (standalone explorer)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -149,7 +156,7 @@ def _add_corpus(sub: Any) -> None:
     c.add_argument("--passages", type=_positive, default=100, metavar="N", help="number of passages (default: 100)")
     c.add_argument("--words", type=_positive, default=40, metavar="W", help="prompt length in words (default: 40)")
     c.add_argument("--model", default=DEFAULT_MODEL, help=_MODEL_HELP)
-    _trace_settings(c, grid="paper")
+    _trace_settings(c, grid="paper", refine=True)
     c.add_argument("--out", required=True, metavar="DIR", help="output directory (shards + manifest.json)")
     c.add_argument("--resume", action="store_true", help="continue a run in DIR, skipping passages already done")
     c.add_argument(

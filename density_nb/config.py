@@ -33,6 +33,9 @@ PAPER_GRID = (
 FAST_GRID = (1e-5, 4.4e-5, 1.9e-4, 8.5e-4, 3.7e-3, 1.6e-2, 7.2e-2, 0.32, 1.0)  # 10**linspace(-5, -0.5, 8), 2 digits
 GRIDS = {"fast": FAST_GRID, "paper": PAPER_GRID}
 DEFAULT_MAX_TOKENS = 256
+TV_LEVELS = (0.1, 0.5)  # required sizes s_tv10, s_tv50: the smallest subgraph with TV <= level (docs/method.md §5)
+TV_MID = (0.1, 0.8)  # tv_mid: the mean TV over this range of sizes
+REFINE_RTOL = 0.05  # required sizes are bisected until the bracket is at most this share of its upper end (or one edge)
 
 
 def make_grid(grid: str | Sequence[float] | np.ndarray) -> np.ndarray:
@@ -59,6 +62,20 @@ def _choice(name: str, value: Any, choices: Sequence[Any]) -> None:
         raise TraceInputError(f"{name} must be one of {', '.join(map(repr, choices))}, got {value!r}.")
 
 
+def _fraction(name: str, value: Any, low: float, high: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) or not low <= value < high:
+        raise TraceInputError(f"{name} must be a number in [{low}, {high}), got {value!r}.")
+
+
+def _level_name(level: float) -> str:
+    return f"{round(100 * level)}"
+
+
+def tv_level_name(level: float) -> str:
+    """The column suffix of a TV level: 0.1 -> ``tv10`` (``s_tv10``, ``edges_tv10``)."""
+    return f"tv{_level_name(level)}"
+
+
 def _integer(name: str, value: Any, minimum: int) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
         raise TraceInputError(f"{name} must be an integer ≥ {minimum}, got {value!r}.")
@@ -74,7 +91,10 @@ class TraceConfig:
     None keeps the tokenizer's default, True/False forces a BOS token; ``max_tokens``: longest text
     accepted; ``seed``: for random weights and the baseline; ``max_rows``: strata × roots × positions
     per masked pass (memory; several roots share a pass); ``topk``: how many of each subgraph's most
-    probable next tokens to keep (what "the subgraph predicts")."""
+    probable next tokens to keep (what "the subgraph predicts"); ``refine``: also find the required
+    sizes (TV ≤ each of ``tv_levels``, top-1 agreement, each nucleus level) by bisection over the edge
+    ranking between the grid sizes that bracket them (extra masked passes: docs/method.md §5), to one
+    edge or ``refine_rtol`` of the size; ``tv_mid``: the range of sizes ``tv_mid`` averages TV over."""
 
     grid: str | tuple[float, ...] = "fast"
     weighting: Weighting = "l1"
@@ -85,6 +105,10 @@ class TraceConfig:
     seed: int = 0
     max_rows: int = 4096
     topk: int = 5
+    refine: bool = False
+    refine_rtol: float = REFINE_RTOL
+    tv_levels: tuple[float, ...] = TV_LEVELS
+    tv_mid: tuple[float, float] = TV_MID
 
     def __post_init__(self) -> None:
         if not isinstance(self.grid, str):
@@ -104,6 +128,27 @@ class TraceConfig:
         _integer("seed", self.seed, 0)
         _integer("max_rows", self.max_rows, 1)
         _integer("topk", self.topk, 1)
+        if not isinstance(self.refine, (bool, np.bool_)):
+            raise TraceInputError(f"refine must be True or False, got {self.refine!r}.")
+        object.__setattr__(self, "refine", bool(self.refine))
+        _fraction("refine_rtol", self.refine_rtol, 0.0, 1.0)
+        try:
+            levels = tuple(sorted({float(v) for v in self.tv_levels}))
+            mid = tuple(float(v) for v in self.tv_mid)
+        except (TypeError, ValueError):
+            raise TraceInputError(
+                f"tv_levels and tv_mid take numbers, e.g. tv_levels=(0.1, 0.5), tv_mid=(0.1, 0.8); got {self.tv_levels!r}, {self.tv_mid!r}."
+            ) from None
+        if not levels or any(not 0 < v < 1 for v in levels) or len({_level_name(v) for v in levels}) < len(levels):
+            raise TraceInputError(
+                f"tv_levels must be distinct TV levels in (0, 1) (whole percents apart), e.g. (0.1, 0.5); got {self.tv_levels!r}."
+            )
+        if len(mid) != 2 or not 0 < mid[0] < mid[1] <= 1:
+            raise TraceInputError(
+                f"tv_mid must be a range of sizes (low, high) with 0 < low < high <= 1, e.g. (0.1, 0.8); got {self.tv_mid!r}."
+            )
+        object.__setattr__(self, "tv_levels", levels)
+        object.__setattr__(self, "tv_mid", mid)
 
     @property
     def sizes(self) -> np.ndarray:
@@ -123,6 +168,7 @@ class TraceConfig:
         out = dataclasses.asdict(self)
         out["grid"] = self.grid if isinstance(self.grid, str) else list(self.grid)
         out["baselines"] = list(self.baselines)
+        out["tv_levels"], out["tv_mid"] = list(self.tv_levels), list(self.tv_mid)
         return out
 
     @classmethod

@@ -9,26 +9,38 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from density_nb.config import TraceConfig
+from density_nb.config import TV_LEVELS, TV_MID, Baseline, TraceConfig, tv_level_name
 from density_nb.errors import DensityNBError
 from density_nb.files import atomic_write
-from density_nb.method.measures import LOG_S_MIN, NUCLEUS_SIZES, auc_log, plateau_free_density, smallest_agreeing, smallest_at_least
+from density_nb.method.measures import (
+    LOG_S_MIN,
+    NUCLEUS_SIZES,
+    auc_log,
+    smallest_agreeing,
+    smallest_at_least,
+    tv_between,
+    tv_post_input,
+    tv_post_input_over_empty,
+)
 
 if TYPE_CHECKING:
     from density_nb.method.subgraphs import Subgraph
 
-SCHEMA_VERSION = 3  # 2: names settled; 3: input_edges, tv_empty, top-k
+SCHEMA_VERSION = 4  # 2: names settled; 3: input_edges, tv_empty, top-k; 4: required sizes by bisection
 _RENAMED = {1: {"top_tokens": "top_text_full"}}  # per older schema version: metadata key -> today's name
+# summary / run columns renamed since: old name -> today's (``renamed_columns`` applies it to a table read back)
+RENAMED_COLUMNS = {"density_plateau_free": "tv_post_input_over_empty"}
 # Each field with one entry per root says its layout (R roots, K strata, k top tokens); the optional
 # ones are None where not computed (a baseline not asked for) or in results of older versions.
 Layout = Literal["root", "root_vector", "stratum", "nested", "root_text"]
@@ -142,6 +154,11 @@ class DensityResult:
     )  # [R] TV(p_empty, p_full), the empty graph's output: uniform under RMSNorm (docs/method.md §5)
     topk_token_full: np.ndarray | None = field(default=None, metadata=ROOT_VECTOR)  # [R, k] int64 the full model's
     topk_prob_full: np.ndarray | None = field(default=None, metadata=ROOT_VECTOR)  # [R, k]
+    edges_tv: np.ndarray | None = field(
+        default=None, metadata=ROOT_VECTOR
+    )  # [R, len(tv_levels)] int64 required edges for TV <= each level, by bisection (refine=True; docs/method.md §5)
+    edges_top1: np.ndarray | None = field(default=None, metadata=ROOT)  # [R] int64 required edges for top-1 agreement, by bisection
+    edges_nu: np.ndarray | None = field(default=None, metadata=ROOT_VECTOR)  # [R, 8] int64 required edges for nu >= each NUCLEUS_SIZES
     generated: np.ndarray | None = None  # [T] bool: tokens the model wrote (generation.generate), None for a given text
     top_text_full: list[str] = field(default_factory=list, metadata={"layout": "root_text"})  # [R] the full model's top-1 token, decoded
     settings: dict[str, Any] = field(default_factory=dict)
@@ -226,11 +243,71 @@ class DensityResult:
         return self._need("input_edges") / self.total_edges
 
     @property
-    def density_plateau_free(self) -> np.ndarray:
-        """[R] mean of TV / TV(empty graph) over log10 s from the first grid size that reaches the
-        input to 1 (docs/method.md §5): the density without the uniform plateau; can exceed 1."""
+    def tv_post_input(self) -> np.ndarray:
+        """[R] mean TV over log10 s from the first grid size that reaches the input to 1 (docs/method.md §5):
+        the density without the uniform plateau, not normalised. Its range starts at ``s_input``, which
+        shrinks as the prompt grows: compare prompt lengths over a shared range (``analysis``)."""
+        return np.array([tv_post_input(self.grid, row, si) for row, si in zip(self.tv, self.s_input)])
+
+    @property
+    def tv_post_input_over_empty(self) -> np.ndarray:
+        """[R] ``tv_post_input`` divided by ``tv_empty`` (each TV over the empty graph's, then averaged):
+        can exceed 1. ``tv_empty`` is a function of the full distribution, so this ratio re-couples to it
+        (ρ with the entropy changes sign on SmolLM2: docs/method.md, the measure card). Formerly
+        ``density_plateau_free``."""
         tv_empty, s_input = self._need("tv_empty"), self.s_input
-        return np.array([plateau_free_density(self.grid, row, e, si) for row, e, si in zip(self.tv, tv_empty, s_input)])
+        return np.array([tv_post_input_over_empty(self.grid, row, e, si) for row, e, si in zip(self.tv, tv_empty, s_input)])
+
+    @property
+    def density_plateau_free(self) -> np.ndarray:
+        """Deprecated name of ``tv_post_input_over_empty`` (it divides by ``tv_empty``; the plateau-free
+        measure is now ``tv_post_input``)."""
+        warnings.warn(
+            "density_plateau_free is now tv_post_input_over_empty (it divides by tv_empty, which re-couples it to the full "
+            "distribution); the plateau-free density is tv_post_input.",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return self.tv_post_input_over_empty
+
+    @property
+    def tv_mid(self) -> np.ndarray:
+        """[R] mean TV over log10 s across the sizes ``settings["tv_mid"]`` (default 0.1–0.8), the curve linear
+        in log10 s between grid sizes: a range that is the same for every prediction."""
+        low, high = self.settings.get("tv_mid") or TV_MID
+        return np.array([tv_between(self.grid, row, low, high) for row in self.tv])
+
+    @property
+    def tv_levels(self) -> tuple[float, ...]:
+        """The TV levels of ``edges_tv``'s columns (``settings["tv_levels"]``)."""
+        return tuple(self.settings.get("tv_levels") or TV_LEVELS)
+
+    def required(self, condition: str) -> np.ndarray:
+        """[R] the required size (edges / |E|) of ``condition``, found by bisection (``refine=True``):
+        ``"tv10"`` (TV ≤ 0.1; any of ``tv_levels``), ``"top1"`` or ``"nu20"`` (ν ≥ 20 %, any of NUCLEUS_SIZES);
+        docs/method.md §5 says exactly which size. The grid's sizes are ``s_top1`` and ``s_nucleus``."""
+        return self.required_edges(condition) / self.total_edges
+
+    def required_edges(self, condition: str) -> np.ndarray:
+        """[R] int64 the edge count behind ``required(condition)``."""
+        names = {tv_level_name(level): i for i, level in enumerate(self.tv_levels)}
+        if condition in names:
+            return self._refined("edges_tv")[:, names[condition]]
+        if condition == "top1":
+            return self._refined("edges_top1")
+        if condition.startswith("nu") and condition[2:].isdigit() and int(condition[2:]) in NUCLEUS_SIZES:
+            return self._refined("edges_nu")[:, NUCLEUS_SIZES.index(int(condition[2:]))]
+        known = [*names, "top1", *(f"nu{c}" for c in NUCLEUS_SIZES)]
+        raise DensityNBError(f"Unknown condition {condition!r}; this result's are: {', '.join(known)}.")
+
+    def _refined(self, name: str) -> np.ndarray:
+        value = getattr(self, name)
+        if value is None:
+            raise DensityNBError(
+                f"This result has no {name}: required sizes are found by bisection only when traced with refine=True "
+                "(the default for corpus runs). Trace again with trace(..., refine=True)."
+            )
+        return value
 
     def component_share(self, random: bool = False) -> np.ndarray:
         """[R, K, 3] share of each stratum's edges that are attention, MLP and residual edges; the
@@ -264,6 +341,7 @@ class DensityResult:
         df = pd.DataFrame(
             {
                 "position": self.roots,
+                "n_tokens": self.roots + 1,
                 "token_text": [self.tokens[r] for r in self.roots],
                 "next_token": self.next_token,
                 "next_text": [self.tokens[r + 1] if ok else "" for r, ok in zip(self.roots, has_next)],
@@ -288,9 +366,22 @@ class DensityResult:
             df["input_edges"] = self.input_edges
             df["s_input"] = self.s_input
             df["tv_empty"] = self.tv_empty
-            df["density_plateau_free"] = self.density_plateau_free
+            df["tv_post_input"] = self.tv_post_input
+            df["tv_post_input_over_empty"] = self.tv_post_input_over_empty
+        df["tv_mid"] = self.tv_mid
         for level in NUCLEUS_SIZES:
             df[f"s_nu{level}"] = self.s_nucleus(level)
+        if self.edges_tv is not None:
+            for j, tv_level in enumerate(self.tv_levels):
+                df[f"s_{tv_level_name(tv_level)}"] = self.edges_tv[:, j] / self.total_edges
+                df[f"edges_{tv_level_name(tv_level)}"] = self.edges_tv[:, j]
+        if self.edges_top1 is not None:
+            df["s_top1_exact"] = self.edges_top1 / self.total_edges
+            df["edges_top1"] = self.edges_top1
+        if self.edges_nu is not None:
+            for i, level in enumerate(NUCLEUS_SIZES):
+                df[f"s_nu{level}_exact"] = self.edges_nu[:, i] / self.total_edges
+                df[f"edges_nu{level}"] = self.edges_nu[:, i]
         for name in self.fields_of("root"):  # a per-root number the columns above do not show yet
             value = getattr(self, name)
             if name != "roots" and name not in df and value is not None:
@@ -331,8 +422,10 @@ class DensityResult:
             **{name: value.item() if name in self.fields_of("root") else value for name, value in values.items() if name != "roots"},
         )
 
-    def curves(self) -> pd.DataFrame:
-        """Long format: one row per (root, stratum)."""
+    def curves(self, composition: bool = False) -> pd.DataFrame:
+        """Long format: one row per (root, stratum). ``composition``: each stratum's composition behind
+        (edges per component ``edges_attn``, ``edges_mlp``, ``edges_res`` and per layer ``layer_edges``, of
+        the random strata too where traced, with ``_random``; head shares; top-k), as corpus runs keep it."""
         r_count, k_count = self.tv.shape
         cols: dict[str, Any] = {
             "position": np.repeat(self.roots, k_count),
@@ -340,24 +433,16 @@ class DensityResult:
             "s": np.tile(self.grid, r_count),
             "s_actual": (self.n_edges / self.total_edges[:, None]).ravel(),
         }
+        if self.input_edges is not None:  # strata that hold an edge leaving an input embedding: only these compute anything (§8)
+            cols["reaches_input"] = (self.n_edges >= self.input_edges[:, None]).ravel()
         for name in self.fields_of("stratum"):
             value = getattr(self, name)
             if value is not None:
                 cols[name] = value.ravel()
-        return pd.DataFrame(cols)
-
-    def corpus_tables(self, passage_id: int, words: int, **columns: Any) -> tuple[pd.DataFrame, pd.DataFrame]:
-        """This result as a corpus run's rows (``corpus.store``): the summary with ``passage_id``, ``model``,
-        ``words`` and ``columns`` (the passage's prompt, next word, ...) in front; the curves with
-        ``passage_id``, ``model`` and ``words`` in front and each stratum's composition behind (edges per
-        component and per layer, of the random strata too where traced; head shares; top-k)."""
-        front = {"passage_id": np.int64(passage_id), "model": self.model, "words": np.int64(words)}
-        summary = self.summary()
-        summary = pd.concat([pd.DataFrame({**front, **columns}, index=summary.index), summary], axis=1)
-        curves = self.curves()
-        for name, value in reversed(front.items()):
-            curves.insert(0, name, value)
-        rows = len(self.roots) * len(self.grid)
+        curves = pd.DataFrame(cols)
+        if not composition:
+            return curves
+        rows = r_count * k_count
         for suffix, edges, layers in (
             ("", self.component_edges, self.layer_edges),
             ("_random", self.component_edges_random, self.layer_edges_random),
@@ -375,6 +460,19 @@ class DensityResult:
             value = getattr(self, name)
             if value is not None:
                 curves[name] = list(value.reshape(rows, -1))
+        return curves
+
+    def corpus_tables(self, passage_id: int, words: int, **columns: Any) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """This result as a corpus run's rows (``corpus.store``): the summary with ``passage_id``, ``model``,
+        ``words`` and ``columns`` (the passage's prompt, next word, ...) in front; the curves with
+        ``passage_id``, ``model`` and ``words`` in front and each stratum's composition behind
+        (``curves(composition=True)``)."""
+        front = {"passage_id": np.int64(passage_id), "model": self.model, "words": np.int64(words)}
+        summary = self.summary()
+        summary = pd.concat([pd.DataFrame({**front, **columns}, index=summary.index), summary], axis=1)
+        curves = self.curves(composition=True)
+        for name, value in reversed(front.items()):
+            curves.insert(0, name, value)
         return summary, curves
 
     # ---- persistence ----------------------------------------------------------------------------
@@ -499,6 +597,22 @@ class DensityResult:
             )
         return sub
 
+    def with_baselines(self, model: Any, baselines: Sequence[str]) -> DensityResult:
+        """This result with the baselines ``baselines`` (any of ``config.BASELINES``) added: only their
+        masked passes run (one forward for the weights, the strata again; the traced passes are kept),
+        and the numbers are bitwise those of ``trace(..., baselines=...)`` with the same settings from the
+        start (a result from ``trace_steps`` or ``generate`` groups its roots otherwise, so there they agree
+        to float rounding). ``model``: the one this result was traced with."""
+        from density_nb.method.pipeline import baseline_fields  # torch: only to run the baselines' passes
+
+        config = TraceConfig.from_settings(self.settings)
+        wanted = TraceConfig(baselines=cast("tuple[Baseline, ...]", tuple(baselines))).baselines  # checked and ordered
+        added, settings = baseline_fields(model, self.text, self.roots.tolist(), self.token_ids, self.settings, wanted)
+        if not added:
+            return dataclasses.replace(self)
+        extra = {k: v for k, v in self.settings.items() if k not in config.settings()}  # e.g. a generation's own settings
+        return dataclasses.replace(self, **added, settings={**settings, **extra})
+
     # ---- views ---------------------------------------------------------------------------------
     def widget(self, tokenizer: Any = None) -> Any:
         """The linked explorer (token strip, s-slider with TV/KL curve and baselines, what the subgraph
@@ -575,3 +689,6 @@ class RootResult:
     topk_prob: np.ndarray | None = None  # [K, k]
     topk_token_full: np.ndarray | None = None  # [k]
     topk_prob_full: np.ndarray | None = None  # [k]
+    edges_tv: np.ndarray | None = None  # [len(tv_levels)] required edges for TV <= each level (refine=True)
+    edges_top1: int | None = None  # required edges for top-1 agreement (refine=True)
+    edges_nu: np.ndarray | None = None  # [8] required edges for nu >= each NUCLEUS_SIZES (refine=True)

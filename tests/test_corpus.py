@@ -62,7 +62,8 @@ SYNTH = [
 def test_passages_synthetic(tmp_path):
     data = write_corpus(tmp_path, SYNTH)
     df = passages(words=5, data=data)
-    assert list(df.columns) == ["passage_id", "prompt", "next_word", "text"]
+    assert list(df.columns) == ["passage_id", "prompt", "next_word", "continuation", "text"]
+    assert (df.continuation == " " + df.next_word).all()  # cut at a space: the next word follows one
     assert df["passage_id"].tolist() == [3, 7]  # line numbers: heading, <unk> and short lines dropped
     assert df["prompt"].iloc[0] == "one two three four five"
     assert df["next_word"].iloc[0] == "six,"
@@ -359,6 +360,67 @@ def test_read_prompts_formats(tmp_path):
         corpus_data.read_prompts(tmp_path / "empty.csv")
 
 
+ATTACHED = [  # prompt, next word, what follows the prompt (the published files' sixth column)
+    ("The experiment did not last long", ",", ","),
+    ("The soldiers were rescued by Luttrell", "'s", "'s"),
+    ("The station was closed (see the map", ")", ")"),
+    ("The storm petrel was first described by Linnaeus in", "his", " his"),
+]
+
+
+def test_read_prompts_knows_what_attaches(tmp_path):
+    published = tmp_path / "wikitext_40.txt"
+    published.write_text("".join(f"{p}\tlast\tX\t{w}\tX\t{c}\n" for p, w, c in ATTACHED))
+    df = corpus_data.read_prompts(published)
+    assert df.continuation.tolist() == [c for *_, c in ATTACHED] and df.text.tolist() == [p + c for p, _, c in ATTACHED]
+    flagged = tmp_path / "flags.csv"
+    pd.DataFrame(
+        {"prompt": [p for p, *_ in ATTACHED], "next_word": [w for _, w, _ in ATTACHED], "attaches": ["true", "TRUE", "1", "no"]}
+    ).to_csv(flagged, index=False)
+    assert corpus_data.read_prompts(flagged).continuation.tolist() == df.continuation.tolist()
+    bad = tmp_path / "bad.csv"
+    pd.DataFrame({"prompt": ["a b"], "next_word": ["c"], "next_word_spaced": [" d"]}).to_csv(bad, index=False)
+    with pytest.raises(DataError, match="next_word_spaced"):
+        corpus_data.read_prompts(bad)
+
+
+def test_corpus_runs_trace_prompt_and_continuation_exactly(tiny_llama, tmp_path):
+    """Rows ending before ',', "'s" and ')' trace the prompt and the next word with no space between: the
+    target token is the continuation's first token, as the joined text tokenizes."""
+    from density_nb.method.inputs import tokenize
+
+    table = tmp_path / "prompts.csv"
+    pd.DataFrame({"prompt": [p for p, *_ in ATTACHED], "next_word": [w for _, w, _ in ATTACHED],
+                  "next_word_spaced": [c for *_, c in ATTACHED]}).to_csv(table, index=False)  # fmt: skip
+    out = tmp_path / "run"
+    runner.run_corpus(tiny_llama, out, data=table, n_passages=None, grid="fast", progress=False)
+    run = corpus_runs.load_runs(out)
+    assert run.summary.continuation.tolist() == [c for *_, c in ATTACHED] and run.summary.aligned.all()
+    tok = tiny_llama.tokenizer
+    for (prompt, _, continuation), row in zip(ATTACHED, run.summary.itertuples()):
+        ids = tokenize(tiny_llama, prompt + continuation)[0]
+        n = len(tokenize(tiny_llama, prompt)[0])
+        assert row.n_tokens == n and row.next_token == int(ids[n])
+        assert tok.decode([row.next_token]) == tok.decode(ids[n:].tolist())[: len(tok.decode([row.next_token]))]
+        assert tok.decode([row.next_token]).startswith(" ") == continuation.startswith(" ")  # "," not " ,"
+    assert run.manifest["settings"]["continuation"] == "exact"
+    # re-traced as recorded: the same numbers
+    again = run.passage(int(run.summary.passage_id[0]), model=tiny_llama)
+    assert again.next_token[0] == run.summary.next_token[0] and again.density[0] == pytest.approx(run.summary.density[0], rel=1e-6)
+
+
+def test_runs_from_before_the_continuation_are_flagged(tiny_llama, run_data, tmp_path):
+    out = tmp_path / "old"
+    runner.run_corpus(tiny_llama, out, data=run_data, n_passages=1, **RUN)
+    manifest = json.loads((out / "manifest.json").read_text())
+    del manifest["settings"]["continuation"]
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.warns(UserWarning, match="continuation exactly"):
+        corpus_runs.load_runs(out)
+    with pytest.raises(run_store.CorpusError, match="continuation exactly"):
+        runner.run_corpus(tiny_llama, out, data=run_data, n_passages=2, resume=True, **RUN)
+
+
 def test_run_corpus_on_a_prompt_table(tiny_gemma3, tmp_path):
     from density_nb.method.inputs import tokenize
     from density_nb.tracing import trace
@@ -393,10 +455,24 @@ def test_corpus_runs_carry_the_measures(tiny_llama, run_data, tmp_path):
     """Baselines, plateau measures and top-k reach the run's tables."""
     runner.run_corpus(tiny_llama, tmp_path / "m", data=run_data, n_passages=2, baselines=["random", "inverse"], **RUN)
     run = corpus_runs.load_runs(tmp_path / "m")
-    assert {"input_edges", "s_input", "tv_empty", "density_plateau_free", "density_random", "density_inverse", "s_nu90"} <= set(
-        run.summary.columns
-    )
-    assert {"tv_inverse", "tv_random", "topk_token", "edges_attn_random", "layer_edges_random"} <= set(run.curves.columns)
+    assert {
+        "input_edges",
+        "s_input",
+        "tv_empty",
+        "tv_post_input",
+        "tv_mid",
+        "tv_post_input_over_empty",
+        "density_random",
+        "density_inverse",
+        "s_nu90",
+        "s_tv10",
+        "s_tv50",
+        "s_top1_exact",
+        "edges_top1",
+        "s_nu90_exact",
+        "n_tokens",
+    } <= set(run.summary.columns)
+    assert {"tv_inverse", "tv_random", "topk_token", "edges_attn_random", "layer_edges_random", "reaches_input"} <= set(run.curves.columns)
     assert run.manifest["settings"]["baselines"] == ["random", "inverse"]
 
 

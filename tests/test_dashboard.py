@@ -61,7 +61,7 @@ def test_state_agrees_with_aggregate(runs):
     assert d["n"] == len(s) == N_PASSAGES
     np.testing.assert_array_equal(a["ids"], s["passage_id"])
     names = [m["key"] for m in d["measures"]] + [col["key"] for col in d["columns"]]
-    assert names[:2] == ["density", "density_plateau_free"] and {"entropy_full", "top_prob_full", "n_tokens"} <= set(names)
+    assert names[:2] == ["density", "tv_post_input"] and {"entropy_full", "top_prob_full", "n_tokens"} <= set(names)
     for i, name in enumerate(names):
         np.testing.assert_array_equal(a["cols"][i], s[name].to_numpy(dtype=np.float32))
     # whole-run curve: aggregate.mean_curve on the dashboard's grid
@@ -100,7 +100,7 @@ def test_state_agrees_with_aggregate(runs):
     assert np.abs(a["heads"] / 255 - exact_heads).max() <= 0.5 / 255 + 1e-9
     # ρ of the whole run: stats.spearman on the values the page holds
     for col in d["columns"]:
-        for m in ("density", "density_plateau_free"):
+        for m in ("density", "tv_post_input"):
             ref = spearman(s[m].to_numpy(np.float32), s[col["key"]].to_numpy(np.float32), n_boot=0)
             got = col["rho"][m]
             assert got["n"] == ref.n and (got["rho"] is None if np.isnan(ref.rho) else got["rho"] == pytest.approx(ref.rho, rel=1e-3))

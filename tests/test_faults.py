@@ -80,7 +80,9 @@ def corpus_run(out: str, table: str, options: dict[str, Any], fault: tuple[str, 
     if barrier is not None:
         barrier.wait()
     try:
-        runner.run_corpus(bridge, out, data=table, grid="fast", n_passages=None, resume=True, progress=False, **options)
+        runner.run_corpus(  # the store is under test, not the measures: no bisection passes (refine=False)
+            bridge, out, data=table, grid="fast", refine=False, n_passages=None, resume=True, progress=False, **options
+        )
     except CorpusError as err:
         Path(out).with_suffix(".refused").write_text(str(err))
         raise SystemExit(REFUSED) from None
@@ -232,7 +234,9 @@ def assert_complete(runs: Runs, model: Any, tmp_path: Path) -> None:
     assert run.summary["passage_id"].tolist() == sorted(prompts["passage_id"])
     sample = prompts.iloc[sorted(runs.rng.sample(range(len(prompts)), CHECKED))]
     sample.to_csv(tmp_path / "sample.csv", index=False)
-    runner.run_corpus(model, tmp_path / "reference", data=tmp_path / "sample.csv", grid="fast", n_passages=None, progress=False)
+    runner.run_corpus(
+        model, tmp_path / "reference", data=tmp_path / "sample.csv", grid="fast", refine=False, n_passages=None, progress=False
+    )
     whole = load_runs(tmp_path / "reference")
     mine = run.summary.set_index("passage_id").loc[whole.summary["passage_id"]]
     assert mine["prompt"].tolist() == whole.summary["prompt"].tolist()

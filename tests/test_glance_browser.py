@@ -71,7 +71,7 @@ def svg_strip(widget) -> dict[int, tuple[str, float]]:
 
 
 class WithMeasuresV2(DensityResult):
-    """A synthetic result carrying the per-root measures of the measures-v2 branch as summary columns."""
+    """A synthetic result carrying the bisected required sizes (as a refined trace has them) as summary columns."""
 
     def summary(self) -> pd.DataFrame:
         df = super().summary()
@@ -144,9 +144,9 @@ def test_measure_selector_offers_what_the_result_holds(browser, tmp_path):  # no
     widget = TokenStrip(result)
     page, check = open_html(browser, widget, tmp_path / "v2.html")
     options = page.locator("select.dnb-measure option").evaluate_all("els => els.map(e => e.value)")
-    assert options == ["density", "density_plateau_free", "tv_post_input", "tv_mid", "s_tv50", "s_tv10", "s_top1_exact", "s_top1"]
+    assert options == ["density", "tv_post_input", "tv_mid", "s_tv50", "s_tv10", "s_top1_exact", "s_top1"]
     plain = TokenStrip(with_measures(make_result(n_tokens=30, n_strata=9, n_layers=2, n_heads=2, seed=3)))
-    assert list(plain.data["measures"]) == ["density", "density_plateau_free", "s_top1"]  # what exists today
+    assert list(plain.data["measures"]) == ["density", "tv_post_input", "tv_mid", "s_top1"]  # without refine: no bisected sizes
     table = result.summary()
     for measure, log in (("tv_post_input", False), ("s_tv10", True)):
         page.select_option("select.dnb-measure", measure)
@@ -162,7 +162,7 @@ def test_measure_selector_offers_what_the_result_holds(browser, tmp_path):  # no
         ticks = page.locator(".dnb-strip-part .dnb-legend-tick").all_text_contents()
         assert ticks == [fmt_measure(bounds[0], measure), fmt_measure(bounds[1], measure)]
         label = page.locator(".dnb-strip-part .dnb-legend-label").first.text_content()
-        assert label.startswith({"tv_post_input": "mean TV past", "s_tv10": "size to TV"}[measure])
+        assert label.startswith({"tv_post_input": "plateau-free density", "s_tv10": "size to TV"}[measure])
     page.locator(".dnb-cscale-btn[data-scale='fixed']").click()
     assert page.locator(".dnb-strip-part .dnb-legend-tick").all_text_contents() == ["1.0e-5", "1"]
     page.screenshot(path=str(ARTIFACTS / "glance-measure-s_tv10-fixed.png"), full_page=True)

@@ -14,23 +14,36 @@ from density_nb.method import reference
 from density_nb.method.ablation import RankBatch, masked_logits
 from density_nb.method.arch import Arch
 from density_nb.method.importance import edge_weights
-from density_nb.method.measures import plateau_free_density, smallest_at_least
+from density_nb.method.measures import smallest_at_least, tv_between, tv_post_input, tv_post_input_over_empty
 from density_nb.method.metrics import shared_nucleus, tv_empty_graph
 from density_nb.method.stratify import expand, first_input_edge
 from helpers import TEXT, token_ids
 
 
-def test_plateau_free_density_by_hand():
+def test_tv_post_input_and_tv_mid_by_hand():
+    sizes = np.array([1e-4, 1e-3, 1e-2, 1e-1, 1.0])
+    tv = np.array([0.8, 0.8, 0.4, 0.2, 0.0])
+    # from 1e-2 on: 0.4, 0.2, 0 over two decades: (0.3 + 0.1) / 2
+    assert tv_post_input(sizes, tv, 5e-3) == pytest.approx(0.2)
+    assert tv_post_input(sizes, tv, 5e-3) * 1 / 0.8 == pytest.approx(tv_post_input_over_empty(sizes, tv, 0.8, 5e-3))
+    assert np.isnan(tv_post_input(sizes, tv, 0.5))
+    # mean over [1e-2, 1e-1] on grid points: (0.4 + 0.2) / 2; over [10^-1.5, 10^-0.5]: linear in log10 s between the points
+    assert tv_between(sizes, tv, 1e-2, 1e-1) == pytest.approx(0.3)
+    assert tv_between(sizes, tv, 10**-1.5, 10**-0.5) == pytest.approx(((0.3 + 0.2) / 2 * 0.5 + (0.2 + 0.1) / 2 * 0.5) / 1.0)
+    assert tv_between(sizes, tv, 1e-6, 1e-5) == pytest.approx(0.8), "held at its first value below the grid"
+
+
+def test_tv_post_input_over_empty_by_hand():
     sizes = np.array([1e-4, 1e-3, 1e-2, 1e-1, 1.0])
     tv = np.array([0.8, 0.8, 0.4, 0.2, 0.0])
     # s_input = 5e-3: from 1e-2 on; normalised by 0.8: 0.5, 0.25, 0 over two decades,
     # trapezoids (0.5 + 0.25) / 2 + (0.25 + 0) / 2 = 0.5, mean over 2 decades = 0.25
-    assert plateau_free_density(sizes, tv, 0.8, 5e-3) == pytest.approx(0.25)
+    assert tv_post_input_over_empty(sizes, tv, 0.8, 5e-3) == pytest.approx(0.25)
     # s_input exactly on a grid size starts there: 1.0, 0.5, 0.25, 0 over 3 decades -> (0.75 + 0.375 + 0.125) / 3
-    assert plateau_free_density(sizes, tv, 0.8, 1e-3) == pytest.approx(1.25 / 3)
+    assert tv_post_input_over_empty(sizes, tv, 0.8, 1e-3) == pytest.approx(1.25 / 3)
     # worse than the empty graph past the plateau: 1.8, 1.8, 0 -> (1.8 + 0.9) / 2 decades, above 1, not clipped
-    assert plateau_free_density(sizes, np.array([0.5, 0.5, 0.9, 0.9, 0.0]), 0.5, 5e-3) == pytest.approx((1.8 + 0.9) / 2)
-    assert np.isnan(plateau_free_density(sizes, tv, 0.8, 0.5)), "only the full graph reaches the input"
+    assert tv_post_input_over_empty(sizes, np.array([0.5, 0.5, 0.9, 0.9, 0.0]), 0.5, 5e-3) == pytest.approx((1.8 + 0.9) / 2)
+    assert np.isnan(tv_post_input_over_empty(sizes, tv, 0.8, 0.5)), "only the full graph reaches the input"
 
 
 def test_smallest_at_least_by_hand():
@@ -94,7 +107,10 @@ def test_trace_reports_the_measures(tiny_llama):
         "input_edges",
         "s_input",
         "tv_empty",
-        "density_plateau_free",
+        "tv_post_input",
+        "tv_post_input_over_empty",
+        "tv_mid",
+        "n_tokens",
         "s_nu1",
         "s_nu5",
         "s_nu10",
@@ -106,6 +122,14 @@ def test_trace_reports_the_measures(tiny_llama):
     ):
         assert column in s, column
     assert (s["s_nu1"] <= s["s_nu90"]).all() or (s["s_nu1"] <= 1).all()
+    np.testing.assert_array_equal(s.tv_post_input_over_empty, r.tv_post_input_over_empty)
+    np.testing.assert_allclose(s.tv_post_input_over_empty, s.tv_post_input / s.tv_empty, rtol=1e-12)
+    with pytest.warns(DeprecationWarning, match="tv_post_input_over_empty"):
+        np.testing.assert_array_equal(r.density_plateau_free, r.tv_post_input_over_empty)
+    np.testing.assert_array_equal(s.n_tokens, r.roots + 1)
+    c = r.curves()
+    np.testing.assert_array_equal(c.reaches_input, (r.n_edges >= r.input_edges[:, None]).ravel())
+    assert not c.reaches_input[c.stratum == 0].any() and c.reaches_input[c.s == 1].all()
     assert r.topk_token.shape == (*r.tv.shape, 5) and r.topk_prob_full.shape == (len(r.roots), 5)
     np.testing.assert_array_equal(r.topk_token[:, -1], r.topk_token_full)  # the full graph predicts what the model does
     np.testing.assert_array_equal(r.topk_token[:, :, 0], r.top_token)
@@ -242,3 +266,19 @@ def test_nucleus_equals_sorting_everything(vocab, temperature, ties, seed):
     got = shared_nucleus(p_full, p).tolist()
     assert got[0] == 99.0
     assert got == expected
+
+
+@pytest.mark.parametrize("max_rows", [4096, 60])  # one masked pass for every root, or several groups on two threads
+def test_with_baselines_equals_tracing_with_them(tiny, max_rows):
+    """``with_baselines`` runs only the baselines' passes, and gives bitwise what tracing with the
+    baselines from the start gives; baselines added one at a time too."""
+    kwargs = {"roots": "all", "grid": "fast", "max_rows": max_rows, "progress": False}
+    both = trace(tiny, TEXT, baselines=["random", "random_residual", "inverse"], **kwargs)
+    plain = trace(tiny, TEXT, **kwargs)
+    assert plain.with_baselines(tiny, ["inverse", "random", "random_residual"]).equals(both)
+    inverse = trace(tiny, TEXT, baselines=["inverse"], **kwargs)
+    assert plain.with_baselines(tiny, ["inverse"]).equals(inverse)
+    assert inverse.with_baselines(tiny, ["random_residual", "random"]).equals(both)
+    assert both.with_baselines(tiny, ["inverse"]).equals(both)  # nothing to add
+    with pytest.raises(Exception, match="each baseline"):
+        plain.with_baselines(tiny, ["nope"])

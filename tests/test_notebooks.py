@@ -130,6 +130,25 @@ def test_shipped_results_hold_no_corpus_text():
     assert size < 20e6, f"results/ holds {size / 1e6:.1f} MB"
 
 
+def test_the_results_index_says_what_each_run_is():
+    """results/index.json, run by run: the split and prompt length of its passages (a context run's are the
+    10/20-word cuts of the main run's valid-split passages), the passages shipped, and today's settings
+    (required sizes bisected, prompt + continuation traced exactly)."""
+    import json
+
+    index = json.loads((ROOT / "results" / "index.json").read_text())
+    assert set(index) == set(tutorial.RUN_SPECS)
+    for name, spec in tutorial.RUN_SPECS.items():
+        entry, settings = index[name], index[name]["settings"]
+        assert entry["passages"] == spec.n_passages and entry["describe"] == spec.describe(), name
+        if spec.data == "teaching":
+            assert settings["split"] is None and settings["words"] is None, name
+        else:
+            assert settings["split"] == tutorial.SPLIT and settings["words"] == (spec.context or spec.words), name
+        assert settings["refine"] is True and settings["continuation"] == "exact" and settings["norms"] == spec.norms, name
+        assert settings["baselines"] == list(spec.baselines) and settings["model"] == spec.model, name
+
+
 def test_verdict_rule():
     d = tutorial.direction
     assert d(0.1, 0.3, +1, 0.2) == tutorial.REPRODUCED

@@ -52,7 +52,7 @@ def test_spearman_by_hand() -> None:
     assert r.n == 5
     assert r.lo <= r.rho <= r.hi
     assert not r.p_at_floor
-    assert str(r) == f"ρ = 0.82 [{r.lo:.2f}, {r.hi:.2f}], p = {r.p:.2g}, N = 5"
+    assert str(r) == f"ρ = 0.82 [{r.lo:.2f}, {r.hi:.2f}] (2000 bootstrap resamples), p = {r.p:.2g}, N = 5"
 
 
 def test_spearman_perfect_monotone() -> None:
@@ -276,3 +276,26 @@ def test_results_are_frozen_and_tabulate() -> None:
     assert all(dtype.kind == "f" for dtype in table.dtypes)
     d = stats.paired_difference([0.0, 0.0, 0.0], [1.0, 2.0, 3.0]).as_dict()
     assert {"median", "lo", "hi", "p", "n", "share_positive", "mean", "estimate"} == set(d)
+
+
+def test_one_bootstrap_for_every_ci():
+    """bootstrap_ci, median_ci, iqr_ci and cv_ci are scipy's percentile bootstrap of the same statistic
+    (what spearman and paired_difference use): the same CI as scipy.stats.bootstrap with that seed, for a
+    numpy statistic and for a plain function of one array alike, and each says its resamples."""
+    from scipy import stats as sps
+
+    x = np.random.default_rng(3).lognormal(size=80)
+    for est, fn in ((stats.median_ci(x), np.median), (stats.iqr_ci(x), stats.iqr), (stats.cv_ci(x), stats.cv)):
+        ref = sps.bootstrap(
+            (x,), lambda v, axis=-1, fn=fn: fn(v, axis=axis), n_resamples=2000, method="percentile", rng=np.random.default_rng(0)
+        )
+        assert est.estimate == pytest.approx(float(fn(x)))
+        assert (est.lo, est.hi) == pytest.approx((ref.confidence_interval.low, ref.confidence_interval.high), rel=1e-12)
+        assert est.n == 80 and est.n_boot == 2000 and "(2000 bootstrap resamples)" in str(est)
+    span = stats.bootstrap_ci(x, lambda v: np.quantile(v, 0.9) - np.quantile(v, 0.1), n_boot=500)  # no axis: row by row
+    vectorised = stats.bootstrap_ci(x, lambda v, axis=-1: np.quantile(v, 0.9, axis=axis) - np.quantile(v, 0.1, axis=axis), n_boot=500)
+    assert tuple(span) == pytest.approx(tuple(vectorised), rel=1e-12)
+    estimate, lo, hi = stats.bootstrap_ci([1.0, np.nan, 2.0, 3.0, np.inf])  # unpacks; non-finite values dropped
+    assert estimate == 2.0 and lo <= estimate <= hi
+    assert np.isnan(stats.median_ci([1.0]).lo)
+    assert stats.cv([1.0, 3.0]) == pytest.approx(np.std([1.0, 3.0], ddof=1) / 2)

@@ -421,13 +421,13 @@ def test_views_link_the_measure_and_its_scale(result):
     does not hold is refused, naming those it holds."""
     res = with_measures(result)
     strip, explorer = TokenStrip(res), DensityExplorer(res)
-    assert list(strip.data["measures"]) == ["density", "density_plateau_free", "s_top1"]
+    assert list(strip.data["measures"]) == ["density", "tv_post_input", "tv_mid", "s_top1"]
     links = link(strip, explorer)
     strip.measure, strip.colour_scale = "s_top1", "FIXED"
     assert (explorer.measure, explorer.colour_scale) == ("s_top1", "fixed")
     for lk in links:
         lk.unlink()
-    with pytest.raises(traitlets.TraitError, match="measure must be one of density, density_plateau_free, s_top1"):
-        strip.measure = "tv_post_input"
+    with pytest.raises(traitlets.TraitError, match="measure must be one of density, tv_post_input, tv_mid, s_top1"):
+        strip.measure = "s_tv10"  # needs refine=True
     with pytest.raises(traitlets.TraitError, match="colour_scale must be"):
         strip.colour_scale = "log"

@@ -6,7 +6,8 @@ Every function returns a small frozen dataclass whose ``str()`` is the line a no
 * Pairs (or rows) with a NaN or ±inf anywhere are dropped first; ``n`` counts what is left.
 * Confidence intervals are bootstrap **percentile** intervals of the *same* statistic that is reported
   and tested, drawn with :func:`scipy.stats.bootstrap` (``paired=True`` for correlations: whole pairs or
-  rows are resampled). Percentile rather than BCa because BCa's acceleration comes from a jackknife,
+  rows are resampled) — one bootstrap for every CI here (:func:`bootstrap_ci` of a median, IQR, CV or any
+  statistic included); every CI says its number of resamples (``n_boot``, printed with it). Percentile rather than BCa because BCa's acceleration comes from a jackknife,
   which is inconsistent for the median, and BCa returns NaN when the bootstrap distribution is
   degenerate (e.g. ρ = 1 in every resample). Resamples in which the statistic is undefined (a
   resample with a constant variable has no rank correlation) are left out of the quantiles.
@@ -22,7 +23,7 @@ from __future__ import annotations
 import inspect
 import math
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -33,9 +34,16 @@ from scipy import stats as sps
 
 __all__ = [
     "Correlation",
+    "Estimate",
     "PairedDifference",
     "Proportion",
+    "bootstrap_ci",
+    "cv",
+    "cv_ci",
     "format_p",
+    "iqr",
+    "iqr_ci",
+    "median_ci",
     "paired_difference",
     "partial_spearman",
     "permutation_correlation",
@@ -79,6 +87,7 @@ class Correlation:
     test: str
     p_at_floor: bool = False
     ci: float = 0.95
+    n_boot: int = 0  # bootstrap resamples behind [lo, hi] (0: no CI)
 
     @property
     def p_text(self) -> str:
@@ -90,7 +99,41 @@ class Correlation:
         return {"rho": self.rho, "lo": self.lo, "hi": self.hi, "p": self.p, "n": self.n}
 
     def __str__(self) -> str:
-        return f"ρ = {self.rho:.2f} [{self.lo:.2f}, {self.hi:.2f}], {self.p_text}, N = {self.n}"
+        return f"ρ = {self.rho:.2f} [{self.lo:.2f}, {self.hi:.2f}]{_resamples(self.n_boot)}, {self.p_text}, N = {self.n}"
+
+
+def _resamples(n_boot: int) -> str:
+    return f" ({n_boot} bootstrap resamples)" if n_boot else ""
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A ``statistic`` of ``n`` values with its bootstrap percentile CI ``[lo, hi]`` (level ``ci``, from
+    ``n_boot`` resamples). Reads as the triple ``(estimate, lo, hi)`` (what the verdict rules take)."""
+
+    statistic: str
+    estimate: float
+    lo: float
+    hi: float
+    n: int
+    n_boot: int
+    ci: float = 0.95
+
+    def __iter__(self) -> Iterator[float]:
+        yield from (self.estimate, self.lo, self.hi)
+
+    def __getitem__(self, index: int) -> float:
+        return (self.estimate, self.lo, self.hi)[index]
+
+    def __len__(self) -> int:
+        return 3
+
+    def as_dict(self) -> dict[str, float]:
+        """``estimate``, ``lo``, ``hi``, ``n``, ``n_boot``."""
+        return {"estimate": self.estimate, "lo": self.lo, "hi": self.hi, "n": self.n, "n_boot": self.n_boot}
+
+    def __str__(self) -> str:
+        return f"{self.statistic} = {self.estimate:.3g} [{self.lo:.3g}, {self.hi:.3g}]{_resamples(self.n_boot)}, N = {self.n}"
 
 
 @dataclass(frozen=True)
@@ -134,6 +177,7 @@ class PairedDifference:
     exact: bool = False
     p_at_floor: bool = False
     ci: float = 0.95
+    n_boot: int = 0  # bootstrap resamples behind [lo, hi]
 
     @property
     def share_positive(self) -> float:
@@ -160,7 +204,7 @@ class PairedDifference:
 
     def __str__(self) -> str:
         return (
-            f"{self.statistic} difference = {self.estimate:.3g} [{self.lo:.3g}, {self.hi:.3g}], "
+            f"{self.statistic} difference = {self.estimate:.3g} [{self.lo:.3g}, {self.hi:.3g}]{_resamples(self.n_boot)}, "
             f"sign-flip {self.p_text}, positive in {self.positive}, N = {self.n}"
         )
 
@@ -295,7 +339,7 @@ def spearman(x: npt.ArrayLike, y: npt.ArrayLike, *, n_boot: int = 2000, seed: in
     res = sps.spearmanr(xs, ys)
     rho, p = float(res[0]), float(res[1])
     lo, hi = _bootstrap_ci((xs, ys), _spearman_stat, paired=True, n_boot=n_boot, seed=seed, ci=ci)
-    return Correlation(rho, lo, hi, p, n, test, ci=ci)
+    return Correlation(rho, lo, hi, p, n, test, ci=ci, n_boot=n_boot)
 
 
 def partial_spearman(
@@ -317,7 +361,7 @@ def partial_spearman(
     if not math.isfinite(rho):
         return Correlation(NAN, NAN, NAN, NAN, n, test, ci=ci)
     lo, hi = _bootstrap_ci(cols, _partial_spearman_stat, paired=True, n_boot=n_boot, seed=seed, ci=ci)
-    return Correlation(rho, lo, hi, _t_p(rho, dof), n, test, ci=ci)
+    return Correlation(rho, lo, hi, _t_p(rho, dof), n, test, ci=ci, n_boot=n_boot)
 
 
 def permutation_correlation(
@@ -340,7 +384,7 @@ def permutation_correlation(
     p, exact, at_floor = _permutation_p((rx,), rho_repaired, permutation_type="pairings", n_max=n_max, n_resamples=n_resamples, seed=seed)
     test = f"permutation, exact over {n_max} pairings" if exact else f"permutation, {n_resamples} resamples"
     lo, hi = _bootstrap_ci((xs, ys), _spearman_stat, paired=True, n_boot=n_boot, seed=seed, ci=ci)
-    return Correlation(rho, lo, hi, p, n, test, p_at_floor=at_floor, ci=ci)
+    return Correlation(rho, lo, hi, p, n, test, p_at_floor=at_floor, ci=ci, n_boot=n_boot)
 
 
 def paired_difference(
@@ -395,6 +439,7 @@ def paired_difference(
         exact=exact,
         p_at_floor=at_floor,
         ci=ci,
+        n_boot=n_boot,
     )
 
 
@@ -409,42 +454,91 @@ def proportion(successes: int, n: int, *, ci: float = 0.95) -> Proportion:
     return Proportion(successes, n, successes / n, float(interval.low), float(interval.high), ci)
 
 
-def bootstrap_ci(values: Any, statistic: Any = np.median, n_boot: int = 2000, seed: int = 0) -> tuple[float, float, float]:
-    """``statistic`` of the finite ``values`` with a percentile bootstrap 95 % CI: ``(estimate, lo, hi)``."""
-    x = np.asarray(values, dtype=np.float64)
-    x = x[np.isfinite(x)]
+def _vectorised(statistic: Callable[..., Any]) -> Callable[..., FloatArray]:
+    """``statistic`` along the last axis: as it is when it takes ``axis`` (numpy's), else row by row."""
+    try:
+        takes_axis = "axis" in inspect.signature(statistic).parameters
+    except (TypeError, ValueError):  # a builtin without a signature
+        takes_axis = False
+    if takes_axis:
+        return lambda x, axis=-1: np.asarray(statistic(x, axis=axis), dtype=np.float64)
+    return lambda x, axis=-1: np.apply_along_axis(lambda row: float(statistic(row)), axis, x)
+
+
+def bootstrap_ci(
+    values: npt.ArrayLike,
+    statistic: Callable[..., Any] = np.median,
+    n_boot: int = 2000,
+    seed: int = 0,
+    *,
+    ci: float = 0.95,
+    name: str | None = None,
+) -> Estimate:
+    """``statistic`` of the finite ``values`` with its percentile bootstrap CI (the module's one bootstrap,
+    :func:`scipy.stats.bootstrap`, ``n_boot`` resamples): an :class:`Estimate`, which unpacks as
+    ``(estimate, lo, hi)``. ``statistic``: a function of a 1-d array (with ``axis``, it is vectorised)."""
+    (x,) = _finite_columns(values)
+    label = str(name or getattr(statistic, "__name__", None) or "statistic")
     if len(x) < 2:
-        return float("nan"), float("nan"), float("nan")
-    rng = np.random.default_rng(seed)
-    boots = np.array([statistic(x[rng.integers(0, len(x), len(x))]) for _ in range(n_boot)])
-    lo, hi = np.quantile(boots, [0.025, 0.975])
-    return float(statistic(x)), float(lo), float(hi)
+        return Estimate(label, NAN, NAN, NAN, len(x), n_boot, ci)
+    stat = _vectorised(statistic)
+    lo, hi = _bootstrap_ci((x,), stat, paired=False, n_boot=n_boot, seed=seed, ci=ci)
+    return Estimate(label, float(stat(x)), lo, hi, len(x), n_boot, ci)
 
 
-def iqr(x: np.ndarray) -> float:
-    """Interquartile range."""
-    q25, q75 = np.quantile(x, [0.25, 0.75])
-    return float(q75 - q25)
+def iqr(x: npt.ArrayLike, axis: int = -1) -> Any:
+    """Interquartile range (along ``axis``)."""
+    q25, q75 = np.quantile(np.asarray(x, dtype=np.float64), [0.25, 0.75], axis=axis)
+    return q75 - q25
+
+
+def cv(x: npt.ArrayLike, axis: int = -1) -> Any:
+    """Coefficient of variation, standard deviation over mean (along ``axis``; NaN where the mean is 0)."""
+    a = np.asarray(x, dtype=np.float64)
+    mean = a.mean(axis=axis)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(mean != 0, a.std(axis=axis, ddof=1) / np.where(mean != 0, mean, 1.0), np.nan)
+
+
+def median_ci(values: npt.ArrayLike, *, n_boot: int = 2000, seed: int = 0, ci: float = 0.95) -> Estimate:
+    """The median with its bootstrap CI (:func:`bootstrap_ci`)."""
+    return bootstrap_ci(values, np.median, n_boot, seed, ci=ci, name="median")
+
+
+def iqr_ci(values: npt.ArrayLike, *, n_boot: int = 2000, seed: int = 0, ci: float = 0.95) -> Estimate:
+    """The interquartile range with its bootstrap CI: how much the values spread (finding 2)."""
+    return bootstrap_ci(values, iqr, n_boot, seed, ci=ci, name="IQR")
+
+
+def cv_ci(values: npt.ArrayLike, *, n_boot: int = 2000, seed: int = 0, ci: float = 0.95) -> Estimate:
+    """The coefficient of variation (sd / mean) with its bootstrap CI: spread relative to the level."""
+    return bootstrap_ci(values, cv, n_boot, seed, ci=ci, name="CV")
 
 
 def correlation_table(df: pd.DataFrame, x: str, measures: Sequence[str], controls: Sequence[str] = ()) -> pd.DataFrame:
-    """Spearman ρ of ``x`` with each measure (bootstrap CI, N), and the partial ρ with ``controls`` held fixed."""
+    """Spearman ρ of ``x`` with each measure (bootstrap CI, N, its resamples), and the partial ρ with ``controls`` held fixed."""
     rows = {}
     for m in measures:
         raw = spearman(df[x], df[m])
-        row = {"rho": raw.rho, "lo": raw.lo, "hi": raw.hi, "p": raw.p_text, "N": raw.n}
+        row = {"rho": raw.rho, "lo": raw.lo, "hi": raw.hi, "p": raw.p_text, "N": raw.n, "resamples": raw.n_boot}
         if controls:
             part = partial_spearman(df, x, m, list(controls))
-            row |= {"partial rho": part.rho, "partial lo": part.lo, "partial hi": part.hi, "partial N": part.n}
+            row |= {
+                "partial rho": part.rho,
+                "partial lo": part.lo,
+                "partial hi": part.hi,
+                "partial N": part.n,
+                "partial resamples": part.n_boot,
+            }
         rows[m] = row
     return pd.DataFrame(rows).T
 
 
-def residual_spread(df: pd.DataFrame, y: str, controls: Sequence[str]) -> tuple[float, float, float]:
+def residual_spread(df: pd.DataFrame, y: str, controls: Sequence[str]) -> Estimate:
     """IQR of ``y`` once ``controls`` are regressed out (least squares, intercept kept), with a bootstrap CI:
     the spread across inputs that the controls do not explain."""
     d = df[[y, *controls]].replace([np.inf, -np.inf], np.nan).dropna()
     x = np.column_stack([np.ones(len(d)), d[list(controls)].to_numpy(dtype=np.float64)])
     beta, *_ = np.linalg.lstsq(x, d[y].to_numpy(dtype=np.float64), rcond=None)
     resid = d[y].to_numpy(dtype=np.float64) - x @ beta
-    return bootstrap_ci(resid, iqr)
+    return bootstrap_ci(resid, iqr, name="IQR of the residuals")

@@ -6,7 +6,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import torch
 
@@ -17,7 +16,8 @@ from density_nb.models import cached_model, load_model
 from density_nb.result import DensityResult
 from density_nb.tracing import trace_many
 
-CORPUS_CONFIG = TraceConfig(grid="paper")  # corpus runs default to the paper's grid
+CORPUS_CONFIG = TraceConfig(grid="paper", refine=True)  # corpus runs default to the paper's grid, required sizes bisected
+CONTINUATION = "exact"  # a run's setting: texts are prompt + continuation exactly (runs before it joined a space always)
 _SETTING_DEFAULTS = {"norms": "live", "prepend_bos": None, "max_tokens": DEFAULT_MAX_TOKENS, "seed": 0, "max_rows": 4096, "topk": 5}
 
 
@@ -30,24 +30,36 @@ def recorded_settings(settings: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+Row = tuple[int, str, str] | tuple[int, str, str, str]  # passage_id, prompt, next_word[, continuation]
+
+
+def _continuation(row: Row) -> str:
+    """What follows the prompt: the row's continuation, else a space and the next word."""
+    return row[3] if len(row) > 3 else " " + row[2]
+
+
 def trace_passages(
     bridge: Any,
-    rows: Sequence[tuple[int, str, str]],
+    rows: Sequence[Row],
     config: TraceConfig = CORPUS_CONFIG,
     *,
     words: int | None,
 ) -> list[tuple[pd.DataFrame, pd.DataFrame]]:
     """Trace the prediction of each ``next_word`` after its ``prompt``, the passages sharing masked
-    passes (``trace_many``): one ``(summary row, curves rows)`` per ``(passage_id, prompt, next_word)``.
+    passes (``trace_many``): one ``(summary row, curves rows)`` per ``(passage_id, prompt, next_word[,
+    continuation])``.
 
-    The traced text is ``prompt + " " + next_word`` and the root is the prompt's last token, so the
-    gold next token is in the text and the loss is defined. When the prompt's tokenization is not a
-    prefix of the joined text's, the prompt alone is traced at its last token (``aligned`` False,
-    loss NaN). ``words``: the prompt length recorded with each passage (None: its word count).
+    The traced text is ``prompt + continuation`` exactly (``continuation``: ``" " + next_word``, or
+    ``next_word`` where it attaches, as ``,`` ``'s`` ``)`` do; ``sources.read_prompts``; default: a space
+    and the next word) and the root is the prompt's last token, so the gold next token is in the text
+    and the loss is defined. When the prompt's tokenization is not a prefix of the joined text's, the
+    prompt alone is traced at its last token (``aligned`` False, loss NaN). ``words``: the prompt length
+    recorded with each passage (None: its word count).
     """
-    texts, roots, aligned, n_tokens = [], [], [], []
-    for _, prompt, next_word in rows:
-        joined = prompt + " " + next_word
+    texts, roots, aligned = [], [], []
+    for row in rows:
+        prompt = row[1]
+        joined = prompt + _continuation(row)
         prompt_ids, _ = tokenize(bridge, prompt)
         joined_ids, _ = tokenize(bridge, joined)
         n = len(prompt_ids)
@@ -55,18 +67,17 @@ def trace_passages(
         texts.append(joined if ok else prompt)
         roots.append([n - 1] if ok else "last")
         aligned.append(ok)
-        n_tokens.append(n)
     results = trace_many(bridge, texts, roots, config, progress=False)
     return [
         result.corpus_tables(
-            passage_id,
-            len(prompt.split()) if words is None else words,
-            prompt=prompt,
-            next_word=next_word,
+            row[0],
+            len(row[1].split()) if words is None else words,
+            prompt=row[1],
+            next_word=row[2],
+            continuation=_continuation(row),
             aligned=ok,
-            n_tokens=np.int64(n),
         )
-        for result, (passage_id, prompt, next_word), ok, n in zip(results, rows, aligned, n_tokens)
+        for result, row, ok in zip(results, rows, aligned)
     ]
 
 
@@ -78,10 +89,13 @@ def trace_passage(
     config: TraceConfig = CORPUS_CONFIG,
     *,
     words: int | None = None,
+    continuation: str | None = None,
     **settings: Any,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """``trace_passages`` of one passage; ``settings`` override fields of ``config``."""
-    return trace_passages(bridge, [(passage_id, prompt, next_word)], resolve(config, settings), words=words)[0]
+    """``trace_passages`` of one passage (``continuation``: as there, default a space and the next word);
+    ``settings`` override fields of ``config``."""
+    row = (passage_id, prompt, next_word, " " + next_word if continuation is None else continuation)
+    return trace_passages(bridge, [row], resolve(config, settings), words=words)[0]
 
 
 def trace_recorded(run: Any, passage_id: int, model: Any = None) -> DensityResult:
@@ -99,5 +113,6 @@ def trace_recorded(run: Any, passage_id: int, model: Any = None) -> DensityResul
     recorded = recorded_settings(run.manifest["settings"])
     config = TraceConfig.from_settings(recorded)
     bridge = load_model(model) if model is not None else cached_model(recorded["model"])
-    text, root = (row["prompt"] + " " + row["next_word"], [int(row["n_tokens"]) - 1]) if row["aligned"] else (row["prompt"], "last")
+    continuation = row["continuation"] if isinstance(row.get("continuation"), str) else " " + row["next_word"]  # runs before 0.2: a space
+    text, root = (row["prompt"] + continuation, [int(row["n_tokens"]) - 1]) if row["aligned"] else (row["prompt"], "last")
     return trace_many(bridge, [text], [root], config, progress=False)[0]

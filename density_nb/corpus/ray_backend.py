@@ -335,12 +335,12 @@ def run_ray(
             "your own ray.init(runtime_env=...), or give URIs (pip packages, gcs:// or https:// zip files)."
         ) from None
     expected = versions()
-    queue = collections.deque((int(r.passage_id), r.prompt, r.next_word) for r in todo.itertuples(index=False))
+    queue = collections.deque((int(r.passage_id), r.prompt, r.next_word, r.continuation) for r in todo.itertuples(index=False))
     attempts: collections.Counter[int] = collections.Counter()
     failed_starts: collections.Counter[int] = collections.Counter()  # a slot's workers lost before they ran, in a row
     actors: dict[int, Any] = {}
     running: set[int] = set()
-    pending: dict[Any, tuple[int, Any, tuple[int, str, str] | None]] = {}  # ref -> (slot, actor, passage; None: its info)
+    pending: dict[Any, tuple[int, Any, tuple[int, str, str, str] | None]] = {}  # ref -> (slot, actor, passage; None: its info)
 
     def start(slot: int) -> None:
         actors[slot] = actor_cls.remote(model, plan.device, plan.threads)
@@ -353,7 +353,7 @@ def run_ray(
         for slot in sorted(running):
             while queue and busy[slot] < IN_FLIGHT:
                 row = queue.popleft()
-                pending[actors[slot].run.remote(*row, kwargs)] = (slot, actors[slot], row)
+                pending[actors[slot].run.remote(*row[:3], {**kwargs, "continuation": row[3]})] = (slot, actors[slot], row)
                 busy[slot] += 1
 
     def lost(slot: int, actor: Any, err: BaseException) -> None:

@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 
 from density_nb.config import TraceConfig, resolve
 from density_nb.corpus import ray_backend
-from density_nb.corpus.passages import CORPUS_CONFIG, recorded_settings, trace_passages
+from density_nb.corpus.passages import CONTINUATION, CORPUS_CONFIG, recorded_settings, trace_passages
 from density_nb.corpus.ray_backend import versions
 from density_nb.corpus.runs import load_runs
 from density_nb.corpus.sources import DataError, data_source, passages, prompt_table, read_prompts
@@ -111,6 +111,7 @@ def run_corpus(
         **config.settings(),
         "drop_unk": drop_unk,
         "data": data_source(data, split),
+        "continuation": CONTINUATION,
     }
     out = Path(out_dir)
     with contextlib.ExitStack() as stack:
@@ -208,7 +209,14 @@ def _run_locked(model: Any, out: Path, df: pd.DataFrame, config: TraceConfig, se
         diff = {k: (same.get(k), v) for k, v in settings.items() if same.get(k) != v}
         if diff:
             lines = "; ".join(f"{k}: recorded {a!r}, now {b!r}" for k, (a, b) in diff.items())
-            raise CorpusError(f"Cannot resume {str(out)!r}: its settings differ ({lines}). Use the same settings or another directory.")
+            older = (
+                " It was made before runs traced prompt + continuation exactly (it put a space before every next word)."
+                if "continuation" in diff
+                else ""
+            )
+            raise CorpusError(
+                f"Cannot resume {str(out)!r}: its settings differ ({lines}).{older} Use the same settings or another directory."
+            )
         _check_versions(out, manifest.get("versions"), force)
     else:  # written with the first shard: a run killed before it leaves no run to resume
         manifest = new_manifest(settings, versions(), config.sizes.tolist())
@@ -238,11 +246,11 @@ def _run_local(bridge: Any, todo: pd.DataFrame, kwargs: dict[str, Any], workers:
 
     On an error or Ctrl-C, queued batches are dropped, running ones finish, and every completed
     batch is written before the exception goes on."""
-    rows = [(int(r.passage_id), r.prompt, r.next_word) for r in todo.itertuples(index=False)]
+    rows = [(int(r.passage_id), r.prompt, r.next_word, r.continuation) for r in todo.itertuples(index=False)]
     chunks = [rows[start : start + batch] for start in range(0, len(rows), batch)]
 
-    def write(chunk: list[tuple[int, str, str]], tables: list[tuple[pd.DataFrame, pd.DataFrame]]) -> None:
-        for (passage_id, _, _), (summary, curves) in zip(chunk, tables):
+    def write(chunk: list[tuple[int, str, str, str]], tables: list[tuple[pd.DataFrame, pd.DataFrame]]) -> None:
+        for (passage_id, *_), (summary, curves) in zip(chunk, tables):
             writer.add(passage_id, summary, curves)
         bar.update(len(chunk))
 

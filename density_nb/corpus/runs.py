@@ -7,6 +7,7 @@ from __future__ import annotations
 import importlib.resources
 import json
 import os
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +17,7 @@ import pandas as pd
 
 from density_nb.corpus.store import MANIFEST, CorpusError, read_manifest, read_tables
 from density_nb.errors import DensityNBError
+from density_nb.result import RENAMED_COLUMNS
 
 
 @dataclass
@@ -109,7 +111,7 @@ def _run(manifest: dict[str, Any], tables: list[pd.DataFrame]) -> CorpusRun:
     summaries, curves = tables[0::2], tables[1::2]
     if not summaries:
         return CorpusRun(pd.DataFrame(), pd.DataFrame(), manifest)
-    summary = pd.concat(summaries, ignore_index=True)
+    summary = pd.concat(summaries, ignore_index=True).rename(columns=RENAMED_COLUMNS)  # older runs' names read as today's
     curve = pd.concat(curves, ignore_index=True)
     if summary["passage_id"].duplicated().any():  # not written by one run's writer (which records each passage once)
         summary = summary.drop_duplicates("passage_id", keep="first")
@@ -140,6 +142,12 @@ def load_runs(out_dir: str | os.PathLike[str]) -> CorpusRun:
             )
         raise CorpusError(f"{str(out)!r} holds no corpus run (no {MANIFEST}); run `run_corpus` or `density-nb corpus` first.")
     pieces, summaries, curves = read_tables(out, manifest)
+    if summaries and "continuation" not in manifest.get("settings", {}):
+        warnings.warn(
+            f"{str(out)!r} was made before corpus runs traced prompt + continuation exactly: it put a space before every next "
+            "word, so passages continuing with ',', \"'s\", ')' ... have the wrong target token and loss. Run it again to fix them.",
+            stacklevel=2,
+        )
     if manifest["format"] != 1:
         manifest = {**manifest, "shards": [p.record() for p in pieces]}
     return _run(manifest, [table for pair in zip(summaries, curves) for table in pair])

@@ -203,15 +203,50 @@ def _read_table(path: Path) -> pd.DataFrame:
                 f"{str(path)!r}: a header-less TSV needs at least 4 columns (prompt, last word, POS, next word); found {raw.shape[1]}."
             )
         df = pd.DataFrame({"prompt": raw[0], "next_word": raw[3]})
+        if raw.shape[1] >= 6:  # the sixth: the next word as it follows the prompt (" boat", or "," attached)
+            df["next_word_spaced"] = raw[5]
     return df
 
 
-def read_prompts(path: str | os.PathLike[str]) -> pd.DataFrame:
-    """Prompts from a table: ``passage_id``, ``prompt``, ``next_word``, ``text`` (= prompt + next word).
+_TRUE, _FALSE = ("true", "1", "yes", "y", "t"), ("false", "0", "no", "n", "f")
 
-    A CSV, TSV or parquet file with columns ``prompt`` and ``next_word`` (``passage_id`` optional,
-    else the row number), or the published code's header-less TSV (``wikitext_40.txt``: prompt,
-    last word, its POS, next word, its POS, " next word").
+
+def _continuations(path: Path, df: pd.DataFrame) -> pd.Series:
+    """What follows each prompt, exactly: ``" " + next_word``, or ``next_word`` where the table says it
+    attaches (``next_word_spaced`` without its leading space, or ``attaches`` true); a space when it says nothing."""
+    words = df["next_word"]
+    if "next_word_spaced" in df.columns:
+        spaced = df["next_word_spaced"].astype(str)
+        bad = np.flatnonzero(spaced.str.strip().to_numpy() != words.to_numpy())
+        if len(bad):
+            raise DataError(
+                f"{str(path)!r}: next_word_spaced must be the next word with or without a leading space, but rows "
+                f"{bad[:10].tolist()} hold {[spaced.iloc[i] for i in bad[:3]]} for {[words.iloc[i] for i in bad[:3]]}."
+            )
+        attaches = ~spaced.str.match(r"^\s").to_numpy()
+    elif "attaches" in df.columns:
+        flags = df["attaches"].astype(str).str.strip().str.lower()
+        bad = np.flatnonzero(~flags.isin(_TRUE + _FALSE).to_numpy())
+        if len(bad):
+            raise DataError(
+                f"{str(path)!r}: column attaches must hold true or false (the next word follows without a space), but rows {bad[:10].tolist()} do not."
+            )
+        attaches = flags.isin(_TRUE).to_numpy()
+    else:
+        attaches = np.zeros(len(df), dtype=bool)
+    return pd.Series(np.where(attaches, "", " "), index=df.index) + words
+
+
+def read_prompts(path: str | os.PathLike[str]) -> pd.DataFrame:
+    """Prompts from a table: ``passage_id``, ``prompt``, ``next_word``, ``continuation`` (what follows the
+    prompt exactly: ``" " + next_word``, or ``next_word`` where it attaches, as ``,`` ``'s`` ``)`` do) and
+    ``text`` (= prompt + continuation, the text a corpus run traces).
+
+    A CSV, TSV or parquet file with columns ``prompt`` and ``next_word`` (``passage_id`` optional, else
+    the row number; whether the next word attaches: ``next_word_spaced``, the next word with its leading
+    space when it has one, or ``attaches``, true/false; neither: it follows a space), or the published
+    code's header-less TSV (``wikitext_40.txt``: prompt, last word, its POS, next word, its POS, the next
+    word as it follows the prompt).
     """
     path = Path(path)
     if not path.is_file():
@@ -239,8 +274,9 @@ def read_prompts(path: str | os.PathLike[str]) -> pd.DataFrame:
     ids = _passage_ids(path, df["passage_id"]) if "passage_id" in df.columns else pd.Series(np.arange(len(df), dtype=np.int64))
     if ids.duplicated().any():
         raise DataError(f"{str(path)!r}: passage_id values repeat ({ids[ids.duplicated()].tolist()[:10]}); each row needs its own id.")
+    continuation = _continuations(path, df)
     return pd.DataFrame({"passage_id": ids.to_numpy(), "prompt": df["prompt"].to_numpy(), "next_word": df["next_word"].to_numpy(),
-                         "text": (df["prompt"] + " " + df["next_word"]).to_numpy()})  # fmt: skip
+                         "continuation": continuation.to_numpy(), "text": (df["prompt"] + continuation).to_numpy()})  # fmt: skip
 
 
 def _missing_table(path: Path) -> DataError:
@@ -284,8 +320,9 @@ def passages(
 
     Columns: ``passage_id`` (the paragraph's 0-based line number in the split file: stable across
     ``n`` and ``words``, so the same paragraph cut at 10 and 50 words shares its id), ``prompt``
-    (the first ``words`` words), ``next_word`` (the word right after the cut) and ``text`` (the
-    whole detokenised paragraph). Headings are dropped, and so are paragraphs containing ``<unk>``
+    (the first ``words`` words), ``next_word`` (the word right after the cut), ``continuation`` (what
+    follows the prompt in the paragraph: the cut is at a space, so ``" " + next_word``) and ``text``
+    (the whole detokenised paragraph). Headings are dropped, and so are paragraphs containing ``<unk>``
     (``drop_unk="paragraph"``, the default; the local test split then has only ~39 passages of 40
     words) or only passages whose prompt or next word contains it (``drop_unk="passage"``: ~186).
     Data: see ``find_data``; with no local copy, ``datasets`` loads ``wikitext-2-raw-v1`` online
@@ -321,6 +358,7 @@ def passages(
         rows["text"].append(text)
     df = pd.DataFrame(rows)
     df["passage_id"] = df["passage_id"].astype(np.int64)
+    df.insert(3, "continuation", " " + df["next_word"].astype(str))  # words are split at whitespace: the next one follows a space
     return df
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import concurrent.futures
 import itertools
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
@@ -25,7 +25,8 @@ from density_nb.method.arch import Arch
 from density_nb.method.importance import EdgeWeights, edge_weights, random_weights
 from density_nb.method.inputs import Roots, check_length, check_roots, check_text, tokenize
 from density_nb.method.metrics import Metrics, distribution_metrics, tv_empty_graph
-from density_nb.method.stratify import Composition, InEdges, Strata, composition, sort_in_edges, stratify
+from density_nb.method.required import Curve, conditions, required_edges
+from density_nb.method.stratify import Composition, InEdges, Ranks, Strata, composition, expand, sort_in_edges, stratify
 from density_nb.models import cached_model, hf_tokenizer, load_model, model_name, token_counter
 
 _Item = TypeVar("_Item")
@@ -46,6 +47,7 @@ class RootRow:
     composition: Composition
     baselines: dict[Baseline, Metrics]
     random_composition: Composition | None  # of the random strata, when a random baseline ran
+    required: np.ndarray | None = None  # [C] required edge counts (``required.conditions``), when refined
 
 
 @dataclass
@@ -102,6 +104,42 @@ How = Literal["stratum", "residual", "inverse"]
 _HOW: dict[Baseline, How] = {"random": "stratum", "random_residual": "residual", "inverse": "inverse"}
 
 
+def _masked(
+    arch: Arch,
+    texts: list[TracedText],
+    ranks: list[Ranks],
+    which: list[tuple[int, int]],
+    counts: list[np.ndarray],
+    frozen: bool,
+    invert: torch.Tensor | None = None,
+    keep_residual: bool = False,
+    stop: Callable[[], bool] | None = None,
+) -> torch.Tensor:
+    """Logits [B, V] of masked passes: for root j (root ``which[j][1]`` of text ``which[j][0]``, its edge
+    ranks ``ranks[j]``), one row per edge count in ``counts[j]``, root after root. ``invert``: [B] rows that
+    keep the edges outside their subgraph; ``keep_residual``: every row keeps every residual edge."""
+    n_pos = max(r.attn.shape[-1] for r in ranks)
+
+    def padded(t: int, values: torch.Tensor, fill: float = 0) -> torch.Tensor:  # [..., T] -> [..., n_pos]
+        return F.pad(values[..., :n_pos], (0, n_pos - min(n_pos, len(texts[t].ids))), value=fill)
+
+    batch = RankBatch.stack(ranks, n_pos)
+    ids = torch.stack([padded(t, texts[t].ids) for t, _ in which])  # [Rb, P]
+    row_root = torch.cat([torch.full((len(k),), i) for i, k in enumerate(counts)])  # [B]
+    n_keep = torch.from_numpy(np.concatenate(counts))  # [B]
+    if invert is None:
+        invert = torch.full((len(n_keep),), False)  # [B]
+    scales: tuple[torch.Tensor | None, torch.Tensor | None] = (None, None)
+    if frozen and any(layer.post_attn_norm is not None for layer in arch.layers):
+        attn_scale, mlp_scale = (
+            torch.stack([padded(t, getattr(texts[t].weights, name), 1.0) for t, _ in which]) for name in ("attn_inv_rms", "mlp_inv_rms")
+        )  # [Rb, L, P] each
+        scales = (attn_scale, mlp_scale)
+    return masked_logits(
+        arch, ids, batch, row_root, n_keep, *scales, invert=invert, keep_residual=torch.full((len(n_keep),), keep_residual), stop=stop
+    ).cpu()  # [B, V]
+
+
 def _evaluate(
     arch: Arch,
     texts: list[TracedText],
@@ -117,36 +155,66 @@ def _evaluate(
     ``"residual"`` keeps each stratum and every residual edge (the full graph: the full run's);
     ``"inverse"`` keeps every attention and MLP edge outside the stratum and every residual edge
     (the inverse of the full graph is the residual stream alone). stop: see ``masked_logits``."""
-    n_pos = max(s.position for s in strata) + 1
-
-    def padded(t: int, values: torch.Tensor, fill: float = 0) -> torch.Tensor:  # [..., T] -> [..., n_pos]
-        return F.pad(values[..., :n_pos], (0, n_pos - min(n_pos, len(texts[t].ids))), value=fill)
-
     evaluated = [len(s.sizes) - (how != "inverse") for s in strata]  # strata run per root
-    batch = RankBatch.stack([s.ranks for s in strata], n_pos)
-    ids = torch.stack([padded(t, texts[t].ids) for t, _ in which])  # [Rb, P]
-    row_root = torch.cat([torch.full((k,), i) for i, k in enumerate(evaluated)])  # [B]
-    n_keep = torch.from_numpy(np.concatenate([s.sizes[:k] for s, k in zip(strata, evaluated)]))  # [B]
-    invert = torch.full((len(n_keep),), how == "inverse")  # [B]
+    counts = [s.sizes[:k].copy() for s, k in zip(strata, evaluated)]
+    invert = torch.full((sum(evaluated),), how == "inverse")  # [B]
     if how == "inverse":  # the inverse of the full graph: nothing but the residual stream
-        last = torch.from_numpy(np.cumsum(evaluated)) - 1
-        invert[last], n_keep[last] = False, 0
-    keep_residual = torch.full((len(n_keep),), how != "stratum")  # [B]
-    scales: tuple[torch.Tensor | None, torch.Tensor | None] = (None, None)
-    if frozen and any(layer.post_attn_norm is not None for layer in arch.layers):
-        attn_scale, mlp_scale = (
-            torch.stack([padded(t, getattr(texts[t].weights, name), 1.0) for t, _ in which]) for name in ("attn_inv_rms", "mlp_inv_rms")
-        )  # [Rb, L, P] each
-        scales = (attn_scale, mlp_scale)
-    logits = masked_logits(
-        arch, ids, batch, row_root, n_keep, *scales, invert=invert, keep_residual=keep_residual, stop=stop
-    ).cpu()  # [B, V]
+        for c in counts:
+            c[-1] = 0
+        invert[torch.from_numpy(np.cumsum(evaluated)) - 1] = False
+    logits = _masked(arch, texts, [s.ranks for s in strata], which, counts, frozen, invert, how != "stratum", stop)
     out, start = [], 0
     for k, (t, i) in zip(evaluated, which):
         rows = logits[start : start + k]
         out.append(rows if how == "inverse" else torch.cat([rows, texts[t].full[i][None]]))
         start += k
     return out
+
+
+def _required(
+    arch: Arch,
+    texts: list[TracedText],
+    strata: list[Strata],
+    which: list[tuple[int, int]],
+    curves: list[Metrics],
+    config: TraceConfig,
+    stop: Callable[[], bool] | None = None,
+) -> np.ndarray:
+    """[R, C] the required edge counts of each root for ``required.conditions(config.tv_levels)``, by
+    bisection (``required.required_edges``): each round's midpoints of every root in one masked pass
+    (split so that a pass holds no more rows than the grid's), metrics as the grid's."""
+    strata = list(strata)  # deeper ranks replace a root's own here only
+    frozen = config.norms == "frozen"
+
+    def ranked(s: Strata) -> int:
+        return 1 + max(int(s.ranks.attn.max()), int(s.ranks.res_attn.max()), int(s.ranks.mlp.max()), int(s.ranks.res_mlp.max()))
+
+    def evaluate(requests: list[tuple[int, np.ndarray]]) -> list[Curve]:
+        for j, counts in requests:
+            if int(counts[-1]) > ranked(strata[j]):  # past the ranked edges: rank the rest of the graph too
+                s, t = strata[j], which[j][0]
+                strata[j] = Strata(s.position, expand(texts[t].weights, s.position, None, texts[t].in_edges), s.sizes, s.input_edges)
+        out: list[Curve] = []
+        limit = max(len(config.sizes) * len(strata), 1)
+        chunk: list[tuple[int, np.ndarray]] = []
+        for item in [*requests, None]:
+            if item is not None and (not chunk or sum(len(c) for _, c in chunk) + len(item[1]) <= limit):
+                chunk.append(item)
+                continue
+            logits = _masked(
+                arch, texts, [strata[j].ranks for j, _ in chunk], [which[j] for j, _ in chunk], [c for _, c in chunk], frozen, stop=stop
+            )
+            start = 0
+            for j, counts in chunk:
+                t, i = which[j]
+                out.append(distribution_metrics(texts[t].full[i], logits[start : start + len(counts)], None, 1))
+                start += len(counts)
+            chunk = [] if item is None else [item]
+        return out
+
+    return required_edges(
+        [s.sizes for s in strata], curves, [s.input_edges for s in strata], conditions(config.tv_levels), config.refine_rtol, evaluate
+    )
 
 
 # ---- 5. metrics ----------------------------------------------------------------------------------------
@@ -194,6 +262,9 @@ def result_fields(bridge: Any, arch: Arch, text: TracedText, config: TraceConfig
     def random_composition(part: str) -> np.ndarray | None:
         return None if text.rand is None else per_stratum(lambda row: getattr(row.random_composition, part), np.int64)
 
+    n_tv = len(config.tv_levels)
+    required = per_stratum(lambda row: row.required, np.int64) if config.refine else None  # [R, C] as required.conditions
+
     return {
         "model": model_name(bridge),
         "text": text.text,
@@ -238,6 +309,9 @@ def result_fields(bridge: Any, arch: Arch, text: TracedText, config: TraceConfig
         "top1_inverse": baseline("inverse", "top1", bool),
         "component_edges_random": random_composition("component_edges"),
         "layer_edges_random": random_composition("layer_edges"),
+        "edges_tv": None if required is None else required[:, :n_tv],
+        "edges_top1": None if required is None else required[:, n_tv],
+        "edges_nu": None if required is None else required[:, n_tv + 1 :],
         "top_text_full": [tok.decode([int(t)]) for t in top],
         "settings": config.settings(),
     }
@@ -267,6 +341,83 @@ def setup(model: Any, texts: list[str], per_text: list[Roots], config: TraceConf
     return bridge, arch, prepared
 
 
+def _strata(
+    arch: Arch, prepared: list[TracedText], group: list[tuple[int, int, int]], grid: np.ndarray
+) -> tuple[list[Strata], list[Strata | None]]:
+    """Each root's traced strata, and its random ones where a random baseline is asked for (else None)."""
+    strata = [stratify(prepared[t].weights, p, grid, arch.n_layers, arch.n_heads, prepared[t].in_edges) for t, _, p in group]
+    rand_strata: list[Strata | None] = [None] * len(group)
+    if prepared[0].rand is not None:
+        rand_strata = [
+            stratify(prepared[t].rand, p, grid, arch.n_layers, arch.n_heads, prepared[t].rand_in_edges)  # type: ignore[arg-type]
+            for t, _, p in group
+        ]
+    return strata, rand_strata
+
+
+def _baseline_logits(
+    arch: Arch,
+    prepared: list[TracedText],
+    which: list[tuple[int, int]],
+    strata: list[Strata],
+    rand_strata: list[Strata | None],
+    names: Sequence[Baseline],
+    frozen: bool,
+    stop: Callable[[], bool] | None,
+) -> dict[Baseline, list[torch.Tensor]]:
+    """Each baseline's logits [K, V] per root: the inverse of the traced strata, the random ones' passes."""
+    out: dict[Baseline, list[torch.Tensor]] = {}
+    for name in names:
+        subgraphs = strata if name == "inverse" else rand_strata
+        out[name] = _evaluate(arch, prepared, subgraphs, which, frozen, _HOW[name], stop)  # type: ignore[arg-type]
+    return out
+
+
+def baseline_fields(
+    model: Any, text: str, positions: Sequence[int], token_ids: np.ndarray, settings: dict[str, Any], names: Sequence[Baseline]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The fields (``tv_<name>``, ``kl_<name>``, ``top1_<name>``, the random strata's composition) of the
+    baselines ``names`` that a result traced with ``settings`` lacks, and its settings with them added:
+    only the baseline passes are run (one forward for the weights, the strata again, no traced pass),
+    grouped and threaded as ``trace`` groups them, so the numbers are bitwise those of tracing with the
+    baselines from the start (``DensityResult.with_baselines``)."""
+    base = TraceConfig.from_settings(settings)
+    config = base.replace(baselines=(*base.baselines, *names), refine=False)
+    new = [name for name in config.baselines if name not in base.baselines]
+    if not new:
+        return {}, config.settings() | {"refine": base.refine}
+    _, arch, prepared = setup(model, [text], [[int(p) for p in positions]], config)
+    if not np.array_equal(prepared[0].ids.numpy(), np.asarray(token_ids)):
+        raise TraceInputError("This model tokenizes the result's text differently: pass the model the result was traced with.")
+    grid, frozen = config.sizes, config.norms == "frozen"
+    work = [(0, i, p) for i, p in enumerate(prepared[0].positions)]
+
+    def run(group: list[tuple[int, int, int]]) -> list[tuple[dict[Baseline, Metrics], Composition | None]]:
+        which = [(t, i) for t, i, _ in group]
+        strata, rand_strata = _strata(arch, prepared, group, grid)
+        logits = _baseline_logits(arch, prepared, which, strata, rand_strata, new, frozen, None)
+        text_ = prepared[0]
+        return [
+            (
+                {name: distribution_metrics(text_.full[i], logits[name][j], text_.target(s.position), config.topk) for name in new},
+                None if rs is None else composition(rs),
+            )
+            for j, ((_, i), s, rs) in enumerate(zip(which, strata, rand_strata))
+        ]
+
+    halt = threading.Event()
+    rows = [row for group in _in_order(run, _batches(work, len(grid), config.max_rows), arch.device.type == "cpu", halt) for row in group]
+    fields: dict[str, Any] = {}
+    for name in new:
+        fields[f"tv_{name}"] = np.stack([m[name].tv for m, _ in rows]).astype(np.float64)
+        fields[f"kl_{name}"] = np.stack([m[name].kl for m, _ in rows]).astype(np.float64)
+        fields[f"top1_{name}"] = np.stack([m[name].top1 for m, _ in rows]).astype(bool)
+    if any(name.startswith("random") for name in new) and not any(name.startswith("random") for name in base.baselines):
+        fields["component_edges_random"] = np.stack([c.component_edges for _, c in rows]).astype(np.int64)  # type: ignore[union-attr]
+        fields["layer_edges_random"] = np.stack([c.layer_edges for _, c in rows]).astype(np.int64)  # type: ignore[union-attr]
+    return fields, config.settings() | {"refine": base.refine}
+
+
 def passes(
     arch: Arch, prepared: list[TracedText], config: TraceConfig, first: int = 0, stop: threading.Event | None = None
 ) -> Iterator[int]:
@@ -286,22 +437,17 @@ def passes(
 
     def run(group: list[tuple[int, int, int]]) -> list[RootRow]:
         which = [(t, i) for t, i, _ in group]
-        strata = [stratify(prepared[t].weights, p, grid, arch.n_layers, arch.n_heads, prepared[t].in_edges) for t, _, p in group]
+        strata, rand_strata = _strata(arch, prepared, group, grid)
         logits = _evaluate(arch, prepared, strata, which, frozen, stop=stopped)
-        rand_strata: list[Strata | None] = [None] * len(group)
-        if prepared[0].rand is not None:
-            rand_strata = [
-                stratify(prepared[t].rand, p, grid, arch.n_layers, arch.n_heads, prepared[t].rand_in_edges)  # type: ignore[arg-type]
-                for t, _, p in group
-            ]
-        baselines: dict[Baseline, list[torch.Tensor]] = {}
-        for name in config.baselines:
-            subgraphs = strata if name == "inverse" else rand_strata
-            baselines[name] = _evaluate(arch, prepared, subgraphs, which, frozen, _HOW[name], stopped)  # type: ignore[arg-type]
-        return [
+        baselines = _baseline_logits(arch, prepared, which, strata, rand_strata, config.baselines, frozen, stopped)
+        rows = [
             _row(prepared[t], i, s, lg, {name: values[j] for name, values in baselines.items()}, rs, config.topk)
             for j, ((t, i), s, lg, rs) in enumerate(zip(which, strata, logits, rand_strata))
         ]
+        if config.refine:
+            for row, needed in zip(rows, _required(arch, prepared, strata, which, [row.metrics for row in rows], config, stopped)):
+                row.required = needed
+        return rows
 
     alone = groups[:1] if first else []  # the first result shows before the other passes start
     try:

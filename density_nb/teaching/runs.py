@@ -26,11 +26,12 @@ from typing import Any, Literal
 import pandas as pd
 import platformdirs
 
-from density_nb.analysis.curves import plateau_area, plateau_free_from, smallest_s
+from density_nb.analysis.curves import mean_tv_from, plateau_area, smallest_s
 from density_nb.corpus.runner import run_corpus
 from density_nb.corpus.runs import load_runs
 from density_nb.corpus.sources import find_data, passages, unigram_counts
 from density_nb.files import atomic_write, write_text
+from density_nb.result import RENAMED_COLUMNS
 from density_nb.teaching import texts
 from density_nb.teaching.live import tokenizer
 
@@ -41,7 +42,7 @@ RUNS_ENV = "DENSITY_NB_RUNS"
 RESULTS_ENV = "DENSITY_NB_RESULTS"
 CHECKOUT = Path(__file__).resolve().parents[2]  # the repository, when the package runs from a checkout
 # What no shipped file may hold: text from the corpus (WikiText is not ours to redistribute).
-TEXT_COLUMNS = ("prompt", "next_word", "text", "token_text", "next_text", "top_text", "top_text_full")
+TEXT_COLUMNS = ("prompt", "next_word", "continuation", "text", "token_text", "next_text", "top_text", "top_text_full")
 
 SPLIT = "valid"
 WORDS = 40
@@ -114,14 +115,14 @@ class RunSpec:
         return f"{self.model}, {self.n_passages} WikiText-2 {SPLIT} passages of {self.words} words{cut}, {self.grid} grid, norms={self.norms}{base}"
 
 
-RUN_SPECS: dict[str, RunSpec] = {  # minutes: measured on this project's shared 2-core CPU
-    "smollm2": RunSpec("smollm2-135m", baselines=ALL_BASELINES, minutes=39),
-    "smollm2_last10": RunSpec("smollm2-135m", context=10, minutes=3),
-    "smollm2_last20": RunSpec("smollm2-135m", context=20, minutes=8),
-    "gemma3_live": RunSpec("gemma3-270m", norms="live", minutes=15),
-    "gemma3_frozen": RunSpec("gemma3-270m", norms="frozen", minutes=15),
-    "teaching": RunSpec("smollm2-135m", n_passages=32, baselines=ALL_BASELINES, data="teaching", minutes=6),
-    "teaching_gemma3": RunSpec("gemma3-270m", n_passages=32, data="teaching", minutes=2),
+RUN_SPECS: dict[str, RunSpec] = {  # minutes: measured on this project's shared 2-core CPU (issue 21: with refine, 72 min in all)
+    "smollm2": RunSpec("smollm2-135m", baselines=ALL_BASELINES, minutes=26),
+    "smollm2_last10": RunSpec("smollm2-135m", context=10, minutes=6),
+    "smollm2_last20": RunSpec("smollm2-135m", context=20, minutes=15),
+    "gemma3_live": RunSpec("gemma3-270m", norms="live", minutes=12),
+    "gemma3_frozen": RunSpec("gemma3-270m", norms="frozen", minutes=8),
+    "teaching": RunSpec("smollm2-135m", n_passages=32, baselines=ALL_BASELINES, data="teaching", minutes=1.3),
+    "teaching_gemma3": RunSpec("gemma3-270m", n_passages=32, data="teaching", minutes=4),
 }
 
 
@@ -144,9 +145,11 @@ def compute_run(name: str, progress: bool = False) -> Path:
     if spec.data == "teaching":
         data = texts.write_table(runs_dir() / "prompt_tables" / "teaching.csv")
         run_corpus(spec.model, out, data=data, n_passages=spec.n_passages, resume=True, progress=progress, shard_size=5, **kwargs)
-    elif spec.context:
+    elif spec.context:  # the split recorded is the passages' (the prompt table is cut from them)
         data = _context_table(spec, runs_dir() / "prompt_tables")
-        run_corpus(spec.model, out, data=data, n_passages=spec.n_passages, resume=True, progress=progress, shard_size=5, **kwargs)
+        run_corpus(
+            spec.model, out, data=data, split=SPLIT, n_passages=spec.n_passages, resume=True, progress=progress, shard_size=5, **kwargs
+        )
     else:
         run_corpus(spec.model, out, split=SPLIT, drop_unk="passage", n_passages=spec.n_passages, words=spec.words, resume=True,
                    progress=progress, shard_size=5, **kwargs)  # fmt: skip
@@ -193,6 +196,10 @@ def export_results(names: Sequence[str] | None = None, out: Path | None = None) 
         _write_shipped(summary, out / f"{name}.summary.parquet")
         _write_shipped(curves, out / f"{name}.curves.parquet")
         settings = {k: v for k, v in run.manifest["settings"].items() if k != "data"}
+        if spec.data == "teaching":  # passages of the teaching corpus: no WikiText split, no cut
+            settings |= {"split": None, "words": None, "drop_unk": None, "data": "teaching corpus (density_nb/teaching/texts.py)"}
+        elif spec.context:  # the prompts of the main run's passages, cut to their last `context` words
+            settings |= {"split": SPLIT, "words": spec.context, "cut_from_words": spec.words, "drop_unk": "passage"}
         index[name] = {"describe": spec.describe(), "passages": len(summary), "settings": settings, "versions": run.manifest.get("versions"),
                        "grid_sizes": run.manifest.get("grid_sizes")}  # fmt: skip
     write_text(out / "index.json", json.dumps(index, indent=1) + "\n")
@@ -245,6 +252,7 @@ def corpus(name: str) -> CorpusData:
                 f"(DENSITY_NB_MODE=full) to compute them, or `python -m density_nb.teaching.runs {name}`."
             )
         summary, curves, source = pd.read_parquet(summary_file), pd.read_parquet(curves_file), f"{shown(summary_file)}"
+        summary = summary.rename(columns=RENAMED_COLUMNS)  # results shipped before a measure was renamed
     else:
         folder = compute_run(name)
         run = load_runs(folder)
@@ -303,26 +311,29 @@ def unigram(model: str = "smollm2-135m") -> pd.Series:
     return counts
 
 
-MEASURES = ("density", "density_plateau_free", "auc_kl", "s_top1", "entropy_full", "tv_empty", "n_tokens", "top_token_full", "total_edges")
+MEASURES = ("density", "tv_post_input", "tv_mid", "tv_post_input_over_empty", "auc_kl", "s_top1", "entropy_full", "tv_empty", "n_tokens",
+            "top_token_full", "total_edges")  # fmt: skip
 
 
 def context_table(cuts: Sequence[int] = CONTEXT_CUTS) -> pd.DataFrame:
     """The same passages and next words with the full prompt and with its last ``cuts`` words: one row per
     passage, columns ``<measure>_<words>`` (e.g. ``density_40``, ``density_10``), with ``edges_top1``
-    (edges the top-1 needs), ``plateau_density`` (the plateau's part of the density), ``s_tv01`` (the
-    smallest size with TV ≤ 0.1) and ``plateau_free_common`` (the plateau-free density over the range
-    that every length shares: from the largest of the passage's ``s_input`` on)."""
+    (edges the top-1 needs: by bisection where the run has it, else on the grid), ``plateau_density`` (the
+    plateau's part of the density), ``s_tv10`` (the smallest size with TV ≤ 0.1: by bisection, else on the
+    grid) and ``tv_post_input_common`` (the mean TV past the input over the range every length shares:
+    from the largest of the passage's ``s_input`` on; the length-fair ``tv_post_input``)."""
     parts = {WORDS: corpus("smollm2")} | {cut: corpus(f"smollm2_last{cut}") for cut in cuts}
     s_common = pd.concat([d.summary.set_index("passage_id").s_input for d in parts.values()], axis=1).max(axis=1)
     wide = None
     for words, data in parts.items():
-        s = data.summary.set_index("passage_id")[list(MEASURES)]
+        summary = data.summary.set_index("passage_id")
+        s = summary[[m for m in MEASURES if m in summary]]
         plateau = plateau_area(data.summary, data.curves.s.unique()) / 5  # on the density scale
         s = s.assign(
-            edges_top1=s.s_top1 * s.total_edges,
+            edges_top1=summary.edges_top1 if "edges_top1" in summary else s.s_top1 * s.total_edges,
             plateau_density=plateau,
-            s_tv01=smallest_s(data.curves, "tv", 0.1),
-            plateau_free_common=plateau_free_from(data.summary, data.curves, s_common),
+            s_tv10=summary.s_tv10 if "s_tv10" in summary else smallest_s(data.curves, "tv", 0.1),
+            tv_post_input_common=mean_tv_from(data, s_common),
         )
         s = s.add_suffix(f"_{words}")
         wide = s if wide is None else wide.join(s, how="inner")

@@ -209,8 +209,10 @@ def dashboard_state(
         ],
         "curve": {"mean": sig4(whole["mean"]), "q25": sig4(whole["q25"]), "q75": sig4(whole["q75"]), "n": len(traced)},
     }
-    if "density_plateau_free" not in summary:
-        data["notes"] = ["This run has no plateau-free density (made before it was recorded); only the published density is shown."]
+    if "tv_post_input" not in summary:
+        data["notes"] = [
+            "This run has no plateau-free density, tv_post_input (made before it was recorded); only the published density is shown."
+        ]
     if counts is None:
         data.setdefault("notes", []).append(
             "No next-token frequency column: add it with unigram counts (widget(counts=...), or density-nb view --counts FILE)."
