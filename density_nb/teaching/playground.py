@@ -129,8 +129,8 @@ def playground(
         pg.result, pg.history                # the result shown; every result traced here
     """
     config = resolve(config, settings)
-    if isinstance(config.grid, tuple):
-        raise TraceInputError("The playground traces on the 'fast' or 'paper' grid: pass grid='fast' or grid='paper'.")
+    if not isinstance(grid, str) or grid not in GRIDS:
+        raise TraceInputError(f"The playground traces on the 'fast' or 'paper' grid, not {grid!r}: pass grid='fast' or grid='paper'.")
     if model_or_models is None:
         models: list[Any] = list(BUILTIN_MODELS)
     elif isinstance(model_or_models, (list, tuple)):

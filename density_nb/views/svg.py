@@ -829,7 +829,7 @@ def playground(widget: Any, gid: str) -> Part:
     comparison when one is open (the text box and the buttons are the page's, not the picture's)."""
     views = density_views(widget, "playground", gid)
     comparison = compare(_Comparison(widget), gid) if widget.comparison else None
-    width = max(views.width, comparison.width if comparison else 0.0)
+    width = max(LAYOUT["strip_columns"] * COL + 4, views.width, comparison.width if comparison else 0.0)
     flow = Flow(width)
     flow.title(f"density_nb playground — {widget.model}")
     flow.lines(f"Text: “{show_text(widget.text)}”" if widget.text else "Text: (empty)", size=12, gap=2)
