@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from density_nb.errors import TraceInputError
 from density_nb.views import Playground, compare
 from density_nb.views.compare import CompareError, char_spans, token_density
-from density_nb.views.difference import align, difference, difference_data
+from density_nb.views.difference import align, difference, difference_data, difference_table
 from density_nb.views.theme import difference_position, difference_range, map_colours
 from helpers import _split_tokens, make_result
 
@@ -303,6 +303,10 @@ def test_difference_data_of_one_changed_word():
     assert [r["label"] for r in same["rows"]] == ["fake", "other"]
     view = difference(before, after, labels=["before", "after"])
     assert view.data["diff"] == data["diff"] and [r["label"] for r in view.data["rows"]] == ["before", "after"]
+    table = difference_table(before, after)
+    assert table.side.tolist() == ["before"] * changed + ["after"] * (len(before.tokens) - changed - 1)
+    assert table.token_b.tolist() == [t for t in after.tokens if t != " rug"] and table.position_b.tolist() == [i for _, _, _, i in runs]
+    np.testing.assert_array_equal(table.delta.to_numpy(), db[table.position_b] - da[table.position_a])
     with pytest.raises(CompareError, match=r"views\.difference"):
         compare([before, after])
 

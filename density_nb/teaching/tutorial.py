@@ -30,6 +30,7 @@ from density_nb.analysis.frequency import log10_frequency
 from density_nb.analysis.stats import bootstrap_ci, correlation_table, iqr, residual_spread
 from density_nb.teaching.live import decode, teaching_run, tokenizer
 from density_nb.teaching.notebook import NOTEBOOKS, NotebookInfo, start
+from density_nb.teaching.playground import playground
 from density_nb.teaching.runs import (
     ALL_BASELINES,
     CONTEXT_CUTS,
@@ -70,15 +71,16 @@ from density_nb.teaching.verdicts import (
     gap_verdict,
     verdict_table,
 )
+from density_nb.views.difference import difference_table
 
 __all__ = [
     "ALL_BASELINES", "COMPONENTS", "CONTEXT_CUTS", "INCONCLUSIVE", "MEASURES", "MODE_ENV", "NOTEBOOKS", "NOT_REPRODUCED",
     "N_PASSAGES", "OPPOSITE", "QUARTILES", "REPRODUCED", "RUNS_ENV", "RUN_SPECS", "SPLIT", "TEXT_COLUMNS", "VERDICT_COLUMNS",
     "WORDS", "CorpusData", "NotebookInfo", "RunSpec", "above", "baseline_by_size", "bootstrap_ci", "check", "ci_text",
     "combine", "composition", "compute_run", "context_table", "corpus", "corpus_text", "correlation_table", "decode",
-    "direction", "export_results", "first_past_input", "gap_verdict", "iqr", "log10_frequency", "long_shares", "main", "mode",
+    "difference_table", "direction", "export_results", "first_past_input", "gap_verdict", "iqr", "log10_frequency", "long_shares", "main", "mode",
     "past_input", "per_passage_spearman", "phase_compare", "phase_means", "phase_of", "plateau_area", "plateau_free_from",
-    "plateau_share", "rarity", "residual_spread", "results_dir", "runs_dir", "share_by_size", "show_corpus_text",
+    "plateau_share", "playground", "rarity", "residual_spread", "results_dir", "runs_dir", "share_by_size", "show_corpus_text",
     "smallest_s", "start", "strip_text", "teaching_run", "tokenizer", "tv_at", "unigram", "verdict_table", "versus_baseline",
 ]  # fmt: skip
 

@@ -19,8 +19,20 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
-from density_nb.views.compare import CompareError, CompareView, breakable, char_spans, char_widths, compare_rows, label, pair_points
+from density_nb.views.compare import (
+    CompareError,
+    CompareView,
+    breakable,
+    char_spans,
+    char_widths,
+    compare_rows,
+    label,
+    pair_points,
+    token_density,
+)
+from density_nb.views.theme import difference as value_difference
 
 Spans = list[tuple[int, int]]
 
@@ -100,6 +112,38 @@ def difference_data(before: Any, after: Any, labels: Sequence[str] | None = None
         "pairs": [pair_points(results, placed, line, 0, 1)],
         "diff": {"a": 0, "b": 1, "runs": runs},
     }
+
+
+def difference_table(before: Any, after: Any, measure: str = "density") -> pd.DataFrame:
+    """The differences the comparison colours, as a table: one row per run of characters both texts hold in one
+    token each (in the second text's order), with the tokens (``token_a``, ``token_b``: their positions
+    ``position_a``, ``position_b``), ``measure``'s value in each (``a``, ``b``: that of the step predicting the
+    token) and ``delta`` = b − a (decades for a log measure), and ``side``: "before" or "after" the first
+    character the texts do not share ("after" throughout when they share every character)."""
+    data = difference_data(before, after)
+    rows, diff, chars = data["rows"], data["diff"], data["chars"]
+    values = [token_density(r, r.summary()[measure].to_numpy(dtype=np.float64)) for r in (before, after)]
+    line_a, line_b = (
+        set(range(len(chars))) - set(itertools.chain.from_iterable(range(s, e) for s, e in zip(r["start"], r["end"]))) for r in rows
+    )
+    first = min(line_a | line_b, default=len(chars))  # the first character only one text holds
+    out = []
+    for start, _, ia, ib in diff["runs"]:
+        a, b = float(values[0][ia]), float(values[1][ib])
+        delta = value_difference(a, b, measure)
+        out.append(
+            {
+                "token_a": before.tokens[ia],
+                "token_b": after.tokens[ib],
+                "position_a": ia,
+                "position_b": ib,
+                "a": a,
+                "b": b,
+                "delta": np.nan if delta is None else delta,
+                "side": "before" if start < first and first < len(chars) else "after",
+            }
+        )
+    return pd.DataFrame(out, columns=["token_a", "token_b", "position_a", "position_b", "a", "b", "delta", "side"])
 
 
 def difference(before: Any, after: Any, labels: Sequence[str] | None = None) -> CompareView:

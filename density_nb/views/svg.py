@@ -746,7 +746,8 @@ def _difference_row(
         lo, hi = max(st, a0), min(en, b0)
         colours = map_colours("difference", difference_position(delta, half))
         x, wd = gutter + x0[lo] * COL, (x0[hi] - x0[lo]) * COL
-        body.append(el("rect", x=x, y=2, width=wd, height=10, rx=2, fill=colours[0] if colours else NEUTRAL, class_="dnb-dtok"))
+        outline = {"stroke": CELL_BORDER[0], "stroke_opacity": CELL_BORDER[1]}  # "no change" is white: outlined
+        body.append(el("rect", x=x, y=2, width=wd, height=10, rx=2, fill=colours[0] if colours else NEUTRAL, class_="dnb-dtok", **outline))
     return Part(width, 14, body)
 
 

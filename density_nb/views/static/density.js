@@ -883,8 +883,9 @@ function makePlayground(model) {
     line.setAttribute("aria-label", `${g.kind}: ${g.about}`);
     const name = line.appendChild(h("span", "dnb-pg-kindname", g.kind));
     name.title = g.about;
+    const pairs = line.appendChild(h("span", "dnb-pg-pairs"));
     for (const p of g.pairs) {
-      const pair = line.appendChild(h("span", "dnb-pg-pair"));
+      const pair = pairs.appendChild(h("span", "dnb-pg-pair"));
       pair.appendChild(h("span", "dnb-controls-label", p.pair.split("-").pop()));
       for (const it of p.items) {
         const b = button("dnb-btn dnb-pg-ex", it.role, `Trace the ${it.role} text of pair ${p.pair}`);
@@ -945,7 +946,8 @@ function makePlayground(model) {
     entryEls.length = 0;
     entries.forEach((e, i) => {
       const state = e.state === "done" ? "" : ` · cancelled: ${e.roots} of ${e.total}`;
-      const text = `#${i + 1} ${e.model} · “${showText(e.text.length > 64 ? `${e.text.slice(0, 63)}…` : e.text)}” · mean density ${fmt(e.mean)}${state}`;
+      const one = e.text.replace(/\s+/g, " ").trim();
+      const text = `#${i + 1} ${e.model} · “${one.length > 64 ? `${one.slice(0, 63)}…` : one}” · mean density ${fmt(e.mean)}${state}`;
       const b = button("dnb-pg-entry", text, `Show #${i + 1} again (${e.model}, ${e.grid} grid): ${e.text}`);
       b.dataset.index = String(i);
       b.tabIndex = -1;
@@ -1252,7 +1254,9 @@ function makeCompare(model, rootEl, traits = { data: "data", span: "span" }) {
   const diffLine = (k) => {
     const [st, en, ia, ib] = diff.runs[k], A = rows[diff.a], B = rows[diff.b];
     const va = sc.values(A)[ia], vb = sc.values(B)[ib], f = (v) => fmtMeasure(v, sc.measure);
-    return `Δ ${measureSpec(sc.measure).short} on “${showText(chars.slice(st, en).join(""))}”: ${fmtDifference(ds.values[k], sc.measure)} (${B.tag} ${f(vb)} − ${A.tag} ${f(va)})`;
+    const on = `Δ ${measureSpec(sc.measure).short} on “${showText(chars.slice(st, en).join(""))}”`;
+    if (ds.values[k] === null) return `${on}: none (no prediction traced in ${va === null || va === undefined ? A.tag : B.tag})`;
+    return `${on}: ${fmtDifference(ds.values[k], sc.measure)} (${B.tag} ${f(vb)} − ${A.tag} ${f(va)})`;
   };
   // the tooltip goes under the line's block of rows, where it hides no row of the line (nor the selection there)
   const showTip = (t) => tip.show(t, tipLines(t), t.closest(".dnb-cmp-line"));
