@@ -96,7 +96,8 @@ class Playground(GrowingView):
     (``select(i)`` shows one again), ``compare(a, b)`` shows two of them side by side with their per-token
     difference, ``compare_model(name)`` the text shown on another model; ``cancel()`` stops a trace and keeps what
     is done; ``error`` says why the last request was refused. Traits ``model``, ``grid``, ``baselines`` are the
-    settings the next trace uses."""
+    settings the next trace uses. ``wait()`` and ``compare()`` redraw the static snapshot a saved notebook keeps
+    of the playground (what GitHub shows), so it shows the last result and comparison, not an empty box."""
 
     _view = "playground"
 
@@ -175,7 +176,7 @@ class Playground(GrowingView):
         elif kind == "select":
             self.select(int(content.get("index", -1)))
         elif kind == "compare":
-            self.compare(int(content.get("a", -2)), int(content.get("b", -1)))
+            self._compare(int(content.get("a", -2)), int(content.get("b", -1)))
         elif kind == "compare_model":
             self.compare_model(str(content.get("model", "")))
         elif kind == "close_comparison":
@@ -365,7 +366,13 @@ class Playground(GrowingView):
     # ---- comparisons ------------------------------------------------------------------------------------
     def compare(self, a: int = -2, b: int = -1) -> Playground:
         """Show history entries ``a`` and ``b`` side by side (as ``compare`` does; the texts may differ) with the
-        per-token difference, b − a, of the measure shown on the diverging scale."""
+        per-token difference, b − a, of the measure shown on the diverging scale; the notebook's snapshot of the
+        playground is redrawn with it (as ``wait()`` redraws it)."""
+        self._compare(a, b)
+        self._redraw_snapshots()
+        return self
+
+    def _compare(self, a: int, b: int) -> Playground:
         with self._lock:
             ia, ib = self._index(a), self._index(b)
             if ia is None or ib is None or ia == ib:
@@ -393,7 +400,7 @@ class Playground(GrowingView):
                 self.error = f"#{shown + 1} is traced with {model} already: pick another model to compare with."
                 return self
             self.model = model
-            job = _Job(model, entry["text"], entry["grid"], tuple(entry["baselines"]), then=lambda index: self.compare(shown, index))
+            job = _Job(model, entry["text"], entry["grid"], tuple(entry["baselines"]), then=lambda index: self._compare(shown, index))
         return self._start(job)
 
     def close_comparison(self) -> Playground:
