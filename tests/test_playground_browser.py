@@ -46,10 +46,10 @@ SLOW = "from density_nb.method.arch import Arch\n_mlp = Arch.mlp\nArch.mlp = lam
 FAST = "Arch.mlp = _mlp"
 
 
-def notebook(path: Path, source: str) -> None:
-    cell = {"cell_type": "code", "execution_count": None, "metadata": {}, "outputs": [], "source": [source]}
+def notebook(path: Path, *sources: str) -> None:
+    cells = [{"cell_type": "code", "execution_count": None, "metadata": {}, "outputs": [], "source": [source]} for source in sources]
     meta = {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}
-    path.write_text(json.dumps({"cells": [cell], "metadata": meta, "nbformat": 4, "nbformat_minor": 5}))
+    path.write_text(json.dumps({"cells": cells, "metadata": meta, "nbformat": 4, "nbformat_minor": 5}))
 
 
 @pytest.fixture(scope="module")
@@ -60,6 +60,13 @@ def lab(tmp_path_factory):
     # max_rows=300: tiny-llama's roots in several passes, so the strip fills in steps
     notebook(root / "tiny.ipynb", setup + "pg = density_nb.playground(['tiny-llama', 'no-such-model'], max_tokens=160, max_rows=300)\npg")
     notebook(root / "smol.ipynb", setup + "pg = density_nb.playground('smollm2-135m')\npg")
+    # the Python side, as the lesson uses it: the view in one cell, traces and a comparison from the next ones
+    notebook(
+        root / "api.ipynb",
+        setup + "pg = density_nb.playground('tiny-llama')\npg",
+        f"pg.text = {SENTENCE!r}\npg.run().wait()\nprint(len(pg.history), pg.result.text == pg.text)",
+        f"pg.text = {CHANGED!r}\npg.run().wait()\npg.compare(0, 1)\nprint(pg.compare_pair, pg.error == '')",
+    )
     with jupyterlab_server(root) as base:
         yield {"base": base, "root": root}
 
@@ -230,6 +237,26 @@ def test_type_trace_change_one_word_and_compare(lab, browser):  # noqa: F811
     no_traceback(page)
     assert dialogs == [] and not [e for e in errors if "dnb" in e or "density" in e], (dialogs, errors)
     assert [u for u in requests if not u.startswith((lab["base"], "data:", "blob:"))] == []
+    page.close()
+
+
+def test_python_cells_drive_the_view(lab, browser):  # noqa: F811
+    """``pg.text = ...; pg.run().wait()`` and ``pg.compare(0, 1)`` in later cells show in the view displayed above
+    (and redraw its snapshot: the live view stays one, with everything in it)."""
+    page = browser.new_page(viewport={"width": 1300, "height": 1600})
+    open_notebook(page, lab["base"], "api.ipynb")
+    page.wait_for_function(
+        "() => window.jupyterapp.shell.currentWidget.content.widgets.every((c) => c.model.executionCount !== null)", timeout=300_000
+    )
+    printed = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stdout']")
+    printed.filter(has_text="[0, 1] True").wait_for(timeout=120_000)
+    assert printed.filter(has_text="1 True").count() == 1
+    pg = page.locator(PG)
+    assert pg.count() == 1
+    assert pg.locator(".dnb-pg-entry").count() == 2 and pg.locator(".dnb-pg-text").input_value() == CHANGED
+    assert pg.locator(".dnb-pg-comparison .dnb-dtok").count() > 0
+    no_traceback(page)
+    page.screenshot(path=str(ARTIFACTS / "playground-lab-api.png"), full_page=True)
     page.close()
 
 
