@@ -12,6 +12,7 @@ VS Code's body classes and --vscode-* variables for its themes, test_widgets_bro
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 from pathlib import Path
@@ -71,9 +72,14 @@ def lab(tmp_path_factory):
         yield {"base": base, "root": root}
 
 
+WORKSPACES = itertools.count()
+
+
 def open_notebook(page, base: str, name: str, app: str = "lab") -> None:
-    """Open ``name`` and run its cell; wait for the playground."""
-    page.goto(f"{base}/lab/tree/{name}" if app == "lab" else f"{base}/notebooks/{name}", wait_until="domcontentloaded")
+    """Open ``name`` (in JupyterLab, in a workspace of its own: no tab of an earlier test comes back) and run its
+    cells; wait for the playground."""
+    url = f"{base}/lab/workspaces/pg{next(WORKSPACES)}/tree/{name}" if app == "lab" else f"{base}/notebooks/{name}"
+    page.goto(url, wait_until="domcontentloaded")
     page.wait_for_function(  # the notebook asked for (JupyterLab may restore other tabs first)
         "(name) => window.jupyterapp && window.jupyterapp.shell.currentWidget && window.jupyterapp.shell.currentWidget.sessionContext"
         " && window.jupyterapp.shell.currentWidget.context.path === name",
@@ -87,7 +93,11 @@ def open_notebook(page, base: str, name: str, app: str = "lab") -> None:
             await window.jupyterapp.commands.execute('notebook:run-all-cells');
         }"""
     )
-    page.wait_for_selector(f"{PG} .dnb-pg-text", timeout=180_000)
+    try:
+        page.wait_for_selector(f"{PG} .dnb-pg-text", timeout=300_000)
+    except Exception:
+        page.screenshot(path=str(ARTIFACTS / "playground-open-timeout.png"), full_page=True)
+        raise
     news = page.locator(".jp-toast-button", has_text="No")
     if news.count():
         news.first.click()
