@@ -29,6 +29,7 @@ _LAZY = {
     "generate": "density_nb.generation",
     "trace_live": "density_nb.generation",
     "compare": "density_nb.views",
+    "playground": "density_nb.teaching.playground",
     "TraceInputError": "density_nb.errors",
     "DensityResult": "density_nb.result",
     "RootResult": "density_nb.result",

@@ -31,6 +31,7 @@ from density_nb.config import BASELINES, BUILTIN_MODELS, DEFAULT_MODEL, GRIDS, N
 from density_nb.errors import DensityNBError
 
 PROG = "density-nb"
+LAB_NOTEBOOK = "00_quickstart.ipynb"  # where `density-nb lab` opens: the tour, ending with the playground
 _MODEL_HELP = f"built-in name ({', '.join(BUILTIN_MODELS)}), hub name or local path (default: {DEFAULT_MODEL})"
 
 
@@ -268,7 +269,8 @@ def _add_lab(sub: Any) -> None:
     sub.add_parser(
         "lab",
         help="open JupyterLab on the notebooks",
-        description="Open JupyterLab on the project's notebooks/ folder. Extra arguments go to JupyterLab (e.g. density-nb lab --no-browser --port 8899).",
+        description=f"Open JupyterLab on the project's notebooks/ folder, at {LAB_NOTEBOOK} (which ends with the playground: type a "
+        "sentence, see its density). Extra arguments go to JupyterLab (e.g. density-nb lab --no-browser --port 8899).",
     )
 
 
@@ -442,7 +444,8 @@ def _cmd_lab(args: argparse.Namespace) -> int:
     if not notebooks.is_dir():
         raise _UsageError(f"No notebooks/ folder found in {root} or the current directory; run from the repository root.")
     extra = [a for a in args.extra if a != "--"]
-    return subprocess.call([sys.executable, "-m", "jupyterlab", str(notebooks), *extra])
+    first = notebooks / LAB_NOTEBOOK  # JupyterLab serves its folder and opens it
+    return subprocess.call([sys.executable, "-m", "jupyterlab", str(first if first.is_file() else notebooks), *extra])
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -75,18 +75,21 @@ def trace_steps(
     config: TraceConfig | None = None,
     *,
     stop: threading.Event | None = None,
+    first: int = 1,
     **settings: Any,
 ) -> Iterator[DensityResult]:
     """``trace`` that shows its work: after each masked pass, a ``DensityResult`` of the roots traced so
-    far (the first pass holds one root, so something shows within about a second; the last result
-    equals ``trace``'s). To cancel, stop iterating (``close()``) or set ``stop`` from any thread: the
-    passes in flight stop within one layer, the iteration ends, and every result already yielded
-    stays valid.
+    far (the last result equals ``trace``'s). The first pass holds ``first`` roots alone: with 1, something
+    shows within about a second, and the roots after it share passes differently from ``trace`` (equal up
+    to float rounding); with 0 the passes are ``trace``'s own, so every result is bitwise a prefix of
+    ``trace``'s and the last one equals it (the playground's choice). To cancel, stop iterating
+    (``close()``) or set ``stop`` from any thread: the passes in flight stop within one layer, the
+    iteration ends, and every result already yielded stays valid.
 
         for partial in trace_steps(model, text):
             strip.update(partial)
     """
     config = resolve(config, settings)
     bridge, arch, prepared = setup(model, [text], [roots], config)
-    for _ in passes(arch, prepared, config, first=1, stop=stop):
+    for _ in passes(arch, prepared, config, first=first, stop=stop):
         yield DensityResult(**result_fields(bridge, arch, prepared[0], config))

@@ -132,6 +132,7 @@ def test_lab_passes_its_arguments_on(monkeypatch, capsys):
         proc = run_main(capsys, *args)
         assert proc.returncode == 0, proc.stderr
         assert calls[-1][1:3] == ["-m", "jupyterlab"] and calls[-1][-3:] == ["--no-browser", "--port", "8899"]
+        assert calls[-1][3].endswith("notebooks/00_quickstart.ipynb")  # it opens there: the notebook ends with the playground
     assert_clean_error(run_main(capsys, "models", "--no-browser"), "unrecognized arguments: --no-browser")
 
 

@@ -122,3 +122,26 @@ def test_saved_files_are_sent_again(monkeypatch):
     _Widget._THEME.changed.emit('{"edited": true, "about": "a note"}')
     assert widget._common == "// edited\n" and widget._theme == '{"edited":true}'
     assert [s["key"] for s in sent] == ["_common", "_theme"]
+
+
+def test_js_and_python_agree_on_differences():
+    """The comparison's difference row: common.js and views.theme (the Python SVG's) compute the same differences
+    (decades for a log measure), the same diverging scale (fitted or fixed) and write the same numbers."""
+    rng = np.random.default_rng(2)
+    pairs = [[0.5, 0.5], [0.2, 0.9], [None, 0.3], [1e-3, 0.1], [0.0, 0.4], *rng.uniform(0, 1, (40, 2)).tolist()]
+    sets = [[0.0, 0.0, 0.0], [0.01, -0.2, None, 0.05], rng.normal(0, 0.1, 50).tolist(), []]
+    got = node_eval(
+        f"const pairs = {json.dumps(pairs)}, sets = {json.dumps(sets)};\n"
+        "console.log(JSON.stringify({\n"
+        "  lin: pairs.map(([a, b]) => C.difference(a, b, 'density')), log: pairs.map(([a, b]) => C.difference(a, b, 's_top1')),\n"
+        "  fitted: sets.map((v) => C.differenceRange(v, 'density')), fixed: sets.map((v) => C.differenceRange(v, 's_top1', 'fixed')),\n"
+        "  pos: sets.flatMap((v) => v.map((x) => C.differencePosition(x, 0.1))),\n"
+        "  text: sets.flatMap((v) => v.map((x) => [C.fmtDifference(x, 'density'), C.fmtDifference(x, 's_top1')])),\n"
+        "}));"
+    )
+    assert got["lin"] == pytest.approx([theme.difference(a, b, "density") for a, b in pairs])
+    assert got["log"] == pytest.approx([theme.difference(a, b, "s_top1") for a, b in pairs])
+    assert got["fitted"] == pytest.approx([theme.difference_range(v, "density") for v in sets])
+    assert got["fixed"] == [theme.difference_range(v, "s_top1", "fixed") for v in sets] == [5.0] * len(sets)
+    assert got["pos"] == pytest.approx([theme.difference_position(x, 0.1) for v in sets for x in v])
+    assert got["text"] == [[theme.fmt_difference(x, "density"), theme.fmt_difference(x, "s_top1")] for v in sets for x in v]

@@ -32,6 +32,7 @@ from density_nb.analysis.frequency import log10_frequency
 from density_nb.analysis.stats import bootstrap_ci, correlation_table, cv, cv_ci, iqr, iqr_ci, median_ci, residual_spread
 from density_nb.teaching.live import decode, teaching_run, tokenizer
 from density_nb.teaching.notebook import NOTEBOOKS, NotebookInfo, start
+from density_nb.teaching.playground import playground
 from density_nb.teaching.runs import (
     ALL_BASELINES,
     CONTEXT_CUTS,
@@ -72,6 +73,7 @@ from density_nb.teaching.verdicts import (
     gap_verdict,
     verdict_table,
 )
+from density_nb.views.difference import difference_table
 
 __all__ = [
     "ALL_BASELINES",
@@ -110,6 +112,7 @@ __all__ = [
     "cv",
     "cv_ci",
     "decode",
+    "difference_table",
     "direction",
     "export_results",
     "first_past_input",
@@ -128,6 +131,7 @@ __all__ = [
     "phase_of",
     "plateau_area",
     "plateau_share",
+    "playground",
     "rarity",
     "reaches_input",
     "required_size",

@@ -1,6 +1,7 @@
 """Jupyter widgets (anywidget) for density results: token strip, s-slider with baselines, prediction
 preview, head grid, the linked explorer, the live view, the character-aligned comparison and the corpus
-dashboard (``static/dashboard.js``).
+dashboard (``static/dashboard.js``); two results with their per-token difference (``difference``) and the
+playground (``Playground``: type, trace, compare; its tracer comes from ``teaching.playground``).
 
 Imports numpy, scipy, traitlets and anywidget only (no torch). Every view is drawn by one plain ESM
 module, ``static/density.js`` (the dashboard's: ``static/dashboard.js``), from compact data sent once; the
@@ -17,8 +18,10 @@ result or a run holds (held by CI: ``[tool.importlinter]`` in pyproject.toml).
 
 from density_nb.views.compare import CompareError, CompareView, compare
 from density_nb.views.dashboard import CorpusDashboard, DashboardError
+from density_nb.views.difference import difference
 from density_nb.views.explorer import DensityExplorer, HeadGrid, PredictionPreview, SubgraphSlider, TokenStrip, link
 from density_nb.views.live import LiveTrace
+from density_nb.views.playground import Playground
 
 __all__ = [
     "CompareError",
@@ -28,9 +31,11 @@ __all__ = [
     "DensityExplorer",
     "HeadGrid",
     "LiveTrace",
+    "Playground",
     "PredictionPreview",
     "SubgraphSlider",
     "TokenStrip",
     "compare",
+    "difference",
     "link",
 ]

@@ -73,11 +73,12 @@ def breakable(spans: Sequence[Sequence[tuple[int, int]]], n_chars: int) -> str:
     return "".join("1" if x else "0" for x in ok)
 
 
-def char_density(result: Any, spans: Sequence[tuple[int, int]] | None = None) -> np.ndarray:
-    """[characters] each character's density: that of the step predicting the token that shows it."""
+def char_density(result: Any, spans: Sequence[tuple[int, int]] | None = None, n_chars: int | None = None) -> np.ndarray:
+    """[characters] each character's density: that of the step predicting the token that shows it (``spans``: the
+    tokens' characters, on a line of ``n_chars``; default: the result's own text)."""
     spans = char_spans(result.tokens, result.text) if spans is None else spans
     per_token = token_density(result)
-    out = np.full(len(result.text), np.nan)
+    out = np.full(len(result.text) if n_chars is None else n_chars, np.nan)
     for (a, b), value in zip(spans, per_token):
         out[a:b] = value
     return out
@@ -91,7 +92,7 @@ def _char_tokens(spans: Sequence[tuple[int, int]], n_chars: int) -> np.ndarray:
     return out
 
 
-def _label(result: Any, others: Sequence[Any]) -> str:
+def label(result: Any, others: Sequence[Any]) -> str:
     """The model's name, and the settings in which it differs from the other results of the same model."""
     same = [o for o in others if o is not result and o.model == result.model]
     keys = sorted({k for o in same for k in set(o.settings) | set(result.settings) if o.settings.get(k) != result.settings.get(k)})
@@ -99,26 +100,9 @@ def _label(result: Any, others: Sequence[Any]) -> str:
     return f"{result.model} ({extra})" if extra else str(result.model)
 
 
-def compare_data(results: Sequence[Any], labels: Sequence[str] | None = None) -> dict[str, Any]:
-    """The compact data of the comparison view: characters, each result's tokens as character spans
-    with their densities, and for each pair the per-span scatter points and Spearman ρ over characters."""
-    from density_nb.analysis.stats import spearman  # scipy: imported when a comparison is made
-
-    results = list(results)
-    if len(results) < 2:
-        raise CompareError(f"compare needs at least two results of the same text, got {len(results)}.")
-    text = results[0].text
-    for i, res in enumerate(results[1:], 1):
-        if res.text != text:
-            raise CompareError(
-                f"Result {i} is of a different text ({len(res.text)} vs {len(text)} characters, first difference at "
-                f"character {next((j for j, (a, b) in enumerate(zip(res.text, text)) if a != b), min(len(res.text), len(text)))}): "
-                "compare results of the same text."
-            )
-    if labels is not None and len(labels) != len(results):
-        raise CompareError(f"labels has {len(labels)} entries for {len(results)} results: give one per result.")
-    names = [str(x) for x in labels] if labels is not None else [_label(r, results) for r in results]
-    spans = [char_spans(r.tokens, text) for r in results]
+def compare_rows(results: Sequence[Any], spans: Sequence[Sequence[tuple[int, int]]], names: Sequence[str]) -> list[dict[str, Any]]:
+    """Each result's row of the comparison: its tokens as character spans (``spans``, on the comparison's line)
+    with the value of every measure the results share, its s_top1 and mean density."""
     summaries = [r.summary() for r in results]
     measures = [m for m in known_measures(summaries[0].columns) if all(m in t for t in summaries)]
     rows = []
@@ -141,24 +125,50 @@ def compare_data(results: Sequence[Any], labels: Sequence[str] | None = None) ->
                 "mean": sig4(np.nanmean(res.density)) if len(res.roots) else None,
             }
         )
-    chars = [char_density(r, s) for r, s in zip(results, spans)]
-    holders = [_char_tokens(s, len(text)) for s in spans]
-    pairs = []
-    for a, b in itertools.combinations(range(len(results)), 2):
-        both = np.isfinite(chars[a]) & np.isfinite(chars[b])
-        corr = spearman(chars[a][both], chars[b][both], n_boot=0)
-        points = []  # one per run of characters held by the same token in both
-        for _, run in itertools.groupby(np.flatnonzero(both), key=lambda c: (holders[a][c], holders[b][c])):
-            cs = list(run)
-            points.append([sig4(chars[a][cs[0]]), sig4(chars[b][cs[0]]), int(cs[0]), int(cs[-1]) + 1])
-        pairs.append({"a": a, "b": b, "rho": sig4(corr.rho), "n": int(corr.n), "points": points})
+    return rows
+
+
+def pair_points(results: Sequence[Any], spans: Sequence[Sequence[tuple[int, int]]], line: str, a: int, b: int) -> dict[str, Any]:
+    """The scatter of results ``a`` and ``b``: one point per run of characters of ``line`` that one token of each
+    holds (both with a density), and Spearman ρ over those characters."""
+    from density_nb.analysis.stats import spearman  # scipy: imported when a comparison is made
+
+    chars = [char_density(results[m], spans[m], len(line)) for m in (a, b)]
+    holders = [_char_tokens(spans[m], len(line)) for m in (a, b)]
+    both = np.isfinite(chars[0]) & np.isfinite(chars[1])
+    corr = spearman(chars[0][both], chars[1][both], n_boot=0)
+    points = []  # one per run of characters held by the same token in both
+    for _, run in itertools.groupby(np.flatnonzero(both), key=lambda c: (holders[0][c], holders[1][c])):
+        cs = list(run)
+        points.append([sig4(chars[0][cs[0]]), sig4(chars[1][cs[0]]), int(cs[0]), int(cs[-1]) + 1])
+    return {"a": a, "b": b, "rho": sig4(corr.rho), "n": int(corr.n), "points": points}
+
+
+def compare_data(results: Sequence[Any], labels: Sequence[str] | None = None) -> dict[str, Any]:
+    """The compact data of the comparison view: characters, each result's tokens as character spans
+    with their densities, and for each pair the per-span scatter points and Spearman ρ over characters."""
+    results = list(results)
+    if len(results) < 2:
+        raise CompareError(f"compare needs at least two results of the same text, got {len(results)}.")
+    text = results[0].text
+    for i, res in enumerate(results[1:], 1):
+        if res.text != text:
+            raise CompareError(
+                f"Result {i} is of a different text ({len(res.text)} vs {len(text)} characters, first difference at "
+                f"character {next((j for j, (a, b) in enumerate(zip(res.text, text)) if a != b), min(len(res.text), len(text)))}): "
+                "compare results of the same text, or two results of different texts with views.difference(before, after)."
+            )
+    if labels is not None and len(labels) != len(results):
+        raise CompareError(f"labels has {len(labels)} entries for {len(results)} results: give one per result.")
+    names = [str(x) for x in labels] if labels is not None else [label(r, results) for r in results]
+    spans = [char_spans(r.tokens, text) for r in results]
     return {
         "title": f"density_nb — {len(results)} results of one text ({len(text)} characters)",
         "chars": list(text),
         "cw": char_widths(text),
         "bk": breakable(spans, len(text)),
-        "rows": rows,
-        "pairs": pairs,
+        "rows": compare_rows(results, spans, names),
+        "pairs": [pair_points(results, spans, text, a, b) for a, b in itertools.combinations(range(len(results)), 2)],
     }
 
 
@@ -171,8 +181,10 @@ class CompareView(_Widget):
     measure = traitlets.Unicode("density").tag(sync=True)  # what colours the tokens (one of data["rows"][0]["measures"])
     colour_scale = traitlets.Unicode("fitted").tag(sync=True)  # "fitted" to the values of every row, one scale, or "fixed"
 
-    def __init__(self, results: Sequence[Any], labels: Sequence[str] | None = None, **kwargs: Any) -> None:
-        data = compare_data(results, labels)
+    def __init__(
+        self, results: Sequence[Any], labels: Sequence[str] | None = None, *, data: dict[str, Any] | None = None, **kwargs: Any
+    ) -> None:
+        data = compare_data(results, labels) if data is None else data
         self._n_chars = len(data["chars"])
         super().__init__(view="compare", data=data, **kwargs)
         self.results = list(results)

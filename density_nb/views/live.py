@@ -16,34 +16,56 @@ Step = Callable[[Any, int], None]  # (the result so far, steps done)
 Work = Callable[[Step, threading.Event], Any]  # runs the steps, stops early when the event is set; returns the last result
 
 
-class LiveTrace(_DensityWidget):
-    """An explorer that updates as each step completes. ``result`` is what is done so far (None before
-    the first step); ``cancel()`` (or the view's Cancel button) stops the work (``trace_live``: within
-    a layer of the passes in flight; ``generate``: after the current step) and keeps what is done;
-    ``wait()`` blocks until the work ends and returns the result. ``status``: ``state`` ("running",
-    "done", "cancelled", "failed"), ``done`` and ``total`` steps, their ``unit``, a ``note``."""
+def placeholder(model: str, tokens: list[str]) -> dict[str, Any]:
+    """The data of a view whose text is known and none of whose roots is traced yet (its tokens, uncoloured)."""
+    return {"model": model, "tokens": list(tokens), "tw": token_widths(tokens), "roots": [], "grid": [], "n_layers": 0, "n_heads": 0}
 
-    _view = "live"
+
+class GrowingView(_DensityWidget):
+    """A view of a result that grows while work runs elsewhere (``LiveTrace``, the playground): ``show`` puts
+    the roots done so far on screen, the selection following the newest root (at its s_top1) unless the user
+    moved it. ``status``: ``state`` ("running", "done", "cancelled", "failed"), ``done`` and ``total`` steps,
+    their ``unit``, a ``note``."""
 
     status = traitlets.Dict().tag(sync=True)
 
+    def __init__(self, result: Any = None, **kwargs: Any) -> None:
+        super().__init__(result, **kwargs)
+        self._newest = -1  # the newest root and the stratum shown for it when the view last followed
+        self._shown_stratum = self.stratum
+
+    def show(self, result: Any, done: int, note: str = "") -> None:
+        """Show ``result`` (the steps done so far). The selection follows the newest step (at its s_top1)
+        unless the user moved it: a root or stratum chosen in the view stays."""
+        if result is None:
+            return
+        newest = int(result.roots[-1])
+        follow = self.result is None or self.root == self._newest or self.root not in set(result.roots.tolist())
+        root = newest if follow else self.root
+        stratum = _default_stratum(result, root) if follow and self.stratum == self._shown_stratum else self.stratum
+        state = self._result_state(result, root, stratum)
+        with self.hold_sync():
+            for name, value in state.items():
+                setattr(self, name, value)
+            self.status = {**self.status, "done": int(done), "note": note}
+        self.result = result
+        self._newest, self._shown_stratum = newest, stratum
+
+
+class LiveTrace(GrowingView):
+    """An explorer that updates as each step completes. ``result`` is what is done so far (None before
+    the first step); ``cancel()`` (or the view's Cancel button) stops the work (``trace_live``: within
+    a layer of the passes in flight; ``generate``: after the current step) and keeps what is done;
+    ``wait()`` blocks until the work ends and returns the result. ``status`` as ``GrowingView``'s."""
+
+    _view = "live"
+
     def __init__(self, model: str, tokens: list[str], total: int, unit: str, tokenizer: Any = None) -> None:
-        placeholder = {
-            "model": model,
-            "tokens": list(tokens),
-            "tw": token_widths(tokens),
-            "roots": [],
-            "grid": [],
-            "n_layers": 0,
-            "n_heads": 0,
-        }
-        super().__init__(None, tokenizer=tokenizer, data=placeholder)
+        super().__init__(None, tokenizer=tokenizer, data=placeholder(model, tokens))
         self.status = {"state": "running", "done": 0, "total": int(total), "unit": unit, "note": ""}
         self._stop = threading.Event()
         self._finished = threading.Event()
         self._error: BaseException | None = None
-        self._newest = -1  # the newest root and the stratum shown for it when the view last followed
-        self._shown_stratum = self.stratum
         self.on_msg(self._on_message)
 
     def _on_message(self, _widget: Any, content: Any, _buffers: Any) -> None:
@@ -66,23 +88,6 @@ class LiveTrace(_DensityWidget):
 
         threading.Thread(target=target, name="density_nb-live", daemon=True).start()
         return self
-
-    def show(self, result: Any, done: int, note: str = "") -> None:
-        """Show ``result`` (the steps done so far). The selection follows the newest step (at its s_top1)
-        unless the user moved it: a root or stratum chosen in the view stays."""
-        if result is None:
-            return
-        newest = int(result.roots[-1])
-        follow = self.result is None or self.root == self._newest or self.root not in set(result.roots.tolist())
-        root = newest if follow else self.root
-        stratum = _default_stratum(result, root) if follow and self.stratum == self._shown_stratum else self.stratum
-        state = self._result_state(result, root, stratum)
-        with self.hold_sync():
-            for name, value in state.items():
-                setattr(self, name, value)
-            self.status = {**self.status, "done": int(done), "note": note}
-        self.result = result
-        self._newest, self._shown_stratum = newest, stratum
 
     def _end(self, state: str, note: str = "") -> None:
         self.status = {**self.status, "state": state, "note": note or self.status.get("note", "")}

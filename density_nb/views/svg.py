@@ -17,12 +17,17 @@ import numpy as np
 
 from density_nb.views.text import columns, show_char, show_text, shown, visible_parts
 from density_nb.views.theme import (
+    LABELS,
     LAYOUT,
     MEASURES,
     THEME,
     colour_range,
     count,
+    difference,
+    difference_position,
+    difference_range,
     fmt,
+    fmt_difference,
     fmt_int,
     fmt_measure,
     fmt_pct,
@@ -55,7 +60,7 @@ SANS = "DejaVu Sans, Liberation Sans, Helvetica, Arial, sans-serif"
 MONO = "DejaVu Sans Mono, Menlo, Consolas, monospace"
 SIZE, MONO_SIZE = 13, 13
 COL = 0.6 * MONO_SIZE  # one monospace column
-VIEWS = ("explorer", "strip", "slider", "preview", "grid", "live", "compare")
+VIEWS = ("explorer", "strip", "slider", "preview", "grid", "live", "compare", "playground")
 GAP = 24
 
 
@@ -727,9 +732,28 @@ def _compare_scatter(rows_: Sequence[dict[str, Any]], pairs: Sequence[dict[str, 
     return right.done()
 
 
+def _difference_row(
+    diff: dict[str, Any], deltas: list[float | None], half: float, x0: dict[int, int], line: tuple[int, int], width: float
+) -> Part:
+    """The difference row of one line: a box per run of characters one token of each result holds, its colour the
+    run's difference on the diverging map."""
+    a0, b0 = line
+    gutter = 3 * COL
+    body = [text(0, 11, "Δ", size=12, fill=FG2, font_weight="700")]
+    for (st, en, _, _), delta in zip(diff["runs"], deltas):
+        if en <= a0 or st >= b0:
+            continue
+        lo, hi = max(st, a0), min(en, b0)
+        colours = map_colours("difference", difference_position(delta, half))
+        x, wd = gutter + x0[lo] * COL, (x0[hi] - x0[lo]) * COL
+        outline = {"stroke": CELL_BORDER[0], "stroke_opacity": CELL_BORDER[1]}  # "no change" is white: outlined
+        body.append(el("rect", x=x, y=2, width=wd, height=10, rx=2, fill=colours[0] if colours else NEUTRAL, class_="dnb-dtok", **outline))
+    return Part(width, 14, body)
+
+
 def compare(widget: Any, gid: str) -> Part:
-    """The comparison: each result's key, the rows of every line of characters, the legend and the selection;
-    beside them the scatter."""
+    """The comparison: each result's key, the rows of every line of characters (and the difference row, when the
+    data holds a ``diff``), the legend and the selection; beside them the scatter."""
     d = widget.data
     chars: list[str] = d["chars"]
     cw = [int(c) for c in d["cw"]]
@@ -738,9 +762,15 @@ def compare(widget: Any, gid: str) -> Part:
     values = lambda r: r.get("measures", {}).get(measure, r["density"])
     bounds = colour_range([x for r in rows_ for x in values(r)], measure, how)  # one scale for every row
     colour = lambda r, i: map_colours("strip", scale_position(values(r)[i], bounds, measure))
+    diff = d.get("diff")
+    deltas: list[float | None] = []
+    if diff:
+        va, vb = values(rows_[diff["a"]]), values(rows_[diff["b"]])
+        deltas = [difference(va[ia], vb[ib], measure) for _, _, ia, ib in diff["runs"]]
+    half = difference_range(deltas, measure, how)
     cols = min(LAYOUT["compare_columns"], max(12, columns("".join(chars))))
     left = Flow(max(360.0, (cols + 4) * COL))
-    left.title(f"The same text ({len(chars)} characters) in {len(rows_)} results, aligned by characters")
+    left.title(d.get("heading") or f"The same text ({len(chars)} characters) in {len(rows_)} results, aligned by characters")
     for r in rows_:
         left.lines(f"{r['tag']}  {r['label']} — {len(r['tokens'])} tokens, mean density {fmt(r['mean'])}", size=12, gap=0)
     left.y += 6
@@ -750,14 +780,79 @@ def compare(widget: Any, gid: str) -> Part:
             x0[c + 1] = x0[c] + cw[c]
         for r in rows_:
             left.part(_compare_row(r, chars, x0, (a0, b0), span, left.width, colour), gap=2)
+        if diff:
+            left.part(_difference_row(diff, deltas, half, x0, (a0, b0), left.width), gap=2)
         left.y += 6
     label = MEASURES.get(measure, {"label": measure})["label"]
     left.part(gradient_bar(gid + "v", label, fmt_measure(bounds[0], measure), fmt_measure(bounds[1], measure)))
     left.lines(f"one scale for every row, {scale_note_of(how, False)}", size=11, fill=FG2)
+    if diff:
+        tags = f"{rows_[diff['b']]['tag']} − {rows_[diff['a']]['tag']}"
+        short = MEASURES.get(measure, {"short": measure})["short"]
+        decades = " (decades)" if MEASURES.get(measure, {}).get("scale") == "log" else ""
+        left.part(gradient_bar(gid + "d", f"Δ = {tags}, {short}{decades}", fmt_difference(-half, measure), fmt_difference(half, measure)))
     if span[1] > span[0]:
         left.lines(f"Selected “{show_text(''.join(chars[span[0] : span[1]]))}” (characters {span[0]}–{span[1]}).", size=12)
     lp, rp = left.done(), _compare_scatter(rows_, d["pairs"], span)
     return Part(lp.width + GAP + rp.width, max(lp.height, rp.height), [lp.at(0, 0), rp.at(lp.width + GAP, 0)])
+
+
+def density_views(widget: Any, view: str, gid: str) -> Part:
+    """The views of one result: the strip, the slider, the preview and the grid, as ``view`` shows them (a live
+    view and the playground: its progress, then the strip and, once a root is traced, the rest)."""
+    v = View(widget)
+    growing = view in ("live", "playground")
+    below = {"explorer": ["slider", "preview", "grid"], "slider": ["slider"], "preview": ["preview"], "grid": ["grid"]}.get(view, [])
+    make = {"slider": lambda: slider(v), "preview": lambda: preview(v), "grid": lambda: head_grid(v, gid)}
+    parts = [make[p]() for p in (["slider", "preview", "grid"] if growing and v.roots else below)]
+    strip_shown = view in ("explorer", "strip", "live") or (view == "playground" and bool(v.tokens))
+    width = max(LAYOUT["strip_columns"] * COL + 4 if strip_shown else 0.0, sum(p.width for p in parts) + GAP * (len(parts) - 1))
+    flow = Flow(width)
+    if growing and (getattr(widget, "status", None) or {}).get("state"):
+        flow.part(status(widget, width), gap=10)
+    if strip_shown:
+        flow.part(strip(v, width, gid), gap=10)
+    if parts:
+        flow.part(row(parts, width))
+    return flow.done()
+
+
+class _Comparison:
+    """The comparison a playground shows, as ``compare`` reads a view (its data, selection, measure and scale)."""
+
+    def __init__(self, widget: Any) -> None:
+        self.data, self.span = widget.comparison, widget.compare_span
+        self.measure, self.colour_scale = widget.measure, widget.colour_scale
+
+
+def playground(widget: Any, gid: str) -> Part:
+    """The playground as it stands: its model and text, an error if any, the result's views, the history and the
+    comparison when one is open (the text box and the buttons are the page's, not the picture's)."""
+    views = density_views(widget, "playground", gid)
+    comparison = compare(_Comparison(widget), gid) if widget.comparison else None
+    width = max(LAYOUT["strip_columns"] * COL + 4, views.width, comparison.width if comparison else 0.0)
+    flow = Flow(width)
+    flow.title(f"density_nb playground — {widget.model}")
+    flow.lines(f"Text: “{show_text(widget.text)}”" if widget.text else "Text: (empty)", size=12, gap=2)
+    settings = f"{widget.grid} grid" + (
+        f", baselines: {', '.join(LABELS['baselines'][b] for b in widget.baselines)}" if widget.baselines else ""
+    )
+    flow.lines(settings, size=11, fill=FG2, gap=6)
+    if widget.error:
+        flow.lines(widget.error, size=12, fill=P["error"], gap=6)
+    flow.part(views, gap=10)
+    if widget.entries:
+        flow.lines("History of this session:", size=12, fill=FG2, gap=2)
+        for i, e in enumerate(widget.entries):
+            state = "" if e["state"] == "done" else f", cancelled: {e['roots']} of {e['total']} roots"
+            mark = "▸ " if i == widget.current else "  "
+            flow.lines(
+                f"{mark}#{i + 1} {e['model']} — “{show_text(e['text'])[:70]}” — mean density {fmt(e['mean'])}{state}", size=11, gap=0
+            )
+        flow.y += 8
+    if comparison is not None:
+        flow.part(comparison)
+    return flow.done()
 
 
 def render(widget: Any) -> str:
@@ -766,29 +861,15 @@ def render(widget: Any) -> str:
     if view not in VIEWS:
         raise NotImplementedError(f"The {view!r} view has no static rendering: save it from the view's SVG/PNG buttons instead.")
     gid = "g{ID}"
-    if view == "compare":
-        content = compare(widget, gid)
-    else:
-        v = View(widget)
-        below = {"explorer": ["slider", "preview", "grid"], "slider": ["slider"], "preview": ["preview"], "grid": ["grid"]}.get(view, [])
-        make = {"slider": lambda: slider(v), "preview": lambda: preview(v), "grid": lambda: head_grid(v, gid)}
-        parts = [make[p]() for p in (["slider", "preview", "grid"] if view == "live" and v.roots else below)]
-        strip_shown = view in ("explorer", "strip", "live")
-        width = max(LAYOUT["strip_columns"] * COL + 4 if strip_shown else 0.0, sum(p.width for p in parts) + GAP * (len(parts) - 1))
-        flow = Flow(width)
-        if view == "live":
-            flow.part(status(widget, width), gap=10)
-        if strip_shown:
-            flow.part(strip(v, width, gid), gap=10)
-        if parts:
-            flow.part(row(parts, width))
-        content = flow.done()
+    content = (
+        compare(widget, gid) if view == "compare" else playground(widget, gid) if view == "playground" else density_views(widget, view, gid)
+    )
     w, h = math.ceil(content.width + 16), math.ceil(content.height + 16)
     title = (widget.data or {}).get("title") or f"density_nb {view} — {(widget.data or {}).get('model', '')}"
     doc = (
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}" role="img" '
         f'font-family={quoteattr(SANS)} font-size="{SIZE}"><title>{_xml_text(title)}</title>'
-        f"<defs>{gradient_def(gid + 'v', stops('strip'))}{gradient_def(gid + 'c', stops('shares'))}</defs>"
+        f"<defs>{gradient_def(gid + 'v', stops('strip'))}{gradient_def(gid + 'c', stops('shares'))}{gradient_def(gid + 'd', stops('difference'))}</defs>"
         f"{el('rect', width=w, height=h, fill=BG)}{content.at(8, 8)}</svg>"
     )
     return doc.replace("{ID}", hashlib.sha1(doc.encode()).hexdigest()[:8])

@@ -167,3 +167,46 @@ def count(n: int, noun: str) -> str:
 def fmt_pct(v: float) -> str:
     p = v * 100
     return f"{p:.0f} %" if p >= 10 else f"{fmt(p, 2)} %"
+
+
+# ---- the difference of a measure between two results, on the diverging map (as common.js computes it) ----------
+def difference(a: float | None, b: float | None, measure: str) -> float | None:
+    """``b`` − ``a`` in ``measure``; for a log measure in decades (log10 b − log10 a). None where either is missing
+    (or, on a log measure, not positive)."""
+    if a is None or b is None or not (math.isfinite(a) and math.isfinite(b)):
+        return None
+    if MEASURES.get(measure, DEFAULT_SPEC)["scale"] == "log":
+        return math.log10(b) - math.log10(a) if a > 0 and b > 0 else None
+    return b - a
+
+
+def difference_range(values: Any, measure: str, how: str = "fitted") -> float:
+    """Half the width of the diverging scale, which runs from −m to m: "fixed": the width of the measure's range
+    (in decades for a log measure); "fitted": the theme's upper fit percentile of the differences' sizes, or the
+    fixed width when that is below ``min_span`` of it (no difference worth a colour)."""
+    spec = MEASURES.get(measure, DEFAULT_SPEC)
+    lo, hi = float(spec["range"][0]), float(spec["range"][1])
+    fixed = math.log10(hi) - math.log10(lo) if spec["scale"] == "log" else hi - lo
+    if how == "fixed":
+        return fixed
+    v = np.abs(np.asarray([x for x in values if x is not None], dtype=np.float64))
+    v = v[np.isfinite(v)]
+    if not v.size:
+        return fixed
+    top = float(np.percentile(v, THEME["fit"]["percentiles"][1]))
+    return top if top >= THEME["fit"]["min_span"] * fixed else fixed
+
+
+def difference_position(value: float | None, half: float) -> float | None:
+    """Where the difference ``value`` lies on the diverging scale −``half`` … ``half``, in [0, 1] (0.5: none)."""
+    if value is None or not math.isfinite(value):
+        return None
+    return min(1.0, max(0.0, 0.5 + value / (2 * half)))
+
+
+def fmt_difference(value: float | None, measure: str) -> str:
+    """A difference as legends and tooltips write it: signed, "dec" (decades) for a log measure."""
+    if value is None or not math.isfinite(value):
+        return "–"
+    unit = " dec" if MEASURES.get(measure, DEFAULT_SPEC)["scale"] == "log" else ""
+    return f"{'+' if value > 0 else ''}{fmt(value)}{unit}"

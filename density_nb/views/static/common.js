@@ -88,6 +88,30 @@ export function scalePosition(v, range, name) {
 /** A value of measure ``name`` written as its legend and tooltips write it (sizes as sizes). */
 export const fmtMeasure = (v, name) => (measureSpec(name).scale === "log" ? fmtS(v) : fmt(v));
 
+// ---- the difference of a measure between two results, on the diverging map (as views/theme.py) ----------------
+/** ``b`` − ``a`` in measure ``name`` (decades, log10 b − log10 a, for a log measure); null where either is missing. */
+export function difference(a, b, name) {
+  if (!fin(a) || !fin(b)) return null;
+  if (measureSpec(name).scale === "log") return a > 0 && b > 0 ? Math.log10(b) - Math.log10(a) : null;
+  return b - a;
+}
+/** Half the width of the diverging scale −m … m: "fixed": the width of the measure's range (decades for a log
+ * measure); "fitted": the theme's upper fit percentile of the differences' sizes, or the fixed width when that is
+ * below min_span of it. */
+export function differenceRange(values, name, how = "fitted") {
+  const spec = measureSpec(name);
+  const fixed = spec.scale === "log" ? Math.log10(spec.range[1]) - Math.log10(spec.range[0]) : spec.range[1] - spec.range[0];
+  if (how === "fixed") return fixed;
+  const v = Array.from(values || []).filter(fin).map(Math.abs).sort((a, b) => a - b);
+  if (!v.length) return fixed;
+  const top = quantile(v, theme.fit.percentiles[1] / 100);
+  return top >= theme.fit.min_span * fixed ? top : fixed;
+}
+/** Where the difference ``v`` lies on −``half`` … ``half``, in [0, 1] (0.5: none); null if missing. */
+export const differencePosition = (v, half) => (fin(v) ? Math.min(1, Math.max(0, 0.5 + v / (2 * half))) : null);
+/** A difference as legends and tooltips write it: signed, "dec" (decades) for a log measure. */
+export const fmtDifference = (v, name) => (fin(v) ? `${v > 0 ? "+" : ""}${fmt(v)}${measureSpec(name).scale === "log" ? " dec" : ""}` : "–");
+
 /** A log axis for the positive ``values``: whole decades from the smallest (not below 1e-3) to the largest, and
  * at most six ticks; {lo, hi, ticks}. */
 export function logAxis(values) {
@@ -275,6 +299,8 @@ export function viewToSvg(viewEl) {
     if (src === viewEl) decl.push("margin: 0");
     out.setAttribute("style", decl.join("; "));
     if (src instanceof HTMLInputElement) out.setAttribute("value", src.value);
+    if (src instanceof HTMLInputElement && (src.type === "checkbox" || src.type === "radio")) out.toggleAttribute("checked", src.checked);
+    if (src instanceof HTMLTextAreaElement) out.textContent = src.value;
     if (src instanceof HTMLOptionElement) out.toggleAttribute("selected", src.selected);
     if (src instanceof HTMLProgressElement) out.setAttribute("value", String(src.value));
     for (const child of src.childNodes) {

@@ -8,8 +8,9 @@
 // span (compare view: selected characters [start, end)); _common and _theme (static/common.js, static/theme.json).
 
 // ---- static/common.js: the module every view shares ------------------------------------------------------
-let CONTINUATION, THEME, addExportButtons, asBytes, button, colourRange, count, logAxis, fmt, fmtInt, fmtMeasure, fmtPct, fmtS, gradientCss, h,
-  interp, knownMeasures, label, mapColours, measureSpec, rgb, s, scalePosition, showChar, showText, shown, stops, visibleParts;
+let CONTINUATION, THEME, addExportButtons, asBytes, button, colourRange, count, difference, differencePosition, differenceRange, logAxis, fmt,
+  fmtDifference, fmtInt, fmtMeasure, fmtPct, fmtS, gradientCss, h, interp, knownMeasures, label, mapColours, measureSpec, rgb, s, scalePosition,
+  showChar, showText, shown, stops, visibleParts;
 let loaded = "";
 /** Import static/common.js from the `_common` trait (anywidget re-sends it when the file is saved, as `_esm`)
  * and use the `_theme` trait's theme; true when either changed since the last call. */
@@ -18,8 +19,9 @@ async function loadCommon(model) {
   if (key === loaded) return false;
   const C = await importText(text);
   THEME = C.useTheme(model.get("_theme"));
-  ({ CONTINUATION, addExportButtons, asBytes, button, colourRange, count, logAxis, fmt, fmtInt, fmtMeasure, fmtPct, fmtS, gradientCss, h, interp,
-    knownMeasures, label, mapColours, measureSpec, rgb, s, scalePosition, showChar, showText, shown, stops, visibleParts } = C);
+  ({ CONTINUATION, addExportButtons, asBytes, button, colourRange, count, difference, differencePosition, differenceRange, logAxis, fmt,
+    fmtDifference, fmtInt, fmtMeasure, fmtPct, fmtS, gradientCss, h, interp, knownMeasures, label, mapColours, measureSpec, rgb, s, scalePosition,
+    showChar, showText, shown, stops, visibleParts } = C);
   loaded = key;
   return true;
 }
@@ -782,10 +784,227 @@ function makeStatus(model) {
     cancel.disabled = !running;
     cancel.hidden = !running;
     const verb = { running: "tracing", done: "done", cancelled: "cancelled, kept", failed: "failed after" }[st.state] || "";
-    text.textContent = `${verb} ${done} of ${st.total | 0} ${unit}${st.note ? ` — ${st.note}` : ""}`;
+    // before the text's tokens are known (the playground loading a model) only the note says what happens
+    const counted = st.total || st.state !== "running" ? `${verb} ${done} of ${st.total | 0} ${unit}` : "";
+    text.textContent = [counted, st.note].filter(Boolean).join(" — ");
     wrap.dataset.state = st.state || "";
+    wrap.hidden = !st.state;  // a playground that has traced nothing yet shows no progress
   }
   return { el: wrap, update, on: ["status"] };
+}
+
+// ---- Playground: a text box, a model, Trace; the strip fills in below; examples, history, compare with… --------
+let playgrounds = 0;  // numbers the playgrounds of a page, for the ids that tie labels to controls
+/** A <select> of ``values`` (``text(value)`` shows each), labelled ``label``. */
+function selectBox(cls, values, label, text = (v) => String(v)) {
+  const box = h("select", `dnb-select ${cls}`);
+  box.setAttribute("aria-label", label);
+  box.setAttribute("data-lm-suppress-shortcuts", "true");
+  for (const v of values) { const o = h("option", "", text(v)); o.value = String(v); box.appendChild(o); }
+  return box;
+}
+/** The playground's controls, above its explorer: the text with its counts, the model, grid and baselines, Trace
+ * (Ctrl/Cmd+Enter in the text), progress and Cancel, the error, the examples and the history with "compare with…".
+ * They are built once (the explorer below is rebuilt on every step), so typing and focus stay. The kernel traces:
+ * the view sends "trace", "cancel", "select", "compare", "compare_model" and "close_comparison". */
+function makePlayground(model) {
+  const opts = model.get("options") || {};
+  const models = opts.models || [];
+  const uid = `dnb-pg-${++playgrounds}`;
+  const wrap = h("section", "dnb-part dnb-pg");
+  wrap.setAttribute("aria-label", "Playground: type a text and trace it");
+  const save = (name, value) => { model.set(name, value); model.save_changes(); };
+  let focusCompare = false;  // the next comparison shown takes the focus (it was asked for from here)
+
+  // the text, its counts and the key that traces it
+  const label = h("label", "dnb-pg-label", "Text to trace");
+  const area = h("textarea", "dnb-pg-text");
+  area.id = `${uid}-text`;
+  label.htmlFor = area.id;
+  area.rows = 3;
+  area.spellcheck = false;
+  area.placeholder = "Type a sentence, then press Trace (Ctrl+Enter)";
+  area.setAttribute("data-lm-suppress-shortcuts", "true");
+  area.setAttribute("aria-keyshortcuts", "Control+Enter Meta+Enter");
+  area.value = model.get("text") || "";
+  const counts = h("div", "dnb-pg-counts");
+  counts.id = `${uid}-counts`;
+  area.setAttribute("aria-describedby", counts.id);
+  let typing = 0;
+  const flush = () => { clearTimeout(typing); typing = 0; if (model.get("text") !== area.value) save("text", area.value); };
+  const trace = () => { flush(); model.send({ type: "trace" }); };
+  area.addEventListener("input", () => { showCounts(); clearTimeout(typing); typing = setTimeout(flush, 250); });
+  area.addEventListener("blur", flush);
+  area.addEventListener("keydown", (e) => {
+    if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) { e.preventDefault(); e.stopPropagation(); trace(); return; }
+    if (e.key !== "Tab" && e.key !== "Escape") e.stopPropagation();  // typed keys are the text's, not the notebook's shortcuts
+  });
+
+  // the settings and Trace
+  const bar = h("div", "dnb-pg-bar");
+  const field = (text, control) => { const l = h("label", "dnb-pg-field"); l.append(h("span", "dnb-controls-label", text), control); return l; };
+  const pickModel = selectBox("dnb-pg-model", models, "Model");
+  pickModel.addEventListener("change", () => { save("model", pickModel.value); showCounts(); });
+  const sizes = { fast: "fast (8 sizes + full)", paper: "paper (26 sizes + full)" };
+  const pickGrid = selectBox("dnb-pg-grid", opts.grids || [], "Grid of subgraph sizes", (g) => sizes[g] || g);
+  pickGrid.addEventListener("change", () => save("grid", pickGrid.value));
+  const checks = h("span", "dnb-pg-checks");
+  checks.setAttribute("role", "group");
+  checks.setAttribute("aria-label", "Baselines to compute too (each costs one more set of passes)");
+  checks.appendChild(h("span", "dnb-controls-label", "baselines"));
+  const boxes = (opts.baselines || []).map(([name, text, help]) => {
+    const l = h("label", "dnb-pg-check");
+    const c = h("input");
+    c.type = "checkbox";
+    c.value = name;
+    c.setAttribute("data-lm-suppress-shortcuts", "true");
+    l.title = help;
+    l.append(c, h("span", "", text));
+    c.addEventListener("change", () => save("baselines", boxes.filter((b) => b.checked).map((b) => b.value)));
+    checks.appendChild(l);
+    return c;
+  });
+  const go = button("dnb-btn dnb-pg-trace", "Trace", "Trace the text (Ctrl+Enter or ⌘+Enter in the text box); a trace still running is cancelled");
+  go.setAttribute("aria-keyshortcuts", "Control+Enter Meta+Enter");
+  go.addEventListener("click", trace);
+  bar.append(field("model", pickModel), field("grid", pickGrid), checks, go);
+  const status = makeStatus(model);
+  const error = h("div", "dnb-pg-error");
+  error.setAttribute("role", "alert");
+
+  // examples: the teaching corpus's contrasting pairs, one click each
+  const examples = h("section", "dnb-pg-box dnb-pg-examples");
+  examples.setAttribute("aria-label", "Examples: the teaching corpus's contrasting pairs; arrow keys move, Enter traces one");
+  examples.appendChild(h("div", "dnb-pg-head", "Examples: contrasting pairs (a click traces one)"));
+  const exampleEls = [];
+  for (const g of opts.examples || []) {
+    const line = h("div", "dnb-pg-kind");
+    line.setAttribute("role", "group");
+    line.setAttribute("aria-label", `${g.kind}: ${g.about}`);
+    const name = line.appendChild(h("span", "dnb-pg-kindname", g.kind));
+    name.title = g.about;
+    const pairs = line.appendChild(h("span", "dnb-pg-pairs"));
+    for (const p of g.pairs) {
+      const pair = pairs.appendChild(h("span", "dnb-pg-pair"));
+      pair.appendChild(h("span", "dnb-controls-label", p.pair.split("-").pop()));
+      for (const it of p.items) {
+        const b = button("dnb-btn dnb-pg-ex", it.role, `Trace the ${it.role} text of pair ${p.pair}`);
+        b.title = it.text;
+        b.tabIndex = exampleEls.length ? -1 : 0;
+        b.addEventListener("click", () => { area.value = it.text; showCounts(); trace(); });
+        exampleEls.push(b);
+        pair.appendChild(b);
+      }
+    }
+    examples.appendChild(line);
+  }
+  rovingKeys(examples, exampleEls, (el) => el.click());
+
+  // the history, and compare with…
+  const hist = h("section", "dnb-pg-box dnb-pg-hist");
+  hist.setAttribute("aria-label", "History of this session");
+  hist.appendChild(h("div", "dnb-pg-head", "History (this session; a click shows one again, not re-traced)"));
+  const list = h("ol", "dnb-pg-history");
+  list.setAttribute("aria-label", "Texts traced in this session; arrow keys move, Enter shows one again");
+  const entryEls = [];
+  rovingKeys(list, entryEls, (el) => el.click());
+  const cmp = h("div", "dnb-pg-cmp");
+  cmp.setAttribute("role", "group");
+  cmp.setAttribute("aria-label", "Compare two results side by side with their per-token difference");
+  const pickA = selectBox("dnb-pg-a", [], "First result (A)"), pickB = selectBox("dnb-pg-b", [], "Second result (B)");
+  const cmpGo = button("dnb-btn dnb-pg-cmp-go", "Compare", "Show A and B side by side with the per-token difference B − A of the measure shown");
+  cmpGo.addEventListener("click", () => { focusCompare = true; model.send({ type: "compare", a: Number(pickA.value), b: Number(pickB.value) }); });
+  const line1 = h("div", "dnb-pg-cmpline");
+  line1.append(h("span", "dnb-controls-label", "compare"), pickA, h("span", "dnb-controls-label", "with"), pickB, cmpGo);
+  cmp.appendChild(line1);
+  const pickOther = selectBox("dnb-pg-other", models, "Another model to trace the text shown on");
+  const otherGo = button("dnb-btn dnb-pg-other-go", "Trace and compare", "Trace the text shown on the other model too, then compare the two");
+  otherGo.addEventListener("click", () => { focusCompare = true; model.send({ type: "compare_model", model: pickOther.value }); });
+  if (models.length > 1) {
+    const line2 = h("div", "dnb-pg-cmpline");
+    line2.append(h("span", "dnb-controls-label", "or the text shown on"), pickOther, otherGo);
+    cmp.appendChild(line2);
+  }
+  hist.append(list, cmp);
+  const lower = h("div", "dnb-pg-lower");
+  lower.append(examples, hist);
+  wrap.append(label, area, counts, bar, status.el, error, lower);
+
+  function showCounts() {
+    const c = model.get("counts") || {}, text = area.value, limit = opts.max_tokens;
+    const fresh = c.text === text && c.model === pickModel.value;
+    const known = fresh && Number.isFinite(c.tokens);
+    const tokens = !fresh ? "counting tokens…" : known ? `${count(c.tokens, "token")} of at most ${fmtInt(limit)}` : "tokens counted when traced";
+    const over = known && c.tokens > limit;
+    counts.textContent = `${count(Array.from(text).length, "character")} · ${tokens}${over ? " — too long: shorten it" : ""} · Ctrl+Enter (⌘+Enter) traces`;
+    counts.classList.toggle("dnb-pg-over", over);
+  }
+  function showEntries() {
+    const entries = model.get("entries") || [], current = model.get("current");
+    const focused = entryEls.indexOf(document.activeElement);
+    list.replaceChildren();
+    entryEls.length = 0;
+    entries.forEach((e, i) => {
+      const state = e.state === "done" ? "" : ` · cancelled: ${e.roots} of ${e.total}`;
+      const one = e.text.replace(/\s+/g, " ").trim();
+      const text = `#${i + 1} ${e.model} · “${one.length > 64 ? `${one.slice(0, 63)}…` : one}” · mean density ${fmt(e.mean)}${state}`;
+      const b = button("dnb-pg-entry", text, `Show #${i + 1} again (${e.model}, ${e.grid} grid): ${e.text}`);
+      b.dataset.index = String(i);
+      b.tabIndex = -1;
+      if (i === current) b.setAttribute("aria-current", "true");
+      b.addEventListener("click", () => model.send({ type: "select", index: i }));
+      const li = h("li");
+      li.appendChild(b);
+      list.appendChild(li);
+      entryEls.push(b);
+    });
+    const stop = entryEls[current] || entryEls[entryEls.length - 1];
+    if (stop) stop.tabIndex = 0;
+    if (focused >= 0 && entryEls[focused]) { for (const b of entryEls) b.tabIndex = -1; entryEls[focused].tabIndex = 0; entryEls[focused].focus(); }
+    if (!entries.length) list.appendChild(h("li", "dnb-pg-empty", "Nothing traced yet."));
+    // compare with…: A is the entry before the one shown, B the one shown (or the last two)
+    const pair = model.get("compare_pair") || [];
+    for (const pick of [pickA, pickB]) {
+      const keep = pick.value;
+      pick.replaceChildren(...entries.map((e, i) => { const o = h("option", "", `#${i + 1}`); o.value = String(i); o.title = e.text; return o; }));
+      if (keep !== "" && Number(keep) < entries.length) pick.value = keep;
+    }
+    const b = pair.length === 2 ? pair[1] : current >= 0 ? current : entries.length - 1;
+    const a = pair.length === 2 ? pair[0] : b > 0 ? b - 1 : b + 1;
+    if (entries.length >= 2) { pickA.value = String(a); pickB.value = String(b); }
+    pickA.disabled = pickB.disabled = cmpGo.disabled = entries.length < 2;
+    otherGo.disabled = current < 0;
+  }
+  function update(what) {
+    if (what === "text" || what === "all") {
+      const text = model.get("text") || "";
+      if (text !== area.value && document.activeElement !== area) area.value = text;
+    }
+    if (what === "model" || what === "all") {
+      pickModel.value = model.get("model");
+      const other = models.find((m) => m !== model.get("model"));
+      if (other !== undefined && pickOther.value === model.get("model")) pickOther.value = other;
+    }
+    if (what === "grid" || what === "all") pickGrid.value = model.get("grid");
+    if (what === "baselines" || what === "all") { const on = new Set(model.get("baselines") || []); for (const b of boxes) b.checked = on.has(b.value); }
+    if (what === "error" || what === "all") { error.textContent = model.get("error") || ""; error.hidden = !error.textContent; }
+    if (what === "status" || what === "all") {
+      status.update();
+      go.classList.toggle("dnb-pg-busy", (model.get("status") || {}).state === "running");
+    }
+    if (what === "entries" || what === "current" || what === "compare_pair" || what === "all") showEntries();
+    if (what === "text" || what === "model" || what === "counts" || what === "all") showCounts();
+  }
+  const names = ["text", "model", "grid", "baselines", "error", "status", "entries", "current", "compare_pair", "counts"];
+  const listeners = names.map((name) => [`change:${name}`, () => update(name)]);
+  for (const [event, fn] of listeners) model.on(event, fn);
+  update("all");
+  return {
+    el: wrap,
+    /** True once after the view asked for a comparison: the comparison shown next takes the focus. */
+    takeCompareFocus() { const want = focusCompare; focusCompare = false; return want; },
+    dispose() { clearTimeout(typing); for (const [event, fn] of listeners) model.off(event, fn); },
+  };
 }
 
 // ---- Compare: several results of one text, aligned by characters ----------------------------------
@@ -825,8 +1044,11 @@ function compareScale(model, rows) {
   return { measure, how, range, run: false, values, colours: (r, i) => mapColours("strip", scalePosition(values(r)[i], range, measure)) };
 }
 
-function makeCompare(model, rootEl) {
-  const d = model.get("data") || {};
+/** The comparison of ``model``'s data (``traits``: the names of the traits holding it and its selected span; the
+ * playground keeps its comparison in "compare" and "compare_span"). A ``diff`` in the data (views/difference.py)
+ * adds a row under each line's rows: the difference, second minus first, of the measure shown, on the diverging map. */
+function makeCompare(model, rootEl, traits = { data: "data", span: "span" }) {
+  const d = model.get(traits.data) || {};
   const chars = d.chars || [];
   const cw = Array.from(d.cw || "", Number);
   const rows = d.rows || [];
@@ -834,7 +1056,11 @@ function makeCompare(model, rootEl) {
   const tip = makeTip(rootEl);
   const wrap = h("section", "dnb-part dnb-compare-part");
   wrap.setAttribute("aria-label", "Comparison of several results of one text, aligned by characters");
-  const title = h("div", "dnb-title", `The same text (${chars.length} characters) in ${rows.length} results, aligned by characters`);
+  const title = h("div", "dnb-title", d.heading || `The same text (${chars.length} characters) in ${rows.length} results, aligned by characters`);
+  title.tabIndex = -1;  // the playground moves the focus here when it opens a comparison
+  const diff = d.diff && rows[d.diff.a] && rows[d.diff.b] ? d.diff : null;
+  const runsOf = rows.map((r) => r.start.map(() => []));  // [row][token] -> the diff runs it holds
+  if (diff) diff.runs.forEach(([, , ia, ib], k) => { runsOf[diff.a][ia].push(k); runsOf[diff.b][ib].push(k); });
   const keys = h("div", "dnb-cmp-keys");
   rows.forEach((r) => {
     const k = h("div", "dnb-cmp-key");
@@ -847,6 +1073,12 @@ function makeCompare(model, rootEl) {
   const select = (name, value) => { model.set(name, value); model.save_changes(); };
   const scaleKey = scaleLegend(Object.keys((rows[0] || {}).measures || {}), select, [["", "no prediction"]]);
   const legend = scaleKey.el;
+  const diffKey = diff ? gradientLegend("", "", "", "difference") : null;
+  if (diffKey) {
+    diffKey.legend.classList.add("dnb-diff-legend");
+    diffKey.legend.removeAttribute("aria-hidden");
+    diffKey.legend.setAttribute("role", "img");  // named by recolour: the scale in words
+  }
   // scatter
   const scatter = h("div", "dnb-cmp-scatter");
   const pick = h("select", "dnb-cmp-pair");
@@ -875,7 +1107,7 @@ function makeCompare(model, rootEl) {
   scatter.append(rho, pick, svg);
   const body = h("div", "dnb-row");
   const left = h("div", "dnb-cmp-left");
-  left.append(keys, lines, legend, detail);
+  left.append(keys, lines, legend, ...(diffKey ? [diffKey.legend] : []), detail);
   body.append(left, scatter);
   wrap.append(title, body);
 
@@ -891,20 +1123,45 @@ function makeCompare(model, rootEl) {
   const colOf = (c) => x0[c] - x0[breaks.find(([a1, b1]) => c >= a1 && c < b1)?.[0] ?? 0];
   const spanOf = (m, i) => (rows[m].end[i] > rows[m].start[i] ? [rows[m].start[i], rows[m].end[i]] : [Math.max(0, rows[m].start[i] - 1), rows[m].start[i]]);
   const focusables = (m) => tokEls[m].map((els) => els[0]).filter(Boolean);
-  const choose = (el) => { const [a, b] = spanOf(Number(el.dataset.m), Number(el.dataset.i)); model.set("span", [a, b]); model.save_changes(); };
+  const choose = (el) => { const [a, b] = spanOf(Number(el.dataset.m), Number(el.dataset.i)); model.set(traits.span, [a, b]); model.save_changes(); };
   const tokenText = (m, i) => chars.slice(rows[m].start[i], rows[m].end[i]).join("");
   let sc = compareScale(model, rows);
+  let ds = null;  // the differences shown (diffScale)
+  let diffEls = [];  // [run] -> its elements (a run crossing a line break has two)
   /** Colour every token by the chosen measure, one scale for every row; the legend says which. */
   function recolour() {
     sc = compareScale(model, rows);
+    ds = diffScale();
     tokEls.forEach((els, m) => els.forEach((list, i) => {
       const colours = sc.colours(rows[m], i);
+      const delta = ds && runsOf[m][i].length ? `, Δ ${runsOf[m][i].map((k) => fmtDifference(ds.values[k], sc.measure)).join(" ")}` : "";
       for (const el of list) {
         if (!el.classList.contains("dnb-none")) [el.style.backgroundColor, el.style.color] = colours || ["", ""];
-        el.setAttribute("aria-label", `${el.dataset.label}: ${measureSpec(sc.measure).short} ${fmtMeasure(sc.values(rows[m])[i], sc.measure)}`);
+        el.setAttribute("aria-label", `${el.dataset.label}: ${measureSpec(sc.measure).short} ${fmtMeasure(sc.values(rows[m])[i], sc.measure)}${delta}`);
       }
     }));
     scaleKey.show(sc, `one scale for every row, ${scaleNote(sc)}; each token spans its characters; · space ↵ newline; click or press Enter on a token to select its characters in every row (↑/↓ move between rows)`);
+    if (!ds) return;
+    diffEls.forEach((els, k) => {
+      const colours = mapColours("difference", differencePosition(ds.values[k], ds.half));
+      for (const el of els) {
+        el.classList.toggle("dnb-none", !colours);
+        el.style.backgroundColor = colours ? colours[0] : "";
+      }
+    });
+    const A = rows[diff.a], B = rows[diff.b], short = measureSpec(sc.measure).short;
+    diffKey.text.textContent = `Δ = ${B.tag} − ${A.tag}, ${short}${measureSpec(sc.measure).scale === "log" ? " (decades)" : ""}`;
+    diffKey.tickLo.textContent = fmtDifference(-ds.half, sc.measure);
+    diffKey.tickHi.textContent = fmtDifference(ds.half, sc.measure);
+    diffKey.legend.dataset.half = String(ds.half);
+    diffKey.legend.setAttribute("aria-label", `Difference row: ${short} of ${B.tag} minus ${A.tag} per token, from ${fmtDifference(-ds.half, sc.measure)} to ${fmtDifference(ds.half, sc.measure)} (${sc.how === "fixed" ? "the measure's whole range" : "fitted to the differences shown"}); white: no change`);
+  }
+  /** The difference of each diff run in the measure shown and the half width of its diverging scale. */
+  function diffScale() {
+    if (!diff) return null;
+    const va = sc.values(rows[diff.a]), vb = sc.values(rows[diff.b]);
+    const values = diff.runs.map(([, , ia, ib]) => difference(va[ia], vb[ib], sc.measure));
+    return { values, half: differenceRange(values, sc.measure, sc.how) };
   }
 
   function layout() {
@@ -916,6 +1173,7 @@ function makeCompare(model, rootEl) {
     breaks = lineBreaks(chars, cw, cols, d.bk || "1".repeat(chars.length + 1));
     lines.replaceChildren();
     tokEls = rows.map((r) => r.start.map(() => []));
+    diffEls = diff ? diff.runs.map(() => []) : [];
     for (const [a0, b0] of breaks) {
       let x = 0;
       for (let c = a0; c < b0; c++) { x0[c] = x; x += cw[c]; }
@@ -958,6 +1216,24 @@ function makeCompare(model, rootEl) {
         row.appendChild(mark);
         block.appendChild(row);
       });
+      if (diff) {  // the difference row: one box per run of characters one token of each result holds
+        const gutter = h("span", "dnb-cmp-tag dnb-cmp-dtag", "Δ");
+        const row = h("div", "dnb-cmp-row dnb-cmp-drow");
+        gutter.setAttribute("aria-hidden", "true");
+        row.setAttribute("aria-hidden", "true");  // each token's label and tooltip say its difference
+        row.style.width = `${x0[b0] + 0.5}ch`;
+        diff.runs.forEach(([st, en], k) => {
+          if (en <= a0 || st >= b0) return;
+          const lo = Math.max(st, a0), hi = Math.min(en, b0);
+          const el = h("span", "dnb-dtok");
+          el.style.left = `${x0[lo]}ch`;
+          el.style.width = `${x0[hi] - x0[lo]}ch`;
+          el.dataset.k = String(k);
+          diffEls[k].push(el);
+          row.appendChild(el);
+        });
+        block.append(gutter, row);
+      }
       lines.appendChild(block);
     }
     rows.forEach((_, m) => { const f = focusables(m); if (f.length) f[0].tabIndex = 0; });
@@ -971,12 +1247,26 @@ function makeCompare(model, rootEl) {
     const text = r.end[i] > r.start[i] ? `“${showText(tokenText(m, i))}”` : r.tokens[i] ? `special token “${showText(r.tokens[i])}”` : `${CONTINUATION} rest of the character before`;
     const lines2 = [`${r.tag} ${r.label}: ${text} — token ${i}, characters ${r.start[i]}–${r.end[i]}`];
     lines2.push(r.density[i] === null ? "no prediction traced for this token" : `density ${fmt(r.density[i])}   s_top1 ${fmtS(r.s_top1[i])}`);
+    if (ds) for (const k of runsOf[m][i]) lines2.push(diffLine(k));
     return lines2;
+  };
+  /** A diff run's difference, as its tooltip and its tokens' tooltips say it. */
+  const diffLine = (k) => {
+    const [st, en, ia, ib] = diff.runs[k], A = rows[diff.a], B = rows[diff.b];
+    const va = sc.values(A)[ia], vb = sc.values(B)[ib], f = (v) => fmtMeasure(v, sc.measure);
+    const on = `Δ ${measureSpec(sc.measure).short} on “${showText(chars.slice(st, en).join(""))}”`;
+    if (ds.values[k] === null) return `${on}: none (no prediction traced in ${va === null || va === undefined ? A.tag : B.tag})`;
+    return `${on}: ${fmtDifference(ds.values[k], sc.measure)} (${B.tag} ${f(vb)} − ${A.tag} ${f(va)})`;
   };
   // the tooltip goes under the line's block of rows, where it hides no row of the line (nor the selection there)
   const showTip = (t) => tip.show(t, tipLines(t), t.closest(".dnb-cmp-line"));
-  lines.addEventListener("mouseover", (e) => { const t = e.target.closest(".dnb-ctok"); if (t) showTip(t); });
-  lines.addEventListener("mouseout", (e) => { if (e.target.closest(".dnb-ctok")) tip.hide(); });
+  lines.addEventListener("mouseover", (e) => {
+    const t = e.target.closest(".dnb-ctok");
+    if (t) showTip(t);
+    const dt = e.target.closest(".dnb-dtok");
+    if (dt && ds) tip.show(dt, [diffLine(Number(dt.dataset.k))], dt.closest(".dnb-cmp-line"));
+  });
+  lines.addEventListener("mouseout", (e) => { if (e.target.closest(".dnb-ctok, .dnb-dtok")) tip.hide(); });
   lines.addEventListener("focusin", (e) => { const t = e.target.closest(".dnb-ctok"); if (t) showTip(t); });
   lines.addEventListener("focusout", () => tip.hide());
   // keys: ←/→ the row's previous/next token, ↑/↓ the token of the row above/below at the same character
@@ -1026,7 +1316,7 @@ function makeCompare(model, rootEl) {
     selectSpan();
   }
   pick.addEventListener("change", () => { pair = Number(pick.value) || 0; drawScatter(); });
-  gPts.addEventListener("click", (e) => { const c = e.target.closest(".dnb-cmp-pt"); if (c) { model.set("span", [Number(c.dataset.a), Number(c.dataset.b)]); model.save_changes(); } });
+  gPts.addEventListener("click", (e) => { const c = e.target.closest(".dnb-cmp-pt"); if (c) { model.set(traits.span, [Number(c.dataset.a), Number(c.dataset.b)]); model.save_changes(); } });
   gPts.addEventListener("mouseover", (e) => {
     const c = e.target.closest(".dnb-cmp-pt");
     if (!c) return;
@@ -1037,7 +1327,7 @@ function makeCompare(model, rootEl) {
   gPts.addEventListener("mouseout", () => tip.hide());
 
   function selectSpan() {
-    const [a, b] = model.get("span") || [0, 0];
+    const [a, b] = model.get(traits.span) || [0, 0];
     const has = b > a;
     for (const mark of lines.querySelectorAll(".dnb-cmp-span")) {
       const a0 = Number(mark.dataset.a), b0 = Number(mark.dataset.b);
@@ -1114,9 +1404,31 @@ function draw(model, el) {
   // The live view's progress bar and Cancel button stay while the explorer below them is rebuilt after
   // every step (so a focused Cancel button keeps its focus).
   const status = model.get("view") === "live" ? makeStatus(model) : null;
+  // The playground's controls stay too (typing and focus are kept), and its comparison sits under its explorer.
+  const pg = model.get("view") === "playground" ? makePlayground(model) : null;
   const body = h("div", "dnb-body");
   if (status) root.appendChild(status.el);
+  if (pg) root.appendChild(pg.el);
   root.appendChild(body);
+  const cmpBox = pg ? root.appendChild(h("div", "dnb-pg-comparison")) : null;
+  let cmpPart = null;
+  let cmpUnmount = () => {};
+  const buildComparison = () => {
+    cmpUnmount();
+    cmpUnmount = () => {};
+    cmpPart = null;
+    cmpBox.replaceChildren();
+    if (!(model.get("comparison") || {}).rows) return;
+    const close = button("dnb-btn dnb-pg-close", "Close comparison", "Close the comparison");
+    close.addEventListener("click", () => model.send({ type: "close_comparison" }));
+    const cmp = makeCompare(model, root, { data: "comparison", span: "compare_span" });
+    const head = h("div", "dnb-pg-cmphead");
+    head.appendChild(close);
+    cmpBox.append(head, cmp.el, cmp.tip);
+    cmpUnmount = cmp.mount();
+    cmpPart = cmp;
+    if (pg.takeCompareFocus()) cmp.el.querySelector(".dnb-title").focus();
+  };
   // Save as SVG / PNG (static/common.js): the view as it is shown. Last in the tab order: the keys reach the
   // view's own controls first.
   const tools = h("div", "dnb-export");
@@ -1141,8 +1453,12 @@ function draw(model, el) {
       return;
     }
     const ctx = makeContext(model, root);
-    const all = view === "explorer" || (view === "live" && ctx.R > 0);
-    if (all || view === "strip" || view === "live") parts.push(makeStrip(ctx));
+    const growing = view === "live" || view === "playground";
+    const all = view === "explorer" || (growing && ctx.R > 0);
+    if (all || view === "strip" || view === "live" || (view === "playground" && ctx.tokens.length)) parts.push(makeStrip(ctx));
+    if (view === "playground" && !ctx.tokens.length) {
+      body.appendChild(h("div", "dnb-pg-empty", "Type a text above and press Trace: its tokens appear here, each coloured once the prediction of it is traced."));
+    }
     if (all || view === "slider") parts.push(makeSlider(ctx));
     if (all || view === "preview") parts.push(makePreview(ctx));
     if (all || view === "grid") parts.push(makeGrid(ctx));
@@ -1159,18 +1475,22 @@ function draw(model, el) {
     for (const p of parts) p.update("all");
     if (focused) body.querySelector(focused)?.focus();
   };
-  const update = (what) => () => { for (const p of parts) if (p.on.includes(what)) p.update(what); };
+  const update = (what) => () => { for (const p of [...parts, ...(cmpPart ? [cmpPart] : [])]) if (p.on.includes(what)) p.update(what); };
   const listeners = [
     ["change:root", update("root")], ["change:stratum", update("stratum")], ["change:metric", update("metric")],
     ["change:scale", update("scale")], ["change:span", update("span")], ["change:status", update("status")],
     ["change:measure", update("measure")], ["change:colour_scale", update("colour_scale")],
     ["change:data", build], ["change:shares", build], ["change:view", build],
+    ...(pg ? [["change:comparison", buildComparison], ["change:compare_span", () => cmpPart?.update("span")]] : []),
   ];
   for (const [event, fn] of listeners) model.on(event, fn);
   build();
+  if (pg) buildComparison();
   return () => {
     for (const [event, fn] of listeners) model.off(event, fn);
     unmount();
+    cmpUnmount();
+    pg?.dispose();
     root.remove();
   };
 }
