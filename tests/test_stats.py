@@ -197,15 +197,15 @@ def test_paired_difference_exact_sign_flip_median() -> None:
     r = stats.paired_difference(np.zeros(6), np.arange(1.0, 7.0), statistic="median")
     assert r.estimate == r.median == 3.5
     assert r.p == pytest.approx(8 / 64)
-    assert r.exact and not r.p_at_floor
+    assert r.exact and not r.p_at_floor and r.p_text.endswith("(all sign flips)")
 
 
 def test_paired_difference_floor_n30() -> None:
     r = stats.paired_difference(np.zeros(30), np.arange(1.0, 31.0), n_resamples=999)
     assert r.p == pytest.approx(1 / 1000)
     assert r.p_at_floor and not r.exact
-    assert r.p_text == "p < 0.001"
-    assert "sign-flip p < 0.001" in str(r)
+    assert r.p_text == "p < 0.001 (999 sign flips)"  # every p says its permutation count
+    assert "sign-flip p < 0.001 (999 sign flips)" in str(r)
     assert r.positive.successes == 30 and r.share_positive == 1.0
 
 

@@ -178,6 +178,7 @@ class PairedDifference:
     p_at_floor: bool = False
     ci: float = 0.95
     n_boot: int = 0  # bootstrap resamples behind [lo, hi]
+    n_perm: int = 0  # random sign flips behind p (0: none, or every flip enumerated when ``exact``)
 
     @property
     def share_positive(self) -> float:
@@ -186,8 +187,9 @@ class PairedDifference:
 
     @property
     def p_text(self) -> str:
-        """``p`` formatted by :func:`format_p`, honouring the floor."""
-        return format_p(self.p, self.p_at_floor)
+        """``p`` formatted by :func:`format_p`, honouring the floor, with the sign flips behind it."""
+        flips = " (all sign flips)" if self.exact else f" ({self.n_perm} sign flips)" if self.n_perm else ""
+        return format_p(self.p, self.p_at_floor) + flips
 
     def as_dict(self) -> dict[str, float]:
         """The old ``charts.paired_summary`` keys plus ``estimate``; ``lo``/``hi``/``p`` refer to ``statistic``."""
@@ -440,6 +442,7 @@ def paired_difference(
         p_at_floor=at_floor,
         ci=ci,
         n_boot=n_boot,
+        n_perm=0 if exact or n < 2 else n_resamples,
     )
 
 

@@ -44,7 +44,8 @@ CHECKOUT = Path(__file__).resolve().parents[2]  # the repository, when the packa
 # What no shipped file may hold: text from the corpus (WikiText is not ours to redistribute).
 TEXT_COLUMNS = ("prompt", "next_word", "continuation", "text", "token_text", "next_text", "top_text", "top_text_full")
 
-SPLIT = "valid"
+SPLIT = "valid"  # the split the findings are made on
+REPLICATION_SPLIT = "test"  # the disjoint passages each finding's primary verdict is checked on again
 WORDS = 40
 N_PASSAGES = 200
 CONTEXT_CUTS = (10, 20)  # 05: the same prediction after only the last 10 / 20 words of the prompt
@@ -104,6 +105,7 @@ class RunSpec:
     norms: str = "live"
     context: int | None = None
     data: Literal["wikitext", "teaching"] = "wikitext"
+    split: str = SPLIT
     minutes: float = 0.0  # measured wall time of the full run on 2 CPU cores
     settings: dict[str, Any] = field(default_factory=dict)
 
@@ -112,7 +114,7 @@ class RunSpec:
             return f"{self.model}, the teaching corpus (density_nb/teaching/texts.py), {self.grid} grid, norms={self.norms}"
         cut = f", prompts cut to their last {self.context} words" if self.context else ""
         base = f", baselines {', '.join(self.baselines)}" if self.baselines else ""
-        return f"{self.model}, {self.n_passages} WikiText-2 {SPLIT} passages of {self.words} words{cut}, {self.grid} grid, norms={self.norms}{base}"
+        return f"{self.model}, {self.n_passages} WikiText-2 {self.split} passages of {self.words} words{cut}, {self.grid} grid, norms={self.norms}{base}"
 
 
 RUN_SPECS: dict[str, RunSpec] = {  # minutes: measured on this project's shared 2-core CPU (issue 21: with refine, 72 min in all)
@@ -121,6 +123,11 @@ RUN_SPECS: dict[str, RunSpec] = {  # minutes: measured on this project's shared 
     "smollm2_last20": RunSpec("smollm2-135m", context=20, minutes=15),
     "gemma3_live": RunSpec("gemma3-270m", norms="live", minutes=12),
     "gemma3_frozen": RunSpec("gemma3-270m", norms="frozen", minutes=8),
+    # the replication: the same runs on the test split's passages (disjoint from the valid split's)
+    "smollm2_test": RunSpec("smollm2-135m", baselines=ALL_BASELINES, split=REPLICATION_SPLIT, minutes=26),
+    "smollm2_test_last10": RunSpec("smollm2-135m", context=10, split=REPLICATION_SPLIT, minutes=6),
+    "smollm2_test_last20": RunSpec("smollm2-135m", context=20, split=REPLICATION_SPLIT, minutes=15),
+    "gemma3_test": RunSpec("gemma3-270m", norms="live", split=REPLICATION_SPLIT, minutes=12),
     "teaching": RunSpec("smollm2-135m", n_passages=32, baselines=ALL_BASELINES, data="teaching", minutes=1.3),
     "teaching_gemma3": RunSpec("gemma3-270m", n_passages=32, data="teaching", minutes=4),
 }
@@ -128,9 +135,9 @@ RUN_SPECS: dict[str, RunSpec] = {  # minutes: measured on this project's shared 
 
 def _context_table(spec: RunSpec, folder: Path) -> Path:
     """A prompt table of the main run's passages with each prompt cut to its last ``spec.context`` words."""
-    df = passages(spec.n_passages, words=spec.words, split=SPLIT, drop_unk="passage")
+    df = passages(spec.n_passages, words=spec.words, split=spec.split, drop_unk="passage")
     cut = df.assign(prompt=[" ".join(p.split()[-int(spec.context or 0) :]) for p in df.prompt])
-    path = folder / f"prompts_last{spec.context}.csv"
+    path = folder / f"prompts_{spec.split}_last{spec.context}.csv"
     text = cut[["passage_id", "prompt", "next_word"]].to_csv(index=False)
     if not path.exists() or path.read_text(encoding="utf-8") != text:
         write_text(path, text)
@@ -148,10 +155,10 @@ def compute_run(name: str, progress: bool = False) -> Path:
     elif spec.context:  # the split recorded is the passages' (the prompt table is cut from them)
         data = _context_table(spec, runs_dir() / "prompt_tables")
         run_corpus(
-            spec.model, out, data=data, split=SPLIT, n_passages=spec.n_passages, resume=True, progress=progress, shard_size=5, **kwargs
+            spec.model, out, data=data, split=spec.split, n_passages=spec.n_passages, resume=True, progress=progress, shard_size=5, **kwargs
         )
     else:
-        run_corpus(spec.model, out, split=SPLIT, drop_unk="passage", n_passages=spec.n_passages, words=spec.words, resume=True,
+        run_corpus(spec.model, out, split=spec.split, drop_unk="passage", n_passages=spec.n_passages, words=spec.words, resume=True,
                    progress=progress, shard_size=5, **kwargs)  # fmt: skip
     return out
 
@@ -199,7 +206,7 @@ def export_results(names: Sequence[str] | None = None, out: Path | None = None) 
         if spec.data == "teaching":  # passages of the teaching corpus: no WikiText split, no cut
             settings |= {"split": None, "words": None, "drop_unk": None, "data": "teaching corpus (density_nb/teaching/texts.py)"}
         elif spec.context:  # the prompts of the main run's passages, cut to their last `context` words
-            settings |= {"split": SPLIT, "words": spec.context, "cut_from_words": spec.words, "drop_unk": "passage"}
+            settings |= {"split": spec.split, "words": spec.context, "cut_from_words": spec.words, "drop_unk": "passage"}
         index[name] = {"describe": spec.describe(), "passages": len(summary), "settings": settings, "versions": run.manifest.get("versions"),
                        "grid_sizes": run.manifest.get("grid_sizes")}  # fmt: skip
     write_text(out / "index.json", json.dumps(index, indent=1) + "\n")
@@ -279,8 +286,8 @@ def show_corpus_text() -> bool:
     return os.environ.get(CORPUS_TEXT_ENV, "show").strip().lower() != "hide"
 
 
-def corpus_text(passage_ids: Sequence[int], words: int = WORDS) -> pd.DataFrame | None:
-    """``passage_id``, ``prompt``, ``next_word`` of WikiText-2 passages, re-read from the corpus; None (and
+def corpus_text(passage_ids: Sequence[int], words: int = WORDS, split: str = SPLIT) -> pd.DataFrame | None:
+    """``passage_id``, ``prompt``, ``next_word`` of WikiText-2 passages of ``split``, re-read from the corpus; None (and
     a printed note) when no corpus is found or its text is not to be shown."""
     if not show_corpus_text():
         print("(passage text not shown in these outputs: run the notebook where the corpus is to read it)")
@@ -292,20 +299,20 @@ def corpus_text(passage_ids: Sequence[int], words: int = WORDS) -> pd.DataFrame 
     if found is None:
         print("(no WikiText-2 corpus here, e.g. on Binder: passage text cannot be shown; set DENSITY_NB_DATA to see it)")
         return None
-    df = passages(None, words=words, split=SPLIT, drop_unk="passage")
+    df = passages(None, words=words, split=split, drop_unk="passage")
     return df[df.passage_id.isin(list(passage_ids))][["passage_id", "prompt", "next_word"]].reset_index(drop=True)
 
 
-def unigram(model: str = "smollm2-135m") -> pd.Series:
-    """Token id -> count of the model's own tokenization of every WikiText-2 paragraph of the split (the
+def unigram(model: str = "smollm2-135m", split: str = SPLIT) -> pd.Series:
+    """Token id -> count of the model's own tokenization of every WikiText-2 paragraph of ``split`` (the
     papers count over the evaluation corpus itself). Shipped with the results (ids and counts only)."""
-    path = results_dir() / f"unigram_{model}_{SPLIT}.parquet"
+    path = results_dir() / f"unigram_{model}_{split}.parquet"
     if mode() == "class":
         if not path.exists():
             raise FileNotFoundError(f"{path} is missing; run in full mode to count it from the corpus.")
         df = pd.read_parquet(path)
         return pd.Series(df["count"].to_numpy(), index=pd.Index(df.token_id.to_numpy(), name="token_id"), name="count")
-    texts = [t.replace(" <unk>", "").replace("<unk>", "") for t in passages(None, words=1, split=SPLIT, drop_unk="passage")["text"]]
+    texts = [t.replace(" <unk>", "").replace("<unk>", "") for t in passages(None, words=1, split=split, drop_unk="passage")["text"]]
     counts = unigram_counts(tokenizer(model), texts)  # <unk> is WikiText's placeholder, not text
     atomic_write(path, lambda tmp: counts.reset_index().to_parquet(tmp, index=False))
     return counts
@@ -315,14 +322,25 @@ MEASURES = ("density", "tv_post_input", "tv_mid", "tv_post_input_over_empty", "a
             "top_token_full", "total_edges")  # fmt: skip
 
 
-def context_table(cuts: Sequence[int] = CONTEXT_CUTS) -> pd.DataFrame:
+def run_name(base: str, split: str = SPLIT) -> str:
+    """The name of run ``base`` (e.g. ``smollm2``, ``smollm2_last10``) on ``split``: ``smollm2_test_last10``."""
+    if split == SPLIT:
+        return base
+    model, _, rest = base.partition("_")
+    name = f"{model}_{split}" + (f"_{rest}" if rest and rest != "live" else "")
+    if name not in RUN_SPECS:
+        raise KeyError(f"No run of {base!r} on the {split} split; runs: {', '.join(RUN_SPECS)}.")
+    return name
+
+
+def context_table(cuts: Sequence[int] = CONTEXT_CUTS, split: str = SPLIT) -> pd.DataFrame:
     """The same passages and next words with the full prompt and with its last ``cuts`` words: one row per
     passage, columns ``<measure>_<words>`` (e.g. ``density_40``, ``density_10``), with ``edges_top1``
     (edges the top-1 needs: by bisection where the run has it, else on the grid), ``plateau_density`` (the
     plateau's part of the density), ``s_tv10`` (the smallest size with TV ≤ 0.1: by bisection, else on the
     grid) and ``tv_post_input_common`` (the mean TV past the input over the range every length shares:
     from the largest of the passage's ``s_input`` on; the length-fair ``tv_post_input``)."""
-    parts = {WORDS: corpus("smollm2")} | {cut: corpus(f"smollm2_last{cut}") for cut in cuts}
+    parts = {WORDS: corpus(run_name("smollm2", split))} | {cut: corpus(run_name(f"smollm2_last{cut}", split)) for cut in cuts}
     s_common = pd.concat([d.summary.set_index("passage_id").s_input for d in parts.values()], axis=1).max(axis=1)
     wide = None
     for words, data in parts.items():
