@@ -210,3 +210,19 @@ def test_notebook_executes_in_class_mode_binder_like(path, binder_like_copy, tmp
     assert not (tmp_path / "runs").exists(), "class mode must not compute corpus runs"
     if path in FINDINGS:
         assert run_notebooks.verdict_rows(out), "the notebook displayed no verdict table"
+
+
+@pytest.mark.parametrize("name", ["02_dynamic_density", "04_rarity", "08_unigram"])
+def test_primary_is_declared_before_its_numbers_and_read_on_both_splits(name):
+    """Issue 23: one primary, declared (and announced) in a code cell before any cell that computes it; the
+    verdict row comes from ``Primary.row`` with the valid and the test split; no old ``combine``."""
+    nb = json.loads((ROOT / "notebooks" / f"{name}.ipynb").read_text())
+    code = ["".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code"]
+    declared = [i for i, c in enumerate(code) if "tut.Primary(" in c]
+    assert len(declared) == 1 and "primary.announce()" in code[declared[0]], "one primary, announced where it is declared"
+    computes = [i for i, c in enumerate(code) if "def analyse(" in c or "primary.row(" in c]
+    assert computes and min(computes) > declared[0], "the primary is declared before the cells that compute it"
+    assert not any("combine(" in c for c in code), "the deprecated combine() is gone"
+    assert any("tut.REPLICATION_SPLIT" in c for c in code), "the primary is computed on the replication split too"
+    rows = run_notebooks.verdict_rows(ROOT / "notebooks" / f"{name}.ipynb")
+    assert rows and all(r["valid split"] != "not computed" and "test split" in r for r in rows)
