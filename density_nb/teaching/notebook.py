@@ -25,16 +25,20 @@ NOTEBOOKS: dict[str, NotebookInfo] = {
     "01_dense_vs_random": NotebookInfo(
         "Findings 1 and 9: dense computation; traced vs random subgraphs", 1.5, "the `smollm2` run, about 40 min"
     ),
-    "02_dynamic_density": NotebookInfo("Finding 2: density varies across inputs", 2, "the `smollm2` run, about 40 min"),
+    "02_dynamic_density": NotebookInfo("Finding 2: density varies across inputs", 1, "the `smollm2` and `smollm2_test` runs, about 70 min"),
     "03_cross_model": NotebookInfo(
         "Finding 3: correlation across models", 1, "the `smollm2` run, both `gemma3` runs and the teaching runs, about 1.5 h"
     ),
-    "04_rarity": NotebookInfo("Finding 4: rarer predicted tokens", 1.5, "the `smollm2` run and the unigram counts, about 40 min"),
+    "04_rarity": NotebookInfo(
+        "Finding 4: rarer predicted tokens", 1, "the `smollm2` and `smollm2_test` runs and both splits' unigram counts, about 70 min"
+    ),
     "05_context_length": NotebookInfo("Finding 5: longer context", 2, "the `smollm2` run and two shorter-context runs, about 1 h"),
     "06_two_phases": NotebookInfo("Finding 6: two phases", 1.5, "the `smollm2` run, about 40 min"),
     "07_entropy": NotebookInfo("Finding 7: density and uncertainty", 1.5, "the `smollm2` run, about 40 min"),
     "08_unigram": NotebookInfo(
-        "Finding 8: sparse subgraphs and unigram frequency", 1, "the `smollm2` run and the unigram counts, about 40 min"
+        "Finding 8: sparse subgraphs and unigram frequency",
+        1,
+        "the `smollm2` and `smollm2_test` runs and both splits' unigram counts, about 70 min",
     ),
 }
 
