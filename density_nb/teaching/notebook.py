@@ -49,24 +49,27 @@ def minutes_text(minutes: float) -> str:
 
 
 _VALID_TEST = ("smollm2", "smollm2_test")  # the findings' run and its replication on the test split
-NOTEBOOKS: dict[str, NotebookInfo] = {  # class_minutes: measured (scripts/run_notebooks.py NAME --mode class), 2 shared cores
+# class_minutes: measured with `scripts/run_notebooks.py NAME --mode class` on 2 shared CPU cores (one of them busy with a
+# corpus run), 2026-12-06, main at e7f7955: 00_anatomy 37 s, 00_quickstart 42 s, 01 31 s, 02 63 s, 03 40 s, 04 59 s,
+# 05 69 s, 06 40 s, 07 33 s, 08 24 s (docs/teaching.md); tests/test_teaching.py re-checks them against each notebook's record.
+NOTEBOOKS: dict[str, NotebookInfo] = {
     "00_anatomy": NotebookInfo("Anatomy of one prediction", 1, also="the same as class mode (one sentence, traced live)"),
     "00_quickstart": NotebookInfo("Quickstart: the tool", 1, also="the same as class mode (one paragraph, traced live)"),
-    "01_dense_vs_random": NotebookInfo("Findings 1 and 9: dense computation; traced vs random subgraphs", 1.5, _VALID_TEST),
-    "02_dynamic_density": NotebookInfo("Finding 2: density varies across inputs", 2, _VALID_TEST),
+    "01_dense_vs_random": NotebookInfo("Findings 1 and 9: dense computation; traced vs random subgraphs", 1, _VALID_TEST),
+    "02_dynamic_density": NotebookInfo("Finding 2: density varies across inputs", 1, _VALID_TEST),
     "03_cross_model": NotebookInfo(
         "Finding 3: correlation across models",
         1,
         ("smollm2", "gemma3_live", "gemma3_frozen", "teaching", "teaching_gemma3", "smollm2_test", "gemma3_test"),
     ),
-    "04_rarity": NotebookInfo("Finding 4: rarer predicted tokens", 1.5, _VALID_TEST, "the unigram counts of both splits"),
+    "04_rarity": NotebookInfo("Finding 4: rarer predicted tokens", 1, _VALID_TEST, "the unigram counts of both splits"),
     "05_context_length": NotebookInfo(
         "Finding 5: longer context",
-        2,
+        1,
         ("smollm2", "smollm2_last10", "smollm2_last20", "smollm2_test", "smollm2_test_last10", "smollm2_test_last20"),
     ),
-    "06_two_phases": NotebookInfo("Finding 6: two phases", 1.5, _VALID_TEST),
-    "07_entropy": NotebookInfo("Finding 7: density and uncertainty", 1.5, _VALID_TEST),
+    "06_two_phases": NotebookInfo("Finding 6: two phases", 1, _VALID_TEST),
+    "07_entropy": NotebookInfo("Finding 7: density and uncertainty", 1, _VALID_TEST),
     "08_unigram": NotebookInfo("Finding 8: sparse subgraphs and unigram frequency", 1, _VALID_TEST, "the unigram counts of both splits"),
 }
 
