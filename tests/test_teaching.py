@@ -287,3 +287,18 @@ def test_an_execution_keeps_the_other_modes_recorded_time() -> None:
     assert recorded_class_seconds({"metadata": {"density_nb": again}}, "01_x") == (95, "class")
     assert recorded_class_seconds({"metadata": {"density_nb": {"mode": "full", "seconds": 30}}}, "00_anatomy") == (30, "full")
     assert recorded_class_seconds({"metadata": {"density_nb": {"mode": "full", "seconds": 30}}}, "01_x") is None
+
+
+def test_the_lesson_plan_states_the_headers_times() -> None:
+    """docs/teaching.md's run-time table names every notebook with the time its header prints, and the
+    README points to the lesson plan."""
+    text = (ROOT / "docs" / "teaching.md").read_text(encoding="utf-8")
+    rows = dict(re.findall(r"^\| `(\d\d_\w+)` \| [^|]+ \| (about [\d.]+ min) \|", text, flags=re.M))
+    assert set(rows) == set(INFO), f"docs/teaching.md's run-time table lists {sorted(rows)}, the notebooks are {sorted(INFO)}"
+    wrong = {
+        name: (said, f"about {INFO[name].class_minutes:g} min")
+        for name, said in rows.items()
+        if said != f"about {INFO[name].class_minutes:g} min"
+    }
+    assert not wrong, f"docs/teaching.md's header column disagrees with NOTEBOOKS (said, header): {wrong}"
+    assert "docs/teaching.md" in (ROOT / "README.md").read_text(encoding="utf-8"), "README should link the lesson plan"
