@@ -302,3 +302,25 @@ def test_the_lesson_plan_states_the_headers_times() -> None:
     }
     assert not wrong, f"docs/teaching.md's header column disagrees with NOTEBOOKS (said, header): {wrong}"
     assert "docs/teaching.md" in (ROOT / "README.md").read_text(encoding="utf-8"), "README should link the lesson plan"
+
+
+def test_record_time_writes_only_the_time(tmp_path: Path) -> None:
+    import sys
+
+    import nbformat
+
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import run_notebooks
+
+    nb = nbformat.v4.new_notebook()
+    cell = nbformat.v4.new_code_cell("1 + 1")
+    cell.outputs = [nbformat.v4.new_output("execute_result", {"text/plain": "2"}, execution_count=1)]
+    nb.cells = [cell]
+    nb.metadata["density_nb"] = {"mode": "full", "seconds": 30}
+    path = tmp_path / "01_x.ipynb"
+    nbformat.write(nb, path)
+    run_notebooks.record_time(path, "class", 61.2)
+    again = nbformat.read(path, as_version=4)
+    assert again.metadata["density_nb"] == {"mode": "full", "seconds": 30, "seconds_by_mode": {"full": 30, "class": 61}}
+    assert again.cells[0].outputs == cell.outputs
+    assert recorded_class_seconds(json.loads(path.read_text()), "01_x") == (61, "class")
