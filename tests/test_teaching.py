@@ -324,3 +324,13 @@ def test_record_time_writes_only_the_time(tmp_path: Path) -> None:
     assert again.metadata["density_nb"] == {"mode": "full", "seconds": 30, "seconds_by_mode": {"full": 30, "class": 61}}
     assert again.cells[0].outputs == cell.outputs
     assert recorded_class_seconds(json.loads(path.read_text()), "01_x") == (61, "class")
+
+
+def test_check_prints_the_answer_whatever_the_prediction(capsys: pytest.CaptureFixture[str]) -> None:
+    from density_nb.teaching.verdicts import check
+
+    for prediction in (None, "More", "less"):
+        check(prediction, "more", "why")
+    printed = capsys.readouterr().out
+    assert [ast.literal_eval(a) for a in ANSWER.findall(printed)] == ["more", "more", "more"]
+    assert "✓ Right" in printed and "you said 'less'" in printed
