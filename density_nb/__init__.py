@@ -35,6 +35,7 @@ _LAZY = {
     "RootResult": "density_nb.result",
     "ResultFileError": "density_nb.result",
     "DensityNBError": "density_nb.errors",
+    "WriteError": "density_nb.files",
     "DataError": "density_nb.corpus.sources",
     "find_data": "density_nb.corpus.sources",
     "passages": "density_nb.corpus.sources",

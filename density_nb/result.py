@@ -227,13 +227,14 @@ class DensityResult:
         """[R] smallest grid size whose stratum agrees with the full model's top-1 token."""
         return np.array([smallest_agreeing(self.grid, row)[0] for row in self.top1])
 
-    def _need(self, name: str) -> np.ndarray:
+    def _need(self, name: str, why: str = "") -> np.ndarray:
+        """Field ``name``, or an error that says why it is missing (default: saved by an older density_nb)."""
         value = getattr(self, name)
         if value is None:
-            raise DensityNBError(
-                f"This result has no {name}: it was saved by an older density_nb (schema before {SCHEMA_VERSION}). "
-                "Trace the text again with this version to get it."
+            why = why or (
+                f"it was saved by an older density_nb (schema before {SCHEMA_VERSION}). Trace the text again with this version to get it."
             )
+            raise DensityNBError(f"This result has no {name}: {why}")
         return value
 
     @property
@@ -301,13 +302,10 @@ class DensityResult:
         raise DensityNBError(f"Unknown condition {condition!r}; this result's are: {', '.join(known)}.")
 
     def _refined(self, name: str) -> np.ndarray:
-        value = getattr(self, name)
-        if value is None:
-            raise DensityNBError(
-                f"This result has no {name}: required sizes are found by bisection only when traced with refine=True "
-                "(the default for corpus runs). Trace again with trace(..., refine=True)."
-            )
-        return value
+        return self._need(
+            name, "required sizes are found by bisection only when traced with refine=True (the default for corpus runs). "
+            "Trace again with trace(..., refine=True)."
+        )  # fmt: skip
 
     def component_share(self, random: bool = False) -> np.ndarray:
         """[R, K, 3] share of each stratum's edges that are attention, MLP and residual edges; the

@@ -9,37 +9,68 @@ from typing import Any
 import pandas as pd
 
 from density_nb.corpus.sources import find_data
-from density_nb.teaching.runs import Mode, mode, runs_dir, show_corpus_text, shown
+from density_nb.teaching.runs import RUN_SPECS, Mode, mode, runs_dir, show_corpus_text, shown
 
 
 @dataclass(frozen=True)
 class NotebookInfo:
+    """A notebook's header: its title, its measured class-mode time and the corpus runs full mode computes.
+
+    ``class_minutes`` is measured: the wall time ``scripts/run_notebooks.py NAME --mode class`` records
+    (``nb.metadata["density_nb"]``), kernel start included, on this project's shared 2-core CPU, rounded to
+    half a minute (tests/test_teaching.py compares it with the recorded seconds). ``runs`` names the
+    :data:`~density_nb.teaching.runs.RUN_SPECS` runs full mode computes (valid and test split); the full-mode
+    time is their measured ``RunSpec.minutes`` summed (:attr:`full_minutes`). ``also`` names what full mode
+    computes besides them (or, without runs, what it does instead)."""
+
     title: str
-    class_minutes: float  # measured on this project's 2-core CPU (shared), kernel start included
-    full_note: str  # what full mode recomputes, and how long that takes
+    class_minutes: float
+    runs: tuple[str, ...] = ()
+    also: str = ""
+
+    @property
+    def full_minutes(self) -> float:
+        """The measured minutes of the runs full mode computes the first time (0 when it computes none)."""
+        return float(sum(RUN_SPECS[name].minutes for name in self.runs))
+
+    @property
+    def full_note(self) -> str:
+        """What full mode computes, and how long that takes the first time (from the runs' measured minutes)."""
+        if not self.runs:
+            return self.also
+        names = ", ".join(f"`{name}`" for name in self.runs)
+        also = f" and {self.also}" if self.also else ""
+        return f"the runs {names}{also}, about {minutes_text(self.full_minutes)}"
 
 
+def minutes_text(minutes: float) -> str:
+    """``"52 min"`` below 90 minutes, else hours to one decimal (``"1.6 h"``)."""
+    return f"{minutes:.0f} min" if minutes < 90 else f"{minutes / 60:.1f} h"
+
+
+_VALID_TEST = ("smollm2", "smollm2_test")  # the findings' run and its replication on the test split
+# class_minutes: measured with `scripts/run_notebooks.py NAME --mode class` on 2 shared CPU cores (one of them busy with a
+# corpus run), 2026-12-06, main at e7f7955: 00_anatomy 37 s, 00_quickstart 42 s, 01 31 s, 02 63 s, 03 40 s, 04 59 s,
+# 05 69 s, 06 40 s, 07 33 s, 08 24 s (docs/teaching.md); tests/test_teaching.py re-checks them against each notebook's record.
 NOTEBOOKS: dict[str, NotebookInfo] = {
-    "00_anatomy": NotebookInfo("Anatomy of one prediction", 2, "the same as class mode (one sentence, traced live)"),
-    "00_quickstart": NotebookInfo("Quickstart: the tool", 1, "the same as class mode (one paragraph, traced live)"),
-    "01_dense_vs_random": NotebookInfo(
-        "Findings 1 and 9: dense computation; traced vs random subgraphs", 1.5, "the `smollm2` run, about 40 min"
-    ),
-    "02_dynamic_density": NotebookInfo("Finding 2: density varies across inputs", 1, "the `smollm2` and `smollm2_test` runs, about 70 min"),
+    "00_anatomy": NotebookInfo("Anatomy of one prediction", 1, also="the same as class mode (one sentence, traced live)"),
+    "00_quickstart": NotebookInfo("Quickstart: the tool", 1, also="the same as class mode (one paragraph, traced live)"),
+    "01_dense_vs_random": NotebookInfo("Findings 1 and 9: dense computation; traced vs random subgraphs", 1, _VALID_TEST),
+    "02_dynamic_density": NotebookInfo("Finding 2: density varies across inputs", 1, _VALID_TEST),
     "03_cross_model": NotebookInfo(
-        "Finding 3: correlation across models", 1, "the `smollm2` run, both `gemma3` runs and the teaching runs, about 1.5 h"
-    ),
-    "04_rarity": NotebookInfo(
-        "Finding 4: rarer predicted tokens", 1, "the `smollm2` and `smollm2_test` runs and both splits' unigram counts, about 70 min"
-    ),
-    "05_context_length": NotebookInfo("Finding 5: longer context", 2, "the `smollm2` run and two shorter-context runs, about 1 h"),
-    "06_two_phases": NotebookInfo("Finding 6: two phases", 1.5, "the `smollm2` run, about 40 min"),
-    "07_entropy": NotebookInfo("Finding 7: density and uncertainty", 1.5, "the `smollm2` run, about 40 min"),
-    "08_unigram": NotebookInfo(
-        "Finding 8: sparse subgraphs and unigram frequency",
+        "Finding 3: correlation across models",
         1,
-        "the `smollm2` and `smollm2_test` runs and both splits' unigram counts, about 70 min",
+        ("smollm2", "gemma3_live", "gemma3_frozen", "teaching", "teaching_gemma3", "smollm2_test", "gemma3_test"),
     ),
+    "04_rarity": NotebookInfo("Finding 4: rarer predicted tokens", 1, _VALID_TEST, "the unigram counts of both splits"),
+    "05_context_length": NotebookInfo(
+        "Finding 5: longer context",
+        1,
+        ("smollm2", "smollm2_last10", "smollm2_last20", "smollm2_test", "smollm2_test_last10", "smollm2_test_last20"),
+    ),
+    "06_two_phases": NotebookInfo("Finding 6: two phases", 1, _VALID_TEST),
+    "07_entropy": NotebookInfo("Finding 7: density and uncertainty", 1, _VALID_TEST),
+    "08_unigram": NotebookInfo("Finding 8: sparse subgraphs and unigram frequency", 1, _VALID_TEST, "the unigram counts of both splits"),
 }
 
 
@@ -57,10 +88,8 @@ def start(notebook: str) -> Mode:
     m = mode()
     lines = [f"Mode: {m}  (set DENSITY_NB_MODE=class|full before starting Jupyter)."]
     if info is not None:
-        lines.append(
-            f"Expected time: about {info.class_minutes:g} min in class mode on 2 CPU cores; full mode: {info.full_note} "
-            "the first time (cached in the run folder afterwards)."
-        )
+        full = f"{info.full_note} the first time (cached in the run folder afterwards)" if info.runs else info.full_note
+        lines.append(f"Expected time: about {info.class_minutes:g} min in class mode on 2 CPU cores; full mode: {full}.")
     if m == "class":
         lines.append(
             "Corpus statistics: full-setting runs shipped with the package (numbers and ids only); live runs: the teaching corpus."

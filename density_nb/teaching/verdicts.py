@@ -176,4 +176,5 @@ def check(prediction: Any, answer: Any, explanation: str = "") -> None:
         print(f"No prediction written. The run says: {answer!r}. {explanation}".strip())
         return
     ok = str(prediction).strip().lower() == str(answer).strip().lower()
-    print(("✓ Right. " if ok else f"✗ Not quite: you said {prediction!r}, the run says {answer!r}. ") + explanation)
+    said = "✓ Right: the run" if ok else f"✗ Not quite: you said {prediction!r}, the run"
+    print(f"{said} says {answer!r}. {explanation}")
