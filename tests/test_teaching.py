@@ -39,13 +39,10 @@ SAME_IN_BOTH_MODES = ("00_anatomy", "00_quickstart")  # traced live in either mo
 # the measured header (each owned by another change at the time of writing; convert, then drop it here).
 NOT_CONVERTED = {
     "01_dense_vs_random",
-    "02_dynamic_density",
     "03_cross_model",
-    "04_rarity",
     "05_context_length",
     "06_two_phases",
     "07_entropy",
-    "08_unigram",
 }
 
 
