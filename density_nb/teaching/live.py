@@ -8,9 +8,13 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import torch
 
 from density_nb.config import TraceConfig
 from density_nb.corpus.passages import trace_passages
+from density_nb.corpus.sources import find_data, passages
+from density_nb.method.controls import removal_control
+from density_nb.method.inputs import tokenize
 from density_nb.models import hf_tokenizer, load_model
 from density_nb.teaching import texts
 
@@ -43,6 +47,40 @@ def teaching_run(
         _LIVE[key] = (summary, curves)
         print(f"traced {len(rows)} teaching passages with {model} ({grid} grid) in {time.perf_counter() - start_time:.0f} s")
     return _LIVE[key]
+
+
+def inverse_control(
+    model: str = "smollm2-135m",
+    n_passages: int = 24,
+    *,
+    split: str = "valid",
+    sizes: Sequence[float] = (2e-4,),
+    draws: int = 10,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """The inverse and its random-removal control (``method.controls.removal_control``) on the first
+    ``n_passages`` WikiText-2 passages of ``split`` (40 words, as the corpus runs cut them; the root is
+    the prompt's last token, as ``trace_passages`` puts it), or on the teaching corpus where no WikiText-2
+    is found. Numbers and passage ids only (column ``passage_id``; ``data`` says which corpus)."""
+    start_time = time.perf_counter()
+    bridge = load_model(model)
+    if find_data() is not None:
+        table, data = passages(n_passages, words=40, split=split, drop_unk="passage"), f"WikiText-2 {split}"
+    else:  # no corpus here (e.g. Binder): our own texts
+        table, data = texts.table().head(n_passages).assign(continuation=lambda d: " " + d.next_word), "teaching corpus"
+    joined, roots = [], []
+    for r in table.itertuples():
+        prompt_ids, full_ids = tokenize(bridge, r.prompt)[0], tokenize(bridge, r.prompt + r.continuation)[0]
+        n = len(prompt_ids)
+        aligned = 0 < n < len(full_ids) and bool(torch.equal(full_ids[:n], prompt_ids))
+        joined.append(r.prompt + r.continuation if aligned else r.prompt)  # as trace_passages traces it
+        roots.append(n - 1)
+    out = removal_control(bridge, joined, roots, sizes, draws=draws, seed=seed)
+    out.insert(0, "passage_id", table.passage_id.to_numpy()[out.pop("text").to_numpy()])
+    print(
+        f"inverse and {draws} random removals per kind of match on {len(joined)} {data} passages in {time.perf_counter() - start_time:.0f} s"
+    )
+    return out.assign(data=data)
 
 
 def tokenizer(model: str = "smollm2-135m") -> Any:
