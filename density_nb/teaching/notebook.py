@@ -55,7 +55,12 @@ _VALID_TEST = ("smollm2", "smollm2_test")  # the findings' run and its replicati
 NOTEBOOKS: dict[str, NotebookInfo] = {
     "00_anatomy": NotebookInfo("Anatomy of one prediction", 1, also="the same as class mode (one sentence, traced live)"),
     "00_quickstart": NotebookInfo("Quickstart: the tool", 1, also="the same as class mode (one paragraph, traced live)"),
-    "01_dense_vs_random": NotebookInfo("Findings 1 and 9: dense computation; traced vs random subgraphs", 1, _VALID_TEST),
+    "01_dense_vs_random": NotebookInfo(  # class mode: 82–143 s with its live random-removal control (nb-a, 2026-12-06)
+        "Findings 1 and 9: dense computation; traced vs random subgraphs",
+        2,
+        _VALID_TEST,
+        "the inverse's random-removal control on 24 passages",
+    ),
     "02_dynamic_density": NotebookInfo("Finding 2: density varies across inputs", 1, _VALID_TEST),
     "03_cross_model": NotebookInfo(
         "Finding 3: correlation across models",
