@@ -38,10 +38,8 @@ SAME_IN_BOTH_MODES = ("00_anatomy", "00_quickstart")  # traced live in either mo
 # Notebooks whose questions are not in the options format yet, and whose first cell's "Time." line predates
 # the measured header (each owned by another change at the time of writing; convert, then drop it here).
 NOT_CONVERTED = {
-    "01_dense_vs_random",
     "03_cross_model",
     "05_context_length",
-    "06_two_phases",
     "07_entropy",
 }
 
