@@ -71,6 +71,8 @@ def test_primary_reads_stats_results_and_says_their_counts() -> None:
     diff = stats.paired_difference(np.zeros(60), 0.5 + rng.normal(size=60), n_boot=500, n_resamples=999)
     p = v.Primary("F", "claim", "ρ", expected=+1, margin=0.1)
     assert v.triple(corr) == (corr.rho, corr.lo, corr.hi) and v.triple(diff) == (diff.estimate, diff.lo, diff.hi)
+    share = stats.proportion(45, 60)
+    assert v.triple(share) == (share.share, share.lo, share.hi) and "N = 60" in p.row(share, None)["valid split"]
     row = p.row(corr, diff)
     assert "N = 60, 500 bootstrap resamples" in row["valid split"] and "N = 60, 500 bootstrap resamples" in row["test split"]
     assert row["verdict"] == v.REPRODUCED

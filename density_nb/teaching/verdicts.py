@@ -123,11 +123,13 @@ class Primary:
 
 
 def triple(ci: Any) -> tuple[float, float, float]:
-    """``(estimate, lo, hi)`` of a tuple or a ``stats`` result (``rho`` for a Correlation)."""
+    """``(estimate, lo, hi)`` of a tuple or a ``stats`` result (``rho`` of a Correlation, ``share`` of a Proportion)."""
     if hasattr(ci, "rho"):  # Correlation
         return float(ci.rho), float(ci.lo), float(ci.hi)
     if hasattr(ci, "estimate"):
         return float(ci.estimate), float(ci.lo), float(ci.hi)
+    if hasattr(ci, "share"):  # Proportion
+        return float(ci.share), float(ci.lo), float(ci.hi)
     est, lo, hi = (float(v) for v in ci)
     return est, lo, hi
 
