@@ -127,8 +127,8 @@ RUN_SPECS: dict[str, RunSpec] = {  # minutes: measured on this project's shared 
     # the replication: the same runs on the test split's passages (disjoint from the valid split's; it has 186 of 40+ words)
     "smollm2_test": RunSpec("smollm2-135m", N_TEST, baselines=ALL_BASELINES, split=REPLICATION_SPLIT, minutes=26),
     "smollm2_test_last10": RunSpec("smollm2-135m", N_TEST, context=10, split=REPLICATION_SPLIT, minutes=6),
-    "smollm2_test_last20": RunSpec("smollm2-135m", N_TEST, context=20, split=REPLICATION_SPLIT, minutes=15),
-    "gemma3_test": RunSpec("gemma3-270m", N_TEST, norms="live", split=REPLICATION_SPLIT, minutes=12),
+    "smollm2_test_last20": RunSpec("smollm2-135m", N_TEST, context=20, split=REPLICATION_SPLIT, minutes=5),
+    "gemma3_test": RunSpec("gemma3-270m", N_TEST, norms="live", split=REPLICATION_SPLIT, minutes=20),
     "teaching": RunSpec("smollm2-135m", n_passages=32, baselines=ALL_BASELINES, data="teaching", minutes=1.3),
     "teaching_gemma3": RunSpec("gemma3-270m", n_passages=32, data="teaching", minutes=4),
 }
