@@ -37,11 +37,7 @@ PATHS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 SAME_IN_BOTH_MODES = ("00_anatomy", "00_quickstart")  # traced live in either mode: a full-mode time is a class-mode time
 # Notebooks whose questions are not in the options format yet, and whose first cell's "Time." line predates
 # the measured header (each owned by another change at the time of writing; convert, then drop it here).
-NOT_CONVERTED = {
-    "03_cross_model",
-    "05_context_length",
-    "07_entropy",
-}
+NOT_CONVERTED: set[str] = set()
 
 
 def _load(path: Path) -> dict:
