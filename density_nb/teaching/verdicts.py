@@ -141,14 +141,6 @@ def _counts(ci: Any) -> str:
     return f" ({', '.join(parts)})" if parts else ""
 
 
-def combine(primary: str, checks: dict[str, str]) -> str:
-    """(Old rule, removed once every notebook uses :class:`Primary`.) The primary's verdict qualified by disagreeing checks."""
-    disagree = [f"{name}: {v}" for name, v in checks.items() if v != primary]
-    if not disagree:
-        return primary + (" (robust)" if checks else "")
-    return f"{primary} on the published measure; " + "; ".join(disagree)
-
-
 def ci_text(est: float, lo: float, hi: float, fmt: str = ".2f") -> str:
     return f"{est:{fmt}} [{lo:{fmt}}, {hi:{fmt}}]"
 
