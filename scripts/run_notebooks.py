@@ -193,7 +193,10 @@ def write_findings() -> Path:
         "correction for their number, and they never change a verdict. Every CI says its bootstrap resamples and "
         "every permutation p its number of permutations. The primaries were chosen after the validation split's "
         "numbers had been seen (earlier versions of these notebooks reported them), so the test split is the "
-        "replication that counts.",
+        "replication that counts. Each primary was committed before its test-split run had been computed "
+        "(git history: 01, 02, 04, 06 and 08 by 04:39 UTC on 2026-12-06, `smollm2_test` done at 04:46; 03 and 05 at "
+        "04:49, `gemma3_test` and `smollm2_test_last10` done at 05:06 and 05:12), except 07's, committed at 04:49 "
+        "with the rule its earlier version already used (ρ(entropy, density), margin 0.2).",
         "",
     ]
     for key, title in TITLES.items():

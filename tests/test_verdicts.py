@@ -62,6 +62,7 @@ def test_primary_row_takes_the_verdict_of_the_primary_on_both_splits() -> None:
     assert row["verdict"].startswith(v.INCONCLUSIVE) and "test: inconclusive" in row["verdict"]
     assert p.row((0.1, 0.08, 0.12), None)["test split"] == "not computed"
     assert "above 0.05" in p.describe()
+    assert v.Primary("F", "c", "ρ", expected=-1, margin=0.2).describe().endswith("inside ±0.2, else reproduced when it lies below 0")
 
 
 def test_primary_reads_stats_results_and_says_their_counts() -> None:

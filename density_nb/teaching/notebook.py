@@ -49,15 +49,16 @@ def minutes_text(minutes: float) -> str:
 
 
 _VALID_TEST = ("smollm2", "smollm2_test")  # the findings' run and its replication on the test split
-# class_minutes: measured with `scripts/run_notebooks.py NAME --mode class` on 2 shared CPU cores (one of them busy with a
-# corpus run), 2026-12-06, main at e7f7955: 00_anatomy 37 s, 00_quickstart 42 s, 01 31 s, 02 63 s, 03 40 s, 04 59 s,
-# 05 69 s, 06 40 s, 07 33 s, 08 24 s (docs/teaching.md); tests/test_teaching.py re-checks them against each notebook's record.
+# class_minutes: measured with `scripts/run_notebooks.py NAME --mode class --inplace` (00: --mode full, the same), one at a
+# time on 2 CPU cores with nothing else running (load average below 1), 2026-12-06, main after issue 23's merges:
+# 00_anatomy 26 s, 00_quickstart 21 s, 01 39 s, 02 25 s, 03 23 s, 04 27 s, 05 26 s, 06 22 s, 07 26 s, 08 20 s
+# (docs/teaching.md); tests/test_teaching.py re-checks them against each notebook's record.
 NOTEBOOKS: dict[str, NotebookInfo] = {
     "00_anatomy": NotebookInfo("Anatomy of one prediction", 1, also="the same as class mode (one sentence, traced live)"),
     "00_quickstart": NotebookInfo("Quickstart: the tool", 1, also="the same as class mode (one paragraph, traced live)"),
-    "01_dense_vs_random": NotebookInfo(  # class mode: 82–143 s with its live random-removal control (nb-a, 2026-12-06)
+    "01_dense_vs_random": NotebookInfo(  # its live random-removal control: 39 s idle, 82–143 s beside a corpus run
         "Findings 1 and 9: dense computation; traced vs random subgraphs",
-        2,
+        1,
         _VALID_TEST,
         "the inverse's random-removal control on 24 passages",
     ),

@@ -86,7 +86,9 @@ class Primary:
         if self.rule == "above":
             return f"{self.measure}; reproduced when its 95 % CI lies above {self.threshold:g}"
         side = "above" if self.expected > 0 else "below"
-        return f"{self.measure}; reproduced when its 95 % CI lies {side} 0 and outside ±{self.margin:g}"
+        if not self.margin:
+            return f"{self.measure}; reproduced when its 95 % CI lies {side} 0"
+        return f"{self.measure}; not reproduced when its 95 % CI lies inside ±{self.margin:g}, else reproduced when it lies {side} 0"
 
     def announce(self) -> None:
         """Print the declaration (the first output of a finding's analysis, before its numbers)."""
