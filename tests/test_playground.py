@@ -138,6 +138,15 @@ def test_cancel_keeps_what_was_shown():
     assert pg.history == [result] and pg.entries[0]["state"] == "cancelled"
 
 
+def test_trace_message_carries_the_typed_text():
+    """The view sends the text with "trace": ipywidgets may hold back the text's own update until an earlier one is
+    answered, and the request must not run on the text before it (CI saw "The text is empty" with a text typed)."""
+    pg, _ = fake_playground(text="")
+    pg._on_message(pg, {"type": "trace", "text": TEXT}, [])
+    result = pg.wait(20)
+    assert pg.error == "" and pg.text == TEXT and result.text == TEXT
+
+
 @pytest.mark.parametrize(
     ("text", "model", "message"),
     [

@@ -170,6 +170,8 @@ class Playground(GrowingView):
             return
         kind = content.get("type")
         if kind == "trace":
+            if isinstance(content.get("text"), str):  # the text as typed when Trace was pressed (its sync may come later)
+                self.text = content["text"]
             self.run()
         elif kind == "cancel":
             self.cancel()

@@ -832,7 +832,9 @@ function makePlayground(model) {
   area.setAttribute("aria-describedby", counts.id);
   let typing = 0;
   const flush = () => { clearTimeout(typing); typing = 0; if (model.get("text") !== area.value) save("text", area.value); };
-  const trace = () => { flush(); model.send({ type: "trace" }); };
+  // the text goes with the request: ipywidgets holds back a state update while an earlier one is unanswered, so a
+  // plain save could reach the kernel after the "trace" message (which is never held back)
+  const trace = () => { flush(); model.send({ type: "trace", text: area.value }); };
   area.addEventListener("input", () => { showCounts(); clearTimeout(typing); typing = setTimeout(flush, 250); });
   area.addEventListener("blur", flush);
   area.addEventListener("keydown", (e) => {
