@@ -38,6 +38,19 @@ def _continuation(row: Row) -> str:
     return row[3] if len(row) > 3 else " " + row[2]
 
 
+def passage_text(bridge: Any, row: Row) -> tuple[str, int, bool]:
+    """What a passage's trace reads: ``(text, root, aligned)``. The text is ``prompt + continuation`` and the
+    root the prompt's last token when the prompt's tokens are a prefix of the joined text's (``aligned``);
+    else the prompt alone, at its last token."""
+    prompt = row[1]
+    joined = prompt + _continuation(row)
+    prompt_ids, _ = tokenize(bridge, prompt)
+    joined_ids, _ = tokenize(bridge, joined)
+    n = len(prompt_ids)
+    ok = 0 < n < len(joined_ids) and bool(torch.equal(joined_ids[:n], prompt_ids))
+    return (joined if ok else prompt), n - 1, ok
+
+
 def trace_passages(
     bridge: Any,
     rows: Sequence[Row],
@@ -56,17 +69,10 @@ def trace_passages(
     prompt alone is traced at its last token (``aligned`` False, loss NaN). ``words``: the prompt length
     recorded with each passage (None: its word count).
     """
-    texts, roots, aligned = [], [], []
-    for row in rows:
-        prompt = row[1]
-        joined = prompt + _continuation(row)
-        prompt_ids, _ = tokenize(bridge, prompt)
-        joined_ids, _ = tokenize(bridge, joined)
-        n = len(prompt_ids)
-        ok = 0 < n < len(joined_ids) and bool(torch.equal(joined_ids[:n], prompt_ids))
-        texts.append(joined if ok else prompt)
-        roots.append([n - 1] if ok else "last")
-        aligned.append(ok)
+    placed = [passage_text(bridge, row) for row in rows]
+    texts = [text for text, _, _ in placed]
+    roots: list[Any] = [[root] if ok else "last" for _, root, ok in placed]
+    aligned = [ok for _, _, ok in placed]
     results = trace_many(bridge, texts, roots, config, progress=False)
     return [
         result.corpus_tables(

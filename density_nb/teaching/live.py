@@ -8,13 +8,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import torch
 
 from density_nb.config import TraceConfig
-from density_nb.corpus.passages import trace_passages
+from density_nb.corpus.passages import passage_text, trace_passages
 from density_nb.corpus.sources import find_data, passages
 from density_nb.method.controls import removal_control
-from density_nb.method.inputs import tokenize
 from density_nb.models import hf_tokenizer, load_model
 from density_nb.teaching import texts
 
@@ -68,13 +66,8 @@ def inverse_control(
         table, data = passages(n_passages, words=40, split=split, drop_unk="passage"), f"WikiText-2 {split}"
     else:  # no corpus here (e.g. Binder): our own texts
         table, data = texts.table().head(n_passages).assign(continuation=lambda d: " " + d.next_word), "teaching corpus"
-    joined, roots = [], []
-    for r in table.itertuples():
-        prompt_ids, full_ids = tokenize(bridge, r.prompt)[0], tokenize(bridge, r.prompt + r.continuation)[0]
-        n = len(prompt_ids)
-        aligned = 0 < n < len(full_ids) and bool(torch.equal(full_ids[:n], prompt_ids))
-        joined.append(r.prompt + r.continuation if aligned else r.prompt)  # as trace_passages traces it
-        roots.append(n - 1)
+    placed = [passage_text(bridge, row) for row in table[["passage_id", "prompt", "next_word", "continuation"]].itertuples(index=False)]
+    joined, roots = [text for text, _, _ in placed], [root for _, root, _ in placed]  # as trace_passages traces them
     out = removal_control(bridge, joined, roots, sizes, draws=draws, seed=seed)
     out.insert(0, "passage_id", table.passage_id.to_numpy()[out.pop("text").to_numpy()])
     print(
