@@ -157,15 +157,6 @@ def verdict_table(notebook: str, rows: Sequence[dict[str, Any]]) -> pd.DataFrame
     return table
 
 
-def gap_verdict(compared: tuple[Any, list[float]], margin: float = 0.01) -> tuple[str, str]:
-    """A :func:`versus_baseline` result as ``(text, verdict)``: inconclusive when the baseline is never
-    informative (no better than the empty graph at any size)."""
-    res, sizes = compared
-    if res is None:
-        return "never better than the empty graph", INCONCLUSIVE
-    return f"{res.estimate:.2f} [{res.lo:.2f}, {res.hi:.2f}] at {len(sizes)} size(s)", direction(res.lo, res.hi, +1, margin)
-
-
 def check(prediction: Any, answer: Any, explanation: str = "") -> None:
     """Compare a reader's prediction with what the run found, and explain; never raises (a class runs on)."""
     if prediction is None or prediction == "":
