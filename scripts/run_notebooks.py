@@ -186,9 +186,9 @@ def write_findings() -> Path:
         "",
         "**Reading the tables.** Each finding has one primary measure and rule, declared in the notebook's code "
         "before its numbers are printed (the `primary measure and rule` column); its verdict on each split follows "
-        "that rule: *reproduced* (95 % CI on the claimed side and beyond the smallest effect of interest), "
-        "*not reproduced* (CI inside the smallest effect of interest, tested first), *opposite* (CI on the other "
-        "side), *inconclusive* (none of these). The finding's verdict is the one both splits give; where they "
+        "that rule: *not reproduced* (95 % CI inside the smallest effect of interest, tested first), else "
+        "*reproduced* (CI on the claimed side of 0), *opposite* (CI on the other side), *inconclusive* (none of "
+        "these). The finding's verdict is the one both splits give; where they "
         "differ it is *inconclusive* and says what each gave. Secondary checks are exploratory: reported, with no "
         "correction for their number, and they never change a verdict. Every CI says its bootstrap resamples and "
         "every permutation p its number of permutations. The primaries were chosen after the validation split's "
