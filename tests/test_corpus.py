@@ -409,12 +409,17 @@ def test_corpus_runs_trace_prompt_and_continuation_exactly(tiny_llama, tmp_path)
     assert again.next_token[0] == run.summary.next_token[0] and again.density[0] == pytest.approx(run.summary.density[0], rel=1e-6)
 
 
+def run_without_setting(model, run_data, out, key: str) -> None:
+    """A one-passage run whose manifest lacks ``key``, as a run made before that setting was recorded."""
+    runner.run_corpus(model, out, data=run_data, n_passages=1, **RUN)
+    manifest = json.loads((out / "manifest.json").read_text())
+    del manifest["settings"][key]
+    (out / "manifest.json").write_text(json.dumps(manifest))
+
+
 def test_runs_from_before_the_continuation_are_flagged(tiny_llama, run_data, tmp_path):
     out = tmp_path / "old"
-    runner.run_corpus(tiny_llama, out, data=run_data, n_passages=1, **RUN)
-    manifest = json.loads((out / "manifest.json").read_text())
-    del manifest["settings"]["continuation"]
-    (out / "manifest.json").write_text(json.dumps(manifest))
+    run_without_setting(tiny_llama, run_data, out, "continuation")
     with pytest.warns(UserWarning, match="continuation exactly"):
         corpus_runs.load_runs(out)
     with pytest.raises(run_store.CorpusError, match="continuation exactly"):
@@ -443,10 +448,7 @@ def test_run_corpus_on_a_prompt_table(tiny_gemma3, tmp_path):
 
 def test_resume_a_run_from_before_norms_was_recorded(tiny_llama, run_data, tmp_path):
     out = tmp_path / "run"
-    runner.run_corpus(tiny_llama, out, data=run_data, n_passages=1, **RUN)
-    manifest = json.loads((out / "manifest.json").read_text())
-    del manifest["settings"]["norms"]
-    (out / "manifest.json").write_text(json.dumps(manifest))
+    run_without_setting(tiny_llama, run_data, out, "norms")
     runner.run_corpus(tiny_llama, out, data=run_data, n_passages=2, resume=True, **RUN)
     check_complete(out, 2)
 
